@@ -1,0 +1,48 @@
+# Each target creates .venv and installs what it needs; run from a fresh clone.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+NOW ?= 2026-03-10T14:30:00Z
+
+.PHONY: demo test lint bench servers clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(VENV)/.installed $@
+
+# Test servers: Dovecot from Debian's packages (the SMTP server, aiosmtpd, is a Python package).
+servers:
+	@command -v dovecot >/dev/null 2>&1 || ( \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -q dovecot-imapd >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q dovecot-imapd >/dev/null)) || \
+	    echo "note: could not install dovecot-imapd; IMAP tests will skip"; \
+	  else echo "note: dovecot not installed (apt-get install dovecot-imapd); IMAP tests will skip"; fi)
+
+demo: $(VENV)/.installed
+	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks
+	$(BIN)/triage contacts import fixtures/contacts.csv
+	$(BIN)/triage replay --now $(NOW) --acks-dir demo-acks fixtures/emails
+
+test: $(VENV)/.installed-test servers
+	$(BIN)/python -m pytest -q
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check triage tests bench
+	$(BIN)/ruff format --check triage tests bench
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/sla.py
+	$(BIN)/python bench/contacts.py
+
+clean:
+	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks build *.egg-info

@@ -1,0 +1,501 @@
+"""The `triage` command line: thin; parses options and calls the modules."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from triage import log
+from triage.config import Config, ConfigError, load_config
+from triage.filters import RuleError
+from triage.pipeline import Action, Decision, Rules, analyse, decide
+
+CONFIG = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TRIAGE_CONFIG",
+    help="TOML configuration file (default: built-in defaults).",
+)
+
+
+def _fail(message: str) -> click.ClickException:
+    return click.ClickException(message)
+
+
+def _load(config_path: Path | None) -> tuple[Config, Rules]:
+    from triage import contacts_store  # the directory lives in the database
+
+    try:
+        config = load_config(config_path)
+        return config, Rules.load(config, contacts_store.load_for(config))
+    except (ConfigError, RuleError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+
+
+def _now(value: str | None) -> datetime:
+    if not value:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not ISO 8601; e.g. 2026-03-06T16:30:00Z", param_hint="--now"
+        ) from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(
+            "give a time zone, e.g. 2026-03-06T16:30:00Z or +01:00", param_hint="--now"
+        )
+    return parsed.astimezone(UTC)
+
+
+@click.group()
+@click.option(
+    "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
+)
+def cli(log_level: str) -> None:
+    """triage: turn a support mailbox into tickets, and never answer a robot."""
+    log.setup(log_level)
+
+
+@cli.command()
+@CONFIG
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Database (default from config: ./triage.db).",
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Decide everything, store nothing (an in-memory database)."
+)
+@click.option("--now", "now_text", help="Fix the clock (ISO 8601), for repeatable deadlines.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per message on stdout.")
+@click.option(
+    "--workers", type=int, default=None, help="Parsing processes (default: one per core)."
+)
+@click.option(
+    "--acks-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write the acknowledgements that would be sent here as .eml files.",
+)
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, paths) -> None:
+    """Run the whole pipeline over .eml files, folders, maildirs or mbox files.
+
+    Nothing is sent: acknowledgements are recorded (and written to --acks-dir).
+
+    Example:
+
+    \b
+        triage replay --dry-run --json --now 2026-03-06T16:30:00Z fixtures/emails
+    """
+    from triage.replay import replay as run
+    from triage.sources.files import iter_paths
+    from triage.store import Store
+
+    if db_path and dry_run:
+        raise click.UsageError("--db and --dry-run exclude each other: choose one")
+    config, rules = _load(config_path)
+    now = _now(now_text)
+    store = Store(None if dry_run else (db_path or config.db), config.ticket_prefix)
+    store.outbox_status = "replay"
+    first_outbox = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
+    decisions: list[Decision] = []
+    readable = 0
+
+    def emit(d: Decision) -> None:
+        nonlocal readable
+        if d.reason != "unreadable":
+            readable += 1
+        if as_json:
+            sys.stdout.write(json.dumps(d.as_json(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            decisions.append(d)
+
+    with _progress(enabled=not as_json) as advance:
+
+        def tick(d: Decision) -> None:
+            emit(d)
+            advance()
+
+        summary = run(iter_paths(list(paths)), rules, store, now, tick, workers=workers)
+    acks = store.conn.execute(
+        "SELECT o.id, t.number, o.to_addr, o.subject, o.raw FROM outbox o JOIN tickets t ON t.id = o.ticket_id"
+        " WHERE o.id > ? ORDER BY o.id",
+        (first_outbox,),
+    ).fetchall()
+    store.close()
+    err = Console(stderr=True)
+    if not as_json:
+        _print_decisions(decisions, acks)
+    if acks_dir is not None:
+        acks_dir.mkdir(parents=True, exist_ok=True)
+        for _id, number, _to, _subject, raw in acks:
+            (acks_dir / f"{number}.eml").write_text(raw, encoding="utf-8")
+        err.print(f"wrote {len(acks)} acknowledgement(s) that would be sent to {acks_dir}/")
+    counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
+    where = "nothing stored (dry run)" if dry_run else f"stored in {db_path or config.db}"
+    err.print(f"{summary.total} message(s): {counts or 'none'}; {where}")
+    if readable == 0:
+        raise _fail(
+            f"nothing could be read from {', '.join(map(str, paths))}: no .eml file, maildir or mbox found, or none readable"
+        )
+
+
+class _progress:
+    """A progress bar on stderr for long runs on a terminal; silent otherwise."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda: None
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("replaying", total=None)
+        return lambda: self.bar.advance(task)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _print_decisions(decisions: list[Decision], acks: list) -> None:
+    out = Console()
+    tickets = Table(title="Tickets", show_lines=False)
+    for col in ("ticket", "action", "priority", "due (UTC)", "from", "match", "subject"):
+        tickets.add_column(col)
+    filtered = Table(title="Filtered, quarantined and duplicates")
+    for col in ("file", "action", "reason", "from / detail"):
+        filtered.add_column(col)
+    for d in decisions:
+        e = d.email
+        if d.action in (Action.TICKET, Action.APPEND):
+            tickets.add_row(
+                d.ticket or "",
+                str(d.action),
+                d.priority or "",
+                d.due.strftime("%Y-%m-%d %H:%M") if d.due else "none",
+                e.from_addr if e else "",
+                d.match,
+                (e.subject if e else "")[:60],
+            )
+        else:
+            detail = e.from_addr if e else (d.reasons[0] if d.reasons else "")
+            filtered.add_row(Path(d.source).name, str(d.action), d.reason or "", detail[:60])
+    out.print(tickets)
+    out.print(filtered)
+    if acks:
+        table = Table(title="Acknowledgements that would be sent")
+        for col in ("ticket", "to", "subject"):
+            table.add_column(col)
+        for _id, number, to, subject, _raw in acks:
+            table.add_row(number, to, subject)
+        out.print(table)
+
+
+@cli.command()
+@CONFIG
+@click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Read conversations from this database (nothing is written).",
+)
+@click.option("--now", "now_text", help="Fix the clock (ISO 8601).")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def explain(config_path, db_path, now_text, path) -> None:
+    """Print the decision trace for one message, for people.
+
+    Example:
+
+    \b
+        triage explain fixtures/emails/12-severity1.eml
+    """
+    from triage.store import Store
+
+    config, rules = _load(config_path)
+    store = Store(db_path if db_path and db_path.exists() else None, config.ticket_prefix)
+    analysis = analyse(path.read_bytes(), str(path), rules)
+    d = decide(analysis, rules, store, _now(now_text))
+    store.close()
+    out = Console()
+    out.print(f"[bold]{path}[/bold]")
+    if d.email:
+        e = d.email
+        out.print(f"  from     {e.from_display}")
+        out.print(f"  subject  {e.subject}")
+        out.print(f"  key      {e.key}")
+    out.print(f"  action   [bold]{d.action}[/bold]" + (f" ({d.reason})" if d.reason else ""))
+    if d.priority:
+        out.print(f"  priority {d.priority}   due {d.due.isoformat() if d.due else 'none'}")
+    out.print("  why:")
+    for reason in d.reasons:
+        out.print(f"    - {reason}", markup=False, highlight=False)
+
+
+@cli.command()
+@CONFIG
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--open", "open_only", is_flag=True, help="Only tickets not closed.")
+@click.option(
+    "--breached", is_flag=True, help="Only tickets past their response deadline with no response."
+)
+@click.option("--now", "now_text", help="The instant --breached compares with (default: now).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per ticket.")
+def tickets(config_path, db_path, open_only, breached, now_text, as_json) -> None:
+    """List tickets.
+
+    Example:
+
+    \b
+        triage tickets --open --breached
+    """
+    from triage.store import Store
+
+    config = _config_only(config_path)
+    path = db_path or config.db
+    if not path.exists():
+        raise _fail(
+            f"{path}: no database here; fix: run `triage replay` or `triage run` first, or pass --db"
+        )
+    store = Store(path, config.ticket_prefix)
+    rows = list(store.tickets(open_only, _now(now_text) if breached else None))
+    store.close()
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        return
+    table = Table(title=f"Tickets in {path}")
+    for col in ("ticket", "status", "priority", "due (UTC)", "requester", "match", "subject"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["number"],
+            r["status"],
+            r["priority"] or "",
+            (r["response_due"] or "none")[:16],
+            r["requester"],
+            r["match"] or "",
+            (r["subject"] or "")[:60],
+        )
+    Console().print(table)
+
+
+def _config_only(config_path: Path | None) -> Config:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+@cli.command()
+@CONFIG
+def check(config_path) -> None:
+    """Validate the configuration and every rule file; exit non-zero on the first problem.
+
+    Example:
+
+    \b
+        triage check --config /etc/triage/triage.toml
+    """
+    config, rules = _load(config_path)
+    enabled = sum(r.enabled for r in rules.filters.rules)
+    click.echo(f"config   {config.path}")
+    click.echo(
+        f"filters  {config.filters_file}: {len(rules.filters.rules)} rules ({enabled} enabled)"
+    )
+    click.echo(f"priority {config.priority_file}: ok")
+    click.echo(
+        f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan}, time zone {config.timezone}"
+    )
+    click.echo("ok")
+
+
+@cli.group()
+def contacts() -> None:
+    """The contact directory: import, list, show, approve."""
+
+
+def _store_for(config_path: Path | None, db_path: Path | None):
+    from triage.store import Store
+
+    config = _config_only(config_path)
+    return Store(db_path or config.db, config.ticket_prefix)
+
+
+DB = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Database (default from config).",
+)
+
+
+@contacts.command("import")
+@CONFIG
+@DB
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def contacts_import(config_path, db_path, csv_path) -> None:
+    """Import or update contacts from a CSV file (email, name, company, site, plan, timezone, vip, aliases).
+
+    Good rows import even when others are rejected; every rejection names its line.
+
+    Example:
+
+    \b
+        triage contacts import fixtures/contacts.csv
+    """
+    from triage import contacts_csv, contacts_store
+
+    try:
+        result = contacts_csv.parse(csv_path.read_bytes(), str(csv_path))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    store = _store_for(config_path, db_path)
+    report = contacts_store.save(store, result)
+    store.close()
+    click.echo(
+        f"{csv_path}: {report.added} added, {report.updated} updated, {len(report.rejected)} rejected"
+    )
+    for r in report.rejected:
+        click.echo(f"  line {r.line}: {r.reason}", err=True)
+
+
+@contacts.command("list")
+@CONFIG
+@DB
+def contacts_list(config_path, db_path) -> None:
+    """List known contacts.
+
+    Example:
+
+    \b
+        triage contacts list
+    """
+    from triage import contacts_store
+
+    store = _store_for(config_path, db_path)
+    rows = contacts_store.load(store)
+    store.close()
+    table = Table(title="Contacts")
+    for col in ("email", "name", "company", "plan", "timezone", "vip", "approved"):
+        table.add_column(col)
+    for c in rows:
+        table.add_row(
+            c.email,
+            c.name,
+            c.company,
+            c.plan or "",
+            c.timezone or "",
+            "yes" if c.vip else "",
+            "yes" if c.approved else "no",
+        )
+    Console().print(table)
+
+
+@contacts.command("show")
+@CONFIG
+@DB
+@click.argument("email")
+def contacts_show(config_path, db_path, email) -> None:
+    """Show one contact.
+
+    Example:
+
+    \b
+        triage contacts show jane@acme.example
+    """
+    from triage import contacts_store
+
+    store = _store_for(config_path, db_path)
+    found = [c for c in contacts_store.load(store) if c.email == email.strip().lower()]
+    store.close()
+    if not found:
+        raise _fail(f"no contact {email}; fix: `triage contacts list` shows who is known")
+    for key in found[0].__class__.__dataclass_fields__:
+        click.echo(f"{key:10} {getattr(found[0], key)}")
+
+
+@contacts.command("approve")
+@CONFIG
+@DB
+@click.argument("email")
+def contacts_approve(config_path, db_path, email) -> None:
+    """Approve a sender: their held tickets open, later mail is served.
+
+    Example:
+
+    \b
+        triage contacts approve newcomer@acme.example
+    """
+    from triage import contacts_store
+
+    store = _store_for(config_path, db_path)
+    contacts_store.approve(store, email)
+    store.close()
+    click.echo(f"approved {email.strip().lower()}")
+
+
+@cli.group()
+def sla() -> None:
+    """SLA policies: compute deadlines by hand."""
+
+
+@sla.command("due")
+@CONFIG
+@click.option(
+    "--policy", required=True, help="Policy name, e.g. connectwise, msp-p1-p6, controlup."
+)
+@click.option("--plan", default=None, help="Plan of that policy (omit for policies without plans).")
+@click.option(
+    "--priority", required=True, help="P<n> (rank, 1 most urgent) or the policy's own label."
+)
+@click.option("--at", "at_text", required=True, help="Arrival instant, ISO 8601 with offset.")
+@click.option(
+    "--tz", default=None, help="The customer's or provider's time zone (default from config)."
+)
+def sla_due(config_path, policy, plan, priority, at_text, tz) -> None:
+    """Print the response deadline as ISO 8601, or `none`.
+
+    Example:
+
+    \b
+        triage sla due --policy connectwise --plan basic --priority P2 --at 2026-03-06T16:30:00Z --tz America/New_York
+    """
+    from triage import sla as sla_mod
+
+    config = _config_only(config_path)
+    try:
+        policies = sla_mod.load_policies(config.sla_dir)
+        if policy not in policies:
+            raise _fail(
+                f"{config.sla_dir}: no policy {policy!r}; fix: use one of {sorted(policies)}"
+            )
+        chosen = policies[policy]
+        deadline = sla_mod.due(
+            chosen, plan, chosen.rank_of(priority), _now(at_text), tz or config.timezone
+        )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    click.echo(deadline.due.isoformat() if deadline.due else "none")
+
+
+def main() -> None:
+    cli(prog_name="triage")
+
+
+if __name__ == "__main__":
+    main()

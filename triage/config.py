@@ -1,0 +1,179 @@
+"""TOML configuration -> frozen values; every error names the file, the key and the fix.
+
+Zero configuration works: with no file the shipped rules, `./triage.db`, the
+`connectwise` policy on plan `standard` in UTC, and tickets for unknown senders.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+class ConfigError(ValueError):
+    def __init__(self, path: Path | str, key: str, problem: str, fix: str) -> None:
+        super().__init__(f"{path}: [{key}] {problem}\n  fix: {fix}")
+
+
+def shipped_rules() -> Path:
+    """rules/ inside an installed wheel, else the checkout's top-level rules/."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "rules", here.parent / "rules"):
+        if (candidate / "filters.toml").is_file():
+            return candidate
+    raise ConfigError(here, "rules", "the shipped rules/ folder is missing", "reinstall triage")
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: str = "(defaults)"
+    rules_dir: Path = field(default_factory=shipped_rules)
+    db: Path = Path("triage.db")
+    own_domains: frozenset[str] = frozenset({"triage.invalid"})
+    support_address: str = "support@triage.invalid"
+    ticket_prefix: str = "T-"
+    policy: str = "connectwise"
+    plan: str | None = "standard"
+    timezone: str = "UTC"
+    unknown_senders: str = "ticket"  # ticket | hold | ignore
+    fuzzy_threshold: float = 92.0
+    never_reply: tuple[str, ...] = ("mailer-daemon", "postmaster", "abuse", "noreply", "no-reply")
+    max_bytes: int = 25 * 1024 * 1024
+    contacts_file: Path | None = None
+
+    @property
+    def filters_file(self) -> Path:
+        return self.rules_dir / "filters.toml"
+
+    @property
+    def priority_file(self) -> Path:
+        return self.rules_dir / "priority.toml"
+
+    @property
+    def sla_dir(self) -> Path:
+        return self.rules_dir / "sla"
+
+
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "identity": {"domains": list, "support_address": str, "ticket_prefix": str},
+    "rules": {"dir": str},
+    "store": {"db": str},
+    "sla": {"policy": str, "plan": str, "timezone": str},
+    "contacts": {"unknown": str, "fuzzy_threshold": (int, float), "file": str},
+    "replies": {"never_reply": list},
+    "limits": {"max_bytes": int},
+}
+
+
+def load_config(path: Path | None) -> Config:
+    """Read `path` (None: defaults). Relative paths in the file are relative to it."""
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            path, "-", "the file does not exist", "give the path of an existing file"
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(path, "-", f"not valid TOML ({exc})", "correct the syntax") from None
+    _check_schema(path, data)
+    base = path.parent
+
+    def get(section: str, key: str, default: object) -> object:
+        return data.get(section, {}).get(key, default)
+
+    def rel(value: str) -> Path:
+        p = Path(value)
+        return p if p.is_absolute() else base / p
+
+    defaults = Config()
+    rules_dir = rel(str(get("rules", "dir", ""))) if get("rules", "dir", "") else defaults.rules_dir
+    if not (rules_dir / "filters.toml").is_file():
+        raise ConfigError(
+            path,
+            "rules.dir",
+            f"{rules_dir} holds no filters.toml",
+            "point dir at a folder laid out like the shipped rules/",
+        )
+    unknown = str(get("contacts", "unknown", "ticket"))
+    if unknown not in ("ticket", "hold", "ignore"):
+        raise ConfigError(
+            path,
+            "contacts.unknown",
+            f"{unknown!r} is not a policy",
+            'use "ticket", "hold" or "ignore"',
+        )
+    tz = str(get("sla", "timezone", "UTC"))
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            path,
+            "sla.timezone",
+            f"{tz!r} is not a known time zone",
+            'use an IANA name such as "Europe/Berlin"',
+        ) from None
+    domains = get("identity", "domains", None)
+    if domains is not None and not all(isinstance(d, str) and d for d in domains):
+        raise ConfigError(
+            path,
+            "identity.domains",
+            "must be a list of domain names",
+            'write domains = ["example.com"]',
+        )
+    own = frozenset(d.lower() for d in domains) if domains else defaults.own_domains
+    contacts_file = get("contacts", "file", None)
+    return Config(
+        path=str(path),
+        rules_dir=rules_dir,
+        db=rel(str(get("store", "db", "triage.db"))),
+        own_domains=own,
+        support_address=str(
+            get("identity", "support_address", f"support@{sorted(own)[0]}")
+        ).lower(),
+        ticket_prefix=str(get("identity", "ticket_prefix", "T-")),
+        policy=str(get("sla", "policy", defaults.policy)),
+        plan=(str(get("sla", "plan", "")) or None)
+        if "plan" in data.get("sla", {})
+        else defaults.plan,
+        timezone=tz,
+        unknown_senders=unknown,
+        fuzzy_threshold=float(get("contacts", "fuzzy_threshold", defaults.fuzzy_threshold)),
+        never_reply=tuple(
+            str(x).lower() for x in get("replies", "never_reply", defaults.never_reply)
+        ),
+        max_bytes=int(get("limits", "max_bytes", defaults.max_bytes)),
+        contacts_file=rel(str(contacts_file)) if contacts_file else None,
+    )
+
+
+def _check_schema(path: Path, data: dict) -> None:
+    for section, values in data.items():
+        if section not in _SCHEMA:
+            raise ConfigError(
+                path, section, "is not a known section", f"use one of {sorted(_SCHEMA)}"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(
+                path, section, "must be a table", f"write [{section}] on its own line"
+            )
+        for key, value in values.items():
+            expected = _SCHEMA[section].get(key)
+            if expected is None:
+                raise ConfigError(
+                    path,
+                    f"{section}.{key}",
+                    "is not a known key",
+                    f"use one of {sorted(_SCHEMA[section])}",
+                )
+            if not isinstance(value, expected) or isinstance(value, bool):
+                names = expected.__name__ if isinstance(expected, type) else "number"
+                raise ConfigError(
+                    path,
+                    f"{section}.{key}",
+                    f"must be a {names}, not {type(value).__name__}",
+                    f"write {key} = <a {names}>",
+                )

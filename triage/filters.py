@@ -1,0 +1,313 @@
+"""Mail no human wrote: the documented spam filter plus structural signals.
+
+Rules are data (rules/filters.toml). This module loads and validates them and
+answers one question, purely: which enabled rule, if any, does this Email hit?
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.message import Email
+
+FIELDS_FIXED = ("from", "subject", "body", "report_type", "part_types", "message_id")
+TESTS = (
+    "begins_with",
+    "contains",
+    "equals",
+    "begins_with_any",
+    "any_of",
+    "matches",
+    "present",
+    "own_domain",
+)
+_PHRASE_TESTS = ("begins_with", "contains", "equals")
+_LIST_TESTS = ("begins_with_any", "any_of")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+
+
+class RuleError(ValueError):
+    """A rule file that cannot be used; the message names file, line and fix."""
+
+    def __init__(self, path: Path | str, line: int | None, problem: str, fix: str) -> None:
+        where = f"{path}:{line}" if line else str(path)
+        super().__init__(f"{where}: {problem}\n  fix: {fix}")
+
+
+def normalise(text: str) -> str:
+    """Case-folded, one kind of apostrophe, whitespace runs as one space."""
+    return " ".join(text.translate(_APOSTROPHES).casefold().split())
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    field: str
+    test: str
+    phrases: tuple[str, ...]  # normalised
+    source: str
+    excepted: tuple[str, ...] = ()
+    enabled: bool = True
+    line: int | None = None
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, values: tuple[str, ...], own_domains: frozenset[str]) -> str | None:
+        """The value that fired, or None. `values` are already normalised."""
+        for value in values:
+            if self._hit(value, own_domains):
+                return value
+        return None
+
+    def _hit(self, value: str, own_domains: frozenset[str]) -> bool:
+        test = self.test
+        if test == "present":
+            token = value.split(";", 1)[0].strip()
+            return bool(token) and token not in self.excepted
+        if test == "own_domain":
+            domain = value.rsplit("@", 1)[-1].strip("<> ")
+            return "@" in value and domain in own_domains
+        if test == "matches":
+            return self.pattern is not None and self.pattern.search(value) is not None
+        if test == "any_of":
+            token = value.split(";", 1)[0].strip()
+            return token in self.phrases
+        if test in ("begins_with", "begins_with_any"):
+            return value.startswith(self.phrases)
+        if test == "contains":
+            return any(p in value for p in self.phrases)
+        return value in self.phrases  # equals
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    rule: Rule
+    value: str
+
+    @property
+    def why(self) -> str:
+        shown = self.value if len(self.value) <= 80 else self.value[:77] + "..."
+        return (
+            f"{self.rule.field} {self.rule.test.replace('_', ' ')} → {shown!r} ({self.rule.source})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FilterSet:
+    rules: tuple[Rule, ...]
+    own_domains: frozenset[str] = frozenset({"triage.invalid"})
+    path: str = ""
+
+    @classmethod
+    def from_toml(cls, path: Path, own_domains: frozenset[str] | None = None) -> FilterSet:
+        text = _read(path)
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            line = _line_of(str(exc))
+            raise RuleError(
+                path, line, f"not valid TOML ({exc})", "correct the syntax at that line"
+            ) from None
+        rules = parse_rules(data, path, _rule_lines(text))
+        return cls(rules, own_domains or frozenset({"triage.invalid"}), str(path))
+
+    def first_match(self, email: Email) -> Hit | None:
+        """The first enabled rule in file order that fires on `email`."""
+        cache: dict[str, tuple[str, ...]] = {}
+        for rule in self.rules:
+            if not rule.enabled:
+                continue
+            values = cache.get(rule.field)
+            if values is None:
+                values = cache[rule.field] = field_values(email, rule.field)
+            if not values:
+                continue
+            value = rule.matches(values, self.own_domains)
+            if value is not None:
+                return Hit(rule, value)
+        return None
+
+
+def field_values(email: Email, field: str) -> tuple[str, ...]:
+    """The normalised strings a rule on `field` looks at."""
+    if field.startswith("header:"):
+        return tuple(normalise(v) for v in email.header(field[7:]))
+    getter = _FIELD_GETTERS[field]
+    return tuple(normalise(v) for v in getter(email) if v)
+
+
+_FIELD_GETTERS: dict[str, Callable[[Email], tuple[str, ...]]] = {
+    "from": lambda e: (e.from_addr, e.from_display) if e.from_name else (e.from_addr,),
+    "subject": lambda e: (e.subject,),
+    "body": lambda e: (e.body,),
+    "report_type": lambda e: e.report_types,
+    "part_types": lambda e: e.part_types,
+    "message_id": lambda e: (e.message_id or "",),
+}
+
+
+def parse_rules(data: dict, path: Path, lines: list[int]) -> tuple[Rule, ...]:
+    """Validate the `[[rule]]` tables; every error names the rule's line and the fix."""
+    raw_rules = data.get("rule", [])
+    unknown = set(data) - {"rule"}
+    if unknown:
+        raise RuleError(
+            path,
+            None,
+            f"unknown top-level key(s) {sorted(unknown)}",
+            "rules are written as [[rule]] tables",
+        )
+    if not isinstance(raw_rules, list):
+        raise RuleError(
+            path, None, "'rule' must be an array of tables", "write each rule as [[rule]]"
+        )
+    seen: dict[str, int | None] = {}
+    rules = []
+    for n, raw in enumerate(raw_rules):
+        line = lines[n] if n < len(lines) else None
+        rule = _one_rule(raw, path, line)
+        if rule.id in seen:
+            raise RuleError(
+                path,
+                line,
+                f"rule id {rule.id!r} is used twice (first at line {seen[rule.id]})",
+                "give each rule its own id",
+            )
+        seen[rule.id] = line
+        rules.append(rule)
+    return tuple(rules)
+
+
+_KNOWN_KEYS = {"id", "field", "test", "phrase", "phrases", "source", "except", "enabled"}
+
+
+def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
+    if not isinstance(raw, dict):
+        raise RuleError(
+            path, line, "a rule must be a table", "write it as [[rule]] with key = value lines"
+        )
+    extra = set(raw) - _KNOWN_KEYS
+    if extra:
+        raise RuleError(
+            path, line, f"unknown key(s) {sorted(extra)}", f"use only {sorted(_KNOWN_KEYS)}"
+        )
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not rid.strip():
+        raise RuleError(path, line, "the rule has no 'id'", 'add id = "a-short-name"')
+    field = raw.get("field")
+    if not isinstance(field, str) or not (
+        field in FIELDS_FIXED or (field.startswith("header:") and _HEADER_NAME.match(field[7:]))
+    ):
+        raise RuleError(
+            path,
+            line,
+            f"rule {rid!r}: field {field!r} is not known",
+            f"use one of {list(FIELDS_FIXED)} or header:NAME",
+        )
+    test = raw.get("test")
+    if test not in TESTS:
+        raise RuleError(
+            path, line, f"rule {rid!r}: test {test!r} is not known", f"use one of {list(TESTS)}"
+        )
+    phrases: tuple[str, ...] = ()
+    if test in _PHRASE_TESTS:
+        phrase = raw.get("phrase")
+        if not isinstance(phrase, str) or not phrase.strip():
+            raise RuleError(
+                path,
+                line,
+                f"rule {rid!r}: test {test!r} needs a 'phrase'",
+                'add phrase = "text to look for"',
+            )
+        phrases = (normalise(phrase),)
+    elif test in _LIST_TESTS:
+        listed = raw.get("phrases")
+        if (
+            not isinstance(listed, list)
+            or not listed
+            or not all(isinstance(p, str) and p.strip() for p in listed)
+        ):
+            raise RuleError(
+                path,
+                line,
+                f"rule {rid!r}: test {test!r} needs 'phrases', a list of strings",
+                'add phrases = ["first", "second"]',
+            )
+        phrases = tuple(normalise(p) for p in listed)
+    pattern = None
+    if test == "matches":
+        regex = raw.get("phrase")
+        if not isinstance(regex, str) or not regex:
+            raise RuleError(
+                path,
+                line,
+                f"rule {rid!r}: test 'matches' needs a regular expression in 'phrase'",
+                'add phrase = "^no-?reply@"',
+            )
+        try:
+            pattern = re.compile(regex, re.IGNORECASE)
+        except re.error as exc:
+            raise RuleError(
+                path,
+                line,
+                f"rule {rid!r}: phrase is not a valid regular expression ({exc})",
+                "fix the expression (Python re syntax)",
+            ) from None
+    excepted = raw.get("except", [])
+    if not isinstance(excepted, list) or not all(isinstance(p, str) for p in excepted):
+        raise RuleError(
+            path, line, f"rule {rid!r}: 'except' must be a list of strings", 'write except = ["no"]'
+        )
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise RuleError(
+            path,
+            line,
+            f"rule {rid!r}: 'enabled' must be true or false",
+            "write enabled = false (no quotes)",
+        )
+    source = raw.get("source", "")
+    if not isinstance(source, str) or not source.strip():
+        raise RuleError(
+            path,
+            line,
+            f"rule {rid!r} does not name its source",
+            'add source = "where this rule comes from"',
+        )
+    return Rule(
+        rid,
+        field.lower(),
+        test,
+        phrases,
+        source,
+        tuple(normalise(p) for p in excepted),
+        enabled,
+        line,
+        pattern,
+    )
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RuleError(
+            path, None, "the file does not exist", "create it or point the config at the right file"
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise RuleError(
+            path, None, f"not UTF-8 ({exc.reason} at byte {exc.start})", "save the file as UTF-8"
+        ) from None
+
+
+def _rule_lines(text: str) -> list[int]:
+    return [n for n, line in enumerate(text.splitlines(), 1) if line.strip() == "[[rule]]"]
+
+
+def _line_of(message: str) -> int | None:
+    found = re.search(r"line (\d+)", message)
+    return int(found.group(1)) if found else None

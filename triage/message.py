@@ -1,0 +1,389 @@
+"""Bytes -> a frozen `Email`: bounded, defensive, never trusting the sender.
+
+mail-parser does the MIME work (bodies, attachments, address and date
+decoding); the stdlib parser underneath it is fed only after cheap checks on
+the raw bytes, so hostile input is refused before it costs anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.message
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.header import Header, decode_header
+from email.utils import getaddresses, parsedate_to_datetime
+
+import mailparser
+
+from triage.htmltext import html_to_text
+
+# mail-parser logs every unhandled part type at WARNING; those are facts about
+# the sender's message, not problems of ours.
+logging.getLogger("mailparser").setLevel(logging.ERROR)
+
+MAX_BYTES = 25 * 1024 * 1024
+MAX_DEPTH = 20
+MAX_PARTS = 1000
+MAX_HEADER_BYTES = 1024 * 1024
+MAX_BODY_CHARS = 1_000_000
+
+# Headers the filters, conversation and priority steps read, kept verbatim.
+KEPT_HEADERS = (
+    "auto-submitted",
+    "precedence",
+    "x-autoreply",
+    "x-autorespond",
+    "x-auto-response-suppress",
+    "list-id",
+    "list-unsubscribe",
+    "return-path",
+    "x-loop",
+    "x-failed-recipients",
+    "in-reply-to",
+    "references",
+    "x-priority",
+    "importance",
+    "priority",
+    "authentication-results",
+)
+
+_MSGID = re.compile(r"<([^<>\s]+)>")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+
+
+class MessageError(ValueError):
+    """The bytes cannot be read as an email; `reason` is a short stable code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one message may cost to read."""
+
+    max_bytes: int = MAX_BYTES
+    max_depth: int = MAX_DEPTH
+    max_parts: int = MAX_PARTS
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    filename: str
+    content_type: str
+    size: int
+    sha256: str
+    data: bytes = field(repr=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Email:
+    """What the pipeline knows about one message; built by `Email.from_bytes`."""
+
+    key: str
+    message_id: str | None
+    from_addr: str
+    from_name: str
+    to: tuple[str, ...]
+    cc: tuple[str, ...]
+    reply_to: tuple[str, ...]
+    delivered_to: tuple[str, ...]
+    subject: str
+    date: datetime | None
+    body: str
+    body_kind: str  # plain | html | none
+    attachments: tuple[Attachment, ...]
+    headers: dict[str, tuple[str, ...]]
+    content_type: str
+    report_types: tuple[str, ...]
+    part_types: tuple[str, ...]
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    size: int
+    sha256: str
+    defects: tuple[str, ...] = ()
+
+    @property
+    def from_display(self) -> str:
+        """`Name <address>`, the form the documented filter reads."""
+        return f"{self.from_name} <{self.from_addr}>" if self.from_name else self.from_addr
+
+    def header(self, name: str) -> tuple[str, ...]:
+        return self.headers.get(name.lower(), ())
+
+    def first(self, name: str) -> str:
+        values = self.headers.get(name.lower())
+        return values[0] if values else ""
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, limits: Limits = Limits()) -> Email:
+        """Parse one message; raise `MessageError` for what must be quarantined."""
+        return _parse(raw, limits)
+
+
+def split_header_block(raw: bytes) -> bytes:
+    """The bytes before the first empty line (the whole input when there is none)."""
+    end = len(raw)
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = raw.find(sep)
+        if i != -1:
+            end = min(end, i)
+    return raw[:end]
+
+
+def _precheck(raw: bytes, limits: Limits) -> None:
+    if not raw or not raw.strip():
+        raise MessageError("empty", "the message has no bytes")
+    if len(raw) > limits.max_bytes:
+        raise MessageError(
+            "too_large", f"{len(raw):,} bytes is over the limit of {limits.max_bytes:,}"
+        )
+    head = split_header_block(raw)
+    if len(head) > MAX_HEADER_BYTES:
+        raise MessageError("header_too_large", f"{len(head):,} bytes of headers")
+    if b"\x00" in head:
+        raise MessageError("bad_header", "a NUL byte in the header block")
+    if _BARE_CR.search(head):
+        raise MessageError("bad_header", "a bare CR in the header block")
+    # Each multipart level needs its own boundary parameter; counting them is a
+    # cheap upper bound on depth and parts before the recursive parser runs.
+    boundaries = raw.count(b"boundary=") + raw.count(b"BOUNDARY=") + raw.count(b"Boundary=")
+    if boundaries > limits.max_parts:
+        raise MessageError("too_many_parts", f"{boundaries} multipart boundaries")
+
+
+def _decode(value: object) -> str:
+    """A header value as one line of text; RFC 2047 decoded, unknown charsets best-effort."""
+    if isinstance(value, Header):
+        # 8-bit bytes in a header: the stdlib keeps them as unknown-8bit.
+        text = "".join(_chunk(c, cs) for c, cs in decode_header(value))
+    else:
+        text = str(value)
+        if "=?" in text:
+            try:
+                chunks = decode_header(text)
+            except Exception:  # noqa: BLE001 - a header the stdlib cannot split stays literal
+                chunks = [(text, None)]
+            text = "".join(_chunk(c, cs) for c, cs in chunks)
+    return " ".join(text.split())
+
+
+def _chunk(data: bytes | str, charset: str | None) -> str:
+    if isinstance(data, str):
+        return data
+    if charset in (None, "unknown-8bit"):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:
+        return data.decode("utf-8", "replace")
+
+
+def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[str]]:
+    """Content types and report types of every part, bounded in depth and count."""
+    part_types: list[str] = []
+    report_types: list[str] = []
+    stack: list[tuple[email.message.Message, int]] = [(msg, 0)]
+    while stack:
+        part, depth = stack.pop()
+        if depth > limits.max_depth:
+            raise MessageError("too_deep", f"MIME nesting deeper than {limits.max_depth}")
+        if len(part_types) >= limits.max_parts:
+            raise MessageError("too_many_parts", f"more than {limits.max_parts} MIME parts")
+        ctype = part.get_content_type()
+        part_types.append(ctype)
+        if ctype == "multipart/report":
+            report = part.get_param("report-type")
+            if isinstance(report, str) and report:
+                report_types.append(report.strip().lower())
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            stack.extend((child, depth + 1) for child in reversed(payload))
+    return part_types, report_types
+
+
+class _Lean(mailparser.MailParser):
+    """mail-parser without its two JSON-ready views of the whole message (unused here)."""
+
+    def _make_mail(self, complete: bool = True) -> dict:
+        return {}
+
+
+def _addresses(values: list[str]) -> tuple[str, ...]:
+    out = []
+    for _name, addr in getaddresses([_decode(v) for v in values]):
+        addr = addr.strip().lower()
+        if addr and addr not in out:
+            out.append(addr)
+    return tuple(out)
+
+
+def _ids(values: tuple[str, ...]) -> tuple[str, ...]:
+    seen: list[str] = []
+    for value in values:
+        for found in _MSGID.findall(value):
+            token = f"<{found}>"
+            if token not in seen:
+                seen.append(token)
+    return tuple(seen)
+
+
+def _date(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except (OverflowError, ValueError):
+        return None
+
+
+def _attachment(item: dict) -> Attachment:
+    payload = item.get("payload") or ""
+    if item.get("binary"):
+        try:
+            data = base64.b64decode(payload)
+        except (binascii.Error, ValueError):
+            data = payload.encode("utf-8", "replace")
+    else:
+        data = str(payload).encode("utf-8", "replace")
+    return Attachment(
+        filename=str(item.get("filename") or "attachment"),
+        content_type=str(item.get("mail_content_type") or "application/octet-stream"),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
+        data=data,
+    )
+
+
+def _bodies_fallback(msg: email.message.Message) -> tuple[list[str], list[str], list[Attachment]]:
+    """Text, HTML and attachments straight from the stdlib tree.
+
+    Used only when mail-parser itself raises on a message the stdlib can
+    read (it does on some real bounces): better a plain reading than none.
+    """
+    plain: list[str] = []
+    html: list[str] = []
+    files: list[Attachment] = []
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        data = part.get_payload(decode=True) or b""
+        if not isinstance(data, bytes):
+            data = str(data).encode("utf-8", "replace")
+        name = part.get_filename()
+        ctype = part.get_content_type()
+        if name or part.get_content_disposition() == "attachment":
+            files.append(
+                Attachment(
+                    str(name or "attachment"),
+                    ctype,
+                    len(data),
+                    hashlib.sha256(data).hexdigest(),
+                    data,
+                )
+            )
+            continue
+        charset = part.get_content_charset() or "utf-8"
+        try:
+            text = data.decode(charset, "replace")
+        except LookupError:
+            text = data.decode("utf-8", "replace")
+        if ctype == "text/html":
+            html.append(text)
+        elif ctype.startswith("text/"):
+            plain.append(text)
+    return plain, html, files
+
+
+def _parse(raw: bytes, limits: Limits) -> Email:
+    _precheck(raw, limits)
+    try:
+        msg = email.message_from_bytes(raw)
+    except RecursionError:
+        raise MessageError("too_deep", "MIME nesting too deep to parse") from None
+    if not any(k.lower() in _EMAIL_HEADERS for k in msg):
+        raise MessageError("not_email", "no From, To, Subject, Date or Message-ID header")
+    part_types, report_types = _walk(msg, limits)
+    defects: list[str] = []
+    try:
+        parsed = _Lean(msg)
+        plain, html = list(parsed.text_plain), list(parsed.text_html)
+        files = [_attachment(a) for a in parsed.attachments]
+    except RecursionError:
+        raise MessageError("too_deep", "MIME nesting too deep to parse") from None
+    except Exception as exc:  # noqa: BLE001 - mail-parser bugs must not lose a message
+        defects.append(f"mail-parser failed ({type(exc).__name__}); read with the stdlib")
+        plain, html, files = _bodies_fallback(msg)
+
+    headers: dict[str, tuple[str, ...]] = {}
+    for name, value in msg.items():
+        lname = name.lower()
+        if lname in KEPT_HEADERS:
+            headers[lname] = (*headers.get(lname, ()), _decode(value))
+
+    from_pairs = getaddresses([_decode(v) for v in msg.get_all("from", [])])
+    from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
+    if not from_addr and from_name:
+        from_name, from_addr = "", from_name
+    message_id_values = _ids(tuple(str(v) for v in msg.get_all("message-id", [])))
+    message_id = message_id_values[0] if message_id_values else None
+    sha = hashlib.sha256(raw).hexdigest()
+
+    if plain:
+        body, kind = "\n".join(plain), "plain"
+    elif html:
+        body, kind = html_to_text("\n".join(html)), "html"
+    else:
+        body, kind = "", "none"
+    if len(body) > MAX_BODY_CHARS:
+        body = body[:MAX_BODY_CHARS]
+        defects.append(f"body cut at {MAX_BODY_CHARS:,} characters")
+
+    return Email(
+        key=message_id or f"sha256:{sha}",
+        message_id=message_id,
+        from_addr=from_addr.strip().lower(),
+        from_name=from_name.strip().strip('"').strip(),
+        to=_addresses(msg.get_all("to", [])),
+        cc=_addresses(msg.get_all("cc", [])),
+        reply_to=_addresses(msg.get_all("reply-to", [])),
+        delivered_to=_addresses(msg.get_all("delivered-to", []) + msg.get_all("x-original-to", [])),
+        subject=_decode(msg.get("subject", "")),
+        date=_date(str(msg.get("date", ""))),
+        body=body,
+        body_kind=kind,
+        attachments=tuple(files),
+        headers=headers,
+        content_type=msg.get_content_type(),
+        report_types=tuple(report_types),
+        part_types=tuple(part_types),
+        in_reply_to=_ids(headers.get("in-reply-to", ())),
+        references=_ids(headers.get("references", ())),
+        size=len(raw),
+        sha256=sha,
+        defects=tuple(defects),
+    )
+
+
+_EMAIL_HEADERS = frozenset(
+    {"from", "to", "subject", "date", "message-id", "received", "return-path", "sender"}
+)

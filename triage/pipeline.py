@@ -1,0 +1,279 @@
+"""The pure core composed: bytes -> Analysis -> Decision, with every reason kept.
+
+Two stages so the costly one can run on every core: `analyse` needs only the
+bytes and the rules (parse, filter, contact, priority); `decide` needs the
+conversation state (threading, SLA) and runs where the store is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+
+from triage import contacts as contacts_mod
+from triage import priority as priority_mod
+from triage import sla as sla_mod
+from triage.config import Config
+from triage.conversation import Threads, TicketRef, find_thread
+from triage.filters import FilterSet
+from triage.message import Email, Limits, MessageError
+from triage.replies import reply_guard
+
+
+class Action(StrEnum):
+    TICKET = "ticket"
+    APPEND = "append"
+    FILTERED = "filtered"
+    DUPLICATE = "duplicate"
+    QUARANTINED = "quarantined"
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """Everything the pure steps read, loaded once (and again on reload)."""
+
+    config: Config
+    filters: FilterSet
+    vocabulary: priority_mod.Vocabulary
+    policy: sla_mod.Policy
+    directory: contacts_mod.Directory
+
+    @classmethod
+    def load(cls, config: Config, contacts: tuple = ()) -> Rules:
+        policies = sla_mod.load_policies(config.sla_dir)
+        if config.policy not in policies:
+            raise sla_mod.SlaError(
+                f"{config.path}: [sla.policy] {config.policy!r} is not a policy; "
+                f"fix: use one of {sorted(policies)}"
+            )
+        policy = policies[config.policy]
+        return cls(
+            config=config,
+            filters=FilterSet.from_toml(config.filters_file, config.own_domains),
+            vocabulary=priority_mod.Vocabulary.from_toml(config.priority_file),
+            policy=policy,
+            directory=contacts_mod.Directory.build(
+                contacts, fuzzy_threshold=config.fuzzy_threshold
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """Stage one: what the message is, independent of what is stored."""
+
+    source: str
+    email: Email | None
+    error: str | None = None  # quarantine reason code
+    error_detail: str = ""
+    filter_id: str | None = None
+    filter_why: str = ""
+    level: int = 3
+    priority_evidence: tuple[str, ...] = ()
+    match: contacts_mod.Match | None = None
+    raw_sha256: str = ""
+    raw: bytes | None = field(default=None, repr=False)  # kept only for quarantine
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happens to one message, and why (`triage explain` prints `reasons`)."""
+
+    source: str
+    action: Action
+    message_key: str | None
+    message_id: str | None
+    reason: str | None = None
+    ticket: str | None = None
+    linked_ticket: str | None = None
+    priority: str | None = None
+    level: int | None = None
+    contact: str | None = None
+    match: str = "none"
+    verified: bool = False
+    due: datetime | None = None
+    deadline: sla_mod.Deadline | None = None
+    auto_reply: bool = False
+    reply_suppressed: str | None = None
+    reasons: tuple[str, ...] = ()
+    email: Email | None = field(default=None, repr=False, compare=False)
+
+    def as_json(self) -> dict:
+        """The replay contract's fields (ARCHITECTURE.md), plus a few extras."""
+        return {
+            "source": self.source,
+            "message_id": self.message_id,
+            "action": str(self.action),
+            "reason": self.reason,
+            "ticket": self.ticket,
+            "priority": self.priority,
+            "contact": self.contact,
+            "match": self.match,
+            "due": self.due.isoformat().replace("+00:00", "Z") if self.due else None,
+            "auto_reply": self.auto_reply,
+            "linked_ticket": self.linked_ticket,
+            "verified": self.verified,
+            "reply_suppressed": self.reply_suppressed,
+        }
+
+
+def analyse(raw: bytes, source: str, rules: Rules) -> Analysis:
+    """Stage one; never raises for anything the bytes contain."""
+    try:
+        email = Email.from_bytes(raw, Limits(max_bytes=rules.config.max_bytes))
+    except MessageError as exc:
+        return Analysis(source, None, exc.reason, exc.detail)
+    except Exception as exc:  # noqa: BLE001 - hostile input must never stop a batch
+        return Analysis(source, None, "parse_error", f"{type(exc).__name__}: {exc}")
+    try:
+        return _analyse_email(email, source, rules)
+    except Exception as exc:  # noqa: BLE001 - same: a bug on one message is that message's problem
+        return Analysis(source, email, "pipeline_error", f"{type(exc).__name__}: {exc}")
+
+
+def _analyse_email(email: Email, source: str, rules: Rules) -> Analysis:
+    hit = rules.filters.first_match(email)
+    if hit is not None:
+        return Analysis(source, email, filter_id=hit.rule.id, filter_why=hit.why)
+    headers = {k: v[0] for k, v in email.headers.items() if v}
+    prio = priority_mod.infer(email.subject, email.body, headers, rules.vocabulary)
+    match = rules.directory.match(email.from_addr, email.from_name)
+    if match.verified and _forged(email):
+        match = match.downgraded(
+            "Authentication-Results: DMARC failed (or SPF and DKIM both failed)"
+        )
+    return Analysis(
+        source,
+        email,
+        level=prio.level,
+        priority_evidence=tuple(_evidence(e) for e in prio.evidence),
+        match=match,
+    )
+
+
+def _evidence(e: priority_mod.Evidence) -> str:
+    state = "negated" if e.negated else f"level {e.level}"
+    return f"{e.word!r} in {e.where} ({state})"
+
+
+def _forged(email: Email) -> bool:
+    """The receiving server says the From domain failed authentication."""
+    for result in email.header("authentication-results"):
+        text = result.lower()
+        if "dmarc=fail" in text:
+            return True
+        if "spf=fail" in text and "dkim=fail" in text:
+            return True
+    return False
+
+
+def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) -> Decision:
+    """Stage two: thread, apply the unknown-sender policy, compute the deadline."""
+    email = analysis.email
+    if analysis.error is not None or email is None:
+        return Decision(
+            analysis.source,
+            Action.QUARANTINED,
+            email.key if email else None,
+            email.message_id if email else None,
+            reason=analysis.error,
+            reasons=(f"quarantined: {analysis.error}: {analysis.error_detail}",),
+            email=email,
+        )
+    base = Decision(analysis.source, Action.TICKET, email.key, email.message_id, email=email)
+    if analysis.filter_id is not None:
+        return replace(
+            base,
+            action=Action.FILTERED,
+            reason=analysis.filter_id,
+            reasons=(f"filter {analysis.filter_id}: {analysis.filter_why}",),
+        )
+    config = rules.config
+    match = analysis.match or contacts_mod.Match.none()
+    reasons = [f"contact: {match.kind} — {match.why}"]
+    thread = find_thread(
+        email,
+        threads,
+        config.ticket_prefix,
+        contacts_mod.FREE_MAIL_DOMAINS,
+        match.company,
+    )
+    reasons.append(f"conversation: {thread.why}")
+    level = analysis.level
+    if match.vip and match.verified:
+        level = max(1, level - 1)
+        reasons.append("priority: raised one level for a Priority Connect (VIP) contact")
+    label = rules.policy.label_for_level(level)
+    reasons.extend(f"priority evidence: {e}" for e in analysis.priority_evidence)
+    reasons.append(f"priority: level {level} → {label} ({rules.policy.name})")
+    fields = dict(
+        priority=label,
+        level=level,
+        contact=match.contact.email if match.contact else None,
+        match=match.kind,
+        verified=match.verified,
+    )
+    if thread.ticket is not None:
+        return replace(
+            base,
+            action=Action.APPEND,
+            ticket=thread.ticket.number,
+            reasons=(*reasons, "no acknowledgement for an appended reply"),
+            **fields,
+        )
+    if not match.verified and config.unknown_senders == "ignore":
+        return replace(
+            base,
+            action=Action.FILTERED,
+            reason="unknown-sender",
+            reasons=(
+                *reasons,
+                "unknown sender and [contacts] unknown = ignore: recorded, no ticket",
+            ),
+            **fields,
+        )
+    plan = match.plan or config.plan
+    if plan is not None and plan not in rules.policy.plans:
+        reasons.append(
+            f"sla: contact's plan {plan!r} is not in {rules.policy.name}; using {config.plan!r}"
+        )
+        plan = config.plan
+    tz = match.timezone or config.timezone
+    deadline = sla_mod.due(rules.policy, plan, rules.policy.rank_of(label), now, tz)
+    reasons.append(
+        f"sla: {deadline.policy}/{deadline.plan} {deadline.label} {deadline.target} on {deadline.calendar} in {tz}"
+    )
+    reasons.extend(f"sla walk: {step}" for step in deadline.walk)
+    guard = reply_guard(email, config)
+    held = not match.verified and config.unknown_senders == "hold"
+    if held:
+        guard = "sender held for approval ([contacts] unknown = hold)"
+    reasons.append(f"acknowledgement: {'suppressed: ' + guard if guard else 'queued'}")
+    return replace(
+        base,
+        action=Action.TICKET,
+        linked_ticket=thread.linked.number if thread.linked else None,
+        due=deadline.due,
+        deadline=deadline,
+        auto_reply=guard is None,
+        reply_suppressed=guard,
+        reasons=tuple(reasons),
+        **fields,
+    )
+
+
+def duplicate(analysis: Analysis) -> Decision:
+    email = analysis.email
+    assert email is not None
+    return Decision(
+        analysis.source,
+        Action.DUPLICATE,
+        email.key,
+        email.message_id,
+        reasons=(f"duplicate: message key {email.key} is already stored",),
+        email=email,
+    )
+
+
+__all__ = ["Action", "Analysis", "Decision", "Rules", "TicketRef", "analyse", "decide", "duplicate"]

@@ -1,0 +1,366 @@
+"""Keyword and header rules -> priority level (1 most urgent ... 4 low), with the evidence.
+
+Pure: values in, values out. The vocabulary is data (rules/priority.toml) compiled once
+into a single regular expression, so `infer` is one pass over the subject and one over
+the sender's own part of the body.
+
+Decisions, in the order they apply:
+  * Only what the sender wrote counts: quoted lines ("> ..."), everything after
+    "On ... wrote:", "-----Original Message-----" or an Outlook "From: / Sent:" block,
+    and the signature (after a "-- " line) are dropped. E-mail addresses and URLs are
+    blanked so "p1-team@acme.example" is no evidence.
+  * Whole words only, case-insensitive; separators are tolerated ("Sev-1", "sev 1").
+  * A negation ("not urgent", "no major impact") cancels the word it negates; the word
+    is kept as evidence with negated=True so `triage explain` can show it.
+  * The subject outranks the body: if the subject holds any (non-negated) evidence the
+    body does not influence the level. Within one place a *declared* label ("Sev 3")
+    outranks descriptive words ("critical"), then the most urgent level wins.
+  * Headers (X-Priority 1/2, Importance: high, Priority: urgent) raise the level found
+    by one step at most, never above 1. Low-importance headers never lower it: mail
+    clients set them by habit, while words are what the customer chose to write.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+DEFAULT_LEVEL = 3
+LEVELS = (1, 2, 3, 4)
+PLACES = ("subject", "body")
+
+_HYPHENS = "\u2010-\u2015"
+_SEP_WORDS = rf"[\s\-_/{_HYPHENS}]+"  # "production-down", "how  to"
+_SEP_NUMBER = rf"[\s\-_:#.{_HYPHENS}]{{0,3}}"  # "Sev 1", "Severity: 1", "Priority #1"
+_SEP_SHORT = rf"[\-{_HYPHENS}]?"  # "S-1", never "s 1" (too common in prose)
+_SEP_CUE = rf"[\s\-{_HYPHENS}]+"  # "not urgent", "non-urgent"
+_TOKEN = re.compile(r"\d+|[^\W\d_]+(?:['’][^\W\d_]+)*")
+_NOISE = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
+_ORIGINAL = re.compile(r"-{2,}\s*original message\s*-{2,}")
+_WROTE = ("wrote:", "schrieb:", "a écrit :", "a écrit:")
+_LEVEL_KEYS = {"name", "declared", "words"}
+_NEGATION_KEYS = {"phrases", "cues", "fillers"}
+
+
+class PriorityError(ValueError):
+    """The vocabulary file is unusable; the message names the file, the key and the fix."""
+
+    def __init__(self, source: str, key: str, problem: str, fix: str):
+        super().__init__(f"{source}: [{key}] {problem}; fix: {fix}")
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One vocabulary word found in one place, kept so a decision can be explained."""
+
+    word: str
+    where: str  # subject | body | header
+    level: int
+    negated: bool = False
+    declared: bool = False  # a stated label ("Sev 2") rather than a descriptive word
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityResult:
+    """The level chosen and every piece of evidence seen, in reading order."""
+
+    level: int
+    evidence: tuple[Evidence, ...]
+    raised_by_header: bool
+
+    def reasons(self) -> tuple[str, ...]:
+        """One line per piece of evidence, for `triage explain`."""
+        lines = []
+        for e in self.evidence:
+            state = "negated, ignored" if e.negated else f"level {e.level}"
+            lines.append(f"{e.where}: {e.word!r} ({state})")
+        if not self.evidence:
+            lines.append(f"no evidence: default level {DEFAULT_LEVEL}")
+        return tuple(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    level: int
+    declared: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """Words per level and negations, compiled once; build with from_toml/default."""
+
+    declared: tuple[tuple[int, tuple[str, ...]], ...]
+    words: tuple[tuple[int, tuple[str, ...]], ...]
+    negation_phrases: tuple[str, ...]
+    negation_cues: tuple[str, ...]
+    negation_fillers: tuple[str, ...]
+    source: str = "<memory>"
+    _pattern: re.Pattern[str] = field(repr=False, compare=False, default=None)  # type: ignore[assignment]
+    _entries: Mapping[str, _Entry] = field(repr=False, compare=False, default_factory=dict)
+    _negations: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+    _cue_tail: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Vocabulary:
+        """Load and validate a vocabulary file; raise PriorityError naming key and fix."""
+        source = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise PriorityError(
+                source, "file", f"cannot be read ({e.strerror})", "check the path"
+            ) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise PriorityError(
+                source, "file", f"is not valid TOML ({e})", "correct the syntax"
+            ) from None
+        return cls.from_mapping(data, source)
+
+    @classmethod
+    @cache
+    def default(cls) -> Vocabulary:
+        """The shipped rules/priority.toml (inside the wheel, or at the repository top)."""
+        here = Path(__file__).parent
+        packaged = here / "rules" / "priority.toml"
+        return cls.from_toml(
+            packaged if packaged.exists() else here.parent / "rules" / "priority.toml"
+        )
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, object], source: str = "<memory>") -> Vocabulary:
+        """Validate parsed TOML and compile it."""
+        for key in data:
+            if key not in ("levels", "negations"):
+                raise PriorityError(
+                    source, key, "is not a known section", "use [levels.N] or [negations]"
+                )
+        levels = data.get("levels")
+        if not isinstance(levels, Mapping) or not levels:
+            raise PriorityError(source, "levels", "is missing", '[levels.1] words = ["urgent"]')
+        declared: dict[int, tuple[str, ...]] = {}
+        words: dict[int, tuple[str, ...]] = {}
+        seen: dict[str, tuple[str, str]] = {}
+        for key, table in levels.items():
+            where = f"levels.{key}"
+            if key not in {str(n) for n in LEVELS}:
+                raise PriorityError(
+                    source, where, "is not a level", "use levels 1 (most urgent) to 4 (low)"
+                )
+            if not isinstance(table, Mapping):
+                raise PriorityError(
+                    source, where, "must be a table", f'[levels.{key}] words = ["urgent"]'
+                )
+            for unknown in set(table) - _LEVEL_KEYS:
+                raise PriorityError(
+                    source, where, f"has unknown key {unknown!r}", "use name, declared or words"
+                )
+            if not isinstance(table.get("name", ""), str):
+                raise PriorityError(source, where, "'name' must be a string", 'name = "Urgent"')
+            for kind, target in (("declared", declared), ("words", words)):
+                phrases = _strings(table.get(kind, []), source, where, kind)
+                for phrase in phrases:
+                    first = seen.setdefault(_fragment(phrase), (where, kind))
+                    if first[0] != where:
+                        raise PriorityError(
+                            source,
+                            where,
+                            f"{kind!r} repeats {phrase!r}, already in [{first[0]}] {first[1]!r}",
+                            "keep each word in one level",
+                        )
+                target[int(key)] = phrases
+        if not seen:
+            raise PriorityError(source, "levels", "holds no words", '[levels.1] words = ["urgent"]')
+        negations = data.get("negations", {})
+        if not isinstance(negations, Mapping):
+            raise PriorityError(source, "negations", "must be a table", 'phrases = ["not urgent"]')
+        for unknown in set(negations) - _NEGATION_KEYS:
+            raise PriorityError(
+                source, "negations", f"has unknown key {unknown!r}", "use phrases, cues or fillers"
+            )
+        return cls._compiled(
+            declared=tuple(sorted(declared.items())),
+            words=tuple(sorted(words.items())),
+            negation_phrases=_strings(negations.get("phrases", []), source, "negations", "phrases"),
+            negation_cues=_strings(negations.get("cues", []), source, "negations", "cues"),
+            negation_fillers=_strings(negations.get("fillers", []), source, "negations", "fillers"),
+            source=source,
+        )
+
+    @classmethod
+    def _compiled(cls, **values: object) -> Vocabulary:
+        blank = cls(**values)  # type: ignore[arg-type]
+        entries: dict[str, _Entry] = {}
+        trie: dict[str, dict] = {}
+        for table, declared in ((blank.declared, True), (blank.words, False)):
+            for level, phrases in table:
+                for phrase in phrases:
+                    _insert(trie, _atoms(phrase), _Entry(level, declared), entries)
+        cues = blank.negation_cues
+        fillers = "|".join(_fragment(f) for f in blank.negation_fillers)
+        cue_tail = None
+        if cues:
+            filler = rf"(?:(?:{fillers}){_SEP_CUE}){{0,2}}" if fillers else ""
+            cue_alts = "|".join(_fragment(c) for c in cues)
+            cue_tail = re.compile(rf"(?<!\w)(?:{cue_alts}){_SEP_CUE}{filler}\Z")
+        negations = None
+        if blank.negation_phrases:
+            alts = "|".join(
+                sorted((_fragment(p) for p in blank.negation_phrases), key=len, reverse=True)
+            )
+            negations = re.compile(rf"(?<!\w)(?:{alts})(?!\w)")
+        return cls(
+            **values,  # type: ignore[arg-type]
+            _pattern=re.compile(_emit(trie, first=True)),
+            _entries=entries,
+            _negations=negations,
+            _cue_tail=cue_tail,
+        )
+
+    def scan(self, text: str, where: str) -> tuple[Evidence, ...]:
+        """Every vocabulary word in `text`, negated ones marked, in reading order."""
+        low = text.lower()
+        if "@" in low or "://" in low or "www." in low:
+            low = _NOISE.sub(lambda m: " " * len(m.group()), low)
+        original = text if len(text) == len(low) else low  # lower() may change lengths
+        found = []
+        spans = None
+        for m in self._pattern.finditer(low):
+            entry = self._entries[m.lastgroup]  # type: ignore[index]
+            start, end = m.span()
+            if spans is None:
+                spans = [s.span() for s in self._negations.finditer(low)] if self._negations else []
+            negated = any(s <= start and end <= e for s, e in spans) or bool(
+                self._cue_tail and self._cue_tail.search(low, max(0, start - 48), start)
+            )
+            word = " ".join(original[start:end].split())
+            found.append(Evidence(word, where, entry.level, negated, entry.declared))
+        return tuple(found)
+
+
+def infer(subject: str, body: str, headers: Mapping[str, str], vocab: Vocabulary) -> PriorityResult:
+    """Priority of one message: subject over body, declared over words, headers +1 at most."""
+    in_subject = vocab.scan(subject or "", "subject")
+    in_body = vocab.scan(own_text(body or ""), "body")
+    level = _choose(in_subject) or _choose(in_body) or DEFAULT_LEVEL
+    from_headers = _header_evidence(headers)
+    raised = bool(from_headers) and level > 1
+    if raised:
+        level -= 1
+    header_evidence = tuple(Evidence(w, "header", level) for w in from_headers)
+    return PriorityResult(level, in_subject + in_body + header_evidence, raised)
+
+
+def own_text(body: str) -> str:
+    """The part of a body the sender wrote: no quoted reply, no forwarded block, no signature."""
+    if not body:
+        return ""
+    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    kept = []
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if line in ("-- ", "--"):
+            break
+        if stripped.startswith(">"):
+            continue
+        low = stripped.lower()
+        if low.startswith("-") and _ORIGINAL.fullmatch(low):
+            break
+        if low.startswith(("on ", "am ", "le ")) and (
+            low.endswith(_WROTE)
+            or (i + 1 < len(lines) and lines[i + 1].strip().lower().endswith(_WROTE))
+        ):
+            break
+        if low.startswith("from:") and any(
+            nxt.strip().lower().startswith(("sent:", "date:")) for nxt in lines[i + 1 : i + 4]
+        ):
+            break
+        kept.append(line)
+    return "\n".join(kept)
+
+
+def _choose(evidence: Iterable[Evidence]) -> int | None:
+    live = [e for e in evidence if not e.negated]
+    stated = [e.level for e in live if e.declared]
+    pool = stated or [e.level for e in live]
+    return min(pool) if pool else None
+
+
+def _header_evidence(headers: Mapping[str, str]) -> tuple[str, ...]:
+    """Header values that ask for more urgency; low values are ignored on purpose."""
+    found = []
+    x_priority = str(headers.get("x-priority", "") or "").strip()
+    if x_priority[:1] in ("1", "2"):
+        found.append(f"X-Priority: {x_priority}")
+    for name, label, value in (
+        ("importance", "Importance", "high"),
+        ("x-msmail-priority", "X-MSMail-Priority", "high"),
+        ("priority", "Priority", "urgent"),
+    ):
+        if str(headers.get(name, "") or "").strip().lower() == value:
+            found.append(f"{label}: {headers[name].strip()}")
+    return tuple(found)
+
+
+def _strings(value: object, source: str, where: str, key: str) -> tuple[str, ...]:
+    example = {"declared": '["P1"]', "words": '["urgent"]'}.get(key, '["not urgent"]')
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PriorityError(
+            source, where, f"{key!r} must be a list of strings", f"{key} = {example}"
+        )
+    for v in value:
+        if not _TOKEN.search(v):
+            raise PriorityError(
+                source, where, f"{key!r} holds {v!r} with no letters or digits", "remove it"
+            )
+    return tuple(value)
+
+
+def _atoms(phrase: str) -> list[str]:
+    """A phrase as regex atoms: one per character, plus separators between its tokens."""
+    atoms: list[str] = []
+    previous = ""
+    for token in _TOKEN.findall(phrase.lower()):
+        if previous:
+            if previous[-1].isdigit() or not token[0].isdigit():
+                atoms.append(_SEP_WORDS)
+            else:
+                atoms.append(_SEP_SHORT if len(previous) == 1 else _SEP_NUMBER)
+        atoms.extend("['’]" if ch in "'’" else re.escape(ch) for ch in token)
+        previous = token
+    return atoms
+
+
+def _fragment(phrase: str) -> str:
+    return "".join(_atoms(phrase))
+
+
+def _insert(trie: dict, atoms: list[str], entry: _Entry, entries: dict[str, _Entry]) -> None:
+    node = trie
+    for atom in atoms:
+        node = node.setdefault(atom, {})
+    if "" not in node:  # "Sev1" and "Sev 1" compile alike: keep the first
+        name = f"k{len(entries)}"
+        node[""] = name
+        entries[name] = entry
+
+
+def _emit(node: dict, first: bool = False) -> str:
+    """The trie as one regex; longer phrases are tried first, so the longest match wins.
+
+    The left word boundary sits after the first character ((?<!\\w\\w)), which keeps the
+    pattern starting with plain literals: the regex engine then skips to candidate
+    characters quickly.
+    """
+    alternatives = []
+    for atom, child in sorted(((a, c) for a, c in node.items() if a), key=lambda ac: ac[0]):
+        head = atom + r"(?<!\w\w)" if first else atom
+        alternatives.append(head + _emit(child))
+    if "" in node:
+        alternatives.append(rf"(?!\w)(?P<{node['']}>)")
+    if len(alternatives) == 1:
+        return alternatives[0] if first else f"(?:{alternatives[0]})"
+    return "(?:" + "|".join(alternatives) + ")"

@@ -1,0 +1,86 @@
+"""Messages from disk: .eml files, folders of them, maildirs and mbox files.
+
+Yields (source name, bytes) in a stable order (sorted paths, mbox order), so
+a replay is repeatable; an unreadable file is yielded as an error, not raised.
+"""
+
+from __future__ import annotations
+
+import mailbox
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    source: str
+    raw: bytes | None
+    error: str | None = None
+
+
+def is_maildir(path: Path) -> bool:
+    return path.is_dir() and (path / "cur").is_dir() and (path / "new").is_dir()
+
+
+def is_mbox(path: Path) -> bool:
+    if not path.is_file() or path.suffix.lower() == ".eml":
+        return False
+    try:
+        with path.open("rb") as fh:
+            return fh.read(5) == b"From "
+    except OSError:
+        return False
+
+
+def iter_paths(paths: list[Path]) -> Iterator[Item]:
+    for path in paths:
+        if not path.exists():
+            yield Item(str(path), None, "no such file or folder")
+        elif is_maildir(path):
+            yield from _maildir(path)
+        elif path.is_dir():
+            yield from _folder(path)
+        elif is_mbox(path):
+            yield from _mbox(path)
+        else:
+            yield _read(path)
+
+
+def _read(path: Path) -> Item:
+    try:
+        return Item(str(path), path.read_bytes())
+    except OSError as exc:
+        return Item(str(path), None, f"cannot read: {exc.strerror or exc}")
+
+
+def _folder(folder: Path) -> Iterator[Item]:
+    for path in sorted(folder.rglob("*")):
+        if path.is_dir() and is_maildir(path):
+            continue  # its messages are found below as cur/ and new/ entries
+        if path.is_file() and (path.suffix.lower() == ".eml" or path.parent.name in ("cur", "new")):
+            yield _read(path)
+        elif path.is_file() and is_mbox(path):
+            yield from _mbox(path)
+
+
+def _maildir(path: Path) -> Iterator[Item]:
+    for sub in ("new", "cur"):
+        for entry in sorted((path / sub).iterdir()):
+            if entry.is_file():
+                yield _read(entry)
+
+
+def _mbox(path: Path) -> Iterator[Item]:
+    try:
+        box = mailbox.mbox(path, create=False)
+        keys = list(box.keys())
+    except (OSError, mailbox.Error) as exc:
+        yield Item(str(path), None, f"cannot read mbox: {exc}")
+        return
+    for n, key in enumerate(keys, 1):
+        try:
+            yield Item(f"{path}#{n}", box.get_bytes(key))
+        except (OSError, mailbox.Error, KeyError) as exc:
+            yield Item(f"{path}#{n}", None, f"cannot read mbox entry: {exc}")
+    box.close()

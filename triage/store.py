@@ -1,0 +1,416 @@
+"""SQLite through sqlite-utils: the schema, one savepoint per message, queries.
+
+A message's rows (message, ticket or append, outbox, events) are written
+together or not at all; the caller commits in small groups and acknowledges
+a message to its source only after the commit that holds it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from triage.conversation import TicketRef, ticket_number
+from triage.pipeline import Action, Decision
+
+SCHEMA_VERSION = 1
+AckRenderer = Callable[[Decision], tuple[str, str, str, str]]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+class Store:
+    """The database and the attachment folder beside it."""
+
+    def __init__(self, path: Path | None, prefix: str = "T-") -> None:
+        """`path` None: an in-memory database for dry runs (same rules, nothing kept)."""
+        self.prefix = prefix
+        if path is None:
+            self._open(":memory:")
+            self.path = None
+            self.files: Path | None = None
+            return
+        self.path = Path(path)
+        if not self.path.exists():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # Owner-only from the first byte: tickets hold customers' mail.
+            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        self._open(str(self.path))
+        self.files = self.path.with_name(self.path.name + ".files")
+
+    def _open(self, where: str) -> None:
+        self.conn = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA foreign_keys=ON")
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self.db = sqlite_utils.Database(self.conn)
+        self._ensure_schema()
+        self._in_batch = False
+        # Replay writes would-be acknowledgements with status "replay": never sent.
+        self.outbox_status = "pending"
+
+    # -- schema -----------------------------------------------------------
+    def _ensure_schema(self) -> None:
+        db = self.db
+        if "tickets" not in db.table_names():
+            db["tickets"].create(
+                {
+                    "id": int,
+                    "number": str,
+                    "status": str,
+                    "subject": str,
+                    "requester": str,
+                    "requester_name": str,
+                    "participants": str,
+                    "company": str,
+                    "contact": str,
+                    "match": str,
+                    "verified": int,
+                    "priority": str,
+                    "level": int,
+                    "policy": str,
+                    "plan": str,
+                    "calendar": str,
+                    "timezone": str,
+                    "target": str,
+                    "response_due": str,
+                    "created_at": str,
+                    "first_response_at": str,
+                    "linked_to": str,
+                    "message_key": str,
+                },
+                pk="id",
+                not_null={"number", "status", "requester", "created_at"},
+            )
+            db["tickets"].create_index(["number"], unique=True)
+            db["tickets"].create_index(["response_due"])
+        if "messages" not in db.table_names():
+            db["messages"].create(
+                {
+                    "id": int,
+                    "message_key": str,
+                    "message_id": str,
+                    "sha256": str,
+                    "source": str,
+                    "from_addr": str,
+                    "subject": str,
+                    "date": str,
+                    "received_at": str,
+                    "action": str,
+                    "reason": str,
+                    "ticket_id": int,
+                    "size": int,
+                    "body": str,
+                    "decision": str,
+                },
+                pk="id",
+                not_null={"message_key", "action", "received_at"},
+                foreign_keys=[("ticket_id", "tickets", "id")],
+            )
+            db["messages"].create_index(["message_key"], unique=True)
+            db["messages"].create_index(["message_id"])
+            db["messages"].create_index(["ticket_id"])
+        if "events" not in db.table_names():
+            db["events"].create(
+                {
+                    "id": int,
+                    "ticket_id": int,
+                    "message_key": str,
+                    "kind": str,
+                    "at": str,
+                    "detail": str,
+                },
+                pk="id",
+                not_null={"kind", "at"},
+            )
+            db["events"].create_index(["ticket_id"])
+            db["events"].create_index(["kind"])
+        if "outbox" not in db.table_names():
+            db["outbox"].create(
+                {
+                    "id": int,
+                    "ticket_id": int,
+                    "to_addr": str,
+                    "subject": str,
+                    "message_id": str,
+                    "raw": str,
+                    "status": str,
+                    "attempts": int,
+                    "last_error": str,
+                    "created_at": str,
+                    "sent_at": str,
+                },
+                pk="id",
+                not_null={"to_addr", "status", "created_at"},
+                defaults={"attempts": 0},
+            )
+            db["outbox"].create_index(["message_id"])
+            db["outbox"].create_index(["status"])
+        if "attachments" not in db.table_names():
+            db["attachments"].create(
+                {
+                    "id": int,
+                    "message_key": str,
+                    "filename": str,
+                    "content_type": str,
+                    "size": int,
+                    "sha256": str,
+                },
+                pk="id",
+            )
+            db["attachments"].create_index(["message_key"])
+        if "contacts" not in db.table_names():
+            db["contacts"].create(
+                {
+                    "email": str,
+                    "name": str,
+                    "company": str,
+                    "site": str,
+                    "plan": str,
+                    "timezone": str,
+                    "vip": int,
+                    "aliases": str,
+                    "approved": int,
+                },
+                pk="email",
+            )
+        if "mailbox_state" not in db.table_names():
+            db["mailbox_state"].create(
+                {"mailbox": str, "uidvalidity": int, "last_uid": int, "updated_at": str},
+                pk="mailbox",
+            )
+
+    # -- batches ------------------------------------------------------------
+    def begin(self) -> None:
+        if not self._in_batch:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self._in_batch = True
+
+    def commit(self) -> None:
+        if self._in_batch:
+            self.conn.execute("COMMIT")
+            self._in_batch = False
+
+    def rollback(self) -> None:
+        if self._in_batch:
+            self.conn.execute("ROLLBACK")
+            self._in_batch = False
+
+    def close(self) -> None:
+        self.rollback()
+        self.conn.close()
+
+    # -- Threads (read side of conversation) -------------------------------
+    def has_key(self, key: str) -> bool:
+        return (
+            self.conn.execute("SELECT 1 FROM messages WHERE message_key = ?", (key,)).fetchone()
+            is not None
+        )
+
+    def ticket_for_message_ids(self, ids: tuple[str, ...]) -> TicketRef | None:
+        for mid in ids:
+            row = self.conn.execute(
+                "SELECT ticket_id FROM messages WHERE message_id = ? AND ticket_id IS NOT NULL "
+                "UNION ALL SELECT ticket_id FROM outbox WHERE message_id = ? LIMIT 1",
+                (mid, mid),
+            ).fetchone()
+            if row and row[0] is not None:
+                return self._ref("id = ?", row[0])
+        return None
+
+    def ticket_by_number(self, number: str) -> TicketRef | None:
+        return self._ref("number = ?", number)
+
+    def _ref(self, where: str, value: object) -> TicketRef | None:
+        row = self.conn.execute(
+            f"SELECT number, requester, participants, company FROM tickets WHERE {where}", (value,)
+        ).fetchone()
+        if row is None:
+            return None
+        return TicketRef(row[0], row[1], frozenset(json.loads(row[2] or "[]")), row[3])
+
+    # -- write side -----------------------------------------------------------
+    def record(self, d: Decision, now: datetime, ack: AckRenderer | None = None) -> Decision:
+        """Write one message's rows in a savepoint; returns `d` with its ticket number.
+
+        `ack` renders (to, subject, message_id, raw) of the acknowledgement once
+        the ticket has its number; it is queued in the same savepoint.
+        """
+        if d.action == Action.DUPLICATE:
+            return d
+        self.conn.execute("SAVEPOINT msg")
+        try:
+            d = self._record(d, now, ack)
+        except BaseException:
+            self.conn.execute("ROLLBACK TO msg")
+            self.conn.execute("RELEASE msg")
+            raise
+        self.conn.execute("RELEASE msg")
+        return d
+
+    def _record(self, d: Decision, now: datetime, ack: AckRenderer | None) -> Decision:
+        e = d.email
+        at = _iso(now)
+        ticket_id: int | None = None
+        if d.action == Action.TICKET and e is not None:
+            dl = d.deadline
+            cur = self.conn.execute(
+                "INSERT INTO tickets (number, status, subject, requester, requester_name, participants,"
+                " company, contact, match, verified, priority, level, policy, plan, calendar, timezone,"
+                " target, response_due, created_at, linked_to, message_key)"
+                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    "pending-approval"
+                    if d.reply_suppressed and "held" in d.reply_suppressed
+                    else "open",
+                    e.subject,
+                    e.from_addr,
+                    e.from_name,
+                    json.dumps(sorted({e.from_addr, *e.cc})),
+                    None,
+                    d.contact,
+                    d.match,
+                    int(d.verified),
+                    d.priority,
+                    d.level,
+                    dl.policy if dl else None,
+                    dl.plan if dl else None,
+                    dl.calendar if dl else None,
+                    None,
+                    dl.target if dl else None,
+                    _iso(d.due),
+                    at,
+                    d.linked_ticket,
+                    e.key,
+                ),
+            )
+            ticket_id = cur.lastrowid
+            number = ticket_number(self.prefix, ticket_id)
+            self.conn.execute("UPDATE tickets SET number = ? WHERE id = ?", (number, ticket_id))
+            d = replace(d, ticket=number)
+            self._event(
+                ticket_id, e.key, "created", at, {"priority": d.priority, "due": _iso(d.due)}
+            )
+            if d.linked_ticket:
+                self._event(ticket_id, e.key, "linked", at, {"to": d.linked_ticket})
+        elif d.action == Action.APPEND and d.ticket:
+            row = self.conn.execute(
+                "SELECT id FROM tickets WHERE number = ?", (d.ticket,)
+            ).fetchone()
+            ticket_id = row[0] if row else None
+            self._event(
+                ticket_id,
+                e.key if e else None,
+                "appended",
+                at,
+                {"from": e.from_addr if e else None},
+            )
+        key = d.message_key or f"sha256:{d.source}"
+        self.conn.execute(
+            "INSERT INTO messages (message_key, message_id, sha256, source, from_addr, subject, date,"
+            " received_at, action, reason, ticket_id, size, body, decision)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key,
+                d.message_id,
+                e.sha256 if e else None,
+                d.source,
+                e.from_addr if e else None,
+                e.subject if e else None,
+                _iso(e.date) if e else None,
+                at,
+                str(d.action),
+                d.reason,
+                ticket_id,
+                e.size if e else None,
+                e.body if e and d.action in (Action.TICKET, Action.APPEND) else None,
+                json.dumps({"reasons": list(d.reasons), "match": d.match, "priority": d.priority}),
+            ),
+        )
+        if d.action in (Action.FILTERED, Action.QUARANTINED):
+            self._event(None, key, str(d.action), at, {"reason": d.reason})
+        if e is not None and d.action in (Action.TICKET, Action.APPEND):
+            for a in e.attachments:
+                self._save_file(a.sha256, a.data)
+                self.conn.execute(
+                    "INSERT INTO attachments (message_key, filename, content_type, size, sha256)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (key, a.filename, a.content_type, a.size, a.sha256),
+                )
+        if ack is not None and ticket_id is not None and d.auto_reply:
+            to, subject, mid, raw = ack(d)
+            self.conn.execute(
+                "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+                (ticket_id, to, subject, mid, raw, self.outbox_status, at),
+            )
+            self._event(ticket_id, key, "auto_reply_queued", at, {"to": to})
+        elif ticket_id is not None and d.reply_suppressed:
+            self._event(ticket_id, key, "auto_reply_suppressed", at, {"why": d.reply_suppressed})
+        return d
+
+    def _event(
+        self, ticket_id: int | None, key: str | None, kind: str, at: str | None, detail: dict
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO events (ticket_id, message_key, kind, at, detail) VALUES (?, ?, ?, ?, ?)",
+            (ticket_id, key, kind, at, json.dumps(detail)),
+        )
+
+    def _save_file(self, sha256: str, data: bytes) -> None:
+        """Content-addressed: the name is the hash, so a path can never come from the sender."""
+        if self.files is None:
+            return
+        target = self.files / sha256[:2] / sha256
+        if target.exists():
+            return
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = target.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+
+    def save_quarantined(self, raw: bytes, sha256: str) -> Path:
+        """Keep the bytes of a message we could not read, for `triage errors retry`."""
+        assert self.files is not None
+        target = self.files / "quarantine" / f"{sha256}.eml"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(raw)
+        return target
+
+    # -- queries ------------------------------------------------------------
+    def tickets(
+        self, open_only: bool = False, breached_at: datetime | None = None
+    ) -> Iterator[dict]:
+        sql = "SELECT * FROM tickets"
+        where, args = [], []
+        if open_only:
+            where.append("status != 'closed'")
+        if breached_at is not None:
+            where.append(
+                "response_due IS NOT NULL AND response_due < ? AND first_response_at IS NULL"
+            )
+            args.append(_iso(breached_at))
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        yield from self.db.query(sql + " ORDER BY id", args)
+
+    def outbox(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[dict]:
+        marks = ",".join("?" for _ in statuses)
+        return list(
+            self.db.query(f"SELECT * FROM outbox WHERE status IN ({marks}) ORDER BY id", statuses)
+        )
