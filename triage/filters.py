@@ -112,7 +112,7 @@ class FilterSet:
             raise RuleError(
                 path, line, f"not valid TOML ({exc})", "correct the syntax at that line"
             ) from None
-        rules = parse_rules(data, path, _rule_lines(text))
+        rules = parse_rules(data, path, text)
         return cls(rules, own_domains or frozenset({"triage.invalid"}), str(path))
 
     def first_match(self, email: Email) -> Hit | None:
@@ -150,8 +150,10 @@ _FIELD_GETTERS: dict[str, Callable[[Email], tuple[str, ...]]] = {
 }
 
 
-def parse_rules(data: dict, path: Path, lines: list[int]) -> tuple[Rule, ...]:
-    """Validate the `[[rule]]` tables; every error names the rule's line and the fix."""
+def parse_rules(data: dict, path: Path, text: str = "") -> tuple[Rule, ...]:
+    """Validate the `[[rule]]` tables; every error names the offending line and the fix."""
+    source_lines = text.splitlines()
+    lines = _rule_lines(text)
     raw_rules = data.get("rule", [])
     unknown = set(data) - {"rule"}
     if unknown:
@@ -169,7 +171,21 @@ def parse_rules(data: dict, path: Path, lines: list[int]) -> tuple[Rule, ...]:
     rules = []
     for n, raw in enumerate(raw_rules):
         line = lines[n] if n < len(lines) else None
-        rule = _one_rule(raw, path, line)
+        end = lines[n + 1] if n + 1 < len(lines) else len(source_lines) + 1
+
+        def where(key: str, start: int | None = line, stop: int = end) -> int | None:
+            """The line of `key` inside this rule's block, else the block's first line."""
+            if start is None:
+                return None
+            for k in range(start, stop):
+                if re.match(rf"\s*{re.escape(key)}\s*=", source_lines[k - 1]):
+                    return k
+            return start
+
+        try:
+            rule = _one_rule(raw, path, line)
+        except _KeyProblem as exc:
+            raise RuleError(path, where(exc.key), exc.problem, exc.fix) from None
         if rule.id in seen:
             raise RuleError(
                 path,
@@ -182,18 +198,24 @@ def parse_rules(data: dict, path: Path, lines: list[int]) -> tuple[Rule, ...]:
     return tuple(rules)
 
 
+class _KeyProblem(Exception):
+    def __init__(self, key: str, problem: str, fix: str) -> None:
+        self.key, self.problem, self.fix = key, problem, fix
+
+
 _KNOWN_KEYS = {"id", "field", "test", "phrase", "phrases", "source", "except", "enabled"}
 
 
 def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
+    """One rule table -> Rule; a problem with one key raises `_KeyProblem` for its line."""
     if not isinstance(raw, dict):
         raise RuleError(
             path, line, "a rule must be a table", "write it as [[rule]] with key = value lines"
         )
     extra = set(raw) - _KNOWN_KEYS
     if extra:
-        raise RuleError(
-            path, line, f"unknown key(s) {sorted(extra)}", f"use only {sorted(_KNOWN_KEYS)}"
+        raise _KeyProblem(
+            sorted(extra)[0], f"unknown key(s) {sorted(extra)}", f"use only {sorted(_KNOWN_KEYS)}"
         )
     rid = raw.get("id")
     if not isinstance(rid, str) or not rid.strip():
@@ -202,28 +224,36 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
     if not isinstance(field, str) or not (
         field in FIELDS_FIXED or (field.startswith("header:") and _HEADER_NAME.match(field[7:]))
     ):
-        raise RuleError(
-            path,
-            line,
+        raise _KeyProblem(
+            "field",
             f"rule {rid!r}: field {field!r} is not known",
             f"use one of {list(FIELDS_FIXED)} or header:NAME",
         )
     test = raw.get("test")
     if test not in TESTS:
-        raise RuleError(
-            path, line, f"rule {rid!r}: test {test!r} is not known", f"use one of {list(TESTS)}"
+        raise _KeyProblem(
+            "test", f"rule {rid!r}: test {test!r} is not known", f"use one of {list(TESTS)}"
         )
     phrases: tuple[str, ...] = ()
-    if test in _PHRASE_TESTS:
+    pattern = None
+    if test in _PHRASE_TESTS or test == "matches":
         phrase = raw.get("phrase")
         if not isinstance(phrase, str) or not phrase.strip():
-            raise RuleError(
-                path,
-                line,
+            raise _KeyProblem(
+                "test",
                 f"rule {rid!r}: test {test!r} needs a 'phrase'",
                 'add phrase = "text to look for"',
             )
         phrases = (normalise(phrase),)
+        if test == "matches":
+            try:
+                pattern = re.compile(phrase, re.IGNORECASE)
+            except re.error as exc:
+                raise _KeyProblem(
+                    "phrase",
+                    f"rule {rid!r}: phrase is not a valid regular expression ({exc})",
+                    "fix the expression (Python re syntax)",
+                ) from None
     elif test in _LIST_TESTS:
         listed = raw.get("phrases")
         if (
@@ -231,42 +261,21 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
             or not listed
             or not all(isinstance(p, str) and p.strip() for p in listed)
         ):
-            raise RuleError(
-                path,
-                line,
+            raise _KeyProblem(
+                "test",
                 f"rule {rid!r}: test {test!r} needs 'phrases', a list of strings",
                 'add phrases = ["first", "second"]',
             )
         phrases = tuple(normalise(p) for p in listed)
-    pattern = None
-    if test == "matches":
-        regex = raw.get("phrase")
-        if not isinstance(regex, str) or not regex:
-            raise RuleError(
-                path,
-                line,
-                f"rule {rid!r}: test 'matches' needs a regular expression in 'phrase'",
-                'add phrase = "^no-?reply@"',
-            )
-        try:
-            pattern = re.compile(regex, re.IGNORECASE)
-        except re.error as exc:
-            raise RuleError(
-                path,
-                line,
-                f"rule {rid!r}: phrase is not a valid regular expression ({exc})",
-                "fix the expression (Python re syntax)",
-            ) from None
     excepted = raw.get("except", [])
     if not isinstance(excepted, list) or not all(isinstance(p, str) for p in excepted):
-        raise RuleError(
-            path, line, f"rule {rid!r}: 'except' must be a list of strings", 'write except = ["no"]'
+        raise _KeyProblem(
+            "except", f"rule {rid!r}: 'except' must be a list of strings", 'write except = ["no"]'
         )
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
-        raise RuleError(
-            path,
-            line,
+        raise _KeyProblem(
+            "enabled",
             f"rule {rid!r}: 'enabled' must be true or false",
             "write enabled = false (no quotes)",
         )

@@ -61,7 +61,7 @@ class _Text(HTMLParser):
 
 
 def html_to_text(markup: str) -> str:
-    """The text of an HTML document, one line per block, blank runs collapsed."""
+    """The text of an HTML document, one line per block, no blank lines."""
     parser = _Text()
     try:
         parser.feed(markup)
@@ -69,8 +69,4 @@ def html_to_text(markup: str) -> str:
     except Exception:  # noqa: BLE001 - broken markup still has words in it
         return html.unescape(markup)
     lines = (" ".join(line.split()) for line in "".join(parser.out).splitlines())
-    text: list[str] = []
-    for line in lines:
-        if line or (text and text[-1]):
-            text.append(line)
-    return "\n".join(text).strip()
+    return "\n".join(line for line in lines if line)

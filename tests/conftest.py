@@ -1,0 +1,60 @@
+"""Shared test helpers: paths, the real-mail corpus, a default rule set."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures" / "emails"
+CORPUS = ROOT.parent / "shared" / "corpus"
+SEEDS = ROOT.parent / "shared" / "seeds"
+
+needs_corpus = pytest.mark.skipif(
+    not (CORPUS / "MANIFEST.csv").is_file(),
+    reason=f"the real-mail corpus is not beside this checkout ({CORPUS}); CI has it",
+)
+needs_seeds = pytest.mark.skipif(
+    not SEEDS.is_dir(),
+    reason=f"the seed documents are not beside this checkout ({SEEDS}); CI has them",
+)
+
+
+def corpus_rows() -> list[dict]:
+    if not (CORPUS / "MANIFEST.csv").is_file():
+        return []
+    with (CORPUS / "MANIFEST.csv").open(newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="session")
+def rules():
+    from triage.config import Config
+    from triage.pipeline import Rules
+
+    return Rules.load(Config())
+
+
+def build(
+    headers: dict[str, str] | list[tuple[str, str]], body: str = "Hello,\nplease help.\n"
+) -> bytes:
+    """A small message from headers and a body; the test states every header it relies on."""
+    items = headers.items() if isinstance(headers, dict) else headers
+    head = "".join(f"{k}: {v}\r\n" for k, v in items)
+    return (head + "\r\n" + body.replace("\n", "\r\n")).encode("utf-8")
+
+
+def human(**extra: str) -> bytes:
+    headers = {
+        "From": "Jane Doe <jane@acme.example>",
+        "To": "support@msp.example",
+        "Subject": "Printer on floor 2 is jammed",
+        "Date": "Tue, 10 Mar 2026 09:12:00 +0000",
+        "Message-ID": "<abc123@mail.acme.example>",
+    }
+    body = extra.pop("body", "Hello,\nthe printer is jammed again.\nJane\n")
+    for key, value in extra.items():
+        headers[key.replace("_", "-")] = value
+    return build(headers, body)
