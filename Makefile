@@ -30,7 +30,7 @@ servers:
 demo: $(VENV)/.installed
 	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks
 	$(BIN)/triage contacts import fixtures/contacts.csv
-	$(BIN)/triage replay --now $(NOW) --acks-dir demo-acks fixtures/emails
+	$(BIN)/triage --log-level warning replay --now $(NOW) --acks-dir demo-acks fixtures/emails
 
 test: $(VENV)/.installed-test servers
 	$(BIN)/python -m pytest -q

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from triage import log
@@ -172,6 +173,11 @@ class _progress:
             self.bar.stop()
 
 
+def _row(table: Table, *cells: str) -> None:
+    """Cells are data (subjects hold `[#T-…]`), never rich markup."""
+    table.add_row(*(escape(c) for c in cells))
+
+
 def _print_decisions(decisions: list[Decision], acks: list) -> None:
     out = Console()
     tickets = Table(title="Tickets", show_lines=False)
@@ -183,7 +189,8 @@ def _print_decisions(decisions: list[Decision], acks: list) -> None:
     for d in decisions:
         e = d.email
         if d.action in (Action.TICKET, Action.APPEND):
-            tickets.add_row(
+            _row(
+                tickets,
                 d.ticket or "",
                 str(d.action),
                 d.priority or "",
@@ -194,7 +201,7 @@ def _print_decisions(decisions: list[Decision], acks: list) -> None:
             )
         else:
             detail = e.from_addr if e else (d.reasons[0] if d.reasons else "")
-            filtered.add_row(Path(d.source).name, str(d.action), d.reason or "", detail[:60])
+            _row(filtered, Path(d.source).name, str(d.action), d.reason or "", detail[:60])
     out.print(tickets)
     out.print(filtered)
     if acks:
@@ -202,7 +209,7 @@ def _print_decisions(decisions: list[Decision], acks: list) -> None:
         for col in ("ticket", "to", "subject"):
             table.add_column(col)
         for _id, number, to, subject, _raw in acks:
-            table.add_row(number, to, subject)
+            _row(table, number, to, subject)
         out.print(table)
 
 
@@ -282,7 +289,8 @@ def tickets(config_path, db_path, open_only, breached, now_text, as_json) -> Non
     for col in ("ticket", "status", "priority", "due (UTC)", "requester", "match", "subject"):
         table.add_column(col)
     for r in rows:
-        table.add_row(
+        _row(
+            table,
             r["number"],
             r["status"],
             r["priority"] or "",
@@ -394,7 +402,8 @@ def contacts_list(config_path, db_path) -> None:
     for col in ("email", "name", "company", "plan", "timezone", "vip", "approved"):
         table.add_column(col)
     for c in rows:
-        table.add_row(
+        _row(
+            table,
             c.email,
             c.name,
             c.company,

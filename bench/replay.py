@@ -1,0 +1,199 @@
+"""Replay rate against the mail-parser-alone rate, on the same generated messages.
+
+Generates a realistic mix (human requests plain/HTML/with attachments, replies
+to earlier ones, DSN bounces, auto-replies, list mail), then in one run:
+  1. mail-parser alone, one process: parse_from_bytes + body, every message;
+  2. `triage replay` into a fresh database (the real code path: parse on every
+     core, filters, contacts, priority, SLA, one savepoint per message,
+     commits in groups), from .eml files on disk.
+Prints both rates and their ratio.
+
+    .venv/bin/python bench/replay.py [--count 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WORDS = (
+    "printer server outlook vpn password reset laptop screen network slow email cannot login "
+    "invoice account license backup restore update error crash install access share drive "
+    "the a is on our my since this morning please help urgent again all users office"
+).split()
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+def _human(rng: random.Random, i: int, reply_to: str | None) -> str:
+    company = rng.choice(["acme.example", "globex.example", "initech.example", "gmail.com"])
+    sender = f"user{rng.randrange(500)}@{company}"
+    mid = f"<h{i}.{rng.randrange(10**9)}@mail.{company}>"
+    subject = _text(rng, rng.randint(3, 8)).capitalize()
+    head = [
+        f"Received: from mail.{company} (mail.{company} [192.0.2.{rng.randrange(255)}]) by mx.msp.example",
+        f"From: User {i} <{sender}>",
+        "To: support@msp.example",
+        f"Subject: {'Re: ' if reply_to else ''}{subject}",
+        f"Date: Tue, 10 Mar 2026 {rng.randrange(24):02d}:{rng.randrange(60):02d}:00 +0000",
+        f"Message-ID: {mid}",
+        "MIME-Version: 1.0",
+    ]
+    if reply_to:
+        head += [f"In-Reply-To: {reply_to}", f"References: {reply_to}"]
+    body = "\n".join(_text(rng, 12) for _ in range(rng.randint(3, 25)))
+    kind = rng.random()
+    if kind < 0.55:
+        head.append("Content-Type: text/plain; charset=utf-8")
+        return "\n".join(head) + "\n\n" + body + "\n-- \nUser\n"
+    if kind < 0.8:
+        html = (
+            "<html><body>"
+            + "".join(f"<p>{line}</p>" for line in body.splitlines())
+            + "</body></html>"
+        )
+        head.append('Content-Type: multipart/alternative; boundary="alt"')
+        return "\n".join(head) + (
+            f"\n\n--alt\nContent-Type: text/plain; charset=utf-8\n\n{body}\n"
+            f"--alt\nContent-Type: text/html; charset=utf-8\n\n{html}\n--alt--\n"
+        )
+    blob = base64.encodebytes(rng.randbytes(rng.randint(2_000, 60_000))).decode()
+    head.append('Content-Type: multipart/mixed; boundary="mix"')
+    return "\n".join(head) + (
+        f"\n\n--mix\nContent-Type: text/plain; charset=utf-8\n\n{body}\n"
+        f'--mix\nContent-Type: application/pdf; name="scan{i}.pdf"\n'
+        f'Content-Disposition: attachment; filename="scan{i}.pdf"\n'
+        f"Content-Transfer-Encoding: base64\n\n{blob}--mix--\n"
+    )
+
+
+def _bounce(rng: random.Random, i: int) -> str:
+    return (
+        "Return-Path: <>\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n"
+        "To: support@msp.example\nSubject: Undelivered Mail Returned to Sender\n"
+        f"Date: Tue, 10 Mar 2026 10:00:00 +0000\nMessage-ID: <b{i}@mx.example.net>\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n\n'
+        "--r\nContent-Type: text/plain\n\nI'm sorry to have to inform you that your message could not be delivered.\n"
+        "--r\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n"
+        f"Final-Recipient: rfc822; gone{i}@example.org\nAction: failed\nStatus: 5.1.1\n"
+        "--r\nContent-Type: text/rfc822-headers\n\nFrom: support@msp.example\nSubject: hello\n--r--\n"
+    )
+
+
+def _autoreply(rng: random.Random, i: int) -> str:
+    return (
+        f"From: Person {i} <p{i}@globex.example>\nTo: support@msp.example\n"
+        f"Subject: Automatic reply: {_text(rng, 4)}\nAuto-Submitted: auto-replied\n"
+        "X-Auto-Response-Suppress: All\n"
+        f"Date: Tue, 10 Mar 2026 10:00:00 +0000\nMessage-ID: <a{i}@globex.example>\n"
+        "Content-Type: text/plain; charset=utf-8\n\nI am away until Monday with limited access to mail.\n"
+    )
+
+
+def _list(rng: random.Random, i: int) -> str:
+    return (
+        f"From: News <news@vendor.example>\nTo: support@msp.example\nSubject: {_text(rng, 6)}\n"
+        "List-Id: <news.vendor.example>\nList-Unsubscribe: <mailto:unsub@vendor.example>\nPrecedence: bulk\n"
+        f"Date: Tue, 10 Mar 2026 10:00:00 +0000\nMessage-ID: <n{i}@vendor.example>\n"
+        f"Content-Type: text/plain; charset=utf-8\n\n{_text(rng, 200)}\n"
+    )
+
+
+def generate(count: int, seed: int = 7) -> list[bytes]:
+    """About 60 % human (a fifth of them replies), 20 % bounces, 12 % auto-replies, 8 % lists."""
+    rng = random.Random(seed)
+    out: list[bytes] = []
+    human_ids: list[str] = []
+    for i in range(count):
+        r = rng.random()
+        if r < 0.6:
+            reply = rng.choice(human_ids) if human_ids and rng.random() < 0.2 else None
+            text = _human(rng, i, reply)
+            human_ids.append(text.split("Message-ID: ", 1)[1].split("\n", 1)[0])
+        elif r < 0.8:
+            text = _bounce(rng, i)
+        elif r < 0.92:
+            text = _autoreply(rng, i)
+        else:
+            text = _list(rng, i)
+        out.append(text.replace("\n", "\r\n").encode())
+    return out
+
+
+def parse_alone(messages: list[bytes]) -> float:
+    import mailparser
+
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    start = time.perf_counter()
+    for raw in messages:
+        mailparser.parse_from_bytes(raw).body  # noqa: B018 - the body is part of "parsing"
+    return len(messages) / (time.perf_counter() - start)
+
+
+def replay_rate(folder: Path, db: Path, count: int) -> tuple[float, dict[str, int]]:
+    from triage import log
+    from triage.config import Config
+    from triage.pipeline import Rules
+    from triage.replay import replay
+    from triage.sources.files import iter_paths
+    from triage.store import Store
+
+    log.setup("warning")
+    start = time.perf_counter()
+    rules = Rules.load(Config(db=db))
+    store = Store(db)
+    store.outbox_status = "replay"
+    summary = replay(
+        iter_paths([folder]),
+        rules,
+        store,
+        datetime(2026, 3, 10, 14, 30, tzinfo=UTC),
+        lambda d: None,
+    )
+    store.close()
+    elapsed = time.perf_counter() - start
+    assert summary.total == count, summary.counts
+    return count / elapsed, summary.counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=3, help="repeat and report the median")
+    args = parser.parse_args()
+    messages = generate(args.count)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "mail"
+        folder.mkdir()
+        for n, raw in enumerate(messages):
+            (folder / f"{n:06d}.eml").write_bytes(raw)
+        parse_rates, replay_rates = [], []
+        for run in range(args.runs):
+            parse_rates.append(parse_alone(messages))
+            rate, counts = replay_rate(folder, Path(tmp) / f"bench{run}.db", args.count)
+            replay_rates.append(rate)
+    p, r = statistics.median(parse_rates), statistics.median(replay_rates)
+    size = sum(map(len, messages)) / len(messages)
+    print(f"messages            {args.count:,} (mean {size / 1024:.1f} KiB): {counts}")
+    print(f"machine             {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(f"mail-parser alone   {p:,.0f} messages/s (one process, median of {args.runs})")
+    print(f"triage replay       {r:,.0f} messages/s (fresh database, median of {args.runs})")
+    print(f"ratio               {r / p:.2f}x  (goal >= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()

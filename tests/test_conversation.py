@@ -1,0 +1,83 @@
+"""Threading: message ids prove a conversation; a guessed ticket number does not."""
+
+from __future__ import annotations
+
+from triage.conversation import TicketRef, find_thread, ticket_number, token_pattern
+from triage.message import Email
+
+from .conftest import human
+
+T1 = TicketRef(
+    "T-000001", "jane@acme.example", frozenset({"jane@acme.example", "bob@acme.example"}), "Acme"
+)
+
+
+class Lookup:
+    """A dict-backed Threads, so the rule is tested without a database."""
+
+    def __init__(self, by_id: dict[str, TicketRef], tickets: list[TicketRef]) -> None:
+        self.by_id = by_id
+        self.tickets = {t.number: t for t in tickets}
+
+    def ticket_for_message_ids(self, ids):
+        return next((self.by_id[i] for i in ids if i in self.by_id), None)
+
+    def ticket_by_number(self, number):
+        return self.tickets.get(number)
+
+
+THREADS = Lookup({"<first@mail.acme.example>": T1, "<ack@triage.invalid>": T1}, [T1])
+
+
+def thread(**headers):
+    return find_thread(Email.from_bytes(human(**headers)), THREADS, "T-", frozenset({"gmail.com"}))
+
+
+def test_in_reply_to_a_stored_customer_message_appends():
+    t = thread(In_Reply_To="<first@mail.acme.example>", Message_ID="<second@x>")
+    assert t.ticket == T1 and t.linked is None
+
+
+def test_references_to_our_acknowledgement_append_even_from_a_stranger():
+    t = thread(
+        References="<zzz@elsewhere> <ack@triage.invalid>",
+        From="someone@gmail.com",
+        Message_ID="<2@x>",
+    )
+    assert t.ticket == T1
+
+
+def test_token_from_a_participant_appends():
+    t = thread(Subject="Re: [#T-000001] Printer", From="bob@acme.example", Message_ID="<3@x>")
+    assert t.ticket == T1
+
+
+def test_token_from_the_same_company_appends():
+    t = thread(Subject="[#T-1] Printer", From="carol@acme.example", Message_ID="<4@x>")
+    assert t.ticket == T1
+
+
+def test_token_alone_from_a_stranger_opens_a_linked_ticket():
+    t = thread(
+        Subject="Re: [#T-000001] give me access", From="mallory@gmail.com", Message_ID="<5@x>"
+    )
+    assert t.ticket is None and t.linked == T1
+
+
+def test_free_mail_domain_is_not_a_company():
+    ref = TicketRef("T-000002", "ann@gmail.com", frozenset({"ann@gmail.com"}))
+    lookup = Lookup({}, [ref])
+    e = Email.from_bytes(human(Subject="[#T-000002] hi", From="eve@gmail.com", Message_ID="<6@x>"))
+    t = find_thread(e, lookup, "T-", frozenset({"gmail.com"}))
+    assert t.ticket is None and t.linked == ref
+
+
+def test_unknown_token_and_no_reference_open_a_fresh_ticket():
+    assert thread(Subject="[#T-999999] hi", Message_ID="<7@x>").ticket is None
+    assert thread(Message_ID="<8@x>").ticket is None
+
+
+def test_prefix_is_configurable_and_numbers_are_six_digits():
+    assert ticket_number("HD-", 42) == "HD-000042"
+    assert token_pattern("HD-").search("Re: [#HD-000042] x").group(1) == "000042"
+    assert token_pattern("HD-").search("Re: [#T-000042] x") is None

@@ -1,0 +1,74 @@
+"""Hypothesis: nothing the bytes contain makes the pipeline raise."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from triage.pipeline import Action, analyse, decide
+from triage.store import Store
+
+from .conftest import FIXTURES
+
+SEEDS = [p.read_bytes() for p in sorted(FIXTURES.glob("*.eml"))] or [b"From: a@b\r\n\r\nx"]
+NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+def _run(raw: bytes, rules) -> None:
+    store = Store(None)
+    try:
+        d = decide(analyse(raw, "hyp", rules), rules, store, NOW)
+        assert isinstance(d.action, Action)
+        if d.action == Action.QUARANTINED:
+            assert d.reason
+    finally:
+        store.close()
+
+
+@SETTINGS
+@given(st.binary(max_size=4096))
+def test_random_bytes_never_raise(rules, raw):
+    _run(raw, rules)
+
+
+@st.composite
+def mutated(draw):
+    base = bytearray(draw(st.sampled_from(SEEDS)))
+    for _ in range(draw(st.integers(1, 12))):
+        op = draw(st.sampled_from(["flip", "insert", "delete", "dup"]))
+        pos = draw(st.integers(0, max(0, len(base) - 1)))
+        if op == "flip" and base:
+            base[pos] = draw(st.integers(0, 255))
+        elif op == "insert":
+            base[pos:pos] = draw(
+                st.sampled_from(
+                    [
+                        b"\x00",
+                        b"\r",
+                        b"=?utf-8?b?",
+                        b"--",
+                        b"boundary=",
+                        b"\n\n",
+                        b"\xff\xfe",
+                        b"Content-Type: multipart/mixed; boundary=x\n",
+                    ]
+                )
+            )
+        elif op == "delete":
+            del base[pos : pos + draw(st.integers(1, 64))]
+        elif op == "dup":
+            base[pos:pos] = base[pos : pos + draw(st.integers(1, 256))]
+    return bytes(base)
+
+
+@SETTINGS
+@given(mutated())
+def test_mutated_fixtures_never_raise(rules, raw):
+    _run(raw, rules)
