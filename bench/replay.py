@@ -39,13 +39,37 @@ def _text(rng: random.Random, n: int) -> str:
     return " ".join(rng.choice(WORDS) for _ in range(n))
 
 
+def _transit(rng: random.Random, domain: str) -> list[str]:
+    """The headers real mail collects in transit: Received chain, DKIM, ARC, auth results."""
+    hops = [
+        f"Received: from mx{n}.{domain} (mx{n}.{domain} [198.51.100.{rng.randrange(255)}])\n"
+        f"\tby mx.msp.example (Postfix) with ESMTPS id {rng.randrange(16**10):010X}\n"
+        f"\tfor <support@msp.example>; Tue, 10 Mar 2026 09:{rng.randrange(60):02d}:00 +0000 (UTC)"
+        for n in range(rng.randint(2, 5))
+    ]
+    sig = base64.b64encode(rng.randbytes(128)).decode()
+    return hops + [
+        "Return-Path: <bounce-" + str(rng.randrange(10**6)) + f"@{domain}>",
+        f"Authentication-Results: mx.msp.example; dkim=pass header.d={domain}; spf=pass "
+        f"smtp.mailfrom={domain}; dmarc=pass header.from={domain}",
+        f"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d={domain}; s=sel1;\n"
+        "\th=from:to:subject:date:message-id:mime-version:content-type;\n"
+        f"\tbh={sig[:44]};\n\tb={sig}",
+        f"ARC-Seal: i=1; a=rsa-sha256; t=1773133200; cv=none; d={domain}; s=arc;\n\tb={sig[:88]}",
+        "X-Mailer: Microsoft Outlook 16.0",
+        f"Thread-Index: {base64.b64encode(rng.randbytes(22)).decode()}",
+        "X-MS-Has-Attach: ",
+        "Content-Language: en-US",
+    ]
+
+
 def _human(rng: random.Random, i: int, reply_to: str | None) -> str:
     company = rng.choice(["acme.example", "globex.example", "initech.example", "gmail.com"])
     sender = f"user{rng.randrange(500)}@{company}"
     mid = f"<h{i}.{rng.randrange(10**9)}@mail.{company}>"
     subject = _text(rng, rng.randint(3, 8)).capitalize()
     head = [
-        f"Received: from mail.{company} (mail.{company} [192.0.2.{rng.randrange(255)}]) by mx.msp.example",
+        *_transit(rng, company),
         f"From: User {i} <{sender}>",
         "To: support@msp.example",
         f"Subject: {'Re: ' if reply_to else ''}{subject}",
@@ -82,8 +106,8 @@ def _human(rng: random.Random, i: int, reply_to: str | None) -> str:
 
 
 def _bounce(rng: random.Random, i: int) -> str:
-    return (
-        "Return-Path: <>\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n"
+    return "\n".join(_transit(rng, "mx.example.net")[:-5]) + (
+        "\nReturn-Path: <>\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n"
         "To: support@msp.example\nSubject: Undelivered Mail Returned to Sender\n"
         f"Date: Tue, 10 Mar 2026 10:00:00 +0000\nMessage-ID: <b{i}@mx.example.net>\nMIME-Version: 1.0\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="r"\n\n'
@@ -95,8 +119,8 @@ def _bounce(rng: random.Random, i: int) -> str:
 
 
 def _autoreply(rng: random.Random, i: int) -> str:
-    return (
-        f"From: Person {i} <p{i}@globex.example>\nTo: support@msp.example\n"
+    return "\n".join(_transit(rng, "globex.example")) + (
+        f"\nFrom: Person {i} <p{i}@globex.example>\nTo: support@msp.example\n"
         f"Subject: Automatic reply: {_text(rng, 4)}\nAuto-Submitted: auto-replied\n"
         "X-Auto-Response-Suppress: All\n"
         f"Date: Tue, 10 Mar 2026 10:00:00 +0000\nMessage-ID: <a{i}@globex.example>\n"
@@ -105,8 +129,8 @@ def _autoreply(rng: random.Random, i: int) -> str:
 
 
 def _list(rng: random.Random, i: int) -> str:
-    return (
-        f"From: News <news@vendor.example>\nTo: support@msp.example\nSubject: {_text(rng, 6)}\n"
+    return "\n".join(_transit(rng, "vendor.example")) + (
+        f"\nFrom: News <news@vendor.example>\nTo: support@msp.example\nSubject: {_text(rng, 6)}\n"
         "List-Id: <news.vendor.example>\nList-Unsubscribe: <mailto:unsub@vendor.example>\nPrecedence: bulk\n"
         f"Date: Tue, 10 Mar 2026 10:00:00 +0000\nMessage-ID: <n{i}@vendor.example>\n"
         f"Content-Type: text/plain; charset=utf-8\n\n{_text(rng, 200)}\n"

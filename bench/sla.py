@@ -27,12 +27,7 @@ def cases(n: int, seed: int = 7) -> list[tuple]:
     rng = random.Random(seed)
     start = datetime(2025, 1, 1, tzinfo=UTC)
     span = int(timedelta(days=730).total_seconds())
-    combos = [
-        (p, plan, rank)
-        for p in policies.values()
-        for plan in p.plans
-        for rank in p.labels
-    ]
+    combos = [(p, plan, rank) for p in policies.values() for plan in p.plans for rank in p.labels]
     out = []
     for _ in range(n):
         p, plan, rank = rng.choice(combos)
@@ -62,6 +57,7 @@ def main() -> None:
         f"median {statistics.median(samples) / 1000:.1f} µs, "
         f"p99 {samples[int(len(samples) * 0.99)] / 1000:.1f} µs per deadline"
     )
+
 
 if __name__ == "__main__":
     main()

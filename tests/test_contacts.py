@@ -210,6 +210,18 @@ def test_a_name_shared_by_two_contacts_is_no_suggestion():
     assert "2 contacts" in m.why
 
 
+def test_two_names_equally_close_is_no_suggestion():
+    d = Directory.build(
+        [
+            Contact.create("a@x.example", "Paul D Werner"),
+            Contact.create("b@x.example", "Paul E Werner"),
+        ],
+        fuzzy_threshold=90,
+    )
+    assert d.match("x@gmail.com", "Paul Werner").kind == "none"
+    assert d.match("x@gmail.com", "Paul D. Werner").contact.email == "a@x.example"
+
+
 def test_none():
     m = match("nobody@unknown.example", "Completely Different")
     assert m == Match("none", None, None, None, None, False, False, None, m.why)
@@ -231,6 +243,10 @@ def test_unverified_keeps_who_but_drops_privileges():
     )
     assert (m.verified, m.vip, m.plan) == (False, False, None)
     assert m.why.endswith("dmarc=fail")
+    assert match("jdoe@acme.example").downgraded("dmarc=fail") == match(
+        "jdoe@acme.example"
+    ).unverified("dmarc=fail")
+    assert Match.none().kind == "none" and Match.none().verified is False
 
 
 def test_first_contact_wins_on_repeated_address_and_alias():

@@ -284,12 +284,12 @@ def test_accuracy_on_realistic_messages(capsys):
         rows = list(csv.DictReader(f))
     assert len(rows) >= 80
     misses = []
-    for n, row in enumerate(rows, start=2):
+    for n, row in enumerate(rows, start=1):
         headers = {"x-priority": row["x_priority"], "importance": row["importance"]}
         result = infer(row["subject"], row["body"], headers, VOCAB)
         if result.level != int(row["expected_level"]):
             misses.append(
-                f"row {n}: {row['subject']!r} expected {row['expected_level']} got {result.level}"
+                f"record {n}: {row['subject']!r} expected {row['expected_level']} got {result.level}"
                 f" ({row['note']}); evidence: {'; '.join(result.reasons())}"
             )
     accuracy = 1 - len(misses) / len(rows)
@@ -325,7 +325,8 @@ def test_infer_never_fails_and_always_gives_a_level(subject, body):
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=3))
 def test_p1_glued_to_word_characters_is_never_evidence(glue):
-    assert infer(f"{glue}p1 {glue}", f"sp1 {glue}P1{glue}", {}, VOCAB).evidence == ()
+    evidence = infer(f"{glue}p1 {glue}", f"sp1 {glue}P1{glue}", {}, VOCAB).evidence
+    assert not [e for e in evidence if "p1" in e.word.lower()]  # the glue may be a word: "p0"
 
 
 # --- the vocabulary file -------------------------------------------------------------------

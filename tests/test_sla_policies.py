@@ -71,16 +71,80 @@ CASES = [
     ("msp-p1-p6", None, "P5", MSP_AT, BER, "5 business days", local(BER, 2025, 6, 17, 10, 0)),
     ("msp-p1-p6", None, "P6", MSP_AT, BER, "none", None),
     # --- controlup ultimate (20:00 UTC: 4 business hours left on Tuesday)
-    ("controlup", "ultimate", "1 - Urgent", CU_AT, "Asia/Tokyo", "2h", local("UTC", 2025, 6, 10, 22, 0)),
-    ("controlup", "ultimate", "2 - High", CU_AT, "Asia/Tokyo", "4h", local("UTC", 2025, 6, 11, 0, 0)),
-    ("controlup", "ultimate", "3 - Normal", CU_AT, "Asia/Tokyo", "4h", local("UTC", 2025, 6, 11, 0, 0)),
+    (
+        "controlup",
+        "ultimate",
+        "1 - Urgent",
+        CU_AT,
+        "Asia/Tokyo",
+        "2h",
+        local("UTC", 2025, 6, 10, 22, 0),
+    ),
+    (
+        "controlup",
+        "ultimate",
+        "2 - High",
+        CU_AT,
+        "Asia/Tokyo",
+        "4h",
+        local("UTC", 2025, 6, 11, 0, 0),
+    ),
+    (
+        "controlup",
+        "ultimate",
+        "3 - Normal",
+        CU_AT,
+        "Asia/Tokyo",
+        "4h",
+        local("UTC", 2025, 6, 11, 0, 0),
+    ),
     # 4h Tue, Wed 06:00 + 4h
-    ("controlup", "ultimate", "4 - Low", CU_AT, "Asia/Tokyo", "8h", local("UTC", 2025, 6, 11, 10, 0)),
+    (
+        "controlup",
+        "ultimate",
+        "4 - Low",
+        CU_AT,
+        "Asia/Tokyo",
+        "8h",
+        local("UTC", 2025, 6, 11, 10, 0),
+    ),
     # --- controlup enterprise
-    ("controlup", "enterprise", "1 - Urgent", CU_AT, "Asia/Tokyo", "4h", local("UTC", 2025, 6, 11, 0, 0)),
-    ("controlup", "enterprise", "2 - High", CU_AT, "Asia/Tokyo", "4h", local("UTC", 2025, 6, 11, 0, 0)),
-    ("controlup", "enterprise", "3 - Normal", CU_AT, "Asia/Tokyo", "8h", local("UTC", 2025, 6, 11, 10, 0)),
-    ("controlup", "enterprise", "4 - Low", CU_AT, "Asia/Tokyo", "12h", local("UTC", 2025, 6, 11, 14, 0)),
+    (
+        "controlup",
+        "enterprise",
+        "1 - Urgent",
+        CU_AT,
+        "Asia/Tokyo",
+        "4h",
+        local("UTC", 2025, 6, 11, 0, 0),
+    ),
+    (
+        "controlup",
+        "enterprise",
+        "2 - High",
+        CU_AT,
+        "Asia/Tokyo",
+        "4h",
+        local("UTC", 2025, 6, 11, 0, 0),
+    ),
+    (
+        "controlup",
+        "enterprise",
+        "3 - Normal",
+        CU_AT,
+        "Asia/Tokyo",
+        "8h",
+        local("UTC", 2025, 6, 11, 10, 0),
+    ),
+    (
+        "controlup",
+        "enterprise",
+        "4 - Low",
+        CU_AT,
+        "Asia/Tokyo",
+        "12h",
+        local("UTC", 2025, 6, 11, 14, 0),
+    ),
     # --- controlup pro
     ("controlup", "pro", "1 - Urgent", CU_AT, "Asia/Tokyo", "4h", local("UTC", 2025, 6, 11, 0, 0)),
     ("controlup", "pro", "2 - High", CU_AT, "Asia/Tokyo", "8h", local("UTC", 2025, 6, 11, 10, 0)),
@@ -93,14 +157,38 @@ CASES = [
     ("connectsoft", "basic", "Severity 4", CS_AT, LON, "none", None),
     # --- connectsoft standard: 4 business hours: Tue 15-17 = 2h, Wed 09:00 + 2h
     ("connectsoft", "standard", "Severity 1", CS_AT, LON, "4h", local(LON, 2025, 6, 11, 11, 0)),
-    ("connectsoft", "standard", "Severity 2", CS_AT, LON, "1 business day", local(LON, 2025, 6, 11, 15, 0)),
+    (
+        "connectsoft",
+        "standard",
+        "Severity 2",
+        CS_AT,
+        LON,
+        "1 business day",
+        local(LON, 2025, 6, 11, 15, 0),
+    ),
     ("connectsoft", "standard", "Severity 3", CS_AT, LON, "none", None),
     ("connectsoft", "standard", "Severity 4", CS_AT, LON, "none", None),
     # --- connectsoft premium: Critical 1h around the clock
     ("connectsoft", "premium", "Severity 1", CS_AT, LON, "1h", local(LON, 2025, 6, 10, 16, 0)),
     ("connectsoft", "premium", "Severity 2", CS_AT, LON, "4h", local(LON, 2025, 6, 11, 11, 0)),
-    ("connectsoft", "premium", "Severity 3", CS_AT, LON, "1 business day", local(LON, 2025, 6, 11, 15, 0)),
-    ("connectsoft", "premium", "Severity 4", CS_AT, LON, "2 business days", local(LON, 2025, 6, 12, 15, 0)),
+    (
+        "connectsoft",
+        "premium",
+        "Severity 3",
+        CS_AT,
+        LON,
+        "1 business day",
+        local(LON, 2025, 6, 11, 15, 0),
+    ),
+    (
+        "connectsoft",
+        "premium",
+        "Severity 4",
+        CS_AT,
+        LON,
+        "2 business days",
+        local(LON, 2025, 6, 12, 15, 0),
+    ),
     # --- connectwise-helpdesk 24x7: 17:00 + 2h
     ("connectwise-helpdesk", "24x7", "P1", HD_AT, CHI, "2h", local(CHI, 2025, 6, 10, 19, 0)),
     ("connectwise-helpdesk", "24x7", "P2", HD_AT, CHI, "2h", local(CHI, 2025, 6, 10, 19, 0)),
@@ -112,10 +200,42 @@ CASES = [
     ("connectwise-helpdesk", "after-hours", "P3", HD_AT, CHI, "2h", local(CHI, 2025, 6, 10, 19, 0)),
     ("connectwise-helpdesk", "after-hours", "P4", HD_AT, CHI, "2h", local(CHI, 2025, 6, 10, 19, 0)),
     # --- business-hours 08:00-18:00: 1h Tuesday, Wed 08:00 + 1h
-    ("connectwise-helpdesk", "business-hours", "P1", HD_AT, CHI, "2h", local(CHI, 2025, 6, 11, 9, 0)),
-    ("connectwise-helpdesk", "business-hours", "P2", HD_AT, CHI, "2h", local(CHI, 2025, 6, 11, 9, 0)),
-    ("connectwise-helpdesk", "business-hours", "P3", HD_AT, CHI, "2h", local(CHI, 2025, 6, 11, 9, 0)),
-    ("connectwise-helpdesk", "business-hours", "P4", HD_AT, CHI, "2h", local(CHI, 2025, 6, 11, 9, 0)),
+    (
+        "connectwise-helpdesk",
+        "business-hours",
+        "P1",
+        HD_AT,
+        CHI,
+        "2h",
+        local(CHI, 2025, 6, 11, 9, 0),
+    ),
+    (
+        "connectwise-helpdesk",
+        "business-hours",
+        "P2",
+        HD_AT,
+        CHI,
+        "2h",
+        local(CHI, 2025, 6, 11, 9, 0),
+    ),
+    (
+        "connectwise-helpdesk",
+        "business-hours",
+        "P3",
+        HD_AT,
+        CHI,
+        "2h",
+        local(CHI, 2025, 6, 11, 9, 0),
+    ),
+    (
+        "connectwise-helpdesk",
+        "business-hours",
+        "P4",
+        HD_AT,
+        CHI,
+        "2h",
+        local(CHI, 2025, 6, 11, 9, 0),
+    ),
 ]
 
 
@@ -147,13 +267,31 @@ def test_every_cell_of_every_policy_is_in_the_table():
 SEED_CELLS = {
     # seed file -> the response cells, verbatim, in the seed's order
     "connectwise-initial-response-slos.txt": [
-        "1 Hour", "2 Hours", "4 Hours", "4 Hours", "8 Hours", "24 Hours",
-        "12 Hours", "24 Hours", "36 Hours", "24 Hours", "36 Hours", "72 Hours",
+        "1 Hour",
+        "2 Hours",
+        "4 Hours",
+        "4 Hours",
+        "8 Hours",
+        "24 Hours",
+        "12 Hours",
+        "24 Hours",
+        "36 Hours",
+        "24 Hours",
+        "36 Hours",
+        "72 Hours",
     ],
     "controlup-sla.txt": [
-        "2 Hours, 24 hours a day, 7 days a week", "4 Business Hours", "4 Business Hours",
-        "8 Business Hours", "4 Business Hours", "4 Business Hours", "8 Business Hours",
-        "12 Business Hours", "4 Business Hours", "8 Business Hours", "8 Business Hours",
+        "2 Hours, 24 hours a day, 7 days a week",
+        "4 Business Hours",
+        "4 Business Hours",
+        "8 Business Hours",
+        "4 Business Hours",
+        "4 Business Hours",
+        "8 Business Hours",
+        "12 Business Hours",
+        "4 Business Hours",
+        "8 Business Hours",
+        "8 Business Hours",
         "12 Business Hours",
     ],
 }
@@ -183,7 +321,8 @@ def test_controlup_seed_cells_match_the_file():
 
 
 @pytest.mark.skipif(
-    not (RULES.parent.parent.parent / "shared" / "seeds").is_dir(), reason="seeds not beside checkout"
+    not (RULES.parent.parent.parent / "shared" / "seeds").is_dir(),
+    reason="seeds not beside checkout",
 )
 def test_seed_cells_appear_in_the_seed_documents():
     seeds = RULES.parent.parent.parent / "shared" / "seeds"
@@ -226,4 +365,8 @@ def test_policy_shapes():
 def test_default_plan_is_used_for_none():
     p = POLICIES["connectwise"]
     d = sla.due(p, None, 2, CW_AT, NY)
-    assert (d.plan, d.calendar, d.due) == ("standard", "standard-24x5", local(NY, 2025, 6, 10, 18, 0))
+    assert (d.plan, d.calendar, d.due) == (
+        "standard",
+        "standard-24x5",
+        local(NY, 2025, 6, 10, 18, 0),
+    )

@@ -129,7 +129,7 @@ class Match:
     why: str
 
     @classmethod
-    def none(cls, why: str) -> Match:
+    def none(cls, why: str = "no contact matched") -> Match:
         return cls("none", None, None, None, None, False, False, None, why)
 
     @classmethod
@@ -150,6 +150,8 @@ class Match:
     def unverified(self, reason: str) -> Match:
         """Downgrade (e.g. DMARC failed): who it claims to be stays visible, no privileges."""
         return replace(self, verified=False, vip=False, plan=None, why=f"{self.why}; {reason}")
+
+    downgraded = unverified  # the name pipeline.py uses
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +261,7 @@ class Directory:
             return Match(
                 "domain", None, info.company, info.plan, info.timezone, False, False, None, why
             )
-        return self._fuzzy(display_name, address)
+        return self._fuzzy(display_name)
 
     def _company_of(self, domain: str) -> CompanyInfo | None:
         """The company of a domain or of its parent (eu.acme.example -> acme.example)."""
@@ -269,30 +271,31 @@ class Directory:
                 return info
         return None
 
-    def _fuzzy(self, display_name: str, address: str) -> Match:
+    def _fuzzy(self, display_name: str) -> Match:
         key = _name_key(display_name)
-        if not key or "@" in display_name or normalize_address(display_name) == address:
+        if not key:
             return Match.none("unknown sender, no usable display name")
         ids: set[int] = set()
         for prefix in _prefixes(key):
             ids.update(self._blocks.get(prefix, ()))
-        if not ids:
-            return Match.none(f"unknown sender; no contact named like {display_name!r}")
         order = tuple(ids)
-        best = process.extractOne(
+        best = process.extract(
             key,
             [self._names[i] for i in order],
             scorer=fuzz.ratio,
             processor=None,
             score_cutoff=self.fuzzy_threshold,
+            limit=2,
         )
-        if best is None:
+        if not best:
             return Match.none(f"unknown sender; no contact named like {display_name!r}")
-        _, score, position = best
-        holders = self._holders[order[position]]
-        if len(holders) > 1:
+        score = best[0][1]
+        holders = [
+            c for _, s, position in best if s == score for c in self._holders[order[position]]
+        ]
+        if len(holders) > 1:  # "Paul Werner" between "Paul D. Werner" and "Paul E. Werner"
             return Match.none(
-                f"display name {display_name!r} fits {len(holders)} contacts; no guess"
+                f"display name {display_name!r} fits {len(holders)} contacts equally; no guess"
             )
         contact = holders[0]
         why = f"display name {display_name!r} ~ {contact.name!r} (score {score:.0f}); unconfirmed"
@@ -302,7 +305,8 @@ class Directory:
 
 
 def _name_key(name: str) -> str:
-    """Comparable form of a person's name: lowercase words in sorted order; '' if unusable."""
+    """Comparable form of a person's name: lowercase words in sorted order; '' if unusable
+    (empty, fewer than three letters, or an address used as the name)."""
     if not name or "@" in name:
         return ""
     tokens = sorted(utils.default_process(name).split())

@@ -214,7 +214,22 @@ def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[s
 
 
 class _Lean(mailparser.MailParser):
-    """mail-parser without its two JSON-ready views of the whole message (unused here)."""
+    """mail-parser's MIME walk (bodies, attachments, charsets) without the rest.
+
+    Its header views (every address header, every Received line, dates, and two
+    JSON-ready copies of the message) cost more than the walk itself and we read
+    those headers ourselves. If a mail-parser release renames what is reset here,
+    the walk raises and `_parse` falls back to the stdlib reading, recorded as a
+    defect (a test watches for that).
+    """
+
+    def _reset(self) -> None:
+        self._attachments, self._text_plain, self._text_html, self._text_not_managed = [], [], [], []
+        self._defects, self._defects_categories, self._has_defects = [], set(), False
+        self._mail, self._mail_partial, self._header_index = {}, {}, {}
+        self._address_headers, self._address_header_defects = {}, []
+        self._date, self._timezone, self._date_header_defects = None, 0, []
+        self._received, self._received_header_defects = [], []
 
     def _make_mail(self, complete: bool = True) -> dict:
         return {}

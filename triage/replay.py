@@ -15,36 +15,41 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from itertools import chain, islice
+from pathlib import Path
 
-from triage import log
+from triage import attachments, log
 from triage.pipeline import Action, Analysis, Decision, Rules, analyse, decide, duplicate
-from triage.replies import render_ack
+from triage.replies import Ack, render_ack
 from triage.sources.files import Item
 from triage.store import Store
 
 PARALLEL_FROM = 64  # below this, starting workers costs more than it saves
 BATCH = 256
 
-_worker_rules: Rules | None = None
+_worker: tuple[Rules, Path | None] | None = None
 
 
-def _init_worker(rules: Rules) -> None:
-    global _worker_rules
-    _worker_rules = rules
+def _init_worker(rules: Rules, files: Path | None) -> None:
+    global _worker
+    _worker = (rules, files)
 
 
 def _analyse_item(item: Item) -> Analysis:
-    assert _worker_rules is not None
-    return analyse_item(item, _worker_rules)
+    assert _worker is not None
+    return analyse_item(item, *_worker)
 
 
-def analyse_item(item: Item, rules: Rules) -> Analysis:
+def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
+    """Stage one plus the attachment store: bytes leave the worker only when kept for quarantine."""
     if item.raw is None:
         return Analysis(item.source, None, "unreadable", item.error or "cannot read")
     result = analyse(item.raw, item.source, rules)
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
         return replace(result, raw_sha256=hashlib.sha256(item.raw).hexdigest(), raw=item.raw)
+    if result.email is not None and result.email.attachments:
+        keep = files if result.filter_id is None else None
+        result = replace(result, email=attachments.store_all(keep, result.email))
     return result
 
 
@@ -60,17 +65,19 @@ class Summary:
         return sum(self.counts.values())
 
 
-def analyses(items: Iterable[Item], rules: Rules, workers: int | None) -> Iterator[Analysis]:
+def analyses(
+    items: Iterable[Item], rules: Rules, workers: int | None, files: Path | None = None
+) -> Iterator[Analysis]:
     """Stage one over `items`, in input order, in parallel when it pays."""
     it = iter(items)
     head = list(islice(it, PARALLEL_FROM))
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if len(head) < PARALLEL_FROM or workers <= 1:
         for item in chain(head, it):
-            yield analyse_item(item, rules)
+            yield analyse_item(item, rules, files)
         return
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(rules,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(rules, files)) as pool:
         yield from pool.imap(_analyse_item, chain(head, it), chunksize=16)
 
 
@@ -107,7 +114,7 @@ def replay(
         pending.clear()
         seen.clear()
 
-    for analysis in analyses(items, rules, workers):
+    for analysis in analyses(items, rules, workers, store.files):
         store.begin()
         d = _one(analysis, rules, store, now, seen)
         pending.append(d)
@@ -142,10 +149,9 @@ def _one(analysis: Analysis, rules: Rules, store: Store, now: datetime, seen: se
             store.save_quarantined(analysis.raw, analysis.raw_sha256)
     config = rules.config
 
-    def ack(t: Decision) -> tuple[str, str, str, str]:
+    def ack(t: Decision) -> Ack:
         assert t.email is not None and t.ticket is not None
-        msg = render_ack(t.email, t.ticket, t.priority, t.due, config, now)
-        return str(msg["To"]), str(msg["Subject"]), str(msg["Message-ID"]), msg.as_string()
+        return render_ack(t.email, t.ticket, t.priority, t.due, config, now)
 
     d = store.record(d, now, ack)
     if key:

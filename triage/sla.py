@@ -15,63 +15,31 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-
-import holidays as holidays_pkg
+from zoneinfo import ZoneInfo
 
 from triage.calendar import (
-    OBSERVE,
+    HOURS,
+    NONE,
+    BusinessDays,
     Calendar,
-    HolidayRule,
-    HolidaySet,
     SlaError,
     Timeline,
+    bad,
     from_us,
-    package_names,
-    parse_open,
+    load_calendars,
+    only_keys,
+    parse_duration,
+    table_at,
     to_us,
     zone_named,
 )
 
 __all__ = [
-    "Deadline",
-    "Plan",
-    "Policies",
-    "Policy",
-    "SlaError",
-    "Target",
-    "due",
-    "load_policies",
-    "parse_duration",
-    "progress",
-]
+    "Deadline", "Plan", "Policies", "Policy", "SlaError", "Target",
+    "due", "load_policies", "parse_duration", "progress",
+]  # fmt: skip
 
-HOURS, BUSINESS_DAYS, NONE = "hours", "business days", "none"
 MAX_WALK_INTERVALS = 8  # longer walks keep the first 4 and last 3 and say how many were skipped
-_US_HOUR = 3_600_000_000
-_DURATION = re.compile(
-    r"^(?:(?P<h>\d+)\s*(?:h|hrs?|hours?))?\s*(?:(?P<m>\d+)\s*(?:m|mins?|minutes?))?$"
-)
-_BDAYS = re.compile(r"^(?P<n>\d+)\s*(?:business\s+days?|bd)$")
-_ACCEPTED_DURATIONS = (
-    'write "30m", "4h", "1h30m", "3 business days", "0" (immediate) or "none" (no deadline)'
-)
-
-
-def parse_duration(text: object, where: str) -> tuple[str, int]:
-    """Target text -> (kind, amount): µs of open time for HOURS, a count for BUSINESS_DAYS."""
-    if not isinstance(text, str):
-        raise SlaError(f"{where} must be a string; fix: {_ACCEPTED_DURATIONS}")
-    s = " ".join(text.strip().lower().split())
-    if s == "none":
-        return NONE, 0
-    if s in ("0", "immediate"):
-        return HOURS, 0
-    if m := _BDAYS.match(s):
-        return BUSINESS_DAYS, int(m["n"])
-    m = _DURATION.match(s)
-    if m is None or not s or (m["h"] is None and m["m"] is None):
-        raise SlaError(f"{where} {text!r} is not a duration; fix: {_ACCEPTED_DURATIONS}")
-    return HOURS, int(m["h"] or 0) * _US_HOUR + int(m["m"] or 0) * 60_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,7 +179,9 @@ def load_policies(directory: Path) -> Policies:
 # --------------------------------------------------------------------------- deadlines
 
 
-def _resolve(policy: Policy, plan: str | None, rank: int, at: datetime, tz: str):
+def _resolve(
+    policy: Policy, plan: str | None, rank: int, at: datetime, tz: str
+) -> tuple[Target, ZoneInfo, int]:
     """Checks shared by due() and progress(): target, zone, arrival in µs."""
     target = policy.target(plan, rank)
     if not isinstance(at, datetime) or at.tzinfo is None or at.utcoffset() is None:
@@ -280,7 +250,7 @@ def progress(
         return None
     n = to_us(now)
     cal = target.calendar
-    if target.kind == HOURS:
+    if target.kind == HOURS or target.amount == 0:
         allowed = target.amount
     else:
         allowed = cal.open_between(zone, t, cal.add_business_days(zone, t, target.amount).due)
@@ -294,7 +264,7 @@ def progress(
 _WD = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
-def _local(us: int, zone) -> tuple[str, str, int]:
+def _local(us: int, zone: ZoneInfo) -> tuple[str, str, int]:
     """(full stamp, clock, local date ordinal) of an instant; cached, as walks reuse boundaries."""
     key = (us, zone.key)
     got = _STAMPS.get(key)
@@ -311,7 +281,7 @@ def _local(us: int, zone) -> tuple[str, str, int]:
 _STAMPS: dict[tuple[int, str], tuple[str, str, int]] = {}
 
 
-def _stamp(us: int, zone) -> str:
+def _stamp(us: int, zone: ZoneInfo) -> str:
     return _local(us, zone)[0]
 
 
@@ -320,7 +290,7 @@ def _span(us: int) -> str:
     return f"{minutes // 60}h{minutes % 60:02}m"
 
 
-def _walk_hours(tl: Timeline, zone, t: int, d: int) -> list[str]:
+def _walk_hours(tl: Timeline, zone: ZoneInfo, t: int, d: int) -> list[str]:
     """One line per open interval consumed between arrival t and deadline d."""
     first = tl.index_at_or_after(t)
     last = max(first, _index_ending_at_or_after(tl, d))
@@ -332,7 +302,9 @@ def _walk_hours(tl: Timeline, zone, t: int, d: int) -> list[str]:
         if count > MAX_WALK_INTERVALS and 4 <= k - first < count - 3:
             skipped += b - a
             if k - first == count - 4:
-                lines.append(f"… {count - 7} more open intervals: +{_span(skipped)} = {_span(total)}")
+                lines.append(
+                    f"… {count - 7} more open intervals: +{_span(skipped)} = {_span(total)}"
+                )
             continue
         start, end = _local(a, zone), _local(b, zone)
         lines.append(
@@ -348,7 +320,7 @@ def _index_ending_at_or_after(tl: Timeline, d: int) -> int:
     return bisect_left(tl.ends, d)
 
 
-def _walk_days(bd, zone, t: int) -> list[str]:
+def _walk_days(bd: BusinessDays, zone: ZoneInfo, t: int) -> list[str]:
     if bd.anchor == t:
         lines = [f"arrived {_stamp(t, zone)} in open time"]
     else:
@@ -375,28 +347,21 @@ class _Loader:
         self.path, self.name, self.data = path, name, data
 
     def bad(self, key: str, problem: str, fix: str) -> SlaError:
-        return SlaError(f"{self.path}: [{key}] {problem}; fix: {fix}")
+        return bad(self.path, key, problem, fix)
 
     def table(self, parent: dict, key: str, where: str, required: bool = True) -> dict:
-        value = parent.get(key)
-        if value is None and not required:
-            return {}
-        if not isinstance(value, dict):
-            raise self.bad(where, f"{key!r} is missing or not a table", f"add a [{where}] table")
-        return value
+        return table_at(self.path, parent, key, where, required)
 
     def only(self, table: dict, where: str, allowed: tuple[str, ...]) -> None:
-        for key in table:
-            if key not in allowed:
-                raise self.bad(
-                    where, f"{key!r} is not a known key", f"use one of {', '.join(allowed)}"
-                )
+        only_keys(self.path, table, where, allowed)
 
     def policy(self) -> Policy:
         d = self.data
         self.only(d, "-", ("policy", "holidays", "calendars", "plans", "targets"))
         pol = self.table(d, "policy", "policy")
-        self.only(pol, "policy", ("description", "source", "labels", "aliases", "levels", "default_plan"))
+        self.only(
+            pol, "policy", ("description", "source", "labels", "aliases", "levels", "default_plan")
+        )
         labels = pol.get("labels")
         if (
             not isinstance(labels, list)
@@ -405,7 +370,8 @@ class _Loader:
             or len({_norm(x) for x in labels}) != len(labels)
         ):
             raise self.bad(
-                "policy", "'labels' must be a non-empty list of distinct names, most urgent first",
+                "policy",
+                "'labels' must be a non-empty list of distinct names, most urgent first",
                 'write labels = ["P1", "P2", "P3", "P4"]',
             )
         by_rank = {i + 1: x for i, x in enumerate(labels)}
@@ -415,32 +381,40 @@ class _Loader:
             rank = lookup.get(_norm(str(label)))
             if rank is None or (_norm(alias) in lookup and lookup[_norm(alias)] != rank):
                 raise self.bad(
-                    "policy.aliases", f"{alias!r} = {label!r} is unknown or clashes",
+                    "policy.aliases",
+                    f"{alias!r} = {label!r} is unknown or clashes",
                     f"map each alias to one of {', '.join(labels)}, once",
                 )
             lookup[_norm(alias)] = rank
         levels_t = self.table(pol, "levels", "policy.levels")
         if sorted(levels_t) != ["1", "2", "3", "4"]:
             raise self.bad(
-                "policy.levels", f"keys {sorted(levels_t)} must be exactly 1, 2, 3, 4",
+                "policy.levels",
+                f"keys {sorted(levels_t)} must be exactly 1, 2, 3, 4",
                 'write levels = { 1 = "P1", 2 = "P2", 3 = "P3", 4 = "P4" }',
             )
         levels = {}
         for k, v in levels_t.items():
             if not isinstance(v, str) or _norm(v) not in lookup:
-                raise self.bad("policy.levels", f"{k} = {v!r} is not a label", f"use one of {', '.join(labels)}")
+                raise self.bad(
+                    "policy.levels",
+                    f"{k} = {v!r} is not a label",
+                    f"use one of {', '.join(labels)}",
+                )
             levels[int(k)] = lookup[_norm(v)]
-        sets = {n: self.holiday_set(n, rules) for n, rules in self.table(d, "holidays", "holidays", False).items()}
-        calendars = {
-            n: self.calendar(n, c, sets) for n, c in self.table(d, "calendars", "calendars").items()
-        }
+        calendars = load_calendars(self.path, d)
         has_plans, has_targets = "plans" in d, "targets" in d
         if has_plans == has_targets:
-            raise self.bad("plans", "a policy has either [plans.NAME] tables or one [targets] table",
-                           "keep one of them")
+            raise self.bad(
+                "plans",
+                "a policy has either [plans.NAME] tables or one [targets] table",
+                "keep one of them",
+            )
         if has_targets:
             if "default_plan" in pol:
-                raise self.bad("policy", "'default_plan' given without [plans]", "remove default_plan")
+                raise self.bad(
+                    "policy", "'default_plan' given without [plans]", "remove default_plan"
+                )
             plans = {None: self.plan(None, self.table(d, "targets", "targets"), by_rank, calendars)}
             default = None
         else:
@@ -450,151 +424,76 @@ class _Loader:
             }
             default = pol.get("default_plan")
             if default not in plans:
-                raise self.bad("policy", f"'default_plan' = {default!r} is not a plan",
-                               f"use one of {', '.join(str(p) for p in plans)}")
+                raise self.bad(
+                    "policy",
+                    f"'default_plan' = {default!r} is not a plan",
+                    f"use one of {', '.join(str(p) for p in plans)}",
+                )
         return Policy(
-            name=self.name, path=self.path, labels=by_rank, levels=levels, plans=plans,
-            default_plan=default, calendars=calendars,
-            description=str(pol.get("description", "")), lookup=lookup,
+            name=self.name,
+            path=self.path,
+            labels=by_rank,
+            levels=levels,
+            plans=plans,
+            default_plan=default,
+            calendars=calendars,
+            description=str(pol.get("description", "")),
+            lookup=lookup,
         )
 
-    def plan(self, name: str | None, table: object, by_rank: dict[int, str],
-             calendars: dict[str, Calendar]) -> Plan:
+    def plan(
+        self,
+        name: str | None,
+        table: object,
+        by_rank: dict[int, str],
+        calendars: dict[str, Calendar],
+    ) -> Plan:
         where = "targets" if name is None else f"plans.{name}"
         if not isinstance(table, dict):
-            raise self.bad(where, "is not a table", f"write [{where}] with calendar = ... and one table per label")
+            raise self.bad(
+                where,
+                "is not a table",
+                f"write [{where}] with calendar = ... and one table per label",
+            )
         labels = list(by_rank.values())
         self.only(table, where, ("description", "calendar", *labels))
         cal_name = table.get("calendar")
         if cal_name not in calendars:
-            raise self.bad(where, f"'calendar' = {cal_name!r} is not a calendar",
-                           f"use one of {', '.join(calendars)}")
+            raise self.bad(
+                where,
+                f"'calendar' = {cal_name!r} is not a calendar",
+                f"use one of {', '.join(calendars)}",
+            )
         targets = {}
         for rank, label in by_rank.items():
-            cell_where = f"{where}.{label}" if re.fullmatch(r"[\w-]+", label) else f'{where}."{label}"'
+            cell_where = (
+                f"{where}.{label}" if re.fullmatch(r"[\w-]+", label) else f'{where}."{label}"'
+            )
             cell = table.get(label)
             if not isinstance(cell, dict):
-                raise self.bad(where, f"has no target for {label!r}",
-                               f'add [{cell_where}] with respond = "4h"')
+                raise self.bad(
+                    where, f"has no target for {label!r}", f'add [{cell_where}] with respond = "4h"'
+                )
             self.only(cell, cell_where, ("respond", "calendar", "seed"))
             if "respond" not in cell:
                 raise self.bad(cell_where, "'respond' is missing", 'add respond = "4h"')
-            kind, amount = parse_duration(cell["respond"], f"{self.path}: [{cell_where}] 'respond' =")
+            kind, amount = parse_duration(
+                cell["respond"], f"{self.path}: [{cell_where}] 'respond' ="
+            )
             cname = cell.get("calendar", cal_name)
             if cname not in calendars:
-                raise self.bad(cell_where, f"'calendar' = {cname!r} is not a calendar",
-                               f"use one of {', '.join(calendars)}")
-            targets[rank] = Target(rank, label, str(cell["respond"]), kind, amount,
-                                   calendars[cname], str(cell.get("seed", "")))
+                raise self.bad(
+                    cell_where,
+                    f"'calendar' = {cname!r} is not a calendar",
+                    f"use one of {', '.join(calendars)}",
+                )
+            targets[rank] = Target(
+                rank,
+                label,
+                str(cell["respond"]),
+                kind,
+                amount,
+                calendars[cname],
+                str(cell.get("seed", "")),
+            )
         return Plan(name, cal_name, targets, str(table.get("description", "")))
-
-    def calendar(self, name: str, table: object, sets: dict[str, HolidaySet]) -> Calendar:
-        where = f"calendars.{name}"
-        if not isinstance(table, dict):
-            raise self.bad(where, "is not a table", f'write [{where}] with open = ["Mon-Fri 09:00-17:00"]')
-        self.only(table, where, ("description", "zone", "open", "closed", "opened"))
-        zone = table.get("zone")
-        if zone is not None:
-            zone_named(zone, f"{self.path}: [{where}] 'zone' =")
-        if "open" not in table:
-            raise self.bad(where, "'open' is missing", 'add open = ["Mon-Fri 09:00-17:00"] or open = "24x7"')
-        weekly = parse_open(table["open"], f"{self.path}: [{where}] 'open' =")
-        closed = self.date_sources(table.get("closed", []), f"{where}.closed", sets)
-        opened = self.date_sources(table.get("opened", []), f"{where}.opened", sets)
-        if not any(weekly) and not opened:
-            raise self.bad(where, "is never open",
-                           'give it weekly hours, e.g. open = ["Mon-Fri 09:00-17:00"], or opened dates')
-        return Calendar(name, zone, weekly, closed, opened, f"{self.path}: [{where}]",
-                        str(table.get("description", "")))
-
-    def date_sources(self, items: object, where: str, sets: dict[str, HolidaySet]) -> tuple[HolidaySet, ...]:
-        fix = f"use ISO dates (YYYY-MM-DD) or holiday sets: {', '.join(sets) or '(none defined)'}"
-        if not isinstance(items, list):
-            raise self.bad(where, "must be a list", fix)
-        out, dates = [], []
-        for item in items:
-            if isinstance(item, date) and not isinstance(item, datetime):
-                dates.append(item)
-            elif isinstance(item, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", item):
-                dates.append(self.iso(item, where))
-            elif isinstance(item, str) and item in sets:
-                out.append(sets[item])
-            else:
-                raise self.bad(where, f"{item!r} is neither a date nor a holiday set", fix)
-        if dates:
-            out.append(HolidaySet(where, (HolidayRule("dates", dates=tuple(dates)),)))
-        return tuple(out)
-
-    def iso(self, text: str, where: str) -> date:
-        try:
-            return date.fromisoformat(text)
-        except ValueError:
-            raise self.bad(where, f"{text!r} is not a date", "write YYYY-MM-DD") from None
-
-    def holiday_set(self, name: str, rules: object) -> HolidaySet:
-        where = f"holidays.{name}"
-        if not isinstance(rules, list) or not all(isinstance(r, dict) for r in rules):
-            raise self.bad(where, "must be an array of tables", f"write [[{where}]] blocks")
-        return HolidaySet(name, tuple(self.holiday_rule(where, r) for r in rules))
-
-    def holiday_rule(self, where: str, r: dict) -> HolidayRule:
-        self.only(r, where, ("name", "country", "subdiv", "categories", "names", "observed",
-                             "relative_to", "offset_days", "date", "observe", "dates"))
-        kinds = [k for k in ("names", "relative_to", "date", "dates") if k in r]
-        if len(kinds) != 1:
-            raise self.bad(where, f"each rule needs exactly one of names, relative_to, date, dates (got {kinds})",
-                           'e.g. names = ["Labor Day"] with country = "US"')
-        kind = kinds[0]
-        label = str(r.get("name", ""))
-        if kind == "dates":
-            items = r["dates"]
-            if not isinstance(items, list):
-                raise self.bad(where, "'dates' must be a list", 'write dates = ["2026-12-28"]')
-            return HolidayRule("dates", label, dates=tuple(
-                d if isinstance(d, date) else self.iso(str(d), where) for d in items))
-        if kind == "date":
-            m = re.fullmatch(r"(\d{2})-(\d{2})", str(r["date"]))
-            observe = r.get("observe", "none")
-            try:
-                month_day = (int(m[1]), int(m[2])) if m else None
-                if month_day:
-                    date(2024, *month_day)
-            except ValueError:
-                month_day = None
-            if month_day is None or observe not in OBSERVE:
-                raise self.bad(where, f"'date' = {r['date']!r} / 'observe' = {observe!r} not understood",
-                               f'write date = "12-24" and observe = one of {", ".join(OBSERVE)}')
-            return HolidayRule("annual", label, month_day=month_day, observe=observe)
-        country, subdiv = r.get("country"), r.get("subdiv")
-        supported = holidays_pkg.list_supported_countries()
-        if country not in supported:
-            raise self.bad(where, f"'country' = {country!r} is not known to the holidays package",
-                           'use an ISO 3166 code such as "US", "DE", "GB"')
-        if subdiv is not None and subdiv not in supported[country]:
-            raise self.bad(where, f"'subdiv' = {subdiv!r} is not a subdivision of {country}",
-                           f"use one of {', '.join(supported[country])}")
-        categories = tuple(r.get("categories", ()))
-        try:
-            known = package_names(country, subdiv, categories)
-        except Exception as exc:  # the package's own message says what is wrong
-            raise self.bad(where, f"'categories' = {list(categories)} rejected ({exc})",
-                           'omit categories or use e.g. ["public"]') from None
-        wanted = r["names"] if kind == "names" else [r["relative_to"]]
-        if not isinstance(wanted, list) or not all(isinstance(n, str) for n in wanted):
-            raise self.bad(where, "'names' must be a list of holiday names", 'write names = ["Labor Day"]')
-        for n in wanted:
-            if n not in known:
-                raise self.bad(where, f"{n!r} is not a {country} holiday in the holidays package",
-                               f"use one of {', '.join(sorted(known))}")
-        if kind == "names":
-            observed = r.get("observed", True)
-            if not isinstance(observed, bool):
-                raise self.bad(where, "'observed' must be true or false", "write observed = true")
-            return HolidayRule("package", label, country, subdiv, categories,
-                               names=tuple(wanted), observed=observed)
-        offset = r.get("offset_days", 0)
-        if not isinstance(offset, int) or isinstance(offset, bool):
-            raise self.bad(where, "'offset_days' must be a whole number", "write offset_days = 1")
-        return HolidayRule("relative", label, country, subdiv, categories,
-                           relative_to=wanted[0], offset_days=offset)
-

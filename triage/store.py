@@ -17,11 +17,13 @@ from pathlib import Path
 
 import sqlite_utils
 
+from triage import attachments
 from triage.conversation import TicketRef, ticket_number
 from triage.pipeline import Action, Decision
+from triage.replies import Ack
 
 SCHEMA_VERSION = 1
-AckRenderer = Callable[[Decision], tuple[str, str, str, str]]
+AckRenderer = Callable[[Decision], "Ack"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -341,14 +343,17 @@ class Store:
             self._event(None, key, str(d.action), at, {"reason": d.reason})
         if e is not None and d.action in (Action.TICKET, Action.APPEND):
             for a in e.attachments:
-                self._save_file(a.sha256, a.data)
+                if a.data and self.files is not None:
+                    attachments.save(self.files, a.sha256, a.data)
                 self.conn.execute(
                     "INSERT INTO attachments (message_key, filename, content_type, size, sha256)"
                     " VALUES (?, ?, ?, ?, ?)",
                     (key, a.filename, a.content_type, a.size, a.sha256),
                 )
         if ack is not None and ticket_id is not None and d.auto_reply:
-            to, subject, mid, raw = ack(d)
+            rendered = ack(d)
+            to, subject, mid = rendered.to, rendered.subject, rendered.message_id
+            raw = rendered.raw.decode("utf-8")
             self.conn.execute(
                 "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
@@ -366,20 +371,6 @@ class Store:
             "INSERT INTO events (ticket_id, message_key, kind, at, detail) VALUES (?, ?, ?, ?, ?)",
             (ticket_id, key, kind, at, json.dumps(detail)),
         )
-
-    def _save_file(self, sha256: str, data: bytes) -> None:
-        """Content-addressed: the name is the hash, so a path can never come from the sender."""
-        if self.files is None:
-            return
-        target = self.files / sha256[:2] / sha256
-        if target.exists():
-            return
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = target.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
 
     def save_quarantined(self, raw: bytes, sha256: str) -> Path:
         """Keep the bytes of a message we could not read, for `triage errors retry`."""
