@@ -28,11 +28,49 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-WORDS = (
-    "printer server outlook vpn password reset laptop screen network slow email cannot login "
-    "invoice account license backup restore update error crash install access share drive "
-    "the a is on our my since this morning please help urgent again all users office"
-).split()
+WORDS = [
+    "printer",
+    "server",
+    "outlook",
+    "vpn",
+    "password",
+    "reset",
+    "laptop",
+    "screen",
+    "network",
+    "slow",
+    "email",
+    "cannot",
+    "login",
+    "invoice",
+    "account",
+    "license",
+    "backup",
+    "restore",
+    "update",
+    "error",
+    "crash",
+    "install",
+    "access",
+    "share",
+    "drive",
+    "the",
+    "a",
+    "is",
+    "on",
+    "our",
+    "my",
+    "since",
+    "this",
+    "morning",
+    "please",
+    "help",
+    "urgent",
+    "again",
+    "all",
+    "users",
+    "office",
+]
 
 
 def _text(rng: random.Random, n: int) -> str:

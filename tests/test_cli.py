@@ -109,3 +109,15 @@ def test_wheel_ships_the_rules(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for rule in (ROOT / "rules").rglob("*.toml"):
         assert f"triage/rules/{rule.relative_to(ROOT / 'rules')}" in names
+
+
+def test_a_policy_without_plans_works_with_no_plan_configured(tmp_path):
+    config = tmp_path / "triage.toml"
+    config.write_text('[sla]\npolicy = "msp-p1-p6"\n', encoding="utf-8")
+    assert CliRunner().invoke(cli, ["check", "--config", str(config)]).exit_code == 0
+    config.write_text('[sla]\npolicy = "msp-p1-p6"\nplan = "standard"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--config", str(config)])
+    assert (
+        result.exit_code != 0
+        and "[sla.plan] 'standard' is not a plan of msp-p1-p6" in result.output
+    )

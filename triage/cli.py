@@ -327,7 +327,7 @@ def check(config_path) -> None:
     )
     click.echo(f"priority {config.priority_file}: ok")
     click.echo(
-        f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan}, time zone {config.timezone}"
+        f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan or rules.policy.default_plan}, time zone {config.timezone}"
     )
     click.echo("ok")
 

@@ -35,7 +35,7 @@ class Config:
     support_address: str = "support@triage.invalid"
     ticket_prefix: str = "T-"
     policy: str = "connectwise"
-    plan: str | None = "standard"
+    plan: str | None = None  # None: the policy's own default plan (connectwise: standard)
     timezone: str = "UTC"
     unknown_senders: str = "ticket"  # ticket | hold | ignore
     fuzzy_threshold: float = 92.0
@@ -136,9 +136,7 @@ def load_config(path: Path | None) -> Config:
         ).lower(),
         ticket_prefix=str(get("identity", "ticket_prefix", "T-")),
         policy=str(get("sla", "policy", defaults.policy)),
-        plan=(str(get("sla", "plan", "")) or None)
-        if "plan" in data.get("sla", {})
-        else defaults.plan,
+        plan=str(get("sla", "plan", "")) or None,
         timezone=tz,
         unknown_senders=unknown,
         fuzzy_threshold=float(get("contacts", "fuzzy_threshold", defaults.fuzzy_threshold)),

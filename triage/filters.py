@@ -115,12 +115,18 @@ class FilterSet:
         rules = parse_rules(data, path, text)
         return cls(rules, own_domains or frozenset({"triage.invalid"}), str(path))
 
-    def first_match(self, email: Email) -> Hit | None:
-        """The first enabled rule in file order that fires on `email`."""
+    def first_match(self, email: Email, complete: Callable[[], Email] | None = None) -> Hit | None:
+        """The first enabled rule in file order that fires on `email`.
+
+        `email` may be a head without bodies (body_kind "deferred"): the first
+        rule that reads the body calls `complete` for the full message.
+        """
         cache: dict[str, tuple[str, ...]] = {}
         for rule in self.rules:
             if not rule.enabled:
                 continue
+            if rule.field == "body" and email.body_kind == "deferred" and complete is not None:
+                email = complete()
             values = cache.get(rule.field)
             if values is None:
                 values = cache[rule.field] = field_values(email, rule.field)

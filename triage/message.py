@@ -14,7 +14,7 @@ import email.message
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.header import Header, decode_header
 from email.utils import getaddresses, parsedate_to_datetime
@@ -126,7 +126,7 @@ class Email:
     @classmethod
     def from_bytes(cls, raw: bytes, limits: Limits = Limits()) -> Email:
         """Parse one message; raise `MessageError` for what must be quarantined."""
-        return _parse(raw, limits)
+        return read(raw, limits).complete()
 
 
 def split_header_block(raw: bytes) -> bytes:
@@ -160,40 +160,58 @@ def _precheck(raw: bytes, limits: Limits) -> None:
         raise MessageError("too_many_parts", f"{boundaries} multipart boundaries")
 
 
-def _decode(value: object) -> str:
-    """A header value as one line of text; RFC 2047 decoded, unknown charsets best-effort."""
+def _decode(value: object, hint: str | None = None) -> str:
+    """A header value as one line of text; RFC 2047 decoded, unknown charsets best-effort.
+
+    Raw 8-bit bytes in a header (no RFC 2047) are tried as UTF-8, then as the
+    charset the message declares for its text (`hint`), then as Latin-1.
+    """
     if isinstance(value, Header):
-        # 8-bit bytes in a header: the stdlib keeps them as unknown-8bit.
-        text = "".join(_chunk(c, cs) for c, cs in decode_header(value))
+        text = "".join(_chunk(c, cs, hint) for c, cs in decode_header(value))
     else:
-        text = str(value)
+        text = _undo_surrogates(str(value), hint)
         if "=?" in text:
             try:
                 chunks = decode_header(text)
             except Exception:  # noqa: BLE001 - a header the stdlib cannot split stays literal
                 chunks = [(text, None)]
-            text = "".join(_chunk(c, cs) for c, cs in chunks)
+            text = "".join(_chunk(c, cs, hint) for c, cs in chunks)
     return " ".join(text.split())
 
 
-def _chunk(data: bytes | str, charset: str | None) -> str:
+def _undo_surrogates(text: str, hint: str | None) -> str:
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _chunk(text.encode("ascii", "surrogateescape"), None, hint)
+
+
+def _chunk(data: bytes | str, charset: str | None, hint: str | None = None) -> str:
     if isinstance(data, str):
         return data
     if charset in (None, "unknown-8bit"):
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError:
-            return data.decode("latin-1")
+        for guess in ("utf-8", hint):
+            if guess:
+                try:
+                    return data.decode(guess)
+                except (UnicodeDecodeError, LookupError):
+                    pass
+        return data.decode("latin-1")
     try:
         return data.decode(charset, "replace")
     except LookupError:
         return data.decode("utf-8", "replace")
 
 
-def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[str]]:
-    """Content types and report types of every part, bounded in depth and count."""
+def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[str], str | None]:
+    """Content types and report types of every part, and the first declared text charset.
+
+    Bounded in depth and count; iterative, so nesting cannot exhaust the stack.
+    """
     part_types: list[str] = []
     report_types: list[str] = []
+    hint: str | None = None
     stack: list[tuple[email.message.Message, int]] = [(msg, 0)]
     while stack:
         part, depth = stack.pop()
@@ -203,6 +221,9 @@ def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[s
             raise MessageError("too_many_parts", f"more than {limits.max_parts} MIME parts")
         ctype = part.get_content_type()
         part_types.append(ctype)
+        if hint is None and ctype.startswith("text/"):
+            charset = part.get_param("charset")
+            hint = charset.lower() if isinstance(charset, str) and charset.isascii() else None
         if ctype == "multipart/report":
             report = part.get_param("report-type")
             if isinstance(report, str) and report:
@@ -210,7 +231,7 @@ def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[s
         payload = part.get_payload()
         if isinstance(payload, list):
             stack.extend((child, depth + 1) for child in reversed(payload))
-    return part_types, report_types
+    return part_types, report_types, hint
 
 
 class _Lean(mailparser.MailParser):
@@ -224,7 +245,12 @@ class _Lean(mailparser.MailParser):
     """
 
     def _reset(self) -> None:
-        self._attachments, self._text_plain, self._text_html, self._text_not_managed = [], [], [], []
+        self._attachments, self._text_plain, self._text_html, self._text_not_managed = (
+            [],
+            [],
+            [],
+            [],
+        )
         self._defects, self._defects_categories, self._has_defects = [], set(), False
         self._mail, self._mail_partial, self._header_index = {}, {}, {}
         self._address_headers, self._address_header_defects = {}, []
@@ -233,15 +259,6 @@ class _Lean(mailparser.MailParser):
 
     def _make_mail(self, complete: bool = True) -> dict:
         return {}
-
-
-def _addresses(values: list[str]) -> tuple[str, ...]:
-    out = []
-    for _name, addr in getaddresses([_decode(v) for v in values]):
-        addr = addr.strip().lower()
-        if addr and addr not in out:
-            out.append(addr)
-    return tuple(out)
 
 
 def _ids(values: tuple[str, ...]) -> tuple[str, ...]:
@@ -329,15 +346,81 @@ def _bodies_fallback(msg: email.message.Message) -> tuple[list[str], list[str], 
     return plain, html, files
 
 
-def _parse(raw: bytes, limits: Limits) -> Email:
+class Reading:
+    """A message read up to its headers and MIME outline; the bodies on demand.
+
+    Most robots are recognised by a header, so the filters run on `head` and
+    only what they cannot decide from it (and every ticket) pays for `complete`.
+    """
+
+    __slots__ = ("_msg", "head", "_full")
+
+    def __init__(self, msg: email.message.Message, head: Email) -> None:
+        self._msg = msg
+        self.head = head
+        self._full: Email | None = None
+
+    def complete(self) -> Email:
+        """`head` with body, attachments and defects filled in (computed once)."""
+        if self._full is None:
+            self._full = _with_bodies(self._msg, self.head)
+        return self._full
+
+
+def read(raw: bytes, limits: Limits = Limits()) -> Reading:
+    """Headers and MIME outline of `raw`; raise `MessageError` for what must be quarantined."""
     _precheck(raw, limits)
     try:
         msg = email.message_from_bytes(raw)
     except RecursionError:
         raise MessageError("too_deep", "MIME nesting too deep to parse") from None
-    if not any(k.lower() in _EMAIL_HEADERS for k in msg):
+    grouped: dict[str, list[str]] = {}
+    for name, value in msg.raw_items():
+        grouped.setdefault(name.lower(), []).append(value)
+    if not grouped.keys() & _EMAIL_HEADERS:
         raise MessageError("not_email", "no From, To, Subject, Date or Message-ID header")
-    part_types, report_types = _walk(msg, limits)
+    part_types, report_types, hint = _walk(msg, limits)
+
+    def values(name: str) -> list[str]:
+        return [_decode(v, hint) for v in grouped.get(name, ())]
+
+    headers = {name: tuple(values(name)) for name in KEPT_HEADERS if name in grouped}
+    from_pairs = getaddresses(values("from"))
+    from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
+    if not from_addr and from_name:
+        from_name, from_addr = "", from_name
+    message_ids = _ids(tuple(grouped.get("message-id", ())))
+    message_id = message_ids[0] if message_ids else None
+    sha = hashlib.sha256(raw).hexdigest()
+    subject = values("subject")
+    date = grouped.get("date")
+    head = Email(
+        key=message_id or f"sha256:{sha}",
+        message_id=message_id,
+        from_addr=from_addr.strip().lower(),
+        from_name=from_name.strip().strip('"').strip(),
+        to=_addresses(values("to")),
+        cc=_addresses(values("cc")),
+        reply_to=_addresses(values("reply-to")),
+        delivered_to=_addresses(values("delivered-to") + values("x-original-to")),
+        subject=subject[0] if subject else "",
+        date=_date(date[0]) if date else None,
+        body="",
+        body_kind="deferred",
+        attachments=(),
+        headers=headers,
+        content_type=msg.get_content_type(),
+        report_types=tuple(report_types),
+        part_types=tuple(part_types),
+        in_reply_to=_ids(headers.get("in-reply-to", ())),
+        references=_ids(headers.get("references", ())),
+        size=len(raw),
+        sha256=sha,
+    )
+    return Reading(msg, head)
+
+
+def _with_bodies(msg: email.message.Message, head: Email) -> Email:
     defects: list[str] = []
     try:
         parsed = _Lean(msg)
@@ -348,21 +431,6 @@ def _parse(raw: bytes, limits: Limits) -> Email:
     except Exception as exc:  # noqa: BLE001 - mail-parser bugs must not lose a message
         defects.append(f"mail-parser failed ({type(exc).__name__}); read with the stdlib")
         plain, html, files = _bodies_fallback(msg)
-
-    headers: dict[str, tuple[str, ...]] = {}
-    for name, value in msg.items():
-        lname = name.lower()
-        if lname in KEPT_HEADERS:
-            headers[lname] = (*headers.get(lname, ()), _decode(value))
-
-    from_pairs = getaddresses([_decode(v) for v in msg.get_all("from", [])])
-    from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
-    if not from_addr and from_name:
-        from_name, from_addr = "", from_name
-    message_id_values = _ids(tuple(str(v) for v in msg.get_all("message-id", [])))
-    message_id = message_id_values[0] if message_id_values else None
-    sha = hashlib.sha256(raw).hexdigest()
-
     if plain:
         body, kind = "\n".join(plain), "plain"
     elif html:
@@ -372,31 +440,18 @@ def _parse(raw: bytes, limits: Limits) -> Email:
     if len(body) > MAX_BODY_CHARS:
         body = body[:MAX_BODY_CHARS]
         defects.append(f"body cut at {MAX_BODY_CHARS:,} characters")
-
-    return Email(
-        key=message_id or f"sha256:{sha}",
-        message_id=message_id,
-        from_addr=from_addr.strip().lower(),
-        from_name=from_name.strip().strip('"').strip(),
-        to=_addresses(msg.get_all("to", [])),
-        cc=_addresses(msg.get_all("cc", [])),
-        reply_to=_addresses(msg.get_all("reply-to", [])),
-        delivered_to=_addresses(msg.get_all("delivered-to", []) + msg.get_all("x-original-to", [])),
-        subject=_decode(msg.get("subject", "")),
-        date=_date(str(msg.get("date", ""))),
-        body=body,
-        body_kind=kind,
-        attachments=tuple(files),
-        headers=headers,
-        content_type=msg.get_content_type(),
-        report_types=tuple(report_types),
-        part_types=tuple(part_types),
-        in_reply_to=_ids(headers.get("in-reply-to", ())),
-        references=_ids(headers.get("references", ())),
-        size=len(raw),
-        sha256=sha,
-        defects=tuple(defects),
+    return replace(
+        head, body=body, body_kind=kind, attachments=tuple(files), defects=tuple(defects)
     )
+
+
+def _addresses(values: list[str]) -> tuple[str, ...]:
+    out: list[str] = []
+    for _name, addr in getaddresses(values):
+        addr = addr.strip().lower()
+        if addr and addr not in out:
+            out.append(addr)
+    return tuple(out)
 
 
 _EMAIL_HEADERS = frozenset(

@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from triage import contacts as contacts_mod
+from triage import message
 from triage import priority as priority_mod
 from triage import sla as sla_mod
 from triage.config import Config
@@ -48,6 +49,12 @@ class Rules:
                 f"fix: use one of {sorted(policies)}"
             )
         policy = policies[config.policy]
+        if config.plan is not None and config.plan not in policy.plans:
+            known = sorted(p for p in policy.plans if p is not None) or ["(none: remove plan)"]
+            raise sla_mod.SlaError(
+                f"{config.path}: [sla.plan] {config.plan!r} is not a plan of {policy.name}; "
+                f"fix: use one of {known}"
+            )
         return cls(
             config=config,
             filters=FilterSet.from_toml(config.filters_file, config.own_domains),
@@ -120,22 +127,24 @@ class Decision:
 
 def analyse(raw: bytes, source: str, rules: Rules) -> Analysis:
     """Stage one; never raises for anything the bytes contain."""
+    email: Email | None = None
     try:
-        email = Email.from_bytes(raw, Limits(max_bytes=rules.config.max_bytes))
+        reading = message.read(raw, Limits(max_bytes=rules.config.max_bytes))
+        email = reading.head
+        hit = rules.filters.first_match(email, reading.complete)
+        if hit is not None:
+            # Filtered mail is recorded by its headers; its bodies are never needed.
+            return Analysis(source, email, filter_id=hit.rule.id, filter_why=hit.why)
+        email = reading.complete()
+        return _analyse_email(email, source, rules)
     except MessageError as exc:
         return Analysis(source, None, exc.reason, exc.detail)
     except Exception as exc:  # noqa: BLE001 - hostile input must never stop a batch
-        return Analysis(source, None, "parse_error", f"{type(exc).__name__}: {exc}")
-    try:
-        return _analyse_email(email, source, rules)
-    except Exception as exc:  # noqa: BLE001 - same: a bug on one message is that message's problem
-        return Analysis(source, email, "pipeline_error", f"{type(exc).__name__}: {exc}")
+        reason = "parse_error" if email is None else "pipeline_error"
+        return Analysis(source, None, reason, f"{type(exc).__name__}: {exc}")
 
 
 def _analyse_email(email: Email, source: str, rules: Rules) -> Analysis:
-    hit = rules.filters.first_match(email)
-    if hit is not None:
-        return Analysis(source, email, filter_id=hit.rule.id, filter_why=hit.why)
     headers = {k: v[0] for k, v in email.headers.items() if v}
     prio = priority_mod.infer(email.subject, email.body, headers, rules.vocabulary)
     match = rules.directory.match(email.from_addr, email.from_name)

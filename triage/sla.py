@@ -79,7 +79,7 @@ def _norm(text: str) -> str:
     return "".join(text.split()).casefold()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: policies are compared by object
 class Policy:
     """A parsed policy file. `plans` is keyed by plan name, or {None: plan} without plans."""
 
