@@ -502,6 +502,16 @@ def sla_due(config_path, policy, plan, priority, at_text, tz) -> None:
     click.echo(deadline.due.isoformat() if deadline.due else "none")
 
 
+def _register_extensions() -> None:
+    """Command groups that live in their own modules, attached to `cli`."""
+    from triage import commands_sla
+
+    commands_sla.register(cli)
+
+
+_register_extensions()
+
+
 def main() -> None:
     cli(prog_name="triage")
 

@@ -97,10 +97,13 @@ class Decision:
     priority: str | None = None
     level: int | None = None
     contact: str | None = None
+    company: str | None = None
+    status: str = "open"  # of a new ticket: open | pending-approval
     match: str = "none"
     verified: bool = False
     due: datetime | None = None
     deadline: sla_mod.Deadline | None = None
+    timezone: str | None = None  # the zone the deadline was computed in
     auto_reply: bool = False
     reply_suppressed: str | None = None
     reasons: tuple[str, ...] = ()
@@ -220,6 +223,7 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
         priority=label,
         level=level,
         contact=match.contact.email if match.contact else None,
+        company=match.company,
         match=match.kind,
         verified=match.verified,
     )
@@ -265,6 +269,8 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
         linked_ticket=thread.linked.number if thread.linked else None,
         due=deadline.due,
         deadline=deadline,
+        timezone=tz,
+        status="pending-approval" if held else "open",
         auto_reply=guard is None,
         reply_suppressed=guard,
         reasons=tuple(reasons),

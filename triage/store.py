@@ -272,14 +272,12 @@ class Store:
                 " target, response_due, created_at, linked_to, message_key)"
                 " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
-                    "pending-approval"
-                    if d.reply_suppressed and "held" in d.reply_suppressed
-                    else "open",
+                    d.status,
                     e.subject,
                     e.from_addr,
                     e.from_name,
                     json.dumps(sorted({e.from_addr, *e.cc})),
-                    None,
+                    d.company,
                     d.contact,
                     d.match,
                     int(d.verified),
@@ -288,7 +286,7 @@ class Store:
                     dl.policy if dl else None,
                     dl.plan if dl else None,
                     dl.calendar if dl else None,
-                    None,
+                    d.timezone,
                     dl.target if dl else None,
                     _iso(d.due),
                     at,
