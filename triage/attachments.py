@@ -19,12 +19,17 @@ def path_for(root: Path, sha256: str) -> Path:
     return root / sha256[:2] / sha256
 
 
+_made: set[Path] = set()  # fan-out folders known to exist (creating files is costly enough)
+
+
 def save(root: Path, sha256: str, data: bytes) -> Path:
     """Write `data` under its hash (owner-only), atomically; skip when present."""
     target = path_for(root, sha256)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if target.parent not in _made:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _made.add(target.parent)
     tmp = target.with_name(f".{sha256}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:

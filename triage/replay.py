@@ -41,12 +41,13 @@ def _analyse_item(item: Item) -> Analysis:
 
 def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
     """Stage one plus the attachment store: bytes leave the worker only when kept for quarantine."""
-    if item.raw is None:
-        return Analysis(item.source, None, "unreadable", item.error or "cannot read")
-    result = analyse(item.raw, item.source, rules)
+    raw, error = item.load()
+    if raw is None:
+        return Analysis(item.source, None, "unreadable", error or "cannot read")
+    result = analyse(raw, item.source, rules)
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
-        return replace(result, raw_sha256=hashlib.sha256(item.raw).hexdigest(), raw=item.raw)
+        return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
     if result.email is not None and result.email.attachments:
         keep = files if result.filter_id is None else None
         result = replace(result, email=attachments.store_all(keep, result.email))
@@ -78,7 +79,7 @@ def analyses(
         return
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(workers, initializer=_init_worker, initargs=(rules, files)) as pool:
-        yield from pool.imap(_analyse_item, chain(head, it), chunksize=16)
+        yield from pool.imap(_analyse_item, chain(head, it), chunksize=64)
 
 
 def replay(

@@ -14,9 +14,21 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class Item:
+    """One message to replay: its bytes, or the file that holds them (read where parsed)."""
+
     source: str
     raw: bytes | None
     error: str | None = None
+    path: Path | None = None
+
+    def load(self) -> tuple[bytes | None, str | None]:
+        """(bytes, None) or (None, why not)."""
+        if self.raw is not None or self.path is None:
+            return self.raw, self.error
+        try:
+            return self.path.read_bytes(), None
+        except OSError as exc:
+            return None, f"cannot read: {exc.strerror or exc}"
 
 
 def is_maildir(path: Path) -> bool:
@@ -48,10 +60,8 @@ def iter_paths(paths: list[Path]) -> Iterator[Item]:
 
 
 def _read(path: Path) -> Item:
-    try:
-        return Item(str(path), path.read_bytes())
-    except OSError as exc:
-        return Item(str(path), None, f"cannot read: {exc.strerror or exc}")
+    # Only the path travels: the bytes are read by the process that parses them.
+    return Item(str(path), None, None, path)
 
 
 def _folder(folder: Path) -> Iterator[Item]:
