@@ -260,9 +260,17 @@ def explain(config_path, db_path, now_text, path) -> None:
 @click.option(
     "--breached", is_flag=True, help="Only tickets past their response deadline with no response."
 )
-@click.option("--now", "now_text", help="The instant --breached compares with (default: now).")
+@click.option(
+    "--at-risk",
+    "at_risk",
+    is_flag=True,
+    help="Only unanswered tickets that used 75 % of their allowed time.",
+)
+@click.option(
+    "--now", "now_text", help="The instant --breached and --at-risk compare with (default: now)."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per ticket.")
-def tickets(config_path, db_path, open_only, breached, now_text, as_json) -> None:
+def tickets(config_path, db_path, open_only, breached, at_risk, now_text, as_json) -> None:
     """List tickets.
 
     Example:
@@ -270,6 +278,8 @@ def tickets(config_path, db_path, open_only, breached, now_text, as_json) -> Non
     \b
         triage tickets --open --breached
     """
+    from triage import sla as sla_mod
+    from triage import tracking
     from triage.store import Store
 
     config = _config_only(config_path)
@@ -279,7 +289,14 @@ def tickets(config_path, db_path, open_only, breached, now_text, as_json) -> Non
             f"{path}: no database here; fix: run `triage replay` or `triage run` first, or pass --db"
         )
     store = Store(path, config.ticket_prefix)
-    rows = list(store.tickets(open_only, _now(now_text) if breached else None))
+    now = _now(now_text)
+    rows = list(store.tickets(open_only))
+    if breached:
+        keep = set(tracking.breached(store, now))
+        rows = [r for r in rows if r["number"] in keep]
+    if at_risk:
+        keep = set(tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now))
+        rows = [r for r in rows if r["number"] in keep]
     store.close()
     if as_json:
         for row in rows:
@@ -460,7 +477,7 @@ def contacts_approve(config_path, db_path, email) -> None:
 
 @cli.group()
 def sla() -> None:
-    """SLA policies: compute deadlines by hand."""
+    """SLA policies: compute deadlines by hand, check for breaches."""
 
 
 @sla.command("due")

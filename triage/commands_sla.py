@@ -1,9 +1,250 @@
-"""SLA tracking commands (respond, check, report); attached to the `triage` group."""
+"""SLA tracking commands (respond, check, report); attached to the `triage` group.
+
+Thin: parse options, open the store, call triage.tracking, print.
+"""
 
 from __future__ import annotations
 
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
 import click
+
+CONFIG = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TRIAGE_CONFIG",
+    help="TOML configuration file (default: built-in defaults).",
+)
+DB = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Database (default from config: ./triage.db).",
+)
+
+
+def _instant(value: str | None, hint: str) -> datetime:
+    """ISO 8601 with a zone -> aware UTC datetime; None -> the current time."""
+    if not value:
+        return datetime.now(UTC)
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not ISO 8601; e.g. 2026-03-10T09:30:00Z", param_hint=hint
+        ) from None
+    if parsed.tzinfo is None:
+        raise click.BadParameter(
+            f"{value!r} has no time zone; give one, e.g. 2026-03-10T09:30:00Z or +01:00",
+            param_hint=hint,
+        )
+    return parsed.astimezone(UTC)
+
+
+def _config(config_path: Path | None):
+    from triage.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _open(config_path: Path | None, db_path: Path | None):
+    """(config, store, path) of an existing database; never creates one."""
+    from triage.store import Store
+
+    config = _config(config_path)
+    path = db_path or config.db
+    if not path.is_file():
+        raise click.ClickException(
+            f"{path}: no database here; fix: run `triage replay` or `triage run` first, or pass --db"
+        )
+    return config, Store(path, config.ticket_prefix), path
+
+
+def _policies(config):
+    from triage import sla
+
+    try:
+        return sla.load_policies(config.sla_dir)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+# --------------------------------------------------------------------------- ticket respond
+
+
+@click.group("ticket")
+def ticket() -> None:
+    """One ticket: record what happened to it."""
+
+
+@click.command("respond")
+@CONFIG
+@DB
+@click.option("--at", "at_text", help="When the first answer went out, ISO 8601 (default: now).")
+@click.argument("number")
+def ticket_respond(config_path, db_path, at_text, number) -> None:
+    """Record the first response on ticket NUMBER (T-000123 or 123).
+
+    Sets first_response_at and writes a `first_response` event. A ticket
+    already answered keeps its first response; saying so is not an error.
+
+    Example:
+
+    \b
+        triage ticket respond T-000123 --at 2026-03-10T10:15:00Z
+    """
+    from triage import tracking
+
+    at = _instant(at_text, "--at")
+    config, store, path = _open(config_path, db_path)
+    try:
+        wanted = tracking.ticket_number_from(number, config.ticket_prefix)
+        done = tracking.respond(store, wanted, at)
+    except tracking.UnknownTicket as exc:
+        raise click.ClickException(
+            f"{path}: no ticket {exc.number}; fix: `triage tickets --db {path}` lists the tickets"
+        ) from None
+    except tracking.TrackingError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if done.already:
+        click.echo(
+            f"{done.number} was already answered at {tracking.iso(done.at)}; nothing changed"
+        )
+        return
+    if done.due is None:
+        verdict = "no target"
+    else:
+        verdict = "within target" if done.within else "late"
+        verdict += f" (due {tracking.iso(done.due)})"
+    click.echo(f"{done.number}: first response recorded at {tracking.iso(done.at)}, {verdict}")
+
+
+# --------------------------------------------------------------------------- sla check
+
+
+@click.command("check")
+@CONFIG
+@DB
+@click.option("--now", "now_text", help="The instant to check at, ISO 8601 (default: now).")
+def sla_check(config_path, db_path, now_text) -> None:
+    """Write sla_warning (75 % of open time used) and sla_breached events, once per ticket.
+
+    Meant for a systemd timer; the daemon runs the same check. Running it
+    again writes nothing new.
+
+    Example:
+
+    \b
+        triage sla check --db /var/lib/triage/triage.db --now 2026-03-10T10:30:00Z
+    """
+    from triage import tracking
+
+    now = _instant(now_text, "--now")
+    config, store, _path = _open(config_path, db_path)
+    try:
+        result = tracking.check(store, _policies(config), now)
+    finally:
+        store.close()
+    click.echo(
+        f"{tracking.iso(now)}: {len(result.warned)} sla_warning written"
+        f"{_numbers(result.warned)}, {len(result.breached)} sla_breached written"
+        f"{_numbers(result.breached)}"
+    )
+    for problem in result.problems:
+        click.echo(
+            f"progress unknown, no warning for {problem}; fix: restore the policy file or label",
+            err=True,
+        )
+
+
+def _numbers(numbers: tuple[str, ...]) -> str:
+    return f" ({', '.join(numbers)})" if numbers else ""
+
+
+# --------------------------------------------------------------------------- report
+
+
+@click.command("report")
+@CONFIG
+@DB
+@click.option(
+    "--since", "since_text", help="Only tickets created at or after this ISO 8601 instant."
+)
+@click.option(
+    "--now", "now_text", help="The instant breaches are judged at, ISO 8601 (default: now)."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
+def report(config_path, db_path, since_text, now_text, as_json) -> None:
+    """First-response figures per priority: answered within target, late, breached.
+
+    "% in target" is within / (within + late + open breached): tickets still
+    open and not yet due are left out until they are decided; tickets with no
+    deadline are counted apart under "no target".
+
+    Example:
+
+    \b
+        triage report --since 2026-03-01T00:00:00Z --json
+    """
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from triage import tracking
+
+    since = _instant(since_text, "--since") if since_text else None
+    now = _instant(now_text, "--now")
+    _config_, store, path = _open(config_path, db_path)
+    try:
+        result = tracking.report(store, now, since)
+    finally:
+        store.close()
+    if as_json:
+        sys.stdout.write(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
+        return
+    scope = f" since {tracking.iso(since)}" if since else ""
+    table = Table(title=f"First responses in {path}{scope}, at {tracking.iso(now)}")
+    for col in ("priority", "tickets", "in target", "late", "breached", "open", "no target", "%"):
+        table.add_column(col, justify="left" if col == "priority" else "right")
+    for r in [*result.rows, result.total]:
+        table.add_row(
+            escape(r.priority),
+            str(r.tickets),
+            str(r.within),
+            str(r.late),
+            str(r.breached),
+            str(r.pending),
+            str(r.no_target),
+            "-" if r.percent is None else f"{r.percent:.1f}",
+        )
+    Console().print(table)
+    t = result.total
+    if t.percent is None:
+        click.echo("within target: no ticket with a target has an outcome yet")
+    else:
+        click.echo(f"within target: {t.percent:.1f} % ({t.within} of {t.decided})")
+
+
+# --------------------------------------------------------------------------- wiring
 
 
 def register(cli: click.Group) -> None:
     """Attach this module's commands to `cli`."""
+    group = cli.commands.get("ticket")
+    if not isinstance(group, click.Group):
+        group = ticket
+        cli.add_command(group)
+    group.add_command(ticket_respond)
+    sla_group = cli.commands["sla"]
+    assert isinstance(sla_group, click.Group)
+    sla_group.add_command(sla_check)
+    cli.add_command(report)

@@ -383,21 +383,10 @@ class Store:
         return target
 
     # -- queries ------------------------------------------------------------
-    def tickets(
-        self, open_only: bool = False, breached_at: datetime | None = None
-    ) -> Iterator[dict]:
-        sql = "SELECT * FROM tickets"
-        where, args = [], []
-        if open_only:
-            where.append("status != 'closed'")
-        if breached_at is not None:
-            where.append(
-                "response_due IS NOT NULL AND response_due < ? AND first_response_at IS NULL"
-            )
-            args.append(_iso(breached_at))
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        yield from self.db.query(sql + " ORDER BY id", args)
+    def tickets(self, open_only: bool = False) -> Iterator[dict]:
+        """Ticket rows in number order (deadline filters live in triage.tracking)."""
+        sql = "SELECT * FROM tickets" + (" WHERE status != 'closed'" if open_only else "")
+        yield from self.db.query(sql + " ORDER BY id")
 
     def outbox(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[dict]:
         marks = ",".join("?" for _ in statuses)
