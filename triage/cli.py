@@ -395,6 +395,8 @@ def contacts_import(config_path, db_path, csv_path) -> None:
     click.echo(
         f"{csv_path}: {report.added} added, {report.updated} updated, {len(report.rejected)} rejected"
     )
+    for note in result.notes:
+        click.echo(f"  note: {note}", err=True)
     for r in report.rejected:
         click.echo(f"  line {r.line}: {r.reason}", err=True)
 
@@ -469,10 +471,15 @@ def contacts_approve(config_path, db_path, email) -> None:
     """
     from triage import contacts_store
 
+    config = _config_only(config_path)
     store = _store_for(config_path, db_path)
-    contacts_store.approve(store, email)
+    released = contacts_store.approve(store, email, config, datetime.now(UTC))
     store.close()
     click.echo(f"approved {email.strip().lower()}")
+    if released:
+        click.echo(
+            f"released {len(released)} held ticket(s), acknowledgement queued: {', '.join(released)}"
+        )
 
 
 @cli.group()

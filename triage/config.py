@@ -27,6 +27,16 @@ def shipped_rules() -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class Queue:
+    """Mail sent to `address` lands in queue `name`, with its own plan and priority."""
+
+    name: str
+    address: str
+    plan: str | None = None
+    priority: str | None = None  # the policy's label or P<n>; forces the ticket's priority
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     path: str = "(defaults)"
     rules_dir: Path = field(default_factory=shipped_rules)
@@ -39,6 +49,9 @@ class Config:
     timezone: str = "UTC"
     unknown_senders: str = "ticket"  # ticket | hold | ignore
     fuzzy_threshold: float = 92.0
+    vip_raise: int = 1  # Priority Connect: levels a VIP's ticket is raised
+    agents: frozenset[str] = frozenset()  # staff addresses whose hand-forwards name the customer
+    queues: tuple[Queue, ...] = ()
     never_reply: tuple[str, ...] = ("mailer-daemon", "postmaster", "abuse", "noreply", "no-reply")
     max_bytes: int = 25 * 1024 * 1024
     contacts_file: Path | None = None
@@ -57,11 +70,12 @@ class Config:
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "identity": {"domains": list, "support_address": str, "ticket_prefix": str},
+    "identity": {"domains": list, "support_address": str, "ticket_prefix": str, "agents": list},
+    "queue": {},  # an array of tables, checked by _queues
     "rules": {"dir": str},
     "store": {"db": str},
     "sla": {"policy": str, "plan": str, "timezone": str},
-    "contacts": {"unknown": str, "fuzzy_threshold": (int, float), "file": str},
+    "contacts": {"unknown": str, "fuzzy_threshold": (int, float), "file": str, "vip_raise": int},
     "replies": {"never_reply": list},
     "limits": {"max_bytes": int},
 }
@@ -79,7 +93,8 @@ def load_config(path: Path | None) -> Config:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "-", f"not valid TOML ({exc})", "correct the syntax") from None
-    _check_schema(path, data)
+    _check_schema(path, {k: v for k, v in data.items() if k != "queue"})
+    queues = _queues(path, data.get("queue", []))
     base = path.parent
 
     def get(section: str, key: str, default: object) -> object:
@@ -145,7 +160,65 @@ def load_config(path: Path | None) -> Config:
         ),
         max_bytes=int(get("limits", "max_bytes", defaults.max_bytes)),
         contacts_file=rel(str(contacts_file)) if contacts_file else None,
+        vip_raise=_vip_raise(path, get("contacts", "vip_raise", 1)),
+        agents=frozenset(str(a).strip().lower() for a in get("identity", "agents", [])),
+        queues=queues,
     )
+
+
+def _vip_raise(path: Path, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3:
+        raise ConfigError(
+            path, "contacts.vip_raise", f"{value!r} is not 0, 1, 2 or 3", "write vip_raise = 1"
+        )
+    return value
+
+
+def _queues(path: Path, raw: object) -> tuple[Queue, ...]:
+    """[[queue]] tables: name, address, optional plan and priority."""
+    if not isinstance(raw, list):
+        raise ConfigError(
+            path, "queue", "must be an array of tables", 'write [[queue]] then name = "billing"'
+        )
+    out: list[Queue] = []
+    for n, table in enumerate(raw):
+        key = f"queue[{n}]"
+        if not isinstance(table, dict):
+            raise ConfigError(path, key, "must be a table", "write [[queue]] on its own line")
+        extra = set(table) - {"name", "address", "plan", "priority"}
+        if extra:
+            raise ConfigError(
+                path,
+                f"{key}.{sorted(extra)[0]}",
+                "is not a known key",
+                "use name, address, plan, priority",
+            )
+        for field_name in ("name", "address"):
+            if not isinstance(table.get(field_name), str) or not table[field_name].strip():
+                raise ConfigError(
+                    path, f"{key}.{field_name}", "is missing", f'add {field_name} = "..."'
+                )
+        if "@" not in table["address"]:
+            raise ConfigError(
+                path,
+                f"{key}.address",
+                f"{table['address']!r} is not an address",
+                'write address = "billing@msp.example"',
+            )
+        for field_name in ("plan", "priority"):
+            if field_name in table and not isinstance(table[field_name], str):
+                raise ConfigError(
+                    path, f"{key}.{field_name}", "must be a string", f'write {field_name} = "..."'
+                )
+        out.append(
+            Queue(
+                table["name"].strip(),
+                table["address"].strip().lower(),
+                table.get("plan"),
+                table.get("priority"),
+            )
+        )
+    return tuple(out)
 
 
 def _check_schema(path: Path, data: dict) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
+from datetime import datetime
 
 from triage.config import Config
 from triage.contacts import Contact
@@ -39,16 +39,16 @@ def load(store) -> tuple[Contact, ...]:
         "SELECT email, name, company, site, plan, timezone, vip, aliases, approved FROM contacts"
     ).fetchall()
     return tuple(
-        Contact(
-            email=r[0],
-            name=r[1] or "",
-            company=r[2] or "",
-            site=r[3] or "",
-            plan=r[4] or None,
-            timezone=r[5] or None,
-            vip=bool(r[6]),
-            aliases=tuple(json.loads(r[7] or "[]")),
-            approved=bool(r[8]) if r[8] is not None else True,
+        Contact.create(
+            r[0],
+            r[1] or "",
+            r[2],
+            r[3],
+            r[4],
+            r[5],
+            bool(r[6]),
+            json.loads(r[7] or "[]"),
+            bool(r[8]) if r[8] is not None else True,
         )
         for r in rows
     )
@@ -92,24 +92,41 @@ def save(store, result: ImportResult) -> ImportReport:
     return ImportReport(added, updated, result.rejected)
 
 
-def approve(store, email: str) -> bool:
-    """Mark a sender approved; held tickets of theirs become open."""
+def approve(store, email: str, config: Config, now: datetime) -> list[str]:
+    """Approve a sender: their held tickets open and get the acknowledgement they waited for.
+
+    Returns the ticket numbers released.
+    """
+    from triage.replies import render
+
     email = email.strip().lower()
+    released: list[str] = []
     store.begin()
-    cur = store.conn.execute("UPDATE contacts SET approved = 1 WHERE email = ?", (email,))
-    if cur.rowcount == 0:
-        store.conn.execute(
-            "INSERT INTO contacts (email, name, company, site, plan, timezone, vip, aliases, approved)"
-            " VALUES (?, '', '', '', NULL, NULL, 0, '[]', 1)",
+    try:
+        cur = store.conn.execute("UPDATE contacts SET approved = 1 WHERE email = ?", (email,))
+        if cur.rowcount == 0:
+            store.conn.execute(
+                "INSERT INTO contacts (email, name, company, site, plan, timezone, vip, aliases, approved)"
+                " VALUES (?, '', NULL, NULL, NULL, NULL, 0, '[]', 1)",
+                (email,),
+            )
+        held = store.conn.execute(
+            "SELECT t.id, t.number, t.subject, t.priority, t.response_due, t.message_key,"
+            " (SELECT m.message_id FROM messages m WHERE m.message_key = t.message_key)"
+            " FROM tickets t WHERE t.status = 'pending-approval' AND t.requester = ? ORDER BY t.id",
             (email,),
-        )
-    store.conn.execute(
-        "UPDATE tickets SET status = 'open' WHERE status = 'pending-approval' AND requester = ?",
-        (email,),
-    )
-    store.commit()
-    return True
-
-
-def path_label(path: Path) -> str:
-    return str(path)
+        ).fetchall()
+        for ticket_id, number, subject, priority, due, key, message_id in held:
+            store.conn.execute("UPDATE tickets SET status = 'open' WHERE id = ?", (ticket_id,))
+            due_at = datetime.fromisoformat(due.replace("Z", "+00:00")) if due else None
+            refs = (message_id,) if message_id else ()
+            ack = render(
+                email, subject or "", message_id, refs, number, priority, due_at, config, now
+            )
+            store.queue_ack(ticket_id, key, ack, now)
+            released.append(number)
+        store.commit()
+    except BaseException:
+        store.rollback()
+        raise
+    return released

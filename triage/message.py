@@ -110,6 +110,7 @@ class Email:
     size: int
     sha256: str
     defects: tuple[str, ...] = ()
+    attached_from: str = ""  # From header of the first attached message (message/rfc822)
 
     @property
     def from_display(self) -> str:
@@ -204,14 +205,18 @@ def _chunk(data: bytes | str, charset: str | None, hint: str | None = None) -> s
         return data.decode("utf-8", "replace")
 
 
-def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[str], str | None]:
+def _walk(
+    msg: email.message.Message, limits: Limits
+) -> tuple[list[str], list[str], str | None, str]:
     """Content types and report types of every part, and the first declared text charset.
 
+    Also the From header of the first attached message, for hand-forwarded mail.
     Bounded in depth and count; iterative, so nesting cannot exhaust the stack.
     """
     part_types: list[str] = []
     report_types: list[str] = []
     hint: str | None = None
+    attached_from = ""
     stack: list[tuple[email.message.Message, int]] = [(msg, 0)]
     while stack:
         part, depth = stack.pop()
@@ -229,9 +234,18 @@ def _walk(msg: email.message.Message, limits: Limits) -> tuple[list[str], list[s
             if isinstance(report, str) and report:
                 report_types.append(report.strip().lower())
         payload = part.get_payload()
+        if (
+            ctype == "message/rfc822"
+            and not attached_from
+            and isinstance(payload, list)
+            and payload
+        ):
+            inner = payload[0]
+            if isinstance(inner, email.message.Message):
+                attached_from = str(inner.get("from", "") or "")
         if isinstance(payload, list):
             stack.extend((child, depth + 1) for child in reversed(payload))
-    return part_types, report_types, hint
+    return part_types, report_types, hint, attached_from
 
 
 class _Lean(mailparser.MailParser):
@@ -379,7 +393,7 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         grouped.setdefault(name.lower(), []).append(value)
     if not grouped.keys() & _EMAIL_HEADERS:
         raise MessageError("not_email", "no From, To, Subject, Date or Message-ID header")
-    part_types, report_types, hint = _walk(msg, limits)
+    part_types, report_types, hint, attached_from = _walk(msg, limits)
 
     def values(name: str) -> list[str]:
         return [_decode(v, hint) for v in grouped.get(name, ())]
@@ -416,6 +430,7 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         references=_ids(headers.get("references", ())),
         size=len(raw),
         sha256=sha,
+        attached_from=_decode(attached_from, hint) if attached_from else "",
     )
     return Reading(msg, head)
 

@@ -12,10 +12,10 @@ from datetime import datetime
 from enum import StrEnum
 
 from triage import contacts as contacts_mod
-from triage import message
+from triage import message, routing
 from triage import priority as priority_mod
 from triage import sla as sla_mod
-from triage.config import Config
+from triage.config import Config, Queue
 from triage.conversation import Threads, TicketRef, find_thread
 from triage.filters import FilterSet
 from triage.message import Email, Limits, MessageError
@@ -55,6 +55,19 @@ class Rules:
                 f"{config.path}: [sla.plan] {config.plan!r} is not a plan of {policy.name}; "
                 f"fix: use one of {known}"
             )
+        for queue in config.queues:
+            if queue.plan is not None and queue.plan not in policy.plans:
+                raise sla_mod.SlaError(
+                    f"{config.path}: [queue {queue.name}] plan {queue.plan!r} is not a plan of "
+                    f"{policy.name}; fix: use one of {sorted(p for p in policy.plans if p)}"
+                )
+            if queue.priority is not None:
+                try:
+                    policy.rank_of(queue.priority)
+                except sla_mod.SlaError as exc:
+                    raise sla_mod.SlaError(
+                        f"{config.path}: [queue {queue.name}] priority: {exc}"
+                    ) from None
         return cls(
             config=config,
             filters=FilterSet.from_toml(config.filters_file, config.own_domains),
@@ -79,6 +92,8 @@ class Analysis:
     level: int = 3
     priority_evidence: tuple[str, ...] = ()
     match: contacts_mod.Match | None = None
+    requester: routing.Requester | None = None
+    queue: Queue | None = None
     raw_sha256: str = ""
     raw: bytes | None = field(default=None, repr=False)  # kept only for quarantine
 
@@ -98,6 +113,11 @@ class Decision:
     level: int | None = None
     contact: str | None = None
     company: str | None = None
+    requester: str | None = None
+    requester_name: str = ""
+    forwarded_by: str | None = None
+    queue: str | None = None
+    vip: bool = False
     status: str = "open"  # of a new ticket: open | pending-approval
     match: str = "none"
     verified: bool = False
@@ -124,6 +144,10 @@ class Decision:
             "auto_reply": self.auto_reply,
             "linked_ticket": self.linked_ticket,
             "verified": self.verified,
+            "requester": self.requester,
+            "forwarded_by": self.forwarded_by,
+            "queue": self.queue,
+            "vip": self.vip,
             "reply_suppressed": self.reply_suppressed,
         }
 
@@ -150,34 +174,21 @@ def analyse(raw: bytes, source: str, rules: Rules) -> Analysis:
 def _analyse_email(email: Email, source: str, rules: Rules) -> Analysis:
     headers = {k: v[0] for k, v in email.headers.items() if v}
     prio = priority_mod.infer(email.subject, email.body, headers, rules.vocabulary)
-    match = rules.directory.match(email.from_addr, email.from_name)
-    if match.verified and _forged(email):
-        match = match.downgraded(
-            "Authentication-Results: DMARC failed (or SPF and DKIM both failed)"
-        )
+    requester = routing.requester_of(email, rules.config)
     return Analysis(
         source,
         email,
         level=prio.level,
         priority_evidence=tuple(_evidence(e) for e in prio.evidence),
-        match=match,
+        match=routing.match_sender(email, requester, rules.directory),
+        requester=requester,
+        queue=routing.queue_of(email, rules.config),
     )
 
 
 def _evidence(e: priority_mod.Evidence) -> str:
     state = "negated" if e.negated else f"level {e.level}"
     return f"{e.word!r} in {e.where} ({state})"
-
-
-def _forged(email: Email) -> bool:
-    """The receiving server says the From domain failed authentication."""
-    for result in email.header("authentication-results"):
-        text = result.lower()
-        if "dmarc=fail" in text:
-            return True
-        if "spf=fail" in text and "dkim=fail" in text:
-            return True
-    return False
 
 
 def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) -> Decision:
@@ -201,24 +212,24 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
             reason=analysis.filter_id,
             reasons=(f"filter {analysis.filter_id}: {analysis.filter_why}",),
         )
-    config = rules.config
+    return _ticket_or_append(analysis, email, base, rules, threads, now)
+
+
+def _ticket_or_append(
+    analysis: Analysis, email: Email, base: Decision, rules: Rules, threads: Threads, now: datetime
+) -> Decision:
+    config, policy = rules.config, rules.policy
     match = analysis.match or contacts_mod.Match.none()
-    reasons = [f"contact: {match.kind} — {match.why}"]
+    requester = analysis.requester or routing.Requester(
+        email.from_addr, email.from_name, None, "From"
+    )
+    queue = analysis.queue
+    reasons = [f"requester: {requester.why}", f"contact: {match.kind} — {match.why}"]
     thread = find_thread(
-        email,
-        threads,
-        config.ticket_prefix,
-        contacts_mod.FREE_MAIL_DOMAINS,
-        match.company,
+        email, threads, config.ticket_prefix, contacts_mod.FREE_MAIL_DOMAINS, match.company
     )
     reasons.append(f"conversation: {thread.why}")
-    level = analysis.level
-    if match.vip and match.verified:
-        level = max(1, level - 1)
-        reasons.append("priority: raised one level for a Priority Connect (VIP) contact")
-    label = rules.policy.label_for_level(level)
-    reasons.extend(f"priority evidence: {e}" for e in analysis.priority_evidence)
-    reasons.append(f"priority: level {level} → {label} ({rules.policy.name})")
+    label, level = _priority(analysis, match, queue, policy, config.vip_raise, reasons)
     fields = dict(
         priority=label,
         level=level,
@@ -226,42 +237,48 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
         company=match.company,
         match=match.kind,
         verified=match.verified,
+        requester=requester.address,
+        requester_name=requester.name,
+        forwarded_by=requester.forwarded_by,
+        queue=queue.name if queue else None,
+        vip=bool(match.vip and match.verified),
     )
     if thread.ticket is not None:
+        reasons.append("no acknowledgement for an appended reply")
         return replace(
             base,
             action=Action.APPEND,
             ticket=thread.ticket.number,
-            reasons=(*reasons, "no acknowledgement for an appended reply"),
+            reasons=tuple(reasons),
             **fields,
         )
-    if not match.verified and config.unknown_senders == "ignore":
+    unapproved = not match.verified or (match.contact is not None and not match.contact.approved)
+    if unapproved and config.unknown_senders == "ignore":
+        reasons.append("unknown sender and [contacts] unknown = ignore: recorded, no ticket")
         return replace(
-            base,
-            action=Action.FILTERED,
-            reason="unknown-sender",
-            reasons=(
-                *reasons,
-                "unknown sender and [contacts] unknown = ignore: recorded, no ticket",
-            ),
-            **fields,
+            base, action=Action.FILTERED, reason="unknown-sender", reasons=tuple(reasons), **fields
         )
-    plan = match.plan or config.plan
-    if plan is not None and plan not in rules.policy.plans:
-        reasons.append(
-            f"sla: contact's plan {plan!r} is not in {rules.policy.name}; using {config.plan!r}"
-        )
-        plan = config.plan
+    plan = config.plan
+    for source, candidate in (("contact", match.plan), ("queue", queue.plan if queue else None)):
+        if candidate and candidate in policy.plans:
+            plan = candidate
+            break
+        if candidate:
+            reasons.append(f"sla: the {source}'s plan {candidate!r} is not a plan of {policy.name}")
     tz = match.timezone or config.timezone
-    deadline = sla_mod.due(rules.policy, plan, rules.policy.rank_of(label), now, tz)
+    deadline = sla_mod.due(policy, plan, policy.rank_of(label), now, tz)
     reasons.append(
         f"sla: {deadline.policy}/{deadline.plan} {deadline.label} {deadline.target} on {deadline.calendar} in {tz}"
     )
     reasons.extend(f"sla walk: {step}" for step in deadline.walk)
-    guard = reply_guard(email, config)
-    held = not match.verified and config.unknown_senders == "hold"
-    if held:
-        guard = "sender held for approval ([contacts] unknown = hold)"
+    held = unapproved and config.unknown_senders == "hold"
+    guard = (
+        "sender held for approval ([contacts] unknown = hold)"
+        if held
+        else reply_guard(email, config)
+    )
+    if guard is None and routing.forged(email):
+        guard = "the From domain failed authentication: no acknowledgement to a forged sender"
     reasons.append(f"acknowledgement: {'suppressed: ' + guard if guard else 'queued'}")
     return replace(
         base,
@@ -276,6 +293,30 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
         reasons=tuple(reasons),
         **fields,
     )
+
+
+def _priority(
+    analysis: Analysis,
+    match: contacts_mod.Match,
+    queue: Queue | None,
+    policy: sla_mod.Policy,
+    vip_raise: int,
+    reasons: list[str],
+) -> tuple[str, int]:
+    """The policy's label and the project level, with the steps that set them."""
+    level = analysis.level
+    reasons.extend(f"priority evidence: {e}" for e in analysis.priority_evidence)
+    if match.vip and match.verified and vip_raise:
+        level = max(1, level - vip_raise)
+        reasons.append(
+            f"priority: raised {vip_raise} level(s) for a Priority Connect (VIP) contact"
+        )
+    label = policy.label_for_level(level)
+    if queue is not None and queue.priority:
+        label = policy.labels[policy.rank_of(queue.priority)]
+        reasons.append(f"priority: queue {queue.name} ({queue.address}) sets {label}")
+    reasons.append(f"priority: level {level} → {label} ({policy.name})")
+    return label, level
 
 
 def duplicate(analysis: Analysis) -> Decision:

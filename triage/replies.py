@@ -84,14 +84,39 @@ def render_ack(
     config: Config,
     now: datetime,
 ) -> Ack:
-    """The acknowledgement for a new ticket, loop-proof by its headers.
+    """The acknowledgement for a new ticket opened from `email`."""
+    refs = (*email.references[-10:], email.message_id) if email.message_id else ()
+    return render(
+        reply_address(email),
+        email.subject,
+        email.message_id,
+        refs,
+        number,
+        priority,
+        due,
+        config,
+        now,
+    )
+
+
+def render(
+    to: str,
+    original_subject: str,
+    in_reply_to: str | None,
+    references: tuple[str, ...],
+    number: str,
+    priority: str | None,
+    due: datetime | None,
+    config: Config,
+    now: datetime,
+) -> Ack:
+    """An acknowledgement, loop-proof by its headers.
 
     Written by hand rather than with EmailMessage: this runs once per ticket on
     the path that commits, and the stdlib's policy machinery costs a millisecond.
     """
     domain = sorted(config.own_domains)[0]
-    to = reply_address(email)
-    subject = ack_subject(email.subject, number, config.ticket_prefix)
+    subject = ack_subject(original_subject, number, config.ticket_prefix)
     message_id = f"<{number}.{secrets.token_hex(8)}@{domain}>"
     when = (
         f"We will answer by {due.strftime('%Y-%m-%d %H:%M %Z')}."
@@ -111,9 +136,10 @@ def render_ack(
         _header("Date", format_datetime(now)),
         _header("Message-ID", message_id),
     ]
-    if email.message_id:
-        head.append(_header("In-Reply-To", email.message_id))
-        head.append(_header("References", " ".join((*email.references[-10:], email.message_id))))
+    if in_reply_to:
+        head.append(_header("In-Reply-To", in_reply_to))
+    if references:
+        head.append(_header("References", " ".join(references)))
     head += [
         b"Auto-Submitted: auto-replied\r\n",
         b"X-Auto-Response-Suppress: All\r\n",

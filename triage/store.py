@@ -64,6 +64,15 @@ class Store:
 
     # -- schema -----------------------------------------------------------
     def _ensure_schema(self) -> None:
+        self._create_tables()
+        # Databases made by an earlier release gain the columns added since.
+        for table, columns in (("tickets", {"queue": str, "vip": int, "forwarded_by": str}),):
+            have = set(self.db[table].columns_dict)
+            for name, kind in columns.items():
+                if name not in have:
+                    self.db[table].add_column(name, kind)
+
+    def _create_tables(self) -> None:
         db = self.db
         if "tickets" not in db.table_names():
             db["tickets"].create(
@@ -91,6 +100,9 @@ class Store:
                     "first_response_at": str,
                     "linked_to": str,
                     "message_key": str,
+                    "queue": str,
+                    "vip": int,
+                    "forwarded_by": str,
                 },
                 pk="id",
                 not_null={"number", "status", "requester", "created_at"},
@@ -270,14 +282,14 @@ class Store:
             cur = self.conn.execute(
                 "INSERT INTO tickets (number, status, subject, requester, requester_name, participants,"
                 " company, contact, match, verified, priority, level, policy, plan, calendar, timezone,"
-                " target, response_due, created_at, linked_to, message_key)"
-                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " target, response_due, created_at, linked_to, message_key, queue, vip, forwarded_by)"
+                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     d.status,
                     e.subject,
-                    e.from_addr,
-                    e.from_name,
-                    json.dumps(sorted({e.from_addr, *e.cc})),
+                    d.requester or e.from_addr,
+                    d.requester_name if d.requester else e.from_name,
+                    json.dumps(sorted({e.from_addr, d.requester or e.from_addr, *e.cc})),
                     d.company,
                     d.contact,
                     d.match,
@@ -293,6 +305,9 @@ class Store:
                     at,
                     d.linked_ticket,
                     e.key,
+                    d.queue,
+                    int(d.vip),
+                    d.forwarded_by,
                 ),
             )
             ticket_id = cur.lastrowid
@@ -350,18 +365,28 @@ class Store:
                     (key, a.filename, a.content_type, a.size, a.sha256),
                 )
         if ack is not None and ticket_id is not None and d.auto_reply:
-            rendered = ack(d)
-            to, subject, mid = rendered.to, rendered.subject, rendered.message_id
-            raw = rendered.raw.decode("utf-8")
-            self.conn.execute(
-                "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-                (ticket_id, to, subject, mid, raw, self.outbox_status, at),
-            )
-            self._event(ticket_id, key, "auto_reply_queued", at, {"to": to})
+            self.queue_ack(ticket_id, key, ack(d), now)
         elif ticket_id is not None and d.reply_suppressed:
             self._event(ticket_id, key, "auto_reply_suppressed", at, {"why": d.reply_suppressed})
         return d
+
+    def queue_ack(self, ticket_id: int, key: str | None, ack: Ack, now: datetime) -> None:
+        """An acknowledgement row in the outbox, in the caller's transaction."""
+        at = _iso(now)
+        self.conn.execute(
+            "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
+            (
+                ticket_id,
+                ack.to,
+                ack.subject,
+                ack.message_id,
+                ack.raw.decode("utf-8"),
+                self.outbox_status,
+                at,
+            ),
+        )
+        self._event(ticket_id, key, "auto_reply_queued", at, {"to": ack.to})
 
     def _event(
         self, ticket_id: int | None, key: str | None, kind: str, at: str | None, detail: dict

@@ -1,0 +1,51 @@
+"""Who really wrote a hand-forwarded message.
+
+When a support address is forwarded server-side the author stays in From and
+nothing here applies. When an agent forwards a customer's mail by hand, the
+customer is the requester: we read the author from the attached message
+(message/rfc822) or from the "From:" line of an inline forward block.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import getaddresses
+
+from triage.message import Email
+
+# Lines that open an inline forward in the common clients (Gmail, Apple Mail,
+# Outlook, Thunderbird, and their German, French and Spanish forms).
+_MARKER = re.compile(
+    r"^\s*(?:-{2,}\s*(?:forwarded message|original message|weitergeleitete nachricht|"
+    r"message transféré|mensaje reenviado|ursprüngliche nachricht|message d'origine)\s*-{2,}"
+    r"|begin forwarded message:|_{10,}|anfang der weitergeleiteten nachricht:)\s*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_FROM = re.compile(r"^\s*[*>]*\s*(?:from|von|de)\s*:\s*\**\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+_FWD_SUBJECT = re.compile(r"^\s*(?:fwd?|fw|wg|tr|rv|doorst)\s*:", re.IGNORECASE)
+
+
+def original_author(email: Email) -> tuple[str, str] | None:
+    """(name, address) of the forwarded message's author, or None when it is not a forward."""
+    if email.attached_from:
+        found = _first_address(email.attached_from)
+        if found:
+            return found
+    if not (_FWD_SUBJECT.match(email.subject) or _MARKER.search(email.body)):
+        return None
+    marker = _MARKER.search(email.body)
+    start = marker.end() if marker else 0
+    line = _FROM.search(email.body, start)
+    if line is None or line.start() - start > 400:  # the From: line opens the forwarded block
+        return None
+    return _first_address(line.group(1))
+
+
+def _first_address(text: str) -> tuple[str, str] | None:
+    # Outlook writes "Name [mailto:addr]"; make it parseable.
+    text = re.sub(r"\[mailto:([^\]]+)\]", r"<\1>", text)
+    for name, addr in getaddresses([text]):
+        addr = addr.strip().lower()
+        if "@" in addr:
+            return name.strip().strip('"'), addr
+    return None
