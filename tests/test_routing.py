@@ -1,0 +1,237 @@
+"""Who wrote it and where it goes, end to end through `triage replay` with contacts stored."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+
+from triage.cli import cli
+
+from .conftest import build
+
+NOW = "2026-03-10T14:30:00Z"  # a Tuesday
+CONTACTS = """email,name,company,site,plan,timezone,vip,aliases
+jane@acme.example,Jane Doe,Acme,HQ,premium,America/New_York,,jdoe@acme.example
+victor@acme.example,Victor Vip,Acme,HQ,standard,UTC,yes,
+held@acme.example,Held Person,Acme,HQ,basic,UTC,,
+bob@globex.example,Bob Stone,Globex,,basic,Europe/Berlin,,
+"""
+
+
+def msg(
+    sender: str, subject: str = "Printer jammed", body: str = "Please help.\n", **headers: str
+) -> bytes:
+    base = {
+        "From": sender,
+        "To": "support@msp.example",
+        "Subject": subject,
+        "Date": "Tue, 10 Mar 2026 14:00:00 +0000",
+        "Message-ID": f"<{abs(hash((sender, subject, body))) % 10**12}@mail.example>",
+    }
+    base.update({k.replace("_", "-"): v for k, v in headers.items()})
+    return build(base, body)
+
+
+@pytest.fixture
+def env(tmp_path):
+    """A database with contacts, a config, and a function that replays messages into it."""
+    csv = tmp_path / "contacts.csv"
+    csv.write_text(CONTACTS, encoding="utf-8")
+    db = tmp_path / "t.db"
+    config = tmp_path / "triage.toml"
+
+    def configure(extra: str = "") -> None:
+        config.write_text(
+            f'[store]\ndb = "{db}"\n[identity]\ndomains = ["msp.example"]\n'
+            f'support_address = "support@msp.example"\nagents = ["agent@partner.example"]\n{extra}',
+            encoding="utf-8",
+        )
+
+    configure()
+    result = CliRunner().invoke(cli, ["contacts", "import", "--config", str(config), str(csv)])
+    assert result.exit_code == 0, result.output
+
+    def run(*messages: bytes) -> list[dict]:
+        folder = tmp_path / f"in{len(list(tmp_path.glob('in*')))}"
+        folder.mkdir()
+        for n, raw in enumerate(messages):
+            (folder / f"{n:02d}.eml").write_bytes(raw)
+        out = CliRunner().invoke(
+            cli, ["replay", "--config", str(config), "--json", "--now", NOW, str(folder)]
+        )
+        assert out.exit_code == 0, out.output
+        return [json.loads(line) for line in out.stdout.splitlines()]
+
+    run.configure = configure
+    run.config = config
+    run.db = db
+    return run
+
+
+def ticket_row(db, number: str) -> dict:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    return dict(conn.execute("SELECT * FROM tickets WHERE number = ?", (number,)).fetchone())
+
+
+def test_each_match_kind_is_recorded(env):
+    out = env(
+        msg("Jane Doe <JANE@acme.example>"),
+        msg("jane+printer@acme.example", subject="b"),
+        msg("jdoe@acme.example", subject="c"),
+        msg("someone.new@acme.example", subject="d"),
+        msg("Bob Stone <bob.stone@gmail.com>", subject="e"),
+        msg("stranger@unknown.example", subject="f"),
+    )
+    assert [(o["match"], o["contact"]) for o in out] == [
+        ("exact", "jane@acme.example"),
+        ("plus", "jane@acme.example"),
+        ("alias", "jane@acme.example"),
+        ("domain", None),
+        ("fuzzy", "bob@globex.example"),
+        ("none", None),
+    ]
+    assert [o["verified"] for o in out] == [True, True, True, False, False, False]
+
+
+def test_contact_plan_and_time_zone_set_the_deadline(env):
+    # Jane: premium (24x7) P3; Bob (fuzzy: unverified) gets the defaults, not his basic plan.
+    out = env(msg("jane@acme.example"))
+    row = ticket_row(env.db, out[0]["ticket"])
+    assert (row["plan"], row["timezone"]) == ("premium", "America/New_York")
+
+
+def test_vip_is_raised_one_level_and_marked(env):
+    out = env(msg("victor@acme.example"), msg("jane@acme.example", subject="x"))
+    assert [o["priority"] for o in out] == ["P2", "P3"]
+    assert out[0]["vip"] is True and ticket_row(env.db, out[0]["ticket"])["vip"] == 1
+
+
+def test_vip_raise_is_configurable(env):
+    env.configure("[contacts]\nvip_raise = 0\n")
+    assert env(msg("victor@acme.example"))[0]["priority"] == "P3"
+
+
+def test_forged_from_loses_contact_privileges_and_gets_no_acknowledgement(env):
+    forged = msg(
+        "victor@acme.example",
+        Authentication_Results="mx.msp.example; spf=fail smtp.mailfrom=acme.example; dkim=none; dmarc=fail header.from=acme.example",
+    )
+    out = env(forged)[0]
+    assert (out["match"], out["verified"], out["vip"], out["priority"]) == (
+        "exact",
+        False,
+        False,
+        "P3",
+    )
+    assert out["auto_reply"] is False and "failed authentication" in out["reply_suppressed"]
+
+
+def test_unknown_sender_policies(env):
+    env.configure('[contacts]\nunknown = "ignore"\n')
+    out = env(msg("stranger@unknown.example"))[0]
+    assert (out["action"], out["reason"], out["ticket"]) == ("filtered", "unknown-sender", None)
+
+    env.configure('[contacts]\nunknown = "hold"\n')
+    out = env(msg("other@unknown.example"))[0]
+    assert out["action"] == "ticket" and out["auto_reply"] is False
+    assert ticket_row(env.db, out["ticket"])["status"] == "pending-approval"
+    result = CliRunner().invoke(
+        cli, ["contacts", "approve", "--config", str(env.config), "other@unknown.example"]
+    )
+    assert result.exit_code == 0 and out["ticket"] in result.output
+    assert ticket_row(env.db, out["ticket"])["status"] == "open"
+    conn = sqlite3.connect(env.db)
+    raw = conn.execute(
+        "SELECT o.raw FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE t.number = ?",
+        (out["ticket"],),
+    ).fetchone()[0]
+    assert (
+        f"Subject: [#{out['ticket']}] Printer jammed" in raw
+        and "Auto-Submitted: auto-replied" in raw
+    )
+    # approved now: the next message from them is served
+    assert env(msg("other@unknown.example", subject="again"))[0]["auto_reply"] is True
+
+
+def test_hand_forward_by_an_agent_names_the_customer(env):
+    inline = msg(
+        "agent@partner.example",
+        subject="Fwd: VPN down",
+        body="Can you take this one?\n\n---------- Forwarded message ---------\n"
+        "From: Jane Doe <jane@acme.example>\nDate: Tue, 10 Mar 2026\nSubject: VPN down\n\nThe VPN is down.\n",
+    )
+    attached = build(
+        {
+            "From": "agent@partner.example",
+            "To": "support@msp.example",
+            "Subject": "FW: Printer",
+            "Message-ID": "<fw2@partner.example>",
+            "MIME-Version": "1.0",
+            "Content-Type": 'multipart/mixed; boundary="B"',
+        },
+        "--B\nContent-Type: text/plain\n\nsee attached\n--B\nContent-Type: message/rfc822\n\n"
+        "From: Bob Stone <bob@globex.example>\nSubject: Printer\nMessage-ID: <orig@globex.example>\n\nIt jams.\n--B--\n",
+    )
+    customer_forward = msg(
+        "jane@acme.example",
+        subject="Fwd: from my colleague",
+        body="Please help my colleague.\n\n---------- Forwarded message ---------\nFrom: Bob Stone <bob@globex.example>\n\nhi\n",
+    )
+    out = env(inline, attached, customer_forward)
+    assert [(o["requester"], o["forwarded_by"], o["contact"]) for o in out] == [
+        ("jane@acme.example", "agent@partner.example", "jane@acme.example"),
+        ("bob@globex.example", "agent@partner.example", "bob@globex.example"),
+        (
+            "jane@acme.example",
+            None,
+            "jane@acme.example",
+        ),  # a customer forwarding stays the requester
+    ]
+    assert ticket_row(env.db, out[0]["ticket"])["requester"] == "jane@acme.example"
+
+
+def test_queues_route_by_recipient(env):
+    env.configure(
+        '[[queue]]\nname = "urgent"\naddress = "urgent@msp.example"\npriority = "P1"\n'
+        '[[queue]]\nname = "billing"\naddress = "billing@msp.example"\nplan = "basic"\n'
+    )
+    out = env(
+        msg("stranger@unknown.example", subject="question about invoice", To="urgent@msp.example"),
+        msg("stranger@unknown.example", subject="invoice", To="billing@msp.example"),
+        msg("stranger@unknown.example", subject="invoice 2", Delivered_To="billing@msp.example"),
+    )
+    assert [(o["queue"], o["priority"]) for o in out] == [
+        ("urgent", "P1"),
+        ("billing", "P3"),
+        ("billing", "P3"),
+    ]
+    assert ticket_row(env.db, out[1]["ticket"])["plan"] == "basic"
+
+
+def test_bad_queue_is_refused_by_check(env):
+    env.configure('[[queue]]\nname = "x"\naddress = "x@msp.example"\nplan = "gold"\n')
+    result = CliRunner().invoke(cli, ["check", "--config", str(env.config)])
+    assert result.exit_code != 0 and "plan 'gold' is not a plan of connectwise" in result.output
+
+
+def test_contacts_reimport_updates_and_reports_rejects(env, tmp_path):
+    csv = tmp_path / "more.csv"
+    csv.write_bytes(
+        "\ufeffemail;name;company;plan;timezone;vip\r\n"
+        "jane@acme.example;Jane D.;Acme;basic;UTC;\r\n"
+        "not-an-address;X;Y;basic;UTC;\r\n"
+        "new@initech.example;New;Initech;standard;Mars/Base;\r\n"
+        "ok@initech.example;Ok;Initech;standard;UTC;no\r\n".encode()
+    )
+    result = CliRunner().invoke(cli, ["contacts", "import", "--config", str(env.config), str(csv)])
+    assert result.exit_code == 0
+    assert "1 added, 1 updated, 2 rejected" in result.output
+    assert "line 3:" in result.output and "line 4:" in result.output
+    show = CliRunner().invoke(
+        cli, ["contacts", "show", "--config", str(env.config), "jane@acme.example"]
+    )
+    assert "Jane D." in show.output and "basic" in show.output
