@@ -72,3 +72,38 @@ def mutated(draw):
 @given(mutated())
 def test_mutated_fixtures_never_raise(rules, raw):
     _run(raw, rules)
+
+
+_NAME = st.text(alphabet="abcXYZ .'-éü", max_size=12)
+_LOCAL = st.text(alphabet="abc.+_-19", min_size=1, max_size=10)
+_DOMAIN = st.sampled_from(["acme.example", "x.y", "mail.example.co.jp"])
+
+
+@st.composite
+def address_lists(draw):
+    parts = []
+    for _ in range(draw(st.integers(1, 4))):
+        addr = f"{draw(_LOCAL)}@{draw(_DOMAIN)}"
+        form = draw(st.sampled_from(["bare", "angle", "named", "quoted"]))
+        name = draw(_NAME)
+        parts.append(
+            {
+                "bare": addr,
+                "angle": f"<{addr}>",
+                "named": f"{name} <{addr}>",
+                "quoted": f'"{name}" <{addr}>',
+            }[form]
+        )
+    return draw(st.sampled_from([", ", ",", " , "])).join(parts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(address_lists())
+def test_fast_address_parsing_agrees_with_the_stdlib(value):
+    from email.utils import getaddresses
+
+    from triage.message import parse_addresses
+
+    ours = [(" ".join(n.split()), a) for n, a in parse_addresses([value])]
+    theirs = [(" ".join(n.split()), a) for n, a in getaddresses([value])]
+    assert ours == theirs

@@ -54,6 +54,8 @@ KEPT_HEADERS = (
 )
 
 _MSGID = re.compile(r"<([^<>\s]+)>")
+_ATOM_ADDR = r"[^<>\s,;:()\"\\\[\]@]+@[^<>\s,;:()\"\\\[\]@]+"
+_PLAIN_ONE = re.compile(rf"\s*(?:([^<>,;:()\"\\\[\]@]*?)\s*<({_ATOM_ADDR})>|({_ATOM_ADDR}))\s*")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 
 
@@ -399,7 +401,7 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         return [_decode(v, hint) for v in grouped.get(name, ())]
 
     headers = {name: tuple(values(name)) for name in KEPT_HEADERS if name in grouped}
-    from_pairs = getaddresses(values("from"))
+    from_pairs = parse_addresses(values("from"))
     from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
     if not from_addr and from_name:
         from_name, from_addr = "", from_name
@@ -460,9 +462,33 @@ def _with_bodies(msg: email.message.Message, head: Email) -> Email:
     )
 
 
+def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
+    """(name, address) pairs, like `email.utils.getaddresses`, with a fast path.
+
+    Most address headers are plain `a@b` or `Name <a@b>` lists; those are read
+    by one regular expression. Anything else (quotes, comments, groups, odd
+    punctuation) goes to the stdlib's strict parser.
+    """
+    out: list[tuple[str, str]] = []
+    for value in values:
+        items = value.split(",")
+        parsed = [_PLAIN_ONE.fullmatch(item) for item in items if item.strip()]
+        if all(parsed):
+            out.extend(
+                (" ".join((m.group(1) or "").split()), m.group(2))
+                if m.group(2)
+                else ("", m.group(3))
+                for m in parsed
+                if m
+            )
+        else:
+            out.extend(getaddresses([value]))
+    return out
+
+
 def _addresses(values: list[str]) -> tuple[str, ...]:
     out: list[str] = []
-    for _name, addr in getaddresses(values):
+    for _name, addr in parse_addresses(values):
         addr = addr.strip().lower()
         if addr and addr not in out:
             out.append(addr)
