@@ -6,6 +6,7 @@ The files are used exactly as found: read as bytes, never rewritten.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,46 @@ def test_corpus_is_complete():
 def test_every_corpus_message_parses(rules):
     for row in ROWS:
         Email.from_bytes((CORPUS / row["file"]).read_bytes())
+
+
+def test_whole_corpus_through_replay_every_human_message_is_one_ticket(tmp_path):
+    """End to end, in manifest order: people get tickets, robots get neither ticket nor reply."""
+    import json
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "triage.cli",
+            "--log-level",
+            "warning",
+            "replay",
+            "--db",
+            str(tmp_path / "c.db"),
+            "--json",
+            "--now",
+            "2026-03-10T14:30:00Z",
+            str(CORPUS),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        check=True,
+    )
+    out = {
+        Path(o["source"]).relative_to(CORPUS).as_posix(): o
+        for o in map(json.loads, proc.stdout.splitlines())
+    }
+    assert len(out) == len(ROWS)
+    for row in ROWS:
+        o = out[row["file"]]
+        if row["label"] == "human":
+            assert o["action"] in ("ticket", "append"), (row["file"], o)
+        else:
+            assert o["action"] in ("filtered", "duplicate"), (row["file"], o)
+            assert o["auto_reply"] is False

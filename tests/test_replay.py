@@ -215,3 +215,23 @@ def test_mbox_and_maildir_sources(tmp_path):
     out = lines(triage("replay", "--dry-run", "--json", "--now", NOW, str(mbox), str(maildir)))
     assert [o["message_id"] for o in out] == ["<abc123@mail.acme.example>", "<two@x>", "<three@x>"]
     assert [o["source"].rsplit("#", 1)[-1] for o in out[:2]] == ["1", "2"]
+
+
+def test_a_reused_message_id_is_a_new_message_but_a_second_copy_is_not(tmp_path):
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    first = human(Message_ID="<same@x>", Subject="This is a test", body="first\n")
+    (folder / "1.eml").write_bytes(first)
+    # the same message again, delivered by another route: one more Received header, LF endings
+    (folder / "2.eml").write_bytes(
+        b"Received: from relay2.example by mx\r\n" + first.replace(b"\r\n", b"\n")
+    )
+    # a different message that reuses the Message-ID (some clients and test tools do)
+    (folder / "3.eml").write_bytes(
+        human(Message_ID="<same@x>", Subject="This is another test", body="second\n")
+    )
+    db = tmp_path / "t.db"
+    out = lines(triage("replay", "--db", str(db), "--json", "--now", NOW, str(folder)))
+    assert [o["action"] for o in out] == ["ticket", "duplicate", "ticket"]
+    again = lines(triage("replay", "--db", str(db), "--json", "--now", NOW, str(folder)))
+    assert [o["action"] for o in again] == ["duplicate", "duplicate", "duplicate"]

@@ -113,6 +113,7 @@ class Email:
     sha256: str
     defects: tuple[str, ...] = ()
     attached_from: str = ""  # From header of the first attached message (message/rfc822)
+    fingerprint: str = ""  # what the author wrote, not how it travelled (see `fingerprint`)
 
     @property
     def from_display(self) -> str:
@@ -433,8 +434,28 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         size=len(raw),
         sha256=sha,
         attached_from=_decode(attached_from, hint) if attached_from else "",
+        fingerprint=fingerprint(
+            raw, from_addr, subject[0] if subject else "", date[0] if date else ""
+        ),
     )
     return Reading(msg, head)
+
+
+def fingerprint(raw: bytes, sender: str, subject: str, date: str) -> str:
+    """A hash of author, subject, date and body bytes, blind to transit headers and line endings.
+
+    Two copies of one message (a re-fetch, a second delivery route) agree; two
+    different messages that reuse a Message-ID (some clients and tests do) differ.
+    """
+    cut = raw.find(b"\n\n")
+    cut2 = raw.find(b"\r\n\r\n")
+    starts = [i for i in (cut + 2 if cut != -1 else -1, cut2 + 4 if cut2 != -1 else -1) if i >= 0]
+    body = raw[min(starts) :] if starts else b""
+    h = hashlib.sha256()
+    for part in (sender.lower(), subject, date.strip()):
+        h.update(part.encode("utf-8", "surrogateescape") + b"\0")
+    h.update(body.replace(b"\r\n", b"\n"))
+    return h.hexdigest()[:24]
 
 
 def _with_bodies(msg: email.message.Message, head: Email) -> Email:

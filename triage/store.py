@@ -66,7 +66,10 @@ class Store:
     def _ensure_schema(self) -> None:
         self._create_tables()
         # Databases made by an earlier release gain the columns added since.
-        for table, columns in (("tickets", {"queue": str, "vip": int, "forwarded_by": str}),):
+        for table, columns in (
+            ("tickets", {"queue": str, "vip": int, "forwarded_by": str}),
+            ("messages", {"fingerprint": str}),
+        ):
             have = set(self.db[table].columns_dict)
             for name, kind in columns.items():
                 if name not in have:
@@ -127,6 +130,7 @@ class Store:
                     "size": int,
                     "body": str,
                     "decision": str,
+                    "fingerprint": str,
                 },
                 pk="id",
                 not_null={"message_key", "action", "received_at"},
@@ -226,6 +230,13 @@ class Store:
         self.conn.close()
 
     # -- Threads (read side of conversation) -------------------------------
+    def fingerprint_of(self, key: str) -> str | None:
+        """The stored fingerprint of `key` ('' when stored without one), None when not stored."""
+        row = self.conn.execute(
+            "SELECT fingerprint FROM messages WHERE message_key = ?", (key,)
+        ).fetchone()
+        return None if row is None else (row[0] or "")
+
     def has_key(self, key: str) -> bool:
         return (
             self.conn.execute("SELECT 1 FROM messages WHERE message_key = ?", (key,)).fetchone()
@@ -334,8 +345,8 @@ class Store:
         key = d.message_key or f"sha256:{d.source}"
         self.conn.execute(
             "INSERT INTO messages (message_key, message_id, sha256, source, from_addr, subject, date,"
-            " received_at, action, reason, ticket_id, size, body, decision)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " received_at, action, reason, ticket_id, size, body, decision, fingerprint)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 key,
                 d.message_id,
@@ -351,6 +362,7 @@ class Store:
                 e.size if e else None,
                 e.body if e and d.action in (Action.TICKET, Action.APPEND) else None,
                 json.dumps({"reasons": list(d.reasons), "match": d.match, "priority": d.priority}),
+                e.fingerprint if e else None,
             ),
         )
         if d.action in (Action.FILTERED, Action.QUARANTINED):
