@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from triage.priority import (
@@ -325,6 +325,7 @@ def test_infer_never_fails_and_always_gives_a_level(subject, body):
 @settings(max_examples=200, deadline=None)
 @given(st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789_", min_size=1, max_size=3))
 def test_p1_glued_to_word_characters_is_never_evidence(glue):
+    assume("p1" not in glue)  # the glue alone is a word of its own: "p1" is evidence then
     evidence = infer(f"{glue}p1 {glue}", f"sp1 {glue}P1{glue}", {}, VOCAB).evidence
     assert not [e for e in evidence if "p1" in e.word.lower()]  # the glue may be a word: "p0"
 

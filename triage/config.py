@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from triage import endpoints
+from triage.errors import ConfigError
 
-class ConfigError(ValueError):
-    def __init__(self, path: Path | str, key: str, problem: str, fix: str) -> None:
-        super().__init__(f"{path}: [{key}] {problem}\n  fix: {fix}")
+__all__ = ["Config", "ConfigError", "Queue", "load_config", "shipped_rules"]
 
 
 def shipped_rules() -> Path:
@@ -55,6 +55,9 @@ class Config:
     never_reply: tuple[str, ...] = ("mailer-daemon", "postmaster", "abuse", "noreply", "no-reply")
     max_bytes: int = 25 * 1024 * 1024
     contacts_file: Path | None = None
+    mailboxes: tuple[endpoints.Mailbox, ...] = ()
+    smtp: endpoints.Smtp | None = None
+    daemon: endpoints.Daemon = field(default_factory=endpoints.Daemon)
 
     @property
     def filters_file(self) -> Path:
@@ -71,7 +74,10 @@ class Config:
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "identity": {"domains": list, "support_address": str, "ticket_prefix": str, "agents": list},
-    "queue": {},  # an array of tables, checked by _queues
+    "queue": {},  # these four are checked by _queues and triage.endpoints
+    "mailbox": {},
+    "smtp": {},
+    "daemon": {},
     "rules": {"dir": str},
     "store": {"db": str},
     "sla": {"policy": str, "plan": str, "timezone": str},
@@ -93,8 +99,11 @@ def load_config(path: Path | None) -> Config:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "-", f"not valid TOML ({exc})", "correct the syntax") from None
-    _check_schema(path, {k: v for k, v in data.items() if k != "queue"})
+    _check_schema(path, {k: v for k, v in data.items() if k not in _TABLES_ELSEWHERE})
     queues = _queues(path, data.get("queue", []))
+    mailboxes = endpoints.parse_mailboxes(path, data.get("mailbox", []))
+    smtp = endpoints.parse_smtp(path, data.get("smtp"))
+    daemon = endpoints.parse_daemon(path, data.get("daemon"))
     base = path.parent
 
     def get(section: str, key: str, default: object) -> object:
@@ -163,7 +172,13 @@ def load_config(path: Path | None) -> Config:
         vip_raise=_vip_raise(path, get("contacts", "vip_raise", 1)),
         agents=frozenset(str(a).strip().lower() for a in get("identity", "agents", [])),
         queues=queues,
+        mailboxes=mailboxes,
+        smtp=smtp,
+        daemon=daemon,
     )
+
+
+_TABLES_ELSEWHERE = ("queue", "mailbox", "smtp", "daemon")
 
 
 def _vip_raise(path: Path, value: object) -> int:
