@@ -1,0 +1,108 @@
+"""Stage two, shared by replay and the daemon: one analysed message into the open batch.
+
+Deduplication lives here: a stored key is a duplicate only when the content
+agrees (see `resolve_key`), so a re-fetch is a no-op and nothing is lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from triage.message import Email
+from triage.pipeline import Action, Analysis, Decision, Rules, decide, duplicate
+from triage.replies import Ack, render_ack
+from triage.store import Store
+
+
+class Recorder:
+    """Writes decisions into `store`'s open batch; `committed()` after each commit."""
+
+    def __init__(self, rules: Rules, store: Store) -> None:
+        self.rules = rules
+        self.store = store
+        self.seen: dict[str, str] = {}  # keys written in the open batch -> fingerprint
+
+    def record(self, analysis: Analysis, now: datetime) -> Decision:
+        self.store.begin()
+        return _one(analysis, self.rules, self.store, now, self.seen)
+
+    def commit(self) -> None:
+        self.store.commit()
+        self.seen.clear()
+
+
+def log_decision(logger, d: Decision) -> None:
+    """The one canonical line per message; never the body."""
+    logger.info(
+        "message_triaged",
+        source=d.source,
+        message_id=d.message_id,
+        action=str(d.action),
+        reason=d.reason,
+        ticket=d.ticket,
+        priority=d.priority,
+        match=d.match,
+        due=d.due.isoformat() if d.due else None,
+        auto_reply=d.auto_reply,
+    )
+
+
+def resolve_key(email: Email, store: Store, seen: dict[str, str]) -> tuple[str, bool, str | None]:
+    """(key, is_duplicate, note): a stored Message-ID is a duplicate only if the content agrees.
+
+    A re-fetch or second delivery of one message is a no-op; a different message
+    that reuses a Message-ID is kept under the ID plus its fingerprint.
+    """
+    key = email.key
+    for candidate in (key, f"{key}#{email.fingerprint}"):
+        stored = seen.get(candidate)
+        if stored is None:
+            stored = store.fingerprint_of(candidate)
+        if stored is None:
+            note = None if candidate == key else f"Message-ID {key} reused by a different message"
+            return candidate, False, note
+        if stored in ("", email.fingerprint) or not email.message_id:
+            return candidate, True, None
+    return key, True, None
+
+
+def _one(
+    analysis: Analysis, rules: Rules, store: Store, now: datetime, seen: dict[str, str]
+) -> Decision:
+    email = analysis.email
+    if email is not None:
+        key, is_duplicate, note = resolve_key(email, store, seen)
+        if is_duplicate:
+            return duplicate(analysis)
+        if note:
+            email = replace(email, key=key)
+            analysis = replace(analysis, email=email)
+    else:
+        note = None
+        key = f"sha256:{analysis.raw_sha256}" if analysis.raw_sha256 else None
+        if key and (key in seen or store.has_key(key)):
+            return Decision(
+                analysis.source,
+                Action.DUPLICATE,
+                key,
+                None,
+                reasons=("duplicate: the same unreadable bytes again",),
+            )
+    d = decide(analysis, rules, store, now)
+    if d.action == Action.QUARANTINED:
+        d = replace(d, message_key=key)
+        if analysis.raw is not None and store.files is not None:
+            store.save_quarantined(analysis.raw, analysis.raw_sha256)
+    config = rules.config
+
+    def ack(t: Decision) -> Ack:
+        assert t.email is not None and t.ticket is not None
+        return render_ack(t.email, t.ticket, t.priority, t.due, config, now)
+
+    d = store.record(d, now, ack)
+    if email is not None and note:
+        d = replace(d, reasons=(*d.reasons, f"key: {note}; kept as {key}"))
+    if key:
+        seen[key] = email.fingerprint if email is not None else ""
+    return d

@@ -1,0 +1,390 @@
+"""One IMAP mailbox over aioimaplib: TLS, UID bookkeeping, IDLE with a polling fallback.
+
+Nothing here decides anything about a message. The daemon asks for what is
+unprocessed, fetches it with BODY.PEEK[] (so nothing is marked read before it
+is stored), and acknowledges each message (move, flag or delete) only after the
+commit that holds it. Every command has its own timeout: aioimaplib's can miss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import ssl
+from dataclasses import dataclass
+
+import aioimaplib
+
+from triage.endpoints import Mailbox, SecretError
+
+OUTCOMES = ("processed", "filtered", "errors")
+_FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)$", re.DOTALL)
+_UID = re.compile(rb"UID (\d+)")
+_SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
+_LITERAL = re.compile(rb"\{(\d+)\}\s*$")
+_SELECT_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
+_EXISTS = re.compile(rb"^(\d+) EXISTS")
+_LIST_DELIM = re.compile(rb'^\([^)]*\) (?:"(.)"|NIL) ')
+
+
+class ImapError(Exception):
+    """A failure talking to the server; `kind` says what the operator should look at."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # auth | tls | connect | protocol | secret
+
+
+@dataclass(frozen=True, slots=True)
+class Selected:
+    uidvalidity: int
+    uidnext: int | None
+    exists: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    uid: int
+    size: int
+    raw: bytes | None  # None when over the size limit: never downloaded
+
+
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """Certificates verified, host names checked: the system store or the CA file named."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+class ImapSession:
+    """A logged-in connection with one folder selected."""
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+        self.client: aioimaplib.IMAP4 | None = None
+        self.lost = asyncio.Event()
+        self.delimiter = "/"
+        self.capabilities: set[str] = set()
+
+    # -- connection ---------------------------------------------------------
+    async def open(self) -> Selected:
+        """Connect, log in, make the folders we move to, select the watched folder."""
+        mb = self.mailbox
+        context = tls_context(mb.ca_file) if mb.tls != "none" else None
+        self.client = aioimaplib.IMAP4(
+            host=mb.host,
+            port=mb.port,
+            timeout=mb.timeout,
+            conn_lost_cb=lambda _exc: self.lost.set(),
+            ssl_context=context if mb.tls == "tls" else None,
+        )
+        try:
+            await self.client.wait_hello_from_server()
+        except ssl.SSLCertVerificationError as exc:
+            raise ImapError(
+                "tls", f"{mb.host}:{mb.port}: certificate not trusted ({exc.verify_message})"
+            ) from None
+        except ssl.SSLError as exc:
+            raise ImapError(
+                "tls", f"{mb.host}:{mb.port}: TLS failed ({exc.reason or exc})"
+            ) from None
+        except (TimeoutError, OSError) as exc:
+            raise ImapError(
+                "connect", f"{mb.host}:{mb.port}: {exc.__class__.__name__}: {exc}"
+            ) from None
+        if mb.tls == "starttls":
+            await self._starttls(context)
+        await self._login()
+        self.capabilities = set(self.client.protocol.capabilities)
+        self.delimiter = await self._delimiter()
+        if mb.after == "move":
+            for folder in (mb.processed_folder, mb.filtered_folder, mb.errors_folder):
+                await self._ensure_folder(folder)
+        return await self._select()
+
+    async def _starttls(self, context: ssl.SSLContext | None) -> None:
+        assert self.client is not None and context is not None
+        protocol = self.client.protocol
+        if "STARTTLS" not in protocol.capabilities:
+            raise ImapError("tls", f"{self.mailbox.host}: the server does not offer STARTTLS")
+        response = await self._timed(protocol.simple_command("STARTTLS"))
+        if response.result != "OK":
+            raise ImapError("tls", f"{self.mailbox.host}: STARTTLS refused: {_text(response)}")
+        loop = asyncio.get_running_loop()
+        try:
+            transport = await asyncio.wait_for(
+                loop.start_tls(
+                    protocol.transport, protocol, context, server_hostname=self.mailbox.host
+                ),
+                self.mailbox.timeout,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise ImapError(
+                "tls", f"{self.mailbox.host}: certificate not trusted ({exc.verify_message})"
+            ) from None
+        except (TimeoutError, ssl.SSLError, OSError) as exc:
+            raise ImapError(
+                "tls", f"{self.mailbox.host}: STARTTLS handshake failed ({exc})"
+            ) from None
+        protocol.transport = transport
+        await self._timed(protocol.capability())
+
+    async def _login(self) -> None:
+        assert self.client is not None
+        mb = self.mailbox
+        try:
+            secret = await asyncio.to_thread(mb.secret.reveal)
+        except SecretError as exc:
+            raise ImapError(
+                "secret", f"{mb.name}: cannot read the {'token' if mb.oauth else 'password'}: {exc}"
+            ) from None
+        try:
+            if mb.oauth:
+                response = await self.client.xoauth2(mb.username, secret)
+            else:
+                response = await self.client.login(mb.username, secret)
+        except TimeoutError:
+            raise ImapError(
+                "connect", f"{mb.host}: no answer to LOGIN within {mb.timeout:g} s"
+            ) from None
+        except aioimaplib.Abort as exc:
+            raise ImapError("auth", f"{mb.host}: login refused: {exc}") from None
+        if response.result != "OK":
+            what = "token" if mb.oauth else "password"
+            raise ImapError(
+                "auth",
+                f"{mb.name}: login as {mb.username} refused ({_text(response)}); the {what} may have "
+                f"expired or been changed ({mb.secret})",
+            )
+
+    async def _delimiter(self) -> str:
+        assert self.client is not None
+        response = await self._timed(self.client.list('""', '""'))
+        for line in response.lines:
+            found = _LIST_DELIM.match(bytes(line)) if isinstance(line, bytes | bytearray) else None
+            if found and found.group(1):
+                return found.group(1).decode()
+        return "/"
+
+    def folder(self, name: str) -> str:
+        """A configured folder name (written with /) in the server's own hierarchy."""
+        return name.replace("/", self.delimiter)
+
+    async def _ensure_folder(self, name: str) -> None:
+        assert self.client is not None
+        full = self.folder(name)
+        parts = full.split(self.delimiter)
+        for depth in range(1, len(parts) + 1):
+            # CREATE answers NO when the folder exists; a real problem shows at MOVE.
+            await self._timed(self.client.create(quote(self.delimiter.join(parts[:depth]))))
+
+    async def _select(self) -> Selected:
+        assert self.client is not None
+        response = await self._timed(self.client.select(quote(self.mailbox.folder)))
+        if response.result != "OK":
+            raise ImapError(
+                "protocol",
+                f"{self.mailbox.name}: cannot select {self.mailbox.folder}: {_text(response)}",
+            )
+        uidvalidity = uidnext = None
+        exists = 0
+        for line in response.lines:
+            data = bytes(line)
+            for code, value in _SELECT_CODE.findall(data):
+                if code == b"UIDVALIDITY":
+                    uidvalidity = int(value)
+                else:
+                    uidnext = int(value)
+            found = _EXISTS.match(data)
+            if found:
+                exists = int(found.group(1))
+        if uidvalidity is None:
+            raise ImapError("protocol", f"{self.mailbox.name}: SELECT gave no UIDVALIDITY")
+        return Selected(uidvalidity, uidnext, exists)
+
+    async def close(self) -> None:
+        """LOGOUT, best effort and bounded."""
+        if self.client is None:
+            return
+        try:
+            if self.client.has_pending_idle():
+                self.client.idle_done()
+            await asyncio.wait_for(self.client.logout(), 5)
+        except Exception:  # noqa: BLE001 - closing a connection that may already be gone
+            pass
+        finally:
+            transport = getattr(self.client.protocol, "transport", None)
+            if transport is not None:
+                transport.close()
+            self.client = None
+
+    # -- reading ----------------------------------------------------------------
+    async def unprocessed(self, after_uid: int = 0) -> list[int]:
+        """UIDs still to process, ascending: all of them (move/delete) or those without our keyword."""
+        assert self.client is not None
+        criteria = ["UNKEYWORD", self.mailbox.keyword] if self.mailbox.after == "flag" else ["ALL"]
+        if after_uid:
+            criteria = ["UID", f"{after_uid + 1}:*", *criteria]
+        response = await self._timed(self.client.uid_search(*criteria, charset=None))
+        if response.result != "OK":
+            raise ImapError("protocol", f"UID SEARCH failed: {_text(response)}")
+        uids: set[int] = set()
+        for line in response.lines[:-1]:
+            uids.update(int(n) for n in re.findall(rb"\d+", bytes(line)))
+        # "n:*" always names the highest UID, even when it is below n.
+        return sorted(u for u in uids if u > after_uid)
+
+    async def fetch(self, uids: list[int], max_bytes: int) -> list[Fetched]:
+        """Sizes first, then BODY.PEEK[] of those within `max_bytes` (peek: nothing marked read)."""
+        sizes = {uid: size for uid, size, _ in await self._fetch(uids, "(UID RFC822.SIZE)")}
+        wanted = [u for u in uids if u in sizes and sizes[u] <= max_bytes]
+        bodies = (
+            {uid: raw for uid, _, raw in await self._fetch(wanted, "(UID BODY.PEEK[])")}
+            if wanted
+            else {}
+        )
+        return [Fetched(u, sizes[u], bodies.get(u)) for u in uids if u in sizes]
+
+    async def _fetch(self, uids: list[int], parts: str) -> list[tuple[int, int, bytes | None]]:
+        assert self.client is not None
+        response = await self._timed(self.client.uid("fetch", ",".join(map(str, uids)), parts))
+        if response.result != "OK":
+            raise ImapError("protocol", f"UID FETCH failed: {_text(response)}")
+        out: list[tuple[int, int, bytes | None]] = []
+        lines = response.lines
+        i = 0
+        while i < len(lines):
+            head = bytes(lines[i]) if isinstance(lines[i], bytes | bytearray) else b""
+            i += 1
+            found = _FETCH_HEAD.match(head)
+            if not found:
+                continue
+            uid = _UID.search(head)
+            size = _SIZE.search(head)
+            literal = _LITERAL.search(head)
+            raw = None
+            if literal and i < len(lines):
+                raw = bytes(lines[i])
+                i += 1
+                # the UID may follow the literal: "... BODY[] {n}" <data> " UID 7)"
+                if uid is None and i < len(lines):
+                    uid = _UID.search(bytes(lines[i]))
+            if uid:
+                out.append(
+                    (int(uid.group(1)), int(size.group(1)) if size else len(raw or b""), raw)
+                )
+        return out
+
+    # -- acknowledging ------------------------------------------------------------
+    async def ack(self, uids: list[int], outcome: str) -> None:
+        """Move, flag or delete `uids` after their commit; `outcome` picks the folder."""
+        assert self.client is not None and outcome in OUTCOMES
+        if not uids:
+            return
+        mb = self.mailbox
+        uid_set = ",".join(map(str, uids))
+        if mb.after == "flag":
+            await self._ok(
+                self.client.uid("store", uid_set, "+FLAGS", f"(\\Seen {mb.keyword})"), "UID STORE"
+            )
+            return
+        if mb.after == "move":
+            target = quote(
+                self.folder(
+                    {
+                        "processed": mb.processed_folder,
+                        "filtered": mb.filtered_folder,
+                        "errors": mb.errors_folder,
+                    }[outcome]
+                )
+            )
+            if "MOVE" in self.capabilities:
+                await self._ok(self.client.uid("move", uid_set, target), "UID MOVE")
+                return
+            await self._ok(self.client.uid("copy", uid_set, target), "UID COPY")
+        await self._ok(
+            self.client.uid("store", uid_set, "+FLAGS.SILENT", "(\\Deleted)"), "UID STORE"
+        )
+        if "UIDPLUS" in self.capabilities:
+            await self._ok(self.client.uid("expunge", uid_set), "UID EXPUNGE")
+        else:
+            await self._ok(self.client.expunge(), "EXPUNGE")
+
+    # -- waiting -------------------------------------------------------------------
+    async def wait(self, stop: asyncio.Event) -> bool:
+        """Until new mail may be there: IDLE (renewed), or a poll interval. False when stopping."""
+        assert self.client is not None
+        if stop.is_set():
+            return False
+        if "IDLE" not in self.capabilities:
+            await _first(stop.wait(), self.lost.wait(), timeout=self.mailbox.poll_seconds)
+            self._check_lost()
+            return not stop.is_set()
+        idle = await self._timed(self.client.idle_start(timeout=self.mailbox.idle_seconds))
+        try:
+            await _first(
+                self.client.wait_server_push(timeout=self.mailbox.idle_seconds + 5),
+                stop.wait(),
+                self.lost.wait(),
+                timeout=self.mailbox.idle_seconds + 10,
+            )
+        finally:
+            if not self.lost.is_set():
+                self.client.idle_done()
+                try:
+                    await asyncio.wait_for(idle, self.mailbox.timeout)
+                except (TimeoutError, aioimaplib.Abort) as exc:
+                    raise ImapError("connect", f"IDLE did not end: {exc}") from None
+        self._check_lost()
+        return not stop.is_set()
+
+    async def noop(self) -> None:
+        assert self.client is not None
+        await self._ok(self.client.noop(), "NOOP")
+
+    # -- helpers -------------------------------------------------------------------
+    def _check_lost(self) -> None:
+        if self.lost.is_set():
+            raise ImapError("connect", f"{self.mailbox.host}: connection lost")
+
+    async def _timed(self, awaitable):
+        try:
+            return await asyncio.wait_for(awaitable, self.mailbox.timeout)
+        except TimeoutError:
+            raise ImapError(
+                "connect", f"{self.mailbox.host}: no answer within {self.mailbox.timeout:g} s"
+            ) from None
+        except aioimaplib.Abort as exc:
+            raise ImapError("protocol", f"{self.mailbox.host}: {exc}") from None
+
+    async def _ok(self, awaitable, what: str) -> None:
+        response = await self._timed(awaitable)
+        if response.result != "OK":
+            raise ImapError("protocol", f"{what} failed: {_text(response)}")
+
+
+async def _first(*awaitables, timeout: float) -> None:
+    """Wait until the first of `awaitables` finishes (or `timeout`), cancel the rest."""
+    tasks = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            if not task.done():
+                task.cancel()
+        for task in tasks:
+            if task.done() and not task.cancelled():
+                task.exception()  # retrieved: a timeout in a cancelled waiter is not an error
+
+
+def _text(response) -> str:
+    lines = [
+        bytes(x).decode("utf-8", "replace")
+        for x in response.lines
+        if isinstance(x, bytes | bytearray)
+    ]
+    return " ".join(lines)[-200:] or response.result
