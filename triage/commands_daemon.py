@@ -1,0 +1,202 @@
+"""Daemon commands (run, status, errors); attached to the `triage` group."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from triage.config import ConfigError, load_config
+
+CONFIG = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="TRIAGE_CONFIG",
+    help="TOML configuration file.",
+)
+DB = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Database (default from config).",
+)
+
+
+def _config(config_path):
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _store(config, db_path):
+    from triage.store import Store
+
+    path = db_path or config.db
+    if not path.exists():
+        raise click.ClickException(
+            f"{path}: no database here; fix: start `triage run`, or pass --db"
+        )
+    return Store(path, config.ticket_prefix)
+
+
+@click.command()
+@CONFIG
+def run(config_path) -> None:
+    """Watch the configured mailboxes and turn their mail into tickets (the daemon).
+
+    Refuses to start on a broken configuration or rule file. SIGTERM finishes the
+    message in hand and exits; SIGHUP reloads rules and contacts.
+
+    Example:
+
+    \b
+        triage run --config /etc/triage/triage.toml
+    """
+    from triage import daemon
+
+    try:
+        code = daemon.run(config_path)
+    except (ConfigError, ValueError) as exc:
+        raise click.ClickException(f"not starting: {exc}") from None
+    sys.exit(code)
+
+
+@click.command()
+@CONFIG
+@DB
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def status(config_path, db_path, as_json) -> None:
+    """Mailbox health, backlog, outbox depth and tickets at risk, read from the database.
+
+    Works while the daemon runs: it reads what the daemon last recorded.
+
+    Example:
+
+    \b
+        triage status
+    """
+    from triage import mailbox_state, tracking
+    from triage import sla as sla_mod
+
+    config = _config(config_path)
+    store = _store(config, db_path)
+    mailbox_state.ensure(store)
+    now = datetime.now(UTC)
+    boxes = mailbox_state.rows(store)
+    outbox = dict(
+        store.conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
+    )
+    at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
+    breached = tracking.breached(store, now)
+    store.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {"mailboxes": boxes, "outbox": outbox, "at_risk": at_risk, "breached": breached}
+            )
+        )
+        return
+    table = Table(title="Mailboxes")
+    for col in ("mailbox", "state", "last message", "backlog", "failures", "last error"):
+        table.add_column(col)
+    for b in boxes:
+        state = "FAILING" if b.get("failing") else (b.get("state") or "")
+        table.add_row(
+            *(
+                escape(str(x or ""))
+                for x in (
+                    b["mailbox"],
+                    state,
+                    b.get("last_message_at"),
+                    b.get("backlog"),
+                    b.get("failures"),
+                    (b.get("last_error") or "")[:60],
+                )
+            )
+        )
+    out = Console()
+    out.print(table)
+    out.print(f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('failed', 0)} failed")
+    out.print(f"tickets at risk: {len(at_risk)}; breached: {len(breached)}")
+
+
+@click.group(invoke_without_command=True)
+@CONFIG
+@DB
+@click.pass_context
+def errors(ctx, config_path, db_path) -> None:
+    """Messages the pipeline could not handle (quarantined), with their reason.
+
+    Example:
+
+    \b
+        triage errors
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from triage import quarantine
+
+    config = _config(config_path)
+    store = _store(config, db_path)
+    rows = quarantine.listing(store)
+    store.close()
+    table = Table(title="Quarantined messages")
+    for col in ("id", "reason", "received", "source", "detail"):
+        table.add_column(col)
+    for q in rows:
+        table.add_row(
+            str(q.id),
+            escape(q.reason),
+            escape(q.received_at or ""),
+            escape(q.source[-50:]),
+            escape(q.detail[:70]),
+        )
+    Console().print(table)
+
+
+@errors.command("retry")
+@CONFIG
+@DB
+@click.argument("message_id", type=int)
+def errors_retry(config_path, db_path, message_id) -> None:
+    """Run one quarantined message again with today's rules.
+
+    Example:
+
+    \b
+        triage errors retry 42
+    """
+    from triage import contacts_store, quarantine
+    from triage.pipeline import Action, Rules
+
+    config = _config(config_path)
+    store = _store(config, db_path)
+    try:
+        rules = Rules.load(config, contacts_store.load(store))
+        d = quarantine.retry(store, rules, message_id, datetime.now(UTC))
+    except (quarantine.RetryError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        store.close()
+    if d.action == Action.QUARANTINED:
+        raise click.ClickException(
+            f"message {message_id} is still quarantined: {d.reasons[0] if d.reasons else d.reason}"
+        )
+    click.echo(
+        f"message {message_id}: {d.action}"
+        + (f" {d.ticket}" if d.ticket else "")
+        + (f" ({d.reason})" if d.reason else "")
+    )
+
+
+def register(cli: click.Group) -> None:
+    for command in (run, status, errors):
+        cli.add_command(command)

@@ -1,0 +1,473 @@
+"""`triage run`: mailboxes -> pipeline -> store -> acknowledgement, as one asyncio program.
+
+One task per mailbox, one for the periodic SLA check, one for the watchdog.
+Parsing runs in worker processes under a per-message time limit, so one poison
+message never blocks the rest; a message is moved, flagged or deleted on the
+server only after the commit that holds it. SIGTERM finishes the batch in hand;
+SIGHUP reloads rules and contacts, keeping the old ones if the new are broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import multiprocessing
+import os
+import random
+import signal
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from triage import attachments, contacts_store, log, mailbox_state, tracking
+from triage import sla as sla_mod
+from triage.config import Config, load_config
+from triage.endpoints import Mailbox
+from triage.ingest import Recorder, log_decision
+from triage.notify import Notifier
+from triage.pipeline import Action, Analysis, Decision, Rules, analyse
+from triage.sources.imap import Fetched, ImapError, ImapSession
+from triage.store import Store
+
+OUTCOME = {
+    Action.TICKET: "processed",
+    Action.APPEND: "processed",
+    Action.FILTERED: "filtered",
+    Action.QUARANTINED: "errors",
+}
+
+_worker: tuple[Rules, Path | None] | None = None
+
+
+def _init_worker(rules: Rules, files: Path | None) -> None:
+    global _worker
+    _worker = (rules, files)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _analyse(source: str, raw: bytes) -> Analysis:
+    assert _worker is not None
+    rules, files = _worker
+    result = analyse(raw, source, rules)
+    if result.error is not None:
+        return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
+    if result.email is not None and result.email.attachments:
+        keep = files if result.filter_id is None else None
+        result = replace(result, email=attachments.store_all(keep, result.email))
+    return result
+
+
+class Analyser:
+    """A process pool for stage one, with a time limit per message.
+
+    A message that overruns its limit cannot be interrupted inside a worker, so
+    the pool is replaced and the message quarantined with reason `timeout`.
+    """
+
+    def __init__(self, rules: Rules, files: Path | None, workers: int | None = None) -> None:
+        self.rules = rules
+        self.files = files
+        self.workers = workers or os.cpu_count() or 1
+        self.pool = self._start()
+
+    def _start(self):
+        ctx = multiprocessing.get_context("fork")
+        return ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.rules, self.files))
+
+    def reload(self, rules: Rules) -> None:
+        self.rules = rules
+        old, self.pool = self.pool, self._start()
+        old.close()
+
+    async def analyse_all(self, items: list[tuple[str, bytes]], limit: float) -> list[Analysis]:
+        loop = asyncio.get_running_loop()
+        futures = []
+        for source, raw in items:
+            future = loop.create_future()
+
+            def done(result, future=future):
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+            def failed(exc, future=future):
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+
+            self.pool.apply_async(_analyse, (source, raw), callback=done, error_callback=failed)
+            futures.append(future)
+        results: list[Analysis] = []
+        poison: int | None = None
+        for n, ((source, raw), future) in enumerate(zip(items, futures, strict=True)):
+            try:
+                # After an overrun the pool is doomed: collect what is done, redo the rest.
+                results.append(
+                    await asyncio.wait_for(
+                        asyncio.shield(future), limit if poison is None else 0.001
+                    )
+                )
+            except TimeoutError:
+                if poison is None:
+                    poison = n
+                results.append(_quarantine(source, raw, "timeout", f"took longer than {limit:g} s"))
+            except Exception as exc:  # noqa: BLE001 - a worker crash is that message's problem
+                results.append(
+                    _quarantine(source, raw, "pipeline_error", f"{type(exc).__name__}: {exc}")
+                )
+        if poison is not None:
+            # A worker is stuck on a poison message: replace the pool, then redo the
+            # messages that were waiting behind it (they get a fresh time limit).
+            self.pool.terminate()
+            self.pool = self._start()
+            redo = [i for i, r in enumerate(results) if r.error == "timeout" and i != poison]
+            if redo:
+                again = await self._one_by_one([items[i] for i in redo], limit)
+                for i, r in zip(redo, again, strict=True):
+                    results[i] = r
+        return results
+
+    async def _one_by_one(self, items: list[tuple[str, bytes]], limit: float) -> list[Analysis]:
+        out = []
+        for item in items:
+            out.extend(await self.analyse_all([item], limit))
+        return out
+
+    def close(self) -> None:
+        self.pool.terminate()
+        self.pool.join()
+
+
+def _settle(future: asyncio.Future, result, exc) -> None:
+    if not future.done():
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+
+def _quarantine(source: str, raw: bytes | None, reason: str, detail: str) -> Analysis:
+    sha = hashlib.sha256(raw).hexdigest() if raw is not None else ""
+    return Analysis(source, None, reason, detail, raw_sha256=sha, raw=raw)
+
+
+@dataclass
+class Health:
+    """What `triage status` and the STATUS= line say about one mailbox."""
+
+    state: str = "starting"
+    failures: int = 0
+    failing: bool = False
+    logged_in_once: bool = False
+    last_error: str = ""
+    stalled_since: datetime | None = None
+    alerts_sent: set[str] = field(default_factory=set)
+
+
+class Daemon:
+    def __init__(
+        self, config_path: Path | None, config: Config, rules: Rules, notifier: Notifier
+    ) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.rules = rules
+        self.notifier = notifier
+        self.log = log.get(component="daemon")
+        self.store = Store(config.db, config.ticket_prefix)
+        mailbox_state.ensure(self.store)
+        self.recorder = Recorder(rules, self.store)
+        self.analyser = Analyser(rules, self.store.files)
+        self.stop = asyncio.Event()
+        self.lock = asyncio.Lock()  # one batch in the store at a time
+        self.health = {mb.name: Health() for mb in config.mailboxes}
+        self.ready_sent = False
+
+    # -- lifecycle ------------------------------------------------------------
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._request_stop, sig)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        self.log.info(
+            "daemon_started", mailboxes=[mb.name for mb in self.config.mailboxes], pid=os.getpid()
+        )
+        tasks = [
+            asyncio.create_task(self._mailbox(mb), name=f"mailbox:{mb.name}")
+            for mb in self.config.mailboxes
+        ]
+        tasks.append(asyncio.create_task(self._sla_checks(), name="sla"))
+        tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
+        if not self.config.mailboxes:
+            self.log.warning("no_mailboxes", fix="add a [[mailbox]] table to the configuration")
+            self._maybe_ready()
+        await self.stop.wait()
+        self.notifier.stopping()
+        self.log.info("daemon_stopping")
+        done, pending = await asyncio.wait(tasks, timeout=20)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for name in self.health:
+            mailbox_state.update(self.store, name, state="stopped")
+        self.analyser.close()
+        self.store.close()
+        self.log.info("daemon_stopped")
+        return 0
+
+    def _request_stop(self, sig: int) -> None:
+        self.log.info("signal_received", signal=signal.Signals(sig).name)
+        self.stop.set()
+
+    async def reload(self) -> None:
+        """SIGHUP: new rules and contacts, or the old ones kept with the reason logged."""
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config_path)
+            rules = Rules.load(config, contacts_store.load(self.store))
+        except Exception as exc:  # noqa: BLE001 - any broken file: keep running on the old rules
+            self.log.error("reload_rejected", error=str(exc))
+            self.notifier.status(f"reload rejected: {str(exc).splitlines()[0]}")
+            self.notifier.ready()
+            return
+        async with self.lock:
+            self.rules = rules
+            self.recorder = Recorder(rules, self.store)
+            self.analyser.reload(rules)
+        self.log.info("reloaded", contacts=len(rules.directory), filters=len(rules.filters.rules))
+        self.notifier.ready()
+        self._status()
+
+    # -- one mailbox ------------------------------------------------------------
+    async def _mailbox(self, mb: Mailbox) -> None:
+        health = self.health[mb.name]
+        logger = self.log.bind(mailbox=mb.name)
+        delay = 1.0
+        while not self.stop.is_set():
+            session = ImapSession(mb)
+            try:
+                self._set(mb, health, "connecting")
+                selected = await session.open()
+                logger.info(
+                    "mailbox_connected",
+                    host=mb.host,
+                    uidvalidity=selected.uidvalidity,
+                    exists=selected.exists,
+                )
+                health.failures, health.failing, health.logged_in_once = 0, False, True
+                health.alerts_sent.clear()
+                delay = 1.0
+                mailbox_state.update(
+                    self.store,
+                    mb.name,
+                    failures=0,
+                    failing=0,
+                    last_error="",
+                    last_ok_at=mailbox_state.now_text(),
+                )
+                self._maybe_ready()
+                await self._serve(mb, session, selected, logger)
+            except ImapError as exc:
+                await self._failed(mb, health, logger, exc.kind, str(exc))
+            except (TimeoutError, OSError, ConnectionError) as exc:
+                await self._failed(mb, health, logger, "connect", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - never crash the daemon on one mailbox
+                logger.exception("mailbox_error")
+                await self._failed(mb, health, logger, "internal", f"{type(exc).__name__}: {exc}")
+            finally:
+                await session.close()
+            if self.stop.is_set():
+                break
+            # Exponential backoff with jitter, bounded: never a busy loop.
+            wait = min(self.config.daemon.backoff_max_seconds, delay) * random.uniform(0.5, 1.0)
+            logger.info(
+                "mailbox_reconnect_scheduled", seconds=round(wait, 1), attempt=health.failures
+            )
+            await self._sleep(wait)
+            delay = min(self.config.daemon.backoff_max_seconds, delay * 2)
+        self._set(mb, health, "stopped")
+
+    async def _serve(self, mb: Mailbox, session: ImapSession, selected, logger) -> None:
+        pos = mailbox_state.position(self.store, mb.name)
+        if pos.uidvalidity is not None and pos.uidvalidity != selected.uidvalidity:
+            # The server renumbered the folder: rescan it all; message keys stop duplicates.
+            logger.warning("uidvalidity_changed", was=pos.uidvalidity, now=selected.uidvalidity)
+        mailbox_state.update(
+            self.store, mb.name, uidvalidity=selected.uidvalidity, backlog=selected.exists
+        )
+        last_uid = 0  # after a (re)connect: everything unprocessed, whatever the bookkeeping says
+        while not self.stop.is_set():
+            self._set(mb, self.health[mb.name], "fetching")
+            uids = await session.unprocessed(last_uid)
+            mailbox_state.update(self.store, mb.name, backlog=len(uids))
+            for start in range(0, len(uids), mb.batch):
+                if self.stop.is_set():
+                    return
+                chunk = uids[start : start + mb.batch]
+                fetched = await session.fetch(chunk, self.config.max_bytes)
+                await self._process(mb, session, selected.uidvalidity, fetched, logger)
+                last_uid = max(last_uid, *chunk)
+                mailbox_state.update(
+                    self.store, mb.name, last_uid=last_uid, backlog=len(uids) - start - len(chunk)
+                )
+            self._set(mb, self.health[mb.name], "idle")
+            if not await session.wait(self.stop):
+                return
+
+    async def _process(
+        self, mb: Mailbox, session: ImapSession, uidvalidity: int, fetched: list[Fetched], logger
+    ) -> None:
+        sources = [f"imap:{mb.name}/{uidvalidity}/{f.uid}" for f in fetched]
+        readable = [
+            (src, f.raw) for src, f in zip(sources, fetched, strict=True) if f.raw is not None
+        ]
+        analyses = iter(
+            await self.analyser.analyse_all(readable, self.config.daemon.message_timeout)
+        )
+        now = datetime.now(UTC)
+        outcomes: dict[str, list[int]] = {"processed": [], "filtered": [], "errors": []}
+        decisions: list[Decision] = []
+        async with self.lock:
+            for src, f in zip(sources, fetched, strict=True):
+                if f.raw is None:
+                    analysis = _quarantine(
+                        src,
+                        None,
+                        "too_large",
+                        f"{f.size:,} bytes is over the limit of {self.config.max_bytes:,}",
+                    )
+                    analysis = replace(
+                        analysis, raw_sha256=hashlib.sha256(src.encode()).hexdigest()
+                    )
+                else:
+                    analysis = next(analyses)
+                d = self.recorder.record(analysis, now)  # keeps a quarantined message's bytes too
+                decisions.append(d)
+                outcomes[self._outcome(d)].append(f.uid)
+            self.recorder.commit()
+        # Only now, with the rows committed, does the server hear about these messages.
+        for outcome, uids in outcomes.items():
+            await session.ack(uids, outcome)
+        for d in decisions:
+            log_decision(logger, d)
+        if decisions:
+            mailbox_state.update(self.store, mb.name, last_message_at=mailbox_state.now_text())
+
+    def _outcome(self, d: Decision) -> str:
+        if d.action == Action.DUPLICATE:
+            stored = self.store.conn.execute(
+                "SELECT action FROM messages WHERE message_key = ?", (d.message_key,)
+            ).fetchone()
+            action = Action(stored[0]) if stored else Action.TICKET
+            return OUTCOME.get(action, "processed")
+        return OUTCOME[d.action]
+
+    # -- health ------------------------------------------------------------------
+    async def _failed(self, mb: Mailbox, health: Health, logger, kind: str, message: str) -> None:
+        health.failures += 1
+        health.last_error = message
+        logger.warning(
+            "mailbox_connection_failed", kind=kind, error=message, attempt=health.failures
+        )
+        loud = (
+            kind in ("auth", "tls", "secret")
+            or health.failures >= self.config.daemon.alert_after_failures
+        )
+        fields: dict[str, object] = {
+            "failures": health.failures,
+            "last_error": message[:500],
+            "state": "failing" if loud else "connecting",
+        }
+        if loud and not health.failing:
+            health.failing = True
+            fields["failing"] = 1
+            fields["failing_since"] = mailbox_state.now_text()
+            logger.error("mailbox_failing", kind=kind, error=message, failures=health.failures)
+            self._alert(mb, kind, message)
+        mailbox_state.update(self.store, mb.name, **fields)
+        health.state = str(fields["state"])
+        self._status()
+        if kind in ("auth", "tls", "secret"):
+            self._maybe_ready()  # systemd should see us running and failing loudly, not hanging in start
+
+    def _alert(self, mb: Mailbox, kind: str, message: str) -> None:
+        """A mail to the operator, queued in the outbox like any other (once per failing spell)."""
+        operator = self.config.daemon.operator
+        if not operator:
+            return
+        subject = f"triage: mailbox {mb.name} is failing ({kind})"
+        body = (
+            f"triage cannot read mailbox {mb.name} ({mb.username} at {mb.host}).\r\n\r\n{message}\r\n\r\n"
+            "Fix the cause; triage keeps retrying with backoff.\r\n"
+        )
+        raw = (
+            f"From: {self.config.support_address}\r\nTo: {operator}\r\nSubject: {subject}\r\n"
+            "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+            + body
+        )
+        self.store.conn.execute(
+            "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
+            " VALUES (NULL, ?, ?, NULL, ?, 'pending', 0, ?)",
+            (operator, subject, raw, mailbox_state.now_text()),
+        )
+
+    def _set(self, mb: Mailbox, health: Health, state: str) -> None:
+        if health.state != state and not (health.failing and state == "connecting"):
+            health.state = state
+            mailbox_state.update(self.store, mb.name, state=state)
+            self._status()
+
+    def _maybe_ready(self) -> None:
+        if not self.ready_sent and all(h.logged_in_once or h.failing for h in self.health.values()):
+            self.ready_sent = True
+            self.notifier.ready()
+            self.log.info("daemon_ready")
+        self._status()
+
+    def _status(self) -> None:
+        parts = []
+        for name, h in self.health.items():
+            parts.append(f"{name}: {'FAILING ' + h.last_error[:80] if h.failing else h.state}")
+        self.notifier.status("; ".join(parts) or "no mailboxes configured")
+
+    # -- periodic work -------------------------------------------------------------
+    async def _sla_checks(self) -> None:
+        policies = sla_mod.load_policies(self.config.sla_dir)
+        while not self.stop.is_set():
+            async with self.lock:
+                try:
+                    result = tracking.check(self.store, policies, datetime.now(UTC))
+                    if result.warned or result.breached:
+                        self.log.info(
+                            "sla_checked", warned=len(result.warned), breached=len(result.breached)
+                        )
+                except Exception:  # noqa: BLE001 - a failed check is retried next time
+                    self.log.exception("sla_check_failed")
+            await self._sleep(self.config.daemon.sla_check_seconds)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait `seconds`, or less when told to stop."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), seconds)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval()
+        if interval is None:
+            return
+        while not self.stop.is_set():
+            self.notifier.watchdog()
+            await self._sleep(interval)
+
+
+def run(config_path: Path | None) -> int:
+    """Load, refuse to start on a broken configuration, then serve until told to stop."""
+    config = load_config(config_path)
+    store = Store(config.db, config.ticket_prefix)
+    contacts = contacts_store.load(store)
+    store.close()
+    rules = Rules.load(config, contacts)
+    notifier = Notifier.from_env()
+
+    async def main() -> int:
+        daemon = Daemon(config_path, config, rules, notifier)
+        return await daemon.run()
+
+    return asyncio.run(main())
