@@ -15,7 +15,9 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from triage.cli import cli
 from triage.config import load_config
 
 from .conftest import ROOT
@@ -59,6 +61,7 @@ def values(path: Path, key: str, section: str = "Service") -> list[str]:
 # Required in both services: (key, value).
 HARDENING = [
     ("NoNewPrivileges", "yes"),
+    ("PrivateMounts", "yes"),
     ("ProtectSystem", "strict"),
     ("ProtectHome", "yes"),
     ("PrivateTmp", "yes"),
@@ -161,18 +164,16 @@ def test_example_config_names_the_credentials_the_unit_loads():
     assert named <= loaded
 
 
-def test_example_config_sections_of_today_load(tmp_path):
-    """The sections triage.config already knows are valid as written in the example."""
+def test_example_config_loads_and_checks():
+    """triage.config accepts the whole example, daemon sections included; `triage check` too."""
     data = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
-    text = EXAMPLE.read_text(encoding="utf-8")
-    # cut the daemon's sections (mailbox, daemon, smtp): the daemon's config code checks those
-    kept = text.split("[[mailbox]]")[0]
-    assert "[daemon]" not in kept and "[smtp]" not in kept
-    path = tmp_path / "triage.toml"
-    path.write_text(kept, encoding="utf-8")
-    config = load_config(path)
+    config = load_config(EXAMPLE)
     assert config.db == Path(data["store"]["db"])
     assert config.policy == data["sla"]["policy"]
+    assert [m.name for m in config.mailboxes] == [m["name"] for m in data["mailbox"]]
+    assert config.smtp is not None and config.smtp.host == data["smtp"]["host"]
+    result = CliRunner().invoke(cli, ["check", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
 
 
 def test_config_path_agrees_with_the_units():
