@@ -111,7 +111,8 @@ class ImapSession:
         protocol = self.client.protocol
         if "STARTTLS" not in protocol.capabilities:
             raise ImapError("tls", f"{self.mailbox.host}: the server does not offer STARTTLS")
-        response = await self._timed(protocol.simple_command("STARTTLS"))
+        command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+        response = await self._timed(protocol.execute(command))
         if response.result != "OK":
             raise ImapError("tls", f"{self.mailbox.host}: STARTTLS refused: {_text(response)}")
         loop = asyncio.get_running_loop()

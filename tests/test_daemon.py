@@ -1,0 +1,381 @@
+"""`triage run` against a real, private Dovecot: what lands where, and what survives faults."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from . import servers
+from .conftest import FIXTURES, ROOT, human
+
+pytestmark = pytest.mark.skipif(
+    servers.skip_reason() is not None, reason=servers.skip_reason() or ""
+)
+EXPECTED = [
+    json.loads(x)
+    for x in (FIXTURES / "expected.jsonl").read_text(encoding="utf-8").splitlines()
+    if x.strip()
+]
+
+
+@pytest.fixture
+def imap(tmp_path):
+    server = servers.Dovecot.start(tmp_path / "dovecot")
+    yield server
+    server.stop()
+
+
+class Daemon:
+    """`triage run` in a subprocess, with its config, database and log in tmp_path."""
+
+    def __init__(self, tmp: Path, imap: servers.Dovecot, **options: object) -> None:
+        self.tmp, self.imap = tmp, imap
+        self.db = tmp / "triage.db"
+        self.log = tmp / "daemon.log"
+        (tmp / "pw").write_text(str(options.pop("password", "secret")) + "\n")
+        mailbox = {
+            "name": "support",
+            "host": "127.0.0.1",
+            "port": imap.tls_port,
+            "tls": "tls",
+            "username": "support",
+            "password_file": str(tmp / "pw"),
+            "ca_file": str(imap.ca_file),
+            "poll_seconds": 1,
+            "timeout": 5,
+        }
+        mailbox.update(options.pop("mailbox", {}))
+        mailbox = {k: v for k, v in mailbox.items() if v is not None}
+        daemon = {
+            "message_timeout": 5,
+            "alert_after_failures": 2,
+            "backoff_max_seconds": 2,
+            "sla_check_seconds": 60,
+        }
+        daemon.update(options.pop("daemon", {}))
+        extra = options.pop("extra", "")
+        self.config = tmp / "triage.toml"
+        self.config.write_text(
+            f'[store]\ndb = "{self.db}"\n{extra}\n[[mailbox]]\n{_toml(mailbox)}\n[daemon]\n{_toml(daemon)}\n',
+            encoding="utf-8",
+        )
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Daemon:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env.pop("NOTIFY_SOCKET", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "triage.cli", "run", "--config", str(self.config)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=self.log.open("a"),
+        )
+        return self
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def events(self) -> list[dict]:
+        return [json.loads(x) for x in self.log.read_text().splitlines() if x.startswith("{")]
+
+    def logged(self, event: str) -> list[dict]:
+        return [e for e in self.events() if e.get("event") == event]
+
+    def query(self, sql: str, *args: object) -> list[tuple]:
+        if not self.db.exists():
+            return []
+        conn = sqlite3.connect(self.db)
+        try:
+            return conn.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            return []
+        finally:
+            conn.close()
+
+    def scalar(self, sql: str, *args: object) -> object:
+        rows = self.query(sql, *args)
+        return rows[0][0] if rows else 0
+
+    def count(self, folder: str) -> int:
+        return servers.count(self.imap, "support", self.folder(folder))
+
+    def folder(self, name: str) -> str:
+        return (
+            name.replace("/", ".")
+            if "Triage.Processed" in servers.folders(self.imap, "support")
+            else name
+        )
+
+
+def _toml(table: dict) -> str:
+    return "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
+
+
+def wait_for(predicate, timeout: float = 15, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def daemon(tmp_path, imap):
+    started: list[Daemon] = []
+
+    def make(**options) -> Daemon:
+        d = Daemon(tmp_path, imap, **options)
+        started.append(d)
+        return d
+
+    yield make
+    for d in started:
+        if d.proc is not None and d.proc.poll() is None:
+            d.kill()
+
+
+def test_fixtures_become_tickets_and_land_in_the_right_folders(imap, daemon):
+    files = sorted(FIXTURES.glob("*.eml"))
+    for path in files:
+        servers.append(imap, "support", "INBOX", path.read_bytes())
+    d = daemon().start()
+    wait_for(lambda: d.count("INBOX") == 0, 60, "INBOX to empty")
+    assert d.stop() == 0
+    want = {e["file"]: e for e in EXPECTED}
+    processed = sum(want[p.name]["action"] in ("ticket", "append") for p in files)
+    filtered = sum(want[p.name]["action"] == "filtered" for p in files)
+    assert (d.count("Triage/Processed"), d.count("Triage/Filtered"), d.count("Triage/Errors")) == (
+        processed,
+        filtered,
+        0,
+    )
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == sum(
+        want[p.name]["action"] == "ticket" for p in files
+    )
+    by_subject = dict(d.query("SELECT subject, priority FROM tickets"))
+    assert by_subject["Severity1"] == "P1"
+    # BODY.PEEK[]: nothing was marked read by fetching
+    assert all(b"\\Seen" not in flags for flags in _flags(imap, d.folder("Triage/Processed")))
+
+
+def _flags(imap, folder: str) -> list[bytes]:
+    with servers._session(imap, "support") as m:
+        m.select(servers._mbox(folder), readonly=True)
+        typ, data = m.fetch("1:*", "(FLAGS)")
+        return [x if isinstance(x, bytes) else x[0] for x in data if x]
+
+
+def test_mail_arriving_during_idle_becomes_a_ticket_within_two_seconds(imap, daemon):
+    d = daemon().start()
+    wait_for(
+        lambda: d.query("SELECT state FROM mailbox_state") == [("idle",)], 20, "the daemon to idle"
+    )
+    sent = time.monotonic()
+    servers.append(imap, "support", "INBOX", human(Message_ID="<idle@x>"))
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 5, "the ticket")
+    assert time.monotonic() - sent < 2.0
+    assert d.stop() == 0
+
+
+def test_dovecot_restart_mid_idle_loses_nothing_and_doubles_nothing(imap, daemon):
+    d = daemon().start()
+    servers.append(imap, "support", "INBOX", human(Message_ID="<before@x>"))
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 20, "the first ticket")
+    wait_for(lambda: d.query("SELECT state FROM mailbox_state") == [("idle",)], 10, "idle")
+    imap.restart()
+    servers.append(imap, "support", "INBOX", human(Message_ID="<after@x>", Subject="second"))
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 2, 30, "the second ticket")
+    assert d.count("INBOX") == 0 and d.count("Triage/Processed") == 2
+    assert d.logged("mailbox_connection_failed") and len(d.logged("mailbox_connected")) >= 2
+    assert d.stop() == 0
+
+
+def test_a_message_stored_but_not_moved_is_moved_without_a_second_ticket(imap, daemon, tmp_path):
+    """The state a SIGKILL between commit and move leaves: the row exists, the mail is still in INBOX."""
+    raw = human(Message_ID="<crash@x>")
+    servers.append(imap, "support", "INBOX", raw)
+    d = daemon()
+    (tmp_path / "m.eml").write_bytes(raw)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "triage.cli",
+            "replay",
+            "--config",
+            str(d.config),
+            str(tmp_path / "m.eml"),
+        ],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 1
+    d.start()
+    wait_for(lambda: d.count("INBOX") == 0, 20, "INBOX to empty")
+    assert d.stop() == 0
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 1
+    assert d.count("Triage/Processed") == 1
+
+
+def test_sigkill_mid_run_then_restart_gives_each_message_exactly_once(imap, daemon):
+    for n in range(120):
+        servers.append(
+            imap, "support", "INBOX", human(Message_ID=f"<k{n}@x>", Subject=f"request {n}")
+        )
+    d = daemon(mailbox={"batch": 10}).start()
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") >= 20, 30, "some tickets")
+    d.kill()
+    d.start()
+    wait_for(lambda: d.count("INBOX") == 0, 60, "INBOX to empty")
+    assert d.stop() == 0
+    assert d.query("SELECT COUNT(*), COUNT(DISTINCT message_key) FROM tickets")[0] == (120, 120)
+    assert d.count("Triage/Processed") == 120
+
+
+def test_uidvalidity_change_rescans_without_duplicates(imap, daemon):
+    d = daemon().start()
+    servers.append(imap, "support", "INBOX", human(Message_ID="<u1@x>"))
+    wait_for(lambda: d.count("INBOX") == 0, 20, "the first message")
+    assert d.stop() == 0
+    old, new = servers.reset_uidvalidity(imap, "support", "INBOX")
+    assert old != new
+    servers.append(imap, "support", "INBOX", human(Message_ID="<u1@x>"))  # delivered again
+    servers.append(imap, "support", "INBOX", human(Message_ID="<u2@x>", Subject="new one"))
+    d.start()
+    wait_for(lambda: d.count("INBOX") == 0, 20, "the rescan")
+    assert d.stop() == 0
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 2
+    assert d.logged("uidvalidity_changed")[0]["now"] == new
+
+
+def test_wrong_password_fails_loudly_with_backoff_and_no_crash(imap, daemon):
+    d = daemon(password="Hunter2-not-it").start()
+    wait_for(lambda: d.logged("mailbox_failing"), 20, "mailbox_failing")
+    failing = d.logged("mailbox_failing")[0]
+    assert (
+        failing["kind"] == "auth"
+        and "refused" in failing["error"]
+        and "password" in failing["error"]
+    )
+    assert "Hunter2" not in d.log.read_text()  # the secret never reaches the log
+    wait_for(lambda: len(d.logged("mailbox_connection_failed")) >= 2, 20, "a retry")
+    assert d.proc.poll() is None
+    status = subprocess.run(
+        [sys.executable, "-m", "triage.cli", "status", "--config", str(d.config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "FAILING" in status.stdout
+    assert d.stop() == 0
+
+
+def test_untrusted_certificate_is_refused_with_a_clear_error(imap, daemon):
+    d = daemon(mailbox={"ca_file": None}).start()
+    wait_for(lambda: d.logged("mailbox_failing"), 20, "mailbox_failing")
+    failing = d.logged("mailbox_failing")[0]
+    assert failing["kind"] == "tls" and "certificate not trusted" in failing["error"]
+    assert d.stop() == 0
+
+
+def test_starttls_and_flag_mode(imap, daemon):
+    servers.append(imap, "support", "INBOX", human(Message_ID="<f1@x>"))
+    d = daemon(mailbox={"port": imap.port, "tls": "starttls", "after": "flag"}).start()
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 20, "the ticket")
+    wait_for(lambda: any(b"$Triaged" in f for f in _flags(imap, "INBOX")), 10, "the keyword")
+    assert d.stop() == 0
+    assert d.count("INBOX") == 1  # flag mode leaves the message in place
+    d.start()  # and a restart does not process it again
+    time.sleep(2)
+    assert d.stop() == 0
+    assert d.scalar("SELECT COUNT(*) FROM messages") == 1
+
+
+def test_delete_mode_removes_after_storing(imap, daemon):
+    servers.append(imap, "support", "INBOX", human(Message_ID="<del@x>"))
+    d = daemon(mailbox={"after": "delete"}).start()
+    wait_for(lambda: d.count("INBOX") == 0, 20, "the deletion")
+    assert d.stop() == 0
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 1
+
+
+def test_a_poison_message_goes_to_errors_and_the_rest_go_on(imap, daemon, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
+        fh.write(
+            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\nsource = "a rule with catastrophic backtracking"\n'
+        )
+    servers.append(imap, "support", "INBOX", human(Message_ID="<ok1@x>", Subject="fine"))
+    servers.append(imap, "support", "INBOX", human(Message_ID="<poison@x>", Subject="a" * 40 + "!"))
+    servers.append(imap, "support", "INBOX", human(Message_ID="<ok2@x>", Subject="also fine"))
+    d = daemon(daemon={"message_timeout": 1}, extra=f'[rules]\ndir = "{rules}"').start()
+    wait_for(lambda: d.count("INBOX") == 0, 30, "INBOX to empty")
+    assert d.stop() == 0
+    assert d.count("Triage/Errors") == 1 and d.count("Triage/Processed") == 2
+    assert d.query("SELECT reason FROM messages WHERE action = 'quarantined'") == [("timeout",)]
+    out = subprocess.run(
+        [sys.executable, "-m", "triage.cli", "errors", "--config", str(d.config)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "timeout" in out.stdout
+
+
+def test_sighup_with_a_broken_rule_file_keeps_the_old_rules(imap, daemon, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    d = daemon(extra=f'[rules]\ndir = "{rules}"').start()
+    wait_for(lambda: d.query("SELECT state FROM mailbox_state") == [("idle",)], 20, "idle")
+    (rules / "filters.toml").write_text("[[rule]\nbroken", encoding="utf-8")
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: d.logged("reload_rejected"), 10, "reload_rejected")
+    assert "filters.toml" in d.logged("reload_rejected")[0]["error"]
+    servers.append(
+        imap, "support", "INBOX", human(Message_ID="<h1@x>", From="noreply@vendor.example")
+    )
+    wait_for(lambda: d.count("INBOX") == 0, 10, "the message")
+    assert d.query("SELECT action, reason FROM messages") == [("filtered", "sow-from-noreply")]
+    assert d.stop() == 0
+
+
+def test_sigterm_mid_batch_exits_cleanly_and_nothing_is_lost(imap, daemon):
+    for n in range(150):
+        servers.append(
+            imap, "support", "INBOX", human(Message_ID=f"<t{n}@x>", Subject=f"request {n}")
+        )
+    d = daemon(mailbox={"batch": 20}).start()
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") >= 1, 30, "the first ticket")
+    started = time.monotonic()
+    assert d.stop() == 0
+    assert time.monotonic() - started < 15
+    stored = d.scalar("SELECT COUNT(*) FROM messages")
+    assert (
+        stored + d.count("INBOX") == 150
+    )  # every message is stored or still waiting: none both, none neither
+    d.start()
+    wait_for(lambda: d.count("INBOX") == 0, 60, "the rest")
+    assert d.stop() == 0
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 150
