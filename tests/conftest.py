@@ -58,3 +58,64 @@ def human(**extra: str) -> bytes:
     for key, value in extra.items():
         headers[key.replace("_", "-")] = value
     return build(headers, body)
+
+
+# --- Real servers (tests/servers.py): a private Dovecot and an SMTP sink per test ----------
+
+
+@pytest.fixture
+def make_dovecot(tmp_path):
+    """Start private Dovecots: make_dovecot(tls=True, users={"support": "secret"}).
+    Skips the test when Dovecot can't run here; every instance is stopped at teardown."""
+    from .servers import Dovecot, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    started = []
+
+    def make(**options):
+        dc = Dovecot.start(tmp_path, **options)
+        started.append(dc)
+        return dc
+
+    try:
+        yield make
+    finally:
+        for dc in started:
+            dc.cleanup()
+
+
+@pytest.fixture
+def dovecot(make_dovecot):
+    """A fresh private Dovecot (imap with STARTTLS + imaps, user support/secret)."""
+    return make_dovecot()
+
+
+@pytest.fixture
+def make_smtp_sink(tmp_path):
+    """Start SMTP sinks: make_smtp_sink(reply_code=None, tls=False, auth=None).
+    Skips the test when aiosmtpd is missing; every sink is stopped at teardown."""
+    from .servers import SmtpSink, smtp_skip_reason
+
+    reason = smtp_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    started = []
+
+    def make(**options):
+        sink = SmtpSink.start(tmp_path, **options)
+        started.append(sink)
+        return sink
+
+    try:
+        yield make
+    finally:
+        for sink in started:
+            sink.stop()
+
+
+@pytest.fixture
+def smtp_sink(make_smtp_sink):
+    """A fresh SMTP sink on 127.0.0.1 that accepts and saves every message."""
+    return make_smtp_sink()

@@ -53,6 +53,9 @@ class Config:
     agents: frozenset[str] = frozenset()  # staff addresses whose hand-forwards name the customer
     queues: tuple[Queue, ...] = ()
     never_reply: tuple[str, ...] = ("mailer-daemon", "postmaster", "abuse", "noreply", "no-reply")
+    bounce_days: int = 60  # no acknowledgement to an address whose last one bounced permanently
+    max_acks_per_day: int = 5  # per address, in any 24 hours
+    hold_notice: bool = False  # send the held.txt notice to senders held for approval
     max_bytes: int = 25 * 1024 * 1024
     contacts_file: Path | None = None
     mailboxes: tuple[endpoints.Mailbox, ...] = ()
@@ -82,7 +85,7 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "store": {"db": str},
     "sla": {"policy": str, "plan": str, "timezone": str},
     "contacts": {"unknown": str, "fuzzy_threshold": (int, float), "file": str, "vip_raise": int},
-    "replies": {"never_reply": list},
+    "replies": {"never_reply": list, "bounce_days": int, "max_per_day": int, "hold_notice": bool},
     "limits": {"max_bytes": int},
 }
 
@@ -255,7 +258,9 @@ def _check_schema(path: Path, data: dict) -> None:
                     "is not a known key",
                     f"use one of {sorted(_SCHEMA[section])}",
                 )
-            if not isinstance(value, expected) or isinstance(value, bool):
+            if not isinstance(value, expected) or (
+                isinstance(value, bool) and expected is not bool
+            ):
                 names = expected.__name__ if isinstance(expected, type) else "number"
                 raise ConfigError(
                     path,

@@ -92,12 +92,15 @@ def save(store, result: ImportResult) -> ImportReport:
     return ImportReport(added, updated, result.rejected)
 
 
-def approve(store, email: str, config: Config, now: datetime) -> list[str]:
+def approve(store, email: str, config: Config, now: datetime, templates=None) -> list[str]:
     """Approve a sender: their held tickets open and get the acknowledgement they waited for.
 
     Returns the ticket numbers released.
     """
-    from triage.replies import render
+    from triage.replies import AckFacts, render
+    from triage.templates import Templates
+
+    templates = templates or Templates.load(config.rules_dir / "templates")
 
     email = email.strip().lower()
     released: list[str] = []
@@ -111,18 +114,29 @@ def approve(store, email: str, config: Config, now: datetime) -> list[str]:
                 (email,),
             )
         held = store.conn.execute(
-            "SELECT t.id, t.number, t.subject, t.priority, t.response_due, t.message_key,"
+            "SELECT t.id, t.number, t.subject, t.priority, t.response_due, t.message_key, t.level,"
+            " t.timezone, t.requester_name,"
             " (SELECT m.message_id FROM messages m WHERE m.message_key = t.message_key)"
             " FROM tickets t WHERE t.status = 'pending-approval' AND t.requester = ? ORDER BY t.id",
             (email,),
         ).fetchall()
-        for ticket_id, number, subject, priority, due, key, message_id in held:
+        for ticket_id, number, subject, priority, due, key, level, tz, name, message_id in held:
             store.conn.execute("UPDATE tickets SET status = 'open' WHERE id = ?", (ticket_id,))
             due_at = datetime.fromisoformat(due.replace("Z", "+00:00")) if due else None
             refs = (message_id,) if message_id else ()
-            ack = render(
-                email, subject or "", message_id, refs, number, priority, due_at, config, now
+            facts = AckFacts(
+                email,
+                subject or "",
+                message_id,
+                refs,
+                number,
+                priority,
+                level,
+                due_at,
+                tz or config.timezone,
+                name or "",
             )
+            ack = render(facts, templates, config, now)
             store.queue_ack(ticket_id, key, ack, now)
             released.append(number)
         store.commit()

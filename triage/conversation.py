@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from triage.message import Email
@@ -24,9 +25,17 @@ class TicketRef:
 
 
 class Threads(Protocol):
+    """What the pure core may ask of the store (the store implements it; tests use dicts)."""
+
     def ticket_for_message_ids(self, ids: tuple[str, ...]) -> TicketRef | None: ...
 
     def ticket_by_number(self, number: str) -> TicketRef | None: ...
+
+    def ticket_for_our_message(self, ids: tuple[str, ...]) -> TicketRef | None: ...
+
+    def bounced_since(self, address: str, since: datetime) -> bool: ...
+
+    def acks_since(self, address: str, since: datetime) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

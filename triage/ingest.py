@@ -11,7 +11,7 @@ from datetime import datetime
 
 from triage.message import Email
 from triage.pipeline import Action, Analysis, Decision, Rules, decide, duplicate
-from triage.replies import Ack, render_ack
+from triage.replies import Ack, facts_for, render
 from triage.store import Store
 
 
@@ -98,7 +98,7 @@ def _one(
 
     def ack(t: Decision) -> Ack:
         assert t.email is not None and t.ticket is not None
-        return render_ack(t.email, t.ticket, t.priority, t.due, config, now)
+        return render(facts_for(t.email, t, config), rules.templates, config, now)
 
     d = store.record(d, now, ack)
     if email is not None and note:

@@ -15,11 +15,13 @@ from triage import contacts as contacts_mod
 from triage import message, routing
 from triage import priority as priority_mod
 from triage import sla as sla_mod
+from triage.bounces import Returned, returned
 from triage.config import Config, Queue
 from triage.conversation import Threads, TicketRef, find_thread
 from triage.filters import FilterSet
 from triage.message import Email, Limits, MessageError
 from triage.replies import reply_guard
+from triage.templates import Templates
 
 
 class Action(StrEnum):
@@ -39,6 +41,7 @@ class Rules:
     vocabulary: priority_mod.Vocabulary
     policy: sla_mod.Policy
     directory: contacts_mod.Directory
+    templates: Templates
 
     @classmethod
     def load(cls, config: Config, contacts: tuple = ()) -> Rules:
@@ -76,6 +79,7 @@ class Rules:
             directory=contacts_mod.Directory.build(
                 contacts, fuzzy_threshold=config.fuzzy_threshold
             ),
+            templates=Templates.load(config.rules_dir / "templates"),
         )
 
 
@@ -94,6 +98,7 @@ class Analysis:
     match: contacts_mod.Match | None = None
     requester: routing.Requester | None = None
     queue: Queue | None = None
+    returned: Returned | None = None  # for filtered mail: what a bounce says it returns
     raw_sha256: str = ""
     raw: bytes | None = field(default=None, repr=False)  # kept only for quarantine
 
@@ -126,6 +131,7 @@ class Decision:
     timezone: str | None = None  # the zone the deadline was computed in
     auto_reply: bool = False
     reply_suppressed: str | None = None
+    bounce: Returned | None = None  # a bounce of one of our acknowledgements (linked_ticket)
     reasons: tuple[str, ...] = ()
     email: Email | None = field(default=None, repr=False, compare=False)
 
@@ -161,7 +167,9 @@ def analyse(raw: bytes, source: str, rules: Rules) -> Analysis:
         hit = rules.filters.first_match(email, reading.complete)
         if hit is not None:
             # Filtered mail is recorded by its headers; its bodies are never needed.
-            return Analysis(source, email, filter_id=hit.rule.id, filter_why=hit.why)
+            return Analysis(
+                source, email, filter_id=hit.rule.id, filter_why=hit.why, returned=returned(raw)
+            )
         email = reading.complete()
         return _analyse_email(email, source, rules)
     except MessageError as exc:
@@ -206,11 +214,29 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
         )
     base = Decision(analysis.source, Action.TICKET, email.key, email.message_id, email=email)
     if analysis.filter_id is not None:
+        reasons = [f"filter {analysis.filter_id}: {analysis.filter_why}"]
+        bounced = analysis.returned
+        ours = (
+            threads.ticket_for_our_message(bounced.message_ids)
+            if bounced and bounced.message_ids
+            else None
+        )
+        if ours is not None and bounced is not None:
+            kind = "permanent" if bounced.permanent else "temporary"
+            reasons.append(
+                f"delivery failure ({kind}, status {bounced.status or '?'}) of our acknowledgement for "
+                f"{ours.number} to {bounced.recipient or '?'}: linked to the ticket, never appended, never answered"
+            )
+            return replace(
+                base,
+                action=Action.FILTERED,
+                reason=analysis.filter_id,
+                linked_ticket=ours.number,
+                bounce=bounced,
+                reasons=tuple(reasons),
+            )
         return replace(
-            base,
-            action=Action.FILTERED,
-            reason=analysis.filter_id,
-            reasons=(f"filter {analysis.filter_id}: {analysis.filter_why}",),
+            base, action=Action.FILTERED, reason=analysis.filter_id, reasons=tuple(reasons)
         )
     return _ticket_or_append(analysis, email, base, rules, threads, now)
 

@@ -10,36 +10,71 @@ import quopri
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.header import Header
 from email.utils import format_datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triage.config import Config
 from triage.conversation import token_pattern
 from triage.message import Email
+from triage.templates import Templates
 
 _CRLF = re.compile(r"[\r\n\x00]+")
 _PREFIXES = re.compile(r"^\s*((re|fwd?|aw|sv|vs|antw|wg)\s*:\s*)+", re.IGNORECASE)
 
 
+_BULK = ("bulk", "junk", "list", "auto_reply")
+
+
 def reply_guard(email: Email, config: Config) -> str | None:
-    """Why no acknowledgement may go to this message's author, or None when one may."""
+    """Why no acknowledgement may go to this message's author, or None when one may.
+
+    Checks what the message itself says; the history (earlier bounces, how many
+    acknowledgements this address already got) is checked by `history_guard`.
+    """
     target = reply_address(email)
     if not target or "@" not in target:
         return "no usable reply address"
     local, _, domain = target.partition("@")
     if domain in config.own_domains or target == config.support_address:
         return f"{target} is one of our own addresses"
-    squashed = local.replace("-", "").replace("_", "").replace(".", "")
+    squashed = _squash(local)
     for word in config.never_reply:
-        if squashed.startswith(word.replace("-", "").replace("_", "")):
+        if squashed.startswith(_squash(word)):
             return f"{target} is on the never-reply list ({word})"
     if email.first("return-path").strip() == "<>":
         return "empty Return-Path: a notification, never answered"
+    auto = email.first("auto-submitted").split(";")[0].strip().lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    if email.first("precedence").split(";")[0].strip().lower() in _BULK:
+        return f"Precedence: {email.first('precedence')}"
+    for header in ("list-id", "list-unsubscribe", "x-autoreply", "x-autorespond", "x-loop"):
+        if email.first(header):
+            return f"{header} present: list, bulk or automatic mail"
     suppress = email.first("x-auto-response-suppress").lower()
     if any(flag in suppress for flag in ("all", "autoreply", "oof")):
         return f"sender asked for no automatic replies (X-Auto-Response-Suppress: {suppress})"
     return None
+
+
+def history_guard(address: str, history, config: Config, now: datetime) -> str | None:
+    """Why the history forbids another acknowledgement to `address`, or None.
+
+    `history` answers `bounced_since(address, since)` and `acks_since(address, since)`.
+    """
+    since = now - timedelta(days=config.bounce_days)
+    if history.bounced_since(address, since):
+        return f"an earlier acknowledgement to {address} bounced permanently (within {config.bounce_days} days)"
+    sent = history.acks_since(address, now - timedelta(hours=24))
+    if sent >= config.max_acks_per_day:
+        return f"{address} already got {sent} acknowledgements in the last 24 hours (limit {config.max_acks_per_day})"
+    return None
+
+
+def _squash(text: str) -> str:
+    return text.lower().replace("-", "").replace("_", "").replace(".", "")
 
 
 def reply_address(email: Email) -> str:
@@ -68,6 +103,52 @@ class Ack:
     raw: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class AckFacts:
+    """Everything an acknowledgement says, gathered before rendering."""
+
+    to: str
+    original_subject: str
+    in_reply_to: str | None
+    references: tuple[str, ...]
+    number: str
+    priority: str | None
+    level: int | None
+    due: datetime | None
+    timezone: str
+    requester_name: str
+    kind: str = "ack"  # ack | held
+
+
+def facts_for(email: Email, d, config: Config) -> AckFacts:
+    """The facts of the acknowledgement for decision `d` about `email`."""
+    refs = (*email.references[-10:], email.message_id) if email.message_id else ()
+    return AckFacts(
+        reply_address(email),
+        email.subject,
+        email.message_id,
+        refs,
+        d.ticket or "",
+        d.priority,
+        d.level,
+        d.due,
+        d.timezone or config.timezone,
+        d.requester_name or email.from_name,
+        "held" if d.status == "pending-approval" else "ack",
+    )
+
+
+def due_text(due: datetime | None, tz: str) -> str:
+    """The deadline in the requester's time zone, as a person reads it."""
+    if due is None:
+        return "no committed response time"
+    try:
+        local = due.astimezone(ZoneInfo(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        local = due
+    return local.strftime("%A %-d %B %Y, %H:%M %Z")
+
+
 def _header(name: str, value: str) -> bytes:
     value = clean(value)
     if value.isascii() and len(value) < 900:
@@ -76,77 +157,64 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
-def render_ack(
-    email: Email,
-    number: str,
-    priority: str | None,
-    due: datetime | None,
-    config: Config,
-    now: datetime,
-) -> Ack:
-    """The acknowledgement for a new ticket opened from `email`."""
-    refs = (*email.references[-10:], email.message_id) if email.message_id else ()
-    return render(
-        reply_address(email),
-        email.subject,
-        email.message_id,
-        refs,
-        number,
-        priority,
-        due,
-        config,
-        now,
-    )
+def _qp(text: str) -> bytes:
+    return quopri.encodestring(text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8"))
 
 
-def render(
-    to: str,
-    original_subject: str,
-    in_reply_to: str | None,
-    references: tuple[str, ...],
-    number: str,
-    priority: str | None,
-    due: datetime | None,
-    config: Config,
-    now: datetime,
-) -> Ack:
-    """An acknowledgement, loop-proof by its headers.
+def render(facts: AckFacts, templates: Templates, config: Config, now: datetime) -> Ack:
+    """The acknowledgement as bytes, loop-proof by its headers.
 
     Written by hand rather than with EmailMessage: this runs once per ticket on
     the path that commits, and the stdlib's policy machinery costs a millisecond.
     """
     domain = sorted(config.own_domains)[0]
-    subject = ack_subject(original_subject, number, config.ticket_prefix)
-    message_id = f"<{number}.{secrets.token_hex(8)}@{domain}>"
-    when = (
-        f"We will answer by {due.strftime('%Y-%m-%d %H:%M %Z')}."
-        if due
-        else "This request has no committed response time."
-    )
-    body = (
-        f"Hello,\n\nwe have received your message and opened ticket {number}"
-        f" (priority {priority or 'normal'}).\n{when}\n\n"
-        f"To add to this ticket, reply to this message and keep [#{number}] in the subject.\n\n"
-        "This is an automatic acknowledgement.\n"
-    )
+    subject = ack_subject(facts.original_subject, facts.number, config.ticket_prefix)
+    message_id = f"<{facts.number}.{secrets.token_hex(8)}@{domain}>"
+    when = due_text(facts.due, facts.timezone)
+    values = {
+        "ticket": facts.number,
+        "subject": clean(facts.original_subject) or "(no subject)",
+        "priority": facts.priority or "normal",
+        "meaning": templates.meanings.get(facts.level or 3, ""),
+        "due": when,
+        "response": f"We will answer by {when}."
+        if facts.due
+        else "This request has no committed response time.",
+        "requester_name": clean(facts.requester_name) or "there",
+        "support_address": config.support_address,
+    }
+    text, markup = templates.render(facts.kind, values)
     head = [
         _header("From", config.support_address),
-        _header("To", to),
+        _header("To", facts.to),
         _header("Subject", subject),
         _header("Date", format_datetime(now)),
         _header("Message-ID", message_id),
     ]
-    if in_reply_to:
-        head.append(_header("In-Reply-To", in_reply_to))
-    if references:
-        head.append(_header("References", " ".join(references)))
+    if facts.in_reply_to:
+        head.append(_header("In-Reply-To", facts.in_reply_to))
+    if facts.references:
+        head.append(_header("References", " ".join(facts.references)))
     head += [
         b"Auto-Submitted: auto-replied\r\n",
         b"X-Auto-Response-Suppress: All\r\n",
         b"Precedence: auto_reply\r\n",
         b"MIME-Version: 1.0\r\n",
-        b'Content-Type: text/plain; charset="utf-8"\r\n',
-        b"Content-Transfer-Encoding: quoted-printable\r\n",
     ]
-    payload = quopri.encodestring(body.replace("\n", "\r\n").encode("utf-8"))
-    return Ack(to, subject, message_id, b"".join(head) + b"\r\n" + payload)
+    part = (
+        b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+        + _qp(text)
+    )
+    if markup is None:
+        body = part
+    else:
+        boundary = f"=_triage_{secrets.token_hex(12)}"
+        body = (
+            f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n--{boundary}\r\n'.encode()
+            + part
+            + f'\r\n--{boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'
+            "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode()
+            + _qp(markup)
+            + f"\r\n--{boundary}--\r\n".encode()
+        )
+    return Ack(facts.to, subject, message_id, b"".join(head) + body)

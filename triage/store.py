@@ -203,6 +203,20 @@ class Store:
                 },
                 pk="email",
             )
+        if "bounces" not in db.table_names():
+            db["bounces"].create(
+                {
+                    "id": int,
+                    "address": str,
+                    "at": str,
+                    "status": str,
+                    "permanent": int,
+                    "ticket_id": int,
+                    "message_key": str,
+                },
+                pk="id",
+            )
+            db["bounces"].create_index(["address", "at"])
         if "mailbox_state" not in db.table_names():
             db["mailbox_state"].create(
                 {"mailbox": str, "uidvalidity": int, "last_uid": int, "updated_at": str},
@@ -253,6 +267,31 @@ class Store:
             if row and row[0] is not None:
                 return self._ref("id = ?", row[0])
         return None
+
+    def ticket_for_our_message(self, ids: tuple[str, ...]) -> TicketRef | None:
+        """The ticket whose acknowledgement carried one of `ids` (bounces of our own mail)."""
+        for mid in ids[:50]:
+            row = self.conn.execute(
+                "SELECT ticket_id FROM outbox WHERE message_id = ? AND ticket_id IS NOT NULL",
+                (mid,),
+            ).fetchone()
+            if row:
+                return self._ref("id = ?", row[0])
+        return None
+
+    def bounced_since(self, address: str, since: datetime) -> bool:
+        row = self.conn.execute(
+            "SELECT 1 FROM bounces WHERE address = ? AND permanent = 1 AND at >= ? LIMIT 1",
+            (address.lower(), _iso(since)),
+        ).fetchone()
+        return row is not None
+
+    def acks_since(self, address: str, since: datetime) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM outbox WHERE to_addr = ? AND ticket_id IS NOT NULL AND created_at >= ?",
+            (address, _iso(since)),
+        ).fetchone()
+        return row[0]
 
     def ticket_by_number(self, number: str) -> TicketRef | None:
         return self._ref("number = ?", number)
@@ -367,6 +406,8 @@ class Store:
         )
         if d.action in (Action.FILTERED, Action.QUARANTINED):
             self._event(None, key, str(d.action), at, {"reason": d.reason})
+        if d.bounce is not None and d.linked_ticket:
+            self._record_bounce(d, key, at)
         if e is not None and d.action in (Action.TICKET, Action.APPEND):
             for a in e.attachments:
                 if a.data and self.files is not None:
@@ -381,6 +422,32 @@ class Store:
         elif ticket_id is not None and d.reply_suppressed:
             self._event(ticket_id, key, "auto_reply_suppressed", at, {"why": d.reply_suppressed})
         return d
+
+    def _record_bounce(self, d: Decision, key: str, at: str | None) -> None:
+        """Our acknowledgement bounced: an event on its ticket, and the address remembered."""
+        b = d.bounce
+        assert b is not None
+        row = self.conn.execute(
+            "SELECT id FROM tickets WHERE number = ?", (d.linked_ticket,)
+        ).fetchone()
+        ticket_id = row[0] if row else None
+        detail = {
+            "recipient": b.recipient,
+            "status": b.status,
+            "action": b.action,
+            "diagnostic": b.diagnostic,
+        }
+        self._event(ticket_id, key, "delivery_failed", at, detail)
+        if b.recipient:
+            self.conn.execute(
+                "INSERT INTO bounces (address, at, status, permanent, ticket_id, message_key) VALUES (?, ?, ?, ?, ?, ?)",
+                (b.recipient, at, b.status, int(b.permanent), ticket_id, key),
+            )
+        for mid in b.message_ids:
+            self.conn.execute(
+                "UPDATE outbox SET status = 'bounced', last_error = ? WHERE message_id = ? AND status = 'sent'",
+                (f"{b.status or ''} {b.diagnostic or ''}".strip()[:500], mid),
+            )
 
     def queue_ack(self, ticket_id: int, key: str | None, ack: Ack, now: datetime) -> None:
         """An acknowledgement row in the outbox, in the caller's transaction."""

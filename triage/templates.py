@@ -1,0 +1,109 @@
+"""Acknowledgement texts: data in rules/templates/, filled with string.Template.
+
+`$name` placeholders only: a template can name a value but never reach an
+object's attributes or run code. A placeholder that is not known fails
+`triage check` with the file, the name and the accepted names.
+"""
+
+from __future__ import annotations
+
+import html
+import string
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.errors import ConfigError
+
+FIELDS = (
+    "ticket",
+    "subject",
+    "priority",
+    "meaning",
+    "response",
+    "due",
+    "requester_name",
+    "support_address",
+)
+_SAMPLE = {
+    "ticket": "T-000123",
+    "subject": "Printer jammed",
+    "priority": "P2",
+    "meaning": "high",
+    "response": "We will answer by Tuesday 10 March 2026, 11:30 EDT.",
+    "due": "Tuesday 10 March 2026, 11:30 EDT",
+    "requester_name": "Jane",
+    "support_address": "support@example.com",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Templates:
+    ack_text: string.Template
+    ack_html: string.Template | None
+    held_text: string.Template
+    meanings: dict[int, str]
+
+    @classmethod
+    def load(cls, folder: Path) -> Templates:
+        meanings_file = folder / "meanings.toml"
+        meanings: dict[int, str] = {}
+        if meanings_file.is_file():
+            try:
+                data = tomllib.loads(meanings_file.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(
+                    meanings_file, "-", f"not valid TOML ({exc})", "correct the syntax"
+                ) from None
+            for key, value in data.get("meaning", {}).items():
+                if not key.isdigit() or not isinstance(value, str):
+                    raise ConfigError(
+                        meanings_file,
+                        f"meaning.{key}",
+                        "must be a level number and a text",
+                        '1 = "critical: ..."',
+                    )
+                meanings[int(key)] = value
+        html_file = folder / "ack.html"
+        return cls(
+            _template(folder / "ack.txt"),
+            _template(html_file) if html_file.is_file() else None,
+            _template(folder / "held.txt"),
+            meanings,
+        )
+
+    def render(self, which: str, values: dict[str, str]) -> tuple[str, str | None]:
+        """(text, html or None) of template `which` ("ack" or "held")."""
+        if which == "held":
+            return self.held_text.substitute(values), None
+        text = self.ack_text.substitute(values)
+        markup = None
+        if self.ack_html is not None:
+            markup = self.ack_html.substitute({k: html.escape(v) for k, v in values.items()})
+        return text, markup
+
+
+def _template(path: Path) -> string.Template:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            path, "-", "the template is missing", "restore it from the shipped rules/templates/"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(path, "-", "not UTF-8", "save the template as UTF-8") from None
+    template = string.Template(text)
+    if not template.is_valid():
+        raise ConfigError(
+            path, "-", "a $ is not followed by a name", "write $$ for a dollar sign, or ${name}"
+        )
+    unknown = sorted(set(template.get_identifiers()) - set(FIELDS))
+    if unknown:
+        raise ConfigError(
+            path,
+            f"${unknown[0]}",
+            "is not a value the acknowledgement has",
+            f"use only {', '.join('$' + f for f in FIELDS)}",
+        )
+    template.substitute(_SAMPLE)  # renders: no surprises at send time
+    return template
