@@ -343,7 +343,9 @@ def check(config_path) -> None:
         f"filters  {config.filters_file}: {len(rules.filters.rules)} rules ({enabled} enabled)"
     )
     click.echo(f"priority {config.priority_file}: ok")
-    click.echo(f"replies  {config.rules_dir / 'templates'}: acknowledgement{' (with HTML)' if rules.templates.ack_html else ''} and held-sender templates render")
+    click.echo(
+        f"replies  {config.rules_dir / 'templates'}: acknowledgement{' (with HTML)' if rules.templates.ack_html else ''} and held-sender templates render"
+    )
     click.echo(
         f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan or rules.policy.default_plan}, time zone {config.timezone}"
     )

@@ -197,6 +197,84 @@ def errors_retry(config_path, db_path, message_id) -> None:
     )
 
 
+@click.group(invoke_without_command=True)
+@CONFIG
+@DB
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+@click.pass_context
+def outbox(ctx, config_path, db_path, as_json) -> None:
+    """Acknowledgements and alerts waiting to be sent, or failed, with the server's answer.
+
+    Example:
+
+    \b
+        triage outbox
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from triage import outbox as outbox_mod
+
+    config = _config(config_path)
+    store = _store(config, db_path)
+    outbox_mod.ensure(store)
+    rows = list(
+        store.db.query(
+            "SELECT o.id, t.number AS ticket, o.to_addr, o.subject, o.status, o.attempts, o.last_error,"
+            " o.created_at, o.next_attempt_at FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id"
+            " WHERE o.status IN ('pending', 'failed', 'bounced') ORDER BY o.id"
+        )
+    )
+    store.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    table = Table(title="Outbox")
+    for col in ("id", "ticket", "to", "status", "attempts", "last error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            *(
+                escape(str(x or ""))
+                for x in (
+                    r["id"],
+                    r["ticket"],
+                    r["to_addr"],
+                    r["status"],
+                    r["attempts"],
+                    (r["last_error"] or "")[:70],
+                )
+            )
+        )
+    Console().print(table)
+
+
+@outbox.command("retry")
+@CONFIG
+@DB
+@click.argument("row_id", type=int)
+def outbox_retry(config_path, db_path, row_id) -> None:
+    """Queue a failed row again (after fixing the address or the relay).
+
+    Example:
+
+    \b
+        triage outbox retry 7
+    """
+    from triage import outbox as outbox_mod
+
+    config = _config(config_path)
+    store = _store(config, db_path)
+    outbox_mod.ensure(store)
+    done = outbox_mod.retry(store, row_id)
+    store.close()
+    if not done:
+        raise click.ClickException(
+            f"no failed outbox row {row_id}; fix: `triage outbox` lists them"
+        )
+    click.echo(f"outbox row {row_id} queued again")
+
+
 def register(cli: click.Group) -> None:
-    for command in (run, status, errors):
+    for command in (run, status, errors, outbox):
         cli.add_command(command)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from triage import attachments, contacts_store, log, mailbox_state, tracking
+from triage import attachments, contacts_store, log, mailbox_state, outbox, tracking
 from triage import sla as sla_mod
 from triage.config import Config, load_config
 from triage.endpoints import Mailbox
@@ -174,6 +174,8 @@ class Daemon:
         self.log = log.get(component="daemon")
         self.store = Store(config.db, config.ticket_prefix)
         mailbox_state.ensure(self.store)
+        outbox.ensure(self.store)
+        self.outbox_wake = asyncio.Event()
         self.recorder = Recorder(rules, self.store)
         self.analyser = Analyser(rules, self.store.files)
         self.stop = asyncio.Event()
@@ -195,6 +197,8 @@ class Daemon:
             for mb in self.config.mailboxes
         ]
         tasks.append(asyncio.create_task(self._sla_checks(), name="sla"))
+        if self.config.smtp is not None:
+            tasks.append(asyncio.create_task(self._outbox(), name="outbox"))
         tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
         if not self.config.mailboxes:
             self.log.warning("no_mailboxes", fix="add a [[mailbox]] table to the configuration")
@@ -350,6 +354,8 @@ class Daemon:
             log_decision(logger, d)
         if decisions:
             mailbox_state.update(self.store, mb.name, last_message_at=mailbox_state.now_text())
+        if any(d.auto_reply for d in decisions):
+            self.outbox_wake.set()
 
     def _outcome(self, d: Decision) -> str:
         if d.action == Action.DUPLICATE:
@@ -443,6 +449,24 @@ class Daemon:
                     self.log.exception("sla_check_failed")
             await self._sleep(self.config.daemon.sla_check_seconds)
 
+    async def _outbox(self) -> None:
+        """Send what the outbox holds; woken by new acknowledgements, else every few seconds."""
+        assert self.config.smtp is not None
+        sender = outbox.Sender(self.config.smtp, self.config.support_address)
+        while not self.stop.is_set():
+            self.outbox_wake.clear()
+            try:
+                result = await outbox.drain(self.store, sender, lock=self.lock)
+                if result.deferred:
+                    self.log.info("outbox_waiting", deferred=result.deferred)
+            except Exception:  # noqa: BLE001 - the next round tries again
+                self.log.exception("outbox_error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.shield(_either(self.stop, self.outbox_wake)),
+                    self.config.daemon.outbox_seconds,
+                )
+
     async def _sleep(self, seconds: float) -> None:
         """Wait `seconds`, or less when told to stop."""
         with contextlib.suppress(TimeoutError):
@@ -455,6 +479,16 @@ class Daemon:
         while not self.stop.is_set():
             self.notifier.watchdog()
             await self._sleep(interval)
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    """Until either event is set."""
+    waits = [asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
 
 
 def run(config_path: Path | None) -> int:

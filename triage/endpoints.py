@@ -104,6 +104,7 @@ class Daemon:
     operator: str | None = None
     sla_check_seconds: float = 300.0
     backoff_max_seconds: float = 300.0
+    outbox_seconds: float = 15.0  # how often the outbox is tried when nothing new arrives
 
 
 _MAILBOX_KEYS = {
@@ -148,6 +149,7 @@ _DAEMON_KEYS = {
     "operator",
     "sla_check_seconds",
     "backoff_max_seconds",
+    "outbox_seconds",
 }
 
 
@@ -230,6 +232,7 @@ def parse_daemon(path: Path | str, raw: object) -> Daemon:
         operator=_str(path, "daemon", t, "operator") or None,
         sla_check_seconds=_num(path, "daemon", t, "sla_check_seconds", 300.0),
         backoff_max_seconds=_num(path, "daemon", t, "backoff_max_seconds", 300.0),
+        outbox_seconds=_num(path, "daemon", t, "outbox_seconds", 15.0),
     )
 
 

@@ -20,7 +20,7 @@ from triage.config import Config, Queue
 from triage.conversation import Threads, TicketRef, find_thread
 from triage.filters import FilterSet
 from triage.message import Email, Limits, MessageError
-from triage.replies import reply_guard
+from triage.replies import history_guard, reply_address, reply_guard
 from triage.templates import Templates
 
 
@@ -298,13 +298,13 @@ def _ticket_or_append(
     )
     reasons.extend(f"sla walk: {step}" for step in deadline.walk)
     held = unapproved and config.unknown_senders == "hold"
-    guard = (
-        "sender held for approval ([contacts] unknown = hold)"
-        if held
-        else reply_guard(email, config)
-    )
+    guard = reply_guard(email, config)
+    if guard is None and held and not config.hold_notice:
+        guard = "sender held for approval ([contacts] unknown = hold)"
     if guard is None and routing.forged(email):
         guard = "the From domain failed authentication: no acknowledgement to a forged sender"
+    if guard is None:
+        guard = history_guard(reply_address(email), threads, config, now)
     reasons.append(f"acknowledgement: {'suppressed: ' + guard if guard else 'queued'}")
     return replace(
         base,
