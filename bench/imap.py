@@ -137,9 +137,9 @@ class FetchResult:
 
     def line(self) -> str:
         if self.error:
-            return f"{self.name:<44} FAILED: {self.error}"
+            return f"{self.name:<48} FAILED: {self.error}"
         return (
-            f"{self.name:<44} {statistics.median(self.rates):>9,.0f} messages/s  "
+            f"{self.name:<48} {statistics.median(self.rates):>9,.0f} messages/s  "
             f"({min(self.rates):,.0f} – {max(self.rates):,.0f}; client CPU "
             f"{statistics.median(self.cpu) * 1e6:,.0f} µs/message)"
         )
@@ -612,6 +612,36 @@ class Latency:
     append_seconds: list[float]
     missed: int
     peak: tuple[int, int, int]
+    push: list[float] = field(default_factory=list)  # bare IDLE client: APPEND -> EXISTS
+
+
+def idle_push_delay(dc: servers.Dovecot, n: int, pause: float, folder: str = "BenchIdle") -> list:
+    """The server's share: a bare client IDLEs on its own folder (the daemon watches INBOX only);
+    each APPEND there is timed until the untagged EXISTS reaches the idling client."""
+    servers.create(dc, USER, folder)
+    idler = servers.connect(dc, USER, timeout=10)
+    writer = servers.connect(dc, USER, timeout=COMMAND_TIMEOUT)
+    out: list[float] = []
+    try:
+        servers._ok(*idler.select(folder), "SELECT")
+        idler.send(b"I1 IDLE\r\n")
+        if not idler.readline().startswith(b"+"):
+            raise RuntimeError("IDLE refused")
+        for _ in range(n):
+            sent = time.perf_counter()
+            servers._ok(*writer.append(folder, None, None, latency_messages(1)[0][1]), "APPEND")
+            while not re.match(rb"\* \d+ EXISTS", idler.readline()):
+                pass
+            out.append(time.perf_counter() - sent)
+            time.sleep(pause)
+        idler.send(b"DONE\r\n")
+        while not idler.readline().startswith(b"I1 "):
+            pass
+    finally:
+        for m in (idler, writer):
+            with contextlib.suppress(Exception):
+                m.logout()
+    return out
 
 
 def idle_latency(daemon: DaemonProcess, n: int, pause: float) -> Latency:
@@ -795,6 +825,13 @@ def main() -> int:
                     f"IDLE latency        median {statistics.median(latency.seconds) * 1e3:,.0f} ms,"
                     f" p95 {pct(latency.seconds, 95) * 1e3:,.0f} ms over {len(latency.seconds)}"
                     f" messages ({latency.missed} missed)",
+                    flush=True,
+                )
+                latency.push = idle_push_delay(dc, min(50, args.latency_count), args.latency_pause)
+                print(
+                    f"IDLE push, bare     median {statistics.median(latency.push) * 1e3:,.0f} ms, "
+                    f"p95 {pct(latency.push, 95) * 1e3:,.0f} ms: APPEND -> '* n EXISTS' at an "
+                    f"imaplib client idling on another folder ({len(latency.push)} messages)",
                     flush=True,
                 )
             daemon.stop()
