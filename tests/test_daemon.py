@@ -379,3 +379,60 @@ def test_sigterm_mid_batch_exits_cleanly_and_nothing_is_lost(imap, daemon):
     wait_for(lambda: d.count("INBOX") == 0, 60, "the rest")
     assert d.stop() == 0
     assert d.scalar("SELECT COUNT(*) FROM tickets") == 150
+
+
+def test_polling_when_idle_is_not_used(imap, daemon):
+    d = daemon(mailbox={"use_idle": False, "poll_seconds": 1}).start()
+    wait_for(
+        lambda: d.query("SELECT state FROM mailbox_state") == [("idle",)], 20, "the first wait"
+    )
+    servers.append(imap, "support", "INBOX", human(Message_ID="<poll@x>"))
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 5, "the ticket by polling")
+    assert d.stop() == 0
+
+
+def test_systemd_hears_ready_status_and_stopping(imap, daemon, tmp_path):
+    import socket
+
+    path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(20)
+    d = daemon()
+    env_before = os.environ.get("NOTIFY_SOCKET")
+    try:
+        # Daemon.start drops NOTIFY_SOCKET from the test's environment; give it ours explicitly.
+        d.proc = subprocess.Popen(
+            [sys.executable, "-m", "triage.cli", "run", "--config", str(d.config)],
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": str(path)},
+            stdout=subprocess.DEVNULL,
+            stderr=d.log.open("a"),
+        )
+        got: list[str] = []
+        while "READY=1" not in got:
+            got.extend(sock.recv(4096).decode().split("\n"))
+        assert any(x.startswith("STATUS=support: ") for x in got)
+        assert d.stop() == 0
+        sock.settimeout(5)
+        while "STOPPING=1" not in got:
+            got.extend(sock.recv(4096).decode().split("\n"))
+    finally:
+        sock.close()
+        assert os.environ.get("NOTIFY_SOCKET") == env_before
+
+
+def test_a_mailbox_holding_mail_while_nothing_is_ingested_is_failing(imap, daemon, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
+        fh.write(
+            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\nsource = "catastrophic backtracking"\n'
+        )
+    servers.append(imap, "support", "INBOX", human(Message_ID="<stuck@x>", Subject="a" * 60 + "!"))
+    d = daemon(
+        daemon={"message_timeout": 120, "stalled_minutes": 0.05}, extra=f'[rules]\ndir = "{rules}"'
+    ).start()
+    wait_for(lambda: d.logged("mailbox_failing"), 30, "mailbox_failing")
+    assert d.logged("mailbox_failing")[0]["kind"] == "stalled"
+    d.kill()

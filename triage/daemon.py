@@ -197,6 +197,7 @@ class Daemon:
             for mb in self.config.mailboxes
         ]
         tasks.append(asyncio.create_task(self._sla_checks(), name="sla"))
+        tasks.append(asyncio.create_task(self._stall_checks(), name="stalls"))
         if self.config.smtp is not None:
             tasks.append(asyncio.create_task(self._outbox(), name="outbox"))
         tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
@@ -374,7 +375,7 @@ class Daemon:
             "mailbox_connection_failed", kind=kind, error=message, attempt=health.failures
         )
         loud = (
-            kind in ("auth", "tls", "secret")
+            kind in ("auth", "tls", "secret", "stalled")
             or health.failures >= self.config.daemon.alert_after_failures
         )
         fields: dict[str, object] = {
@@ -448,6 +449,34 @@ class Daemon:
                 except Exception:  # noqa: BLE001 - a failed check is retried next time
                     self.log.exception("sla_check_failed")
             await self._sleep(self.config.daemon.sla_check_seconds)
+
+    async def _stall_checks(self) -> None:
+        """A mailbox that holds mail while nothing is ingested for a while is failing too."""
+        limit = self.config.daemon.stalled_minutes * 60
+        while not self.stop.is_set():
+            await self._sleep(min(60.0, limit / 4))
+            now = datetime.now(UTC)
+            for row in mailbox_state.rows(self.store):
+                health = self.health.get(row["mailbox"])
+                if health is None or health.failing or not row.get("backlog"):
+                    continue
+                last = max(
+                    filter(None, (row.get("last_message_at"), row.get("last_ok_at"))), default=None
+                )
+                if last is None:
+                    continue
+                idle_for = (
+                    now - datetime.fromisoformat(last.replace("Z", "+00:00"))
+                ).total_seconds()
+                if idle_for > limit:
+                    mb = next(m for m in self.config.mailboxes if m.name == row["mailbox"])
+                    await self._failed(
+                        mb,
+                        health,
+                        self.log.bind(mailbox=mb.name),
+                        "stalled",
+                        f"{row['backlog']} message(s) waiting and nothing ingested for {idle_for / 60:.0f} minutes",
+                    )
 
     async def _outbox(self) -> None:
         """Send what the outbox holds; woken by new acknowledgements, else every few seconds."""

@@ -83,6 +83,7 @@ class Mailbox:
     idle_seconds: float = 25 * 60.0  # RFC 2177: renew IDLE before the server's 30-minute limit
     batch: int = 100
     timeout: float = 30.0
+    use_idle: bool = True  # false: poll every poll_seconds even when the server offers IDLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +130,7 @@ _MAILBOX_KEYS = {
     "idle_seconds",
     "batch",
     "timeout",
+    "use_idle",
 }
 _SMTP_KEYS = {
     "host",
@@ -201,9 +203,22 @@ def parse_mailboxes(path: Path | str, raw: object) -> tuple[Mailbox, ...]:
                 idle_seconds=_num(path, key, t, "idle_seconds", 25 * 60.0),
                 batch=_int(path, key, t, "batch", 100),
                 timeout=_num(path, key, t, "timeout", 30.0),
+                use_idle=_bool(path, key, t, "use_idle", True),
             )
         )
     return tuple(out)
+
+
+def _bool(path: Path | str, key: str, t: dict, name: str, default: bool) -> bool:
+    value = t.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(
+            path,
+            f"{key}.{name}",
+            f"{value!r} is not true or false",
+            f"write {name} = {str(default).lower()}",
+        )
+    return value
 
 
 def parse_smtp(path: Path | str, raw: object) -> Smtp | None:

@@ -321,7 +321,7 @@ class ImapSession:
         assert self.client is not None
         if stop.is_set():
             return False
-        if "IDLE" not in self.capabilities:
+        if "IDLE" not in self.capabilities or not self.mailbox.use_idle:
             await _first(stop.wait(), self.lost.wait(), timeout=self.mailbox.poll_seconds)
             self._check_lost()
             return not stop.is_set()
