@@ -1,0 +1,129 @@
+"""Acknowledgement texts and the loop guard's rules that need no server."""
+
+from __future__ import annotations
+
+import dataclasses
+import email
+import shutil
+from datetime import UTC, datetime
+from email import policy
+
+import pytest
+from click.testing import CliRunner
+
+from triage.cli import cli
+from triage.config import Config, shipped_rules
+from triage.message import Email
+from triage.replies import AckFacts, ack_subject, due_text, render, reply_address, reply_guard
+from triage.templates import Templates
+
+from .conftest import ROOT, human
+
+CONFIG = Config(support_address="support@msp.example", own_domains=frozenset({"msp.example"}))
+NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("subject", "expected"),
+    [
+        ("Printer", "[#T-000001] Printer"),
+        ("Re: RE: Fwd: [#T-000001] Printer", "[#T-000001] Printer"),
+        ("Re: [#T-000001] Re: [#T-000001] Printer", "[#T-000001] Printer"),
+        ("", "[#T-000001] (no subject)"),
+        ("Evil\r\nBcc: victim@example.com", "[#T-000001] Evil Bcc: victim@example.com"),
+    ],
+)
+def test_subject_has_one_token_no_pile_up_and_no_header_injection(subject, expected):
+    assert ack_subject(subject, "T-000001", "T-") == expected
+
+
+@pytest.mark.parametrize(
+    "sender",
+    [
+        "MAILER-DAEMON@x.example",
+        "postmaster@x.example",
+        "abuse@x.example",
+        "noreply@x.example",
+        "no-reply@x.example",
+        "No_Reply@x.example",
+        "no.reply@x.example",
+        "NOREPLY-billing@x.example",
+    ],
+)
+def test_never_reply_list_in_any_spelling(sender):
+    e = Email.from_bytes(human(From=sender, Message_ID="<n@x>"))
+    assert "never-reply" in reply_guard(e, CONFIG)
+
+
+@pytest.mark.parametrize(
+    ("headers", "needle"),
+    [
+        ({"From": "me@msp.example"}, "our own addresses"),
+        ({"Auto_Submitted": "auto-generated"}, "Auto-Submitted"),
+        ({"Precedence": "list"}, "Precedence"),
+        ({"List_Id": "<l.example>"}, "list-id"),
+        ({"X_Auto_Response_Suppress": "OOF, AutoReply"}, "X-Auto-Response-Suppress"),
+        ({"Return_Path": "<>"}, "empty Return-Path"),
+    ],
+)
+def test_guard_refuses_robots_even_when_their_filter_rules_are_disabled(headers, needle):
+    assert needle in reply_guard(Email.from_bytes(human(**headers)), CONFIG)
+
+
+def test_guard_allows_a_person_and_auto_submitted_no():
+    assert reply_guard(Email.from_bytes(human(Auto_Submitted="no")), CONFIG) is None
+
+
+def test_reply_goes_to_reply_to_when_there_is_one():
+    e = Email.from_bytes(human(Reply_To="desk@acme.example"))
+    assert reply_address(e) == "desk@acme.example"
+    assert reply_address(Email.from_bytes(human())) == "jane@acme.example"
+
+
+def test_deadline_is_shown_in_the_requesters_time_zone():
+    due = datetime(2026, 3, 10, 16, 30, tzinfo=UTC)
+    assert due_text(due, "America/New_York") == "Tuesday 10 March 2026, 12:30 EDT"
+    assert due_text(due, "Europe/Berlin") == "Tuesday 10 March 2026, 17:30 CET"
+    assert due_text(None, "UTC") == "no committed response time"
+
+
+def test_held_notice_and_acknowledgement_render_from_the_shipped_templates():
+    templates = Templates.load(shipped_rules() / "templates")
+    facts = AckFacts(
+        "jane@acme.example",
+        "Printer",
+        "<m@x>",
+        ("<m@x>",),
+        "T-000009",
+        "P3",
+        3,
+        None,
+        "UTC",
+        "Jane",
+    )
+    ack = email.message_from_bytes(render(facts, templates, CONFIG, NOW).raw, policy=policy.default)
+    text = ack.get_body(("plain",)).get_content()
+    assert "ticket T-000009" in text and "This request has no committed response time." in text
+    held = render(dataclasses.replace(facts, kind="held"), templates, CONFIG, NOW)
+    held_text = (
+        email.message_from_bytes(held.raw, policy=policy.default).get_body(("plain",)).get_content()
+    )
+    assert "not yet on our list of contacts" in held_text
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("Hello $name", "[$name] is not a value"),
+        ("Hello ${ticket.__class__}", "a $ is not followed by a name"),
+        ("Cost: $5", "a $ is not followed by a name"),
+    ],
+)
+def test_a_template_that_does_not_render_fails_check(tmp_path, text, needle):
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    (rules / "templates" / "ack.txt").write_text(text, encoding="utf-8")
+    config = tmp_path / "triage.toml"
+    config.write_text(f'[rules]\ndir = "{rules}"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--config", str(config)])
+    assert result.exit_code != 0 and needle in result.output and "ack.txt" in result.output
