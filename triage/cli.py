@@ -13,17 +13,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from triage import log
+from triage.cli_common import CONFIG, DB, config_or_fail, instant, open_store
 from triage.config import Config, ConfigError, load_config
 from triage.filters import RuleError
 from triage.pipeline import Action, Decision, Rules, analyse, decide
-
-CONFIG = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="TRIAGE_CONFIG",
-    help="TOML configuration file (default: built-in defaults).",
-)
 
 
 def _fail(message: str) -> click.ClickException:
@@ -41,19 +34,7 @@ def _load(config_path: Path | None) -> tuple[Config, Rules]:
 
 
 def _now(value: str | None) -> datetime:
-    if not value:
-        return datetime.now(UTC)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not ISO 8601; e.g. 2026-03-06T16:30:00Z", param_hint="--now"
-        ) from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(
-            "give a time zone, e.g. 2026-03-06T16:30:00Z or +01:00", param_hint="--now"
-        )
-    return parsed.astimezone(UTC)
+    return instant(value, "--now")
 
 
 @click.group()
@@ -320,10 +301,7 @@ def tickets(config_path, db_path, open_only, breached, at_risk, now_text, as_jso
 
 
 def _config_only(config_path: Path | None) -> Config:
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    return config_or_fail(config_path)
 
 
 @cli.command()
@@ -358,18 +336,7 @@ def contacts() -> None:
 
 
 def _store_for(config_path: Path | None, db_path: Path | None):
-    from triage.store import Store
-
-    config = _config_only(config_path)
-    return Store(db_path or config.db, config.ticket_prefix)
-
-
-DB = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Database (default from config).",
-)
+    return open_store(_config_only(config_path), db_path, create=True)
 
 
 @contacts.command("import")

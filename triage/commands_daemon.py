@@ -5,46 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from datetime import UTC, datetime
-from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triage.config import ConfigError, load_config
-
-CONFIG = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="TRIAGE_CONFIG",
-    help="TOML configuration file.",
-)
-DB = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Database (default from config).",
-)
-
-
-def _config(config_path):
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-def _store(config, db_path):
-    from triage.store import Store
-
-    path = db_path or config.db
-    if not path.exists():
-        raise click.ClickException(
-            f"{path}: no database here; fix: start `triage run`, or pass --db"
-        )
-    return Store(path, config.ticket_prefix)
+from triage.cli_common import CONFIG, DB, config_or_fail, open_store
+from triage.config import ConfigError
 
 
 @click.command()
@@ -86,8 +54,8 @@ def status(config_path, db_path, as_json) -> None:
     from triage import mailbox_state, tracking
     from triage import sla as sla_mod
 
-    config = _config(config_path)
-    store = _store(config, db_path)
+    config = config_or_fail(config_path)
+    store = open_store(config, db_path)
     mailbox_state.ensure(store)
     now = datetime.now(UTC)
     boxes = mailbox_state.rows(store)
@@ -144,8 +112,8 @@ def errors(ctx, config_path, db_path) -> None:
         return
     from triage import quarantine
 
-    config = _config(config_path)
-    store = _store(config, db_path)
+    config = config_or_fail(config_path)
+    store = open_store(config, db_path)
     rows = quarantine.listing(store)
     store.close()
     table = Table(title="Quarantined messages")
@@ -177,8 +145,8 @@ def errors_retry(config_path, db_path, message_id) -> None:
     from triage import contacts_store, quarantine
     from triage.pipeline import Action, Rules
 
-    config = _config(config_path)
-    store = _store(config, db_path)
+    config = config_or_fail(config_path)
+    store = open_store(config, db_path)
     try:
         rules = Rules.load(config, contacts_store.load(store))
         d = quarantine.retry(store, rules, message_id, datetime.now(UTC))
@@ -214,8 +182,8 @@ def outbox(ctx, config_path, db_path, as_json) -> None:
         return
     from triage import outbox as outbox_mod
 
-    config = _config(config_path)
-    store = _store(config, db_path)
+    config = config_or_fail(config_path)
+    store = open_store(config, db_path)
     outbox_mod.ensure(store)
     rows = list(
         store.db.query(
@@ -263,8 +231,8 @@ def outbox_retry(config_path, db_path, row_id) -> None:
     """
     from triage import outbox as outbox_mod
 
-    config = _config(config_path)
-    store = _store(config, db_path)
+    config = config_or_fail(config_path)
+    store = open_store(config, db_path)
     outbox_mod.ensure(store)
     done = outbox_mod.retry(store, row_id)
     store.close()

@@ -7,64 +7,17 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
-CONFIG = click.option(
-    "--config",
-    "config_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="TRIAGE_CONFIG",
-    help="TOML configuration file (default: built-in defaults).",
-)
-DB = click.option(
-    "--db",
-    "db_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Database (default from config: ./triage.db).",
-)
-
-
-def _instant(value: str | None, hint: str) -> datetime:
-    """ISO 8601 with a zone -> aware UTC datetime; None -> the current time."""
-    if not value:
-        return datetime.now(UTC)
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not ISO 8601; e.g. 2026-03-10T09:30:00Z", param_hint=hint
-        ) from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(
-            f"{value!r} has no time zone; give one, e.g. 2026-03-10T09:30:00Z or +01:00",
-            param_hint=hint,
-        )
-    return parsed.astimezone(UTC)
-
-
-def _config(config_path: Path | None):
-    from triage.config import ConfigError, load_config
-
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+from triage.cli_common import CONFIG, DB, config_or_fail, instant, open_store
 
 
 def _open(config_path: Path | None, db_path: Path | None):
     """(config, store, path) of an existing database; never creates one."""
-    from triage.store import Store
-
-    config = _config(config_path)
-    path = db_path or config.db
-    if not path.is_file():
-        raise click.ClickException(
-            f"{path}: no database here; fix: run `triage replay` or `triage run` first, or pass --db"
-        )
-    return config, Store(path, config.ticket_prefix), path
+    config = config_or_fail(config_path)
+    return config, open_store(config, db_path), db_path or config.db
 
 
 def _policies(config):
@@ -102,7 +55,7 @@ def ticket_respond(config_path, db_path, at_text, number) -> None:
     """
     from triage import tracking
 
-    at = _instant(at_text, "--at")
+    at = instant(at_text, "--at")
     config, store, path = _open(config_path, db_path)
     try:
         wanted = tracking.ticket_number_from(number, config.ticket_prefix)
@@ -148,7 +101,7 @@ def sla_check(config_path, db_path, now_text) -> None:
     """
     from triage import tracking
 
-    now = _instant(now_text, "--now")
+    now = instant(now_text, "--now")
     config, store, _path = _open(config_path, db_path)
     try:
         result = tracking.check(store, _policies(config), now)
@@ -201,8 +154,8 @@ def report(config_path, db_path, since_text, now_text, as_json) -> None:
 
     from triage import tracking
 
-    since = _instant(since_text, "--since") if since_text else None
-    now = _instant(now_text, "--now")
+    since = instant(since_text, "--since") if since_text else None
+    now = instant(now_text, "--now")
     _config_, store, path = _open(config_path, db_path)
     try:
         result = tracking.report(store, now, since)
