@@ -268,7 +268,7 @@ def test_uidvalidity_change_rescans_without_duplicates(imap, daemon):
 
 
 def test_wrong_password_fails_loudly_with_backoff_and_no_crash(imap, daemon):
-    d = daemon(password="Hunter2-not-it").start()
+    d = daemon(password="Hunter2-not-it", daemon={"operator": "ops@msp.example"}).start()
     wait_for(lambda: d.logged("mailbox_failing"), 20, "mailbox_failing")
     failing = d.logged("mailbox_failing")[0]
     assert (
@@ -288,6 +288,10 @@ def test_wrong_password_fails_loudly_with_backoff_and_no_crash(imap, daemon):
     )
     assert "FAILING" in status.stdout
     assert d.stop() == 0
+    # and a mail to the operator waits in the outbox, once per failing spell
+    assert d.query("SELECT to_addr, subject FROM outbox") == [
+        ("ops@msp.example", "triage: mailbox support is failing (auth)")
+    ]
 
 
 def test_untrusted_certificate_is_refused_with_a_clear_error(imap, daemon):
@@ -436,3 +440,10 @@ def test_a_mailbox_holding_mail_while_nothing_is_ingested_is_failing(imap, daemo
     wait_for(lambda: d.logged("mailbox_failing"), 30, "mailbox_failing")
     assert d.logged("mailbox_failing")[0]["kind"] == "stalled"
     d.kill()
+
+
+def test_mail_already_read_by_another_client_is_still_processed(imap, daemon):
+    servers.append(imap, "support", "INBOX", human(Message_ID="<seen@x>"), flags="\\Seen")
+    d = daemon().start()
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 20, "the ticket")
+    assert d.stop() == 0
