@@ -382,6 +382,48 @@ class Sampler(threading.Thread):
             self.join(5)
 
 
+class Background:
+    """CPU used by processes outside this benchmark's own process tree (other work on the
+    machine), in cores on average since `mark()`. Processes that both start and end between two
+    snapshots are missed, so this is a lower bound."""
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK")
+        self.mark()
+
+    def _snapshot(self) -> dict[tuple[int, int], int]:
+        mine = {os.getpid()} | {p for p, _start in servers._descendants(os.getpid())}
+        out: dict[tuple[int, int], int] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) in mine:
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                raw = Path(f"/proc/{entry}/stat").read_bytes()
+                fields = raw[raw.rindex(b")") + 2 :].split()
+                out[(int(entry), int(fields[19]))] = int(fields[11]) + int(fields[12])
+        return out
+
+    def _uptime_ticks(self) -> float:
+        return float(Path("/proc/uptime").read_text().split()[0]) * self.tick
+
+    def mark(self) -> None:
+        self.since, self.boot_ticks, self.before = (
+            time.perf_counter(),
+            self._uptime_ticks(),
+            self._snapshot(),
+        )
+
+    def cores(self) -> float:
+        after = self._snapshot()
+        used = 0
+        for key, ticks in after.items():
+            if key in self.before:
+                used += ticks - self.before[key]
+            elif key[1] >= self.boot_ticks:  # started since mark()
+                used += ticks
+        return used / self.tick / max(1e-9, time.perf_counter() - self.since)
+
+
 # --------------------------------------------------------------------------- the daemon
 
 
@@ -613,35 +655,47 @@ class Latency:
     missed: int
     peak: tuple[int, int, int]
     push: list[float] = field(default_factory=list)  # bare IDLE client: APPEND -> EXISTS
+    floor: list[float] = field(default_factory=list)  # bare IDLE client: APPEND -> fetched, moved
 
 
-def idle_push_delay(dc: servers.Dovecot, n: int, pause: float, folder: str = "BenchIdle") -> list:
-    """The server's share: a bare client IDLEs on its own folder (the daemon watches INBOX only);
-    each APPEND there is timed until the untagged EXISTS reaches the idling client."""
+def idle_floor(dc: servers.Dovecot, n: int, pause: float, folder: str = "BenchIdle") -> tuple:
+    """What any IDLE client gets from this server: a bare imaplib client on a folder of its own
+    (the daemon watches INBOX only) doing the daemon's cycle without parsing or storing: IDLE;
+    on EXISTS, DONE, UID SEARCH, UID FETCH BODY.PEEK[], UID MOVE; IDLE again; the next APPEND
+    after `pause`. Returns ([APPEND -> EXISTS], [APPEND -> moved]) in seconds."""
     servers.create(dc, USER, folder)
-    idler = servers.connect(dc, USER, timeout=10)
+    servers.create(dc, USER, folder + ".Done")
+    client = servers.connect(dc, USER, timeout=10)
     writer = servers.connect(dc, USER, timeout=COMMAND_TIMEOUT)
-    out: list[float] = []
+    pushed: list[float] = []
+    done: list[float] = []
+    raws = [raw for _mid, raw in latency_messages(n)]
     try:
-        servers._ok(*idler.select(folder), "SELECT")
-        idler.send(b"I1 IDLE\r\n")
-        if not idler.readline().startswith(b"+"):
-            raise RuntimeError("IDLE refused")
-        for _ in range(n):
-            sent = time.perf_counter()
-            servers._ok(*writer.append(folder, None, None, latency_messages(1)[0][1]), "APPEND")
-            while not re.match(rb"\* \d+ EXISTS", idler.readline()):
-                pass
-            out.append(time.perf_counter() - sent)
+        servers._ok(*client.select(folder), "SELECT")
+        for k, raw in enumerate(raws):
+            tag = f"I{k}".encode()
+            client.send(tag + b" IDLE\r\n")
+            if not client.readline().startswith(b"+"):
+                raise RuntimeError("IDLE refused")
             time.sleep(pause)
-        idler.send(b"DONE\r\n")
-        while not idler.readline().startswith(b"I1 "):
-            pass
+            sent = time.perf_counter()
+            servers._ok(*writer.append(folder, None, None, raw), "APPEND")
+            while not re.match(rb"\* \d+ EXISTS", client.readline()):
+                pass
+            pushed.append(time.perf_counter() - sent)
+            client.send(b"DONE\r\n")
+            while not client.readline().startswith(tag + b" "):
+                pass
+            typ, data = client.uid("SEARCH", "ALL")
+            uids = b",".join((data[0] or b"").split()).decode()
+            servers._ok(*client.uid("FETCH", uids, "(BODY.PEEK[])"), "UID FETCH")
+            servers._ok(*client.uid("MOVE", uids, folder + ".Done"), "UID MOVE")
+            done.append(time.perf_counter() - sent)
     finally:
-        for m in (idler, writer):
+        for m in (client, writer):
             with contextlib.suppress(Exception):
                 m.logout()
-    return out
+    return pushed, done
 
 
 def idle_latency(daemon: DaemonProcess, n: int, pause: float) -> Latency:
@@ -719,15 +773,64 @@ def dovecot_version() -> str:
         return "?"
 
 
+# bench/replay.py's replay_rate, in a fresh interpreter: its worker pool is then forked from a
+# process with nothing else in it (not from this one, with its signal handlers and servers)
+_REPLAY_ONE = """
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import replay
+rate, counts = replay.replay_rate(replay.Path(sys.argv[2]), replay.Path(sys.argv[3]), int(sys.argv[4]))
+print(json.dumps({"rate": rate, "counts": counts}))
+"""
+
+
+def replay_rate(folder: Path, db: Path, count: int) -> tuple[float, dict]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _REPLAY_ONE, str(BENCH), str(folder), str(db), str(count)],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: it and its workers end together
+    )
+    try:
+        out, err = proc.communicate(timeout=max(300, count / 10))
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        raise
+    if proc.returncode != 0:
+        raise RuntimeError(f"replay failed ({proc.returncode}):\n{err[-2000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    return result["rate"], result["counts"]
+
+
 def run_replay(folder: Path, tmp: Path, count: int, runs: int) -> tuple[float, list, dict]:
     rates, counts = [], {}
     for n in range(runs):
-        rate, counts = replay_bench.replay_rate(folder, tmp / f"replay{n}.db", count)
+        rate, counts = replay_rate(folder, tmp / f"replay{n}.db", count)
         rates.append(rate)
     last = sqlite3.connect(tmp / f"replay{runs - 1}.db")
     actions = dict(last.execute("SELECT action, COUNT(*) FROM messages GROUP BY action"))
     last.close()
     return statistics.median(rates), rates, {"summary": counts, "actions": actions}
+
+
+def replay_phase(tmp: Path, messages: list[bytes], runs: int) -> tuple[float, dict]:
+    mail = tmp / "mail"
+    mail.mkdir()
+    for k, raw in enumerate(messages):
+        (mail / f"{k:06d}.eml").write_bytes(raw)
+    rate, rates, info = run_replay(mail, tmp, len(messages), runs)
+    shutil.rmtree(mail)
+    print(
+        f"replay from files   {rate:,.0f} messages/s (median of {runs}: "
+        f"{', '.join(f'{r:,.0f}' for r in rates)}); {info['summary']}",
+        flush=True,
+    )
+    return rate, info
 
 
 def main() -> int:
@@ -756,11 +859,28 @@ def main() -> int:
         parser.error("--rss-counts must be at most --count")
     wall = time.perf_counter()
 
+    main_pid = os.getpid()
+
+    def interrupted(signum: int, _frame: object) -> None:
+        if os.getpid() != main_pid:  # a replay worker forked from here: die as by default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    # SIGTERM, and SIGINT even when started in the background (which ignores it), end the run
+    # through the finally below, so every server and daemon is stopped
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+
     import aioimaplib  # noqa: F401 - fail early when missing
 
     messages = replay_bench.generate(args.count)
     size = sum(map(len, messages))
-    print(f"machine             {machine()}, Python {sys.version.split()[0]}, {platform.system()}")
+    print(
+        f"machine             {machine()}, Python {sys.version.split()[0]}, "
+        f"load average {os.getloadavg()[0]:.2f} at start"
+    )
     print(f"servers             {dovecot_version()} on 127.0.0.1, imaps (own CA), maildir")
     print(
         f"messages            {args.count:,} from bench/replay.py's generator, mean "
@@ -776,24 +896,17 @@ def main() -> int:
     results: dict[int, Ingest] = {}
     fetch_results: list[FetchResult] = []
     latency: Latency | None = None
+    busy: dict[str, float] = {}
+    whole, background = Background(), Background()
     code = 0
     try:
-        # 1. replay from files, before any server runs
-        mail = tmp / "mail"
-        mail.mkdir()
-        for n, raw in enumerate(messages):
-            (mail / f"{n:06d}.eml").write_bytes(raw)
-        replay_rate, replay_rates, replay_info = run_replay(mail, tmp, args.count, args.replay_runs)
-        print(
-            f"replay from files   {replay_rate:,.0f} messages/s (median of {args.replay_runs}: "
-            f"{', '.join(f'{r:,.0f}' for r in replay_rates)}); {replay_info['summary']}",
-            flush=True,
-        )
-        shutil.rmtree(mail)
-
-        # 2-4. one Dovecot and one daemon per count, the full count last
+        # one Dovecot and one daemon per count, the full count last, right after the replay
         for n in counts:
             full = n == args.count
+            if full:  # replay from files, with no server running
+                background.mark()
+                replay_rate, replay_info = replay_phase(tmp, messages, args.replay_runs)
+                busy["replay"] = background.cores()
             dc = servers.Dovecot.start(tmp / f"dovecot-{n}")
             dovecots.append(dc)
             fill_seconds = fill(dc, messages[:n], args.fill)
@@ -805,12 +918,15 @@ def main() -> int:
             if full and not args.skip_fetch_only:
                 print(f"fetch-only, {n:,} messages, median of {args.fetch_runs}:", flush=True)
                 fetch_results = fetch_only(dc, messages[:n], args.fetch_runs, daemon.password_file)
+            background.mark()
             result = ingest(daemon, n, fill_seconds)
+            busy[f"ingest of {n:,}"] = background.cores()
             results[n] = result
             print(
                 f"triage run          {result.rate:,.0f} messages/s ({result.seconds:.2f} s from "
                 f"process start; logged in after {result.connected:.2f} s, first row after "
-                f"{result.first_row:.2f} s, {result.steady_rate:,.0f} messages/s from there)",
+                f"{result.first_row:.2f} s, {result.steady_rate:,.0f} messages/s from there)"
+                + ("" if result.rows == n else f" WARNING: {result.rows:,} rows, not {n:,}"),
                 flush=True,
             )
             print(
@@ -827,19 +943,30 @@ def main() -> int:
                     f" messages ({latency.missed} missed)",
                     flush=True,
                 )
-                latency.push = idle_push_delay(dc, min(50, args.latency_count), args.latency_pause)
+                latency.push, latency.floor = idle_floor(
+                    dc, min(50, args.latency_count), args.latency_pause
+                )
                 print(
-                    f"IDLE push, bare     median {statistics.median(latency.push) * 1e3:,.0f} ms, "
-                    f"p95 {pct(latency.push, 95) * 1e3:,.0f} ms: APPEND -> '* n EXISTS' at an "
-                    f"imaplib client idling on another folder ({len(latency.push)} messages)",
+                    f"IDLE, bare client   median {statistics.median(latency.push) * 1e3:,.0f} ms "
+                    f"(p95 {pct(latency.push, 95) * 1e3:,.0f} ms) APPEND -> '* n EXISTS'; median "
+                    f"{statistics.median(latency.floor) * 1e3:,.0f} ms (p95 "
+                    f"{pct(latency.floor, 95) * 1e3:,.0f} ms) to fetched and moved "
+                    f"({len(latency.push)} messages)",
                     flush=True,
                 )
             daemon.stop()
             dc.stop()
+    except KeyboardInterrupt as exc:
+        code = 130
+        print(
+            f"\ninterrupted ({exc or 'SIGINT'}); stopping the servers and daemons", file=sys.stderr
+        )
     except BaseException:
         code = 1
         raise
     finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup
+            signal.signal(sig, signal.SIG_IGN)
         for d in daemons:
             with contextlib.suppress(Exception):
                 d.stop()
@@ -847,53 +974,82 @@ def main() -> int:
             with contextlib.suppress(Exception):
                 dc.cleanup()
         problems_by_run = {d.folder.name: d.log_problems() for d in daemons}
-        if code:
+        if code == 1:
             for d in daemons:
                 tail = (
                     d.log.read_text(errors="replace").splitlines()[-15:] if d.log.exists() else []
                 )
                 print(f"\n{d.log} (last lines):\n" + "\n".join(tail), file=sys.stderr)
-        if args.keep or code:
+        if args.keep or code == 1:
             print(f"\nkept {tmp} (daemon logs, databases)", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
 
+    if code:
+        return code
+    busy["whole run"] = whole.cores()
     report(args, results, fetch_results, latency, replay_rate, replay_info, problems_by_run)
+    print(
+        "other work on this machine: "
+        + ", ".join(f"{k} {v:.2f} cores" for k, v in busy.items())
+        + f" busy on average (of {os.cpu_count()}; processes outside this benchmark)"
+    )
+    if max(busy.values(), default=0) > 0.2:
+        print("WARNING: other processes competed for the CPU; the rates above are lower for it")
     print(f"\nrun time            {time.perf_counter() - wall:,.0f} s")
     return code
+
+
+def _row(label: str, text: str) -> None:
+    print(f"{label:<48} {text}")
 
 
 def report(args, results, fetch_results, latency, replay_rate, replay_info, problems) -> None:
     full = results[args.count]
     print("\n=== summary " + "=" * 60)
-    print(f"replay from files                  {replay_rate:>9,.0f} messages/s")
+    _row("replay from files", f"{replay_rate:>9,.0f} messages/s  (median of {args.replay_runs})")
     for r in fetch_results:
         print(r.line())
-    print(f"triage run, IMAP ingest            {full.rate:>9,.0f} messages/s  ({args.count:,})")
+    _row("triage run, IMAP ingest", f"{full.rate:>9,.0f} messages/s  ({args.count:,} messages)")
     ratio = full.rate / replay_rate
-    print(
-        f"IMAP ingest ÷ replay               {ratio:>9.0%}   (goal >= 85 %: "
-        f"{'met' if ratio >= 0.85 else 'NOT met'}; from the first row: "
-        f"{full.steady_rate / replay_rate:.0%})"
+    _row(
+        "IMAP ingest ÷ replay",
+        f"{ratio:>9.0%}   (goal >= 85 %: {'met' if ratio >= 0.85 else 'NOT met'}; "
+        f"{full.steady_rate / replay_rate:.0%} counting from the daemon's first committed row)",
     )
     same = full.actions == replay_info["actions"]
-    print(
-        f"decisions (messages.action)        IMAP {full.actions}; replay {replay_info['actions']}"
-        f" -> {'same' if same else 'DIFFERENT'}"
+    _row(
+        "decisions (messages.action)",
+        f"IMAP {full.actions}; replay {replay_info['actions']} -> {'same' if same else 'DIFFERENT'}",
     )
-    print(f"server folders after ingest        {full.folders}")
+    _row("server folders after ingest", str(full.folders))
     if latency is not None and latency.seconds:
         p95 = pct(latency.seconds, 95)
-        print(
-            f"IDLE, APPEND -> committed row      median {statistics.median(latency.seconds) * 1e3:,.0f}"
-            f" ms, p95 {p95 * 1e3:,.0f} ms, max {max(latency.seconds) * 1e3:,.0f} ms, min "
-            f"{min(latency.seconds) * 1e3:,.0f} ms over {len(latency.seconds)} (goal p95 < 500 ms:"
-            f" {'met' if p95 < 0.5 and not latency.missed else 'NOT met'}; {latency.missed} not "
+        _row(
+            "IDLE, APPEND -> committed row",
+            f"median {statistics.median(latency.seconds) * 1e3:,.0f} ms, p95 {p95 * 1e3:,.0f} ms, "
+            f"min {min(latency.seconds) * 1e3:,.0f} ms, max {max(latency.seconds) * 1e3:,.0f} ms "
+            f"over {len(latency.seconds)} (goal p95 < 500 ms: "
+            f"{'met' if p95 < 0.5 and not latency.missed else 'NOT met'}; {latency.missed} not "
             f"seen within 10 s; the APPEND itself: median "
-            f"{statistics.median(latency.append_seconds) * 1e3:.1f} ms)"
+            f"{statistics.median(latency.append_seconds) * 1e3:.1f} ms)",
         )
-        print(
-            f"  memory while idle + latency      {mib(latency.peak[1])} (main {mib(latency.peak[0])})"
+        if latency.push:
+            push, floor = statistics.median(latency.push), statistics.median(latency.floor)
+            _row(
+                "  same cycle, bare imaplib client",
+                f"APPEND -> EXISTS median {push * 1e3:,.0f} ms (p95 "
+                f"{pct(latency.push, 95) * 1e3:,.0f} ms); -> fetched and moved median "
+                f"{floor * 1e3:,.0f} ms (p95 {pct(latency.floor, 95) * 1e3:,.0f} ms)",
+            )
+            _row(
+                "  the daemon's own share",
+                f"median {(statistics.median(latency.seconds) - floor) * 1e3:,.0f} ms "
+                "(daemon median - bare client median); the rest is the server's IDLE push",
+            )
+        _row(
+            "  memory while idle + latency",
+            f"{mib(latency.peak[1])} (main {mib(latency.peak[0])})",
         )
     print("peak RSS while ingesting (daemon + its workers, sampled every 50 ms; VmRSS sum counts")
     print("pages shared after fork once per process, PSS does not):")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import multiprocessing
 import os
@@ -38,14 +39,33 @@ OUTCOME = {
 }
 
 _worker: tuple[Rules, Path | None] | None = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker(rules: Rules, files: Path | None) -> None:
+def _init_worker(rules: Rules, files: Path | None, parent: int) -> None:
     global _worker
     _worker = (rules, files)
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+
+def _die_with(parent: int) -> None:
+    """SIGKILL this worker when the daemon dies, however it dies (Linux; elsewhere nothing).
+
+    An idle worker notices its parent is gone; one busy with a poison message does not, and
+    after a `kill -9` of the daemon (the OOM killer, a supervisor that signals only the main
+    pid) it went on spinning, alone, for ever.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return
+    if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        return
+    if os.getppid() != parent:  # it died before the line above: no signal will come
+        os._exit(1)
 
 
 def _analyse(source: str, raw: bytes) -> Analysis:
@@ -75,7 +95,9 @@ class Analyser:
 
     def _start(self):
         ctx = multiprocessing.get_context("fork")
-        return ctx.Pool(self.workers, initializer=_init_worker, initargs=(self.rules, self.files))
+        return ctx.Pool(
+            self.workers, initializer=_init_worker, initargs=(self.rules, self.files, os.getpid())
+        )
 
     def reload(self, rules: Rules) -> None:
         self.rules = rules

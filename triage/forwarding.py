@@ -15,13 +15,21 @@ from triage.message import Email
 
 # Lines that open an inline forward in the common clients (Gmail, Apple Mail,
 # Outlook, Thunderbird, and their German, French and Spanish forms).
+# Leading whitespace is [^\S\n]*, never \s*: a \s* that crosses lines makes every
+# search over a body of blank lines quadratic (cubic for _FROM), a stall any
+# sender can trigger with a spoofed From in our own domain.
 _MARKER = re.compile(
-    r"^\s*(?:-{2,}\s*(?:forwarded message|original message|weitergeleitete nachricht|"
+    r"^[^\S\n]*(?:-{2,}\s*(?:forwarded message|original message|weitergeleitete nachricht|"
     r"message transféré|mensaje reenviado|ursprüngliche nachricht|message d'origine)\s*-{2,}"
     r"|begin forwarded message:|_{10,}|anfang der weitergeleiteten nachricht:)\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
-_FROM = re.compile(r"^\s*[*>]*\s*(?:from|von|de)\s*:\s*\**\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+_FROM = re.compile(
+    r"^[^\S\n]*(?:[*>]+[^\S\n]*)?(?:from|von|de)\s*:\s*(?:\*+\s*)?(.+)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_MAILTO = re.compile(r"\[mailto:([^\[\]]+)\]")
+MAX_FROM_LINE = 1000  # the stdlib address parser is slow; a real From line is short
 _FWD_SUBJECT = re.compile(r"^\s*(?:fwd?|fw|wg|tr|rv|doorst)\s*:", re.IGNORECASE)
 
 
@@ -43,7 +51,7 @@ def original_author(email: Email) -> tuple[str, str] | None:
 
 def _first_address(text: str) -> tuple[str, str] | None:
     # Outlook writes "Name [mailto:addr]"; make it parseable.
-    text = re.sub(r"\[mailto:([^\]]+)\]", r"<\1>", text)
+    text = _MAILTO.sub(r"<\1>", text[:MAX_FROM_LINE])
     for name, addr in getaddresses([text]):
         addr = addr.strip().lower()
         if "@" in addr:

@@ -11,9 +11,11 @@ import base64
 import binascii
 import email
 import email.message
+import email.policy
 import hashlib
 import logging
 import re
+import warnings
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.header import Header, decode_header
@@ -26,12 +28,30 @@ from triage.htmltext import html_to_text
 # mail-parser logs every unhandled part type at WARNING; those are facts about
 # the sender's message, not problems of ours.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
+# Likewise the warnings of the unicode_escape codec, a charset any sender can declare,
+# about the backslashes in their text (here and in mail-parser, which decode with it).
+warnings.filterwarnings(
+    "ignore",
+    message=r"invalid (octal )?escape sequence",
+    category=DeprecationWarning,
+    module=r"(triage\.message|mailparser\..*)$",
+)
 
 MAX_BYTES = 25 * 1024 * 1024
 MAX_DEPTH = 20
 MAX_PARTS = 1000
 MAX_HEADER_BYTES = 1024 * 1024
 MAX_BODY_CHARS = 1_000_000
+# The stdlib parser reads a line at a time (about a microsecond each) and parses
+# MIME parameters in quadratic time: both are bounded before it runs.
+MAX_LINES = 1_000_000
+MAX_HEADER_FIELDS = 20_000  # in the message and all its parts
+MAX_MIME_HEADER = 16 * 1024  # one Content-Type / Content-Disposition, folded lines included
+MAX_MIME_PARAMS = 256  # ";" in one of them (RFC 2231 continuations included)
+# Text handed to the stdlib's slow paths: RFC 2047 decoding (quadratic in the
+# number of encoded words) and the strict address parser, per header.
+DECODE_PIECE = 16 * 1024
+MAX_ADDRESS_TEXT = 32 * 1024
 
 # Headers the filters, conversation and priority steps read, kept verbatim.
 KEPT_HEADERS = (
@@ -53,10 +73,19 @@ KEPT_HEADERS = (
     "authentication-results",
 )
 
-_MSGID = re.compile(r"<([^<>\s]+)>")
+# RFC 5322 lines end by 998 characters: a longer "id" is no Message-ID, and would be
+# copied into every acknowledgement's In-Reply-To and References.
+_MSGID = re.compile(r"<([^<>\s]{1,998})>")
 _ATOM_ADDR = r"[^<>\s,;:()\"\\\[\]@]+@[^<>\s,;:()\"\\\[\]@]+"
 _PLAIN_ONE = re.compile(rf"\s*(?:([^<>,;:()\"\\\[\]@]*?)\s*<({_ATOM_ADDR})>|({_ATOM_ADDR}))\s*")
 _BARE_CR = re.compile(rb"\r(?!\n)")
+# A Content-Type or Content-Disposition line with its folded continuations, anywhere;
+# the parser also ends lines at a bare CR, and so does this.
+_MIME_PARAM_HEADER = re.compile(
+    rb"(?:^|(?<=\r))content-(?:type|disposition)[ \t]*:[^\r\n]*(?:(?:\r\n?|\n)[ \t][^\r\n]*)*",
+    re.IGNORECASE | re.MULTILINE,
+)
+_SURROGATES = re.compile("[\ud800-\udfff]")
 
 
 class MessageError(ValueError):
@@ -162,6 +191,23 @@ def _precheck(raw: bytes, limits: Limits) -> None:
     boundaries = raw.count(b"boundary=") + raw.count(b"BOUNDARY=") + raw.count(b"Boundary=")
     if boundaries > limits.max_parts:
         raise MessageError("too_many_parts", f"{boundaries} multipart boundaries")
+    lines = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
+    if lines > MAX_LINES:
+        raise MessageError("too_many_lines", f"{lines:,} lines is over the limit of {MAX_LINES:,}")
+    total = 0
+    for found in _MIME_PARAM_HEADER.finditer(raw):
+        header = found.group()
+        total += len(header)
+        params = header.count(b";")
+        if len(header) > MAX_MIME_HEADER or params > MAX_MIME_PARAMS:
+            name = header.split(b":", 1)[0].decode("ascii", "replace")
+            raise MessageError(
+                "bad_header",
+                f"a {name} header of {len(header):,} bytes and {params:,} parameters (limits: "
+                f"{MAX_MIME_HEADER:,} bytes, {MAX_MIME_PARAMS} parameters)",
+            )
+        if total > MAX_HEADER_BYTES:
+            raise MessageError("header_too_large", "over 1 MiB of MIME part headers")
 
 
 def _decode(value: object, hint: str | None = None) -> str:
@@ -175,12 +221,44 @@ def _decode(value: object, hint: str | None = None) -> str:
     else:
         text = _undo_surrogates(str(value), hint)
         if "=?" in text:
-            try:
-                chunks = decode_header(text)
-            except Exception:  # noqa: BLE001 - a header the stdlib cannot split stays literal
-                chunks = [(text, None)]
-            text = "".join(_chunk(c, cs, hint) for c, cs in chunks)
+            text = "".join(
+                _decode_words(piece, hint) + sep for piece, sep in _pieces(text, DECODE_PIECE)
+            )
     return " ".join(text.split())
+
+
+def _decode_words(text: str, hint: str | None) -> str:
+    try:
+        chunks = decode_header(text)
+    except Exception:  # noqa: BLE001 - a header the stdlib cannot split stays literal
+        chunks = [(text, None)]
+    return "".join(_chunk(c, cs, hint) for c, cs in chunks)
+
+
+def _pieces(text: str, size: int) -> list[tuple[str, str]]:
+    """`text` as (piece, separator) pairs of about `size` characters, cut at a space if one is near.
+
+    The stdlib joins the bytes of adjacent encoded words one by one, and pops
+    its word list from the front (both quadratic): a long header is decoded
+    piece by piece, best effort at the seams.
+    """
+    out = []
+    start = 0
+    while len(text) - start > size:
+        cut = text.find(" ", start + size, start + 2 * size)
+        if cut == -1:
+            out.append((text[start : start + size], ""))
+            start += size
+        else:
+            out.append((text[start:cut], " "))
+            start = cut + 1
+    out.append((text[start:], ""))
+    return out
+
+
+def _clean(text: str) -> str:
+    """`text` without lone surrogates (some codecs make them; SQLite and UTF-8 refuse them)."""
+    return text if text.isascii() else _SURROGATES.sub("\ufffd", text)
 
 
 def _undo_surrogates(text: str, hint: str | None) -> str:
@@ -193,18 +271,18 @@ def _undo_surrogates(text: str, hint: str | None) -> str:
 
 def _chunk(data: bytes | str, charset: str | None, hint: str | None = None) -> str:
     if isinstance(data, str):
-        return data
+        return _clean(data)
     if charset in (None, "unknown-8bit"):
         for guess in ("utf-8", hint):
             if guess:
                 try:
-                    return data.decode(guess)
-                except (UnicodeDecodeError, LookupError):
+                    return _clean(data.decode(guess))
+                except (UnicodeError, LookupError, ValueError):
                     pass
         return data.decode("latin-1")
     try:
-        return data.decode(charset, "replace")
-    except LookupError:
+        return _clean(data.decode(charset, "replace"))
+    except (UnicodeError, LookupError, ValueError):  # unknown, or a codec that cannot "replace"
         return data.decode("utf-8", "replace")
 
 
@@ -227,7 +305,7 @@ def _walk(
             raise MessageError("too_deep", f"MIME nesting deeper than {limits.max_depth}")
         if len(part_types) >= limits.max_parts:
             raise MessageError("too_many_parts", f"more than {limits.max_parts} MIME parts")
-        ctype = part.get_content_type()
+        ctype = _clean(part.get_content_type())
         part_types.append(ctype)
         if hint is None and ctype.startswith("text/"):
             charset = part.get_param("charset")
@@ -235,8 +313,9 @@ def _walk(
         if ctype == "multipart/report":
             report = part.get_param("report-type")
             if isinstance(report, str) and report:
-                report_types.append(report.strip().lower())
-        payload = part.get_payload()
+                report_types.append(_clean(report.strip().lower()))
+        # Only containers: the payload of a leaf would be decoded with its declared charset.
+        payload = part.get_payload() if part.is_multipart() else None
         if (
             ctype == "message/rfc822"
             and not attached_from
@@ -281,7 +360,7 @@ class _Lean(mailparser.MailParser):
 def _ids(values: tuple[str, ...]) -> tuple[str, ...]:
     seen: list[str] = []
     for value in values:
-        for found in _MSGID.findall(value):
+        for found in _MSGID.findall(_undo_surrogates(value, None)):
             token = f"<{found}>"
             if token not in seen:
                 seen.append(token)
@@ -315,8 +394,8 @@ def _attachment(item: dict) -> Attachment:
     else:
         data = str(payload).encode("utf-8", "replace")
     return Attachment(
-        filename=str(item.get("filename") or "attachment"),
-        content_type=str(item.get("mail_content_type") or "application/octet-stream"),
+        filename=_clean(str(item.get("filename") or "attachment")),
+        content_type=_clean(str(item.get("mail_content_type") or "application/octet-stream")),
         size=len(data),
         sha256=hashlib.sha256(data).hexdigest(),
         data=data,
@@ -343,8 +422,8 @@ def _bodies_fallback(msg: email.message.Message) -> tuple[list[str], list[str], 
         if name or part.get_content_disposition() == "attachment":
             files.append(
                 Attachment(
-                    str(name or "attachment"),
-                    ctype,
+                    _clean(str(name or "attachment")),
+                    _clean(ctype),
                     len(data),
                     hashlib.sha256(data).hexdigest(),
                     data,
@@ -354,7 +433,7 @@ def _bodies_fallback(msg: email.message.Message) -> tuple[list[str], list[str], 
         charset = part.get_content_charset() or "utf-8"
         try:
             text = data.decode(charset, "replace")
-        except LookupError:
+        except (UnicodeError, LookupError, ValueError):
             text = data.decode("utf-8", "replace")
         if ctype == "text/html":
             html.append(text)
@@ -384,11 +463,45 @@ class Reading:
         return self._full
 
 
+class _Part(email.message.Message):
+    """A message or MIME part whose parser stops when the message's budget is spent."""
+
+    _budget: list[int]  # [parts left, header fields left], shared by every part of one message
+
+    def set_raw(self, name: str, value: str) -> None:
+        self._budget[1] -= 1
+        if self._budget[1] < 0:
+            raise MessageError(
+                "too_many_headers", f"more than {MAX_HEADER_FIELDS:,} header fields in all parts"
+            )
+        super().set_raw(name, value)
+
+
+def _counted(limit: int):
+    """A message factory for the stdlib parser that stops it after `limit` parts.
+
+    Without it a message of tiny parts under one boundary (100,000 in a megabyte)
+    is parsed to the end before `_walk` can count them; and each header field
+    costs every later lookup on its part, so their number is bounded too.
+    """
+    budget = [limit + 1, MAX_HEADER_FIELDS]  # FeedParser calls the factory once to probe it
+
+    def factory(policy=email.policy.compat32) -> email.message.Message:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise MessageError("too_many_parts", f"more than {limit} MIME parts")
+        part = _Part(policy)
+        part._budget = budget
+        return part
+
+    return factory
+
+
 def read(raw: bytes, limits: Limits = Limits()) -> Reading:
     """Headers and MIME outline of `raw`; raise `MessageError` for what must be quarantined."""
     _precheck(raw, limits)
     try:
-        msg = email.message_from_bytes(raw)
+        msg = email.message_from_bytes(raw, _class=_counted(limits.max_parts))
     except RecursionError:
         raise MessageError("too_deep", "MIME nesting too deep to parse") from None
     grouped: dict[str, list[str]] = {}
@@ -478,6 +591,7 @@ def _with_bodies(msg: email.message.Message, head: Email) -> Email:
     if len(body) > MAX_BODY_CHARS:
         body = body[:MAX_BODY_CHARS]
         defects.append(f"body cut at {MAX_BODY_CHARS:,} characters")
+    body = _clean(body)
     return replace(
         head, body=body, body_kind=kind, attachments=tuple(files), defects=tuple(defects)
     )
@@ -488,9 +602,11 @@ def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
 
     Most address headers are plain `a@b` or `Name <a@b>` lists; those are read
     by one regular expression. Anything else (quotes, comments, groups, odd
-    punctuation) goes to the stdlib's strict parser.
+    punctuation) goes to the stdlib's strict parser, which is slow (several
+    microseconds a character): it reads at most MAX_ADDRESS_TEXT per call.
     """
     out: list[tuple[str, str]] = []
+    budget = MAX_ADDRESS_TEXT
     for value in values:
         items = value.split(",")
         parsed = [_PLAIN_ONE.fullmatch(item) for item in items if item.strip()]
@@ -502,8 +618,12 @@ def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
                 for m in parsed
                 if m
             )
-        else:
-            out.extend(getaddresses([value]))
+        elif budget > 0:
+            try:
+                out.extend(getaddresses([value[:budget]]))
+            except RecursionError:  # it recurses once per group ("a: b: c: ..."), unbounded
+                raise MessageError("bad_header", "an address header nested too deep") from None
+            budget -= len(value)
     return out
 
 

@@ -38,7 +38,11 @@ _SEP_NUMBER = rf"[\s\-_:#.{_HYPHENS}]{{0,3}}"  # "Sev 1", "Severity: 1", "Priori
 _SEP_SHORT = rf"[\-{_HYPHENS}]?"  # "S-1", never "s 1" (too common in prose)
 _SEP_CUE = rf"[\s\-{_HYPHENS}]+"  # "not urgent", "non-urgent"
 _TOKEN = re.compile(r"\d+|[^\W\d_]+(?:['’][^\W\d_]+)*")
-_NOISE = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+|\b(?:https?|ftp)://\S+|\bwww\.\S+")
+# An address starts where its run of address characters starts: without the lookbehind
+# every position inside a long run ("aaaa...", a pasted token) rescans it (quadratic).
+_NOISE = re.compile(
+    r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+|\b(?:https?|ftp)://\S+|\bwww\.\S+"
+)
 _ORIGINAL = re.compile(r"-{2,}\s*original message\s*-{2,}")
 _WROTE = ("wrote:", "schrieb:", "a écrit :", "a écrit:")
 # A match starts on the character before the word, which proves the left word boundary

@@ -23,6 +23,19 @@ from triage.pipeline import Action, Decision
 from triage.replies import Ack
 
 SCHEMA_VERSION = 1
+_INDEXES = (  # (table, columns, unique)
+    ("tickets", ["number"], True),
+    ("tickets", ["response_due"], False),
+    ("messages", ["message_key"], True),
+    ("messages", ["message_id"], False),
+    ("messages", ["ticket_id"], False),
+    ("events", ["ticket_id"], False),
+    ("events", ["kind"], False),
+    ("outbox", ["message_id"], False),
+    ("outbox", ["status"], False),
+    ("attachments", ["message_key"], False),
+    ("bounces", ["address", "at"], False),
+)
 AckRenderer = Callable[[Decision], "Ack"]
 
 
@@ -43,11 +56,21 @@ class Store:
             return
         self.path = Path(path)
         if not self.path.exists():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             # Owner-only from the first byte: tickets hold customers' mail.
+            # (SQLite gives the -wal and -shm files the database file's mode.)
             os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
         self._open(str(self.path))
         self.files = self.path.with_name(self.path.name + ".files")
+        # The attachment and quarantine folder, owner-only too: made here, because
+        # mkdir(parents=True) below it would make it with the umask's 0755; and
+        # narrowed when an earlier release made it so.
+        try:
+            self.files.mkdir(mode=0o700, exist_ok=True)
+            if self.files.stat().st_mode & 0o077:
+                os.chmod(self.files, 0o700)
+        except OSError:  # a read-only place (`triage tickets` on a copy): nothing is written
+            pass
 
     def _open(self, where: str) -> None:
         self.conn = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
@@ -66,6 +89,10 @@ class Store:
     def _ensure_schema(self) -> None:
         self._create_tables()
         # Databases made by an earlier release gain the columns added since.
+        # The loop guard counts acknowledgements per address for every new ticket.
+        self.conn.execute(
+            "CREATE INDEX IF NOT EXISTS outbox_to_addr_created ON outbox (to_addr, created_at)"
+        )
         for table, columns in (
             ("tickets", {"queue": str, "vip": int, "forwarded_by": str}),
             ("messages", {"fingerprint": str}),
@@ -110,8 +137,6 @@ class Store:
                 pk="id",
                 not_null={"number", "status", "requester", "created_at"},
             )
-            db["tickets"].create_index(["number"], unique=True)
-            db["tickets"].create_index(["response_due"])
         if "messages" not in db.table_names():
             db["messages"].create(
                 {
@@ -136,9 +161,6 @@ class Store:
                 not_null={"message_key", "action", "received_at"},
                 foreign_keys=[("ticket_id", "tickets", "id")],
             )
-            db["messages"].create_index(["message_key"], unique=True)
-            db["messages"].create_index(["message_id"])
-            db["messages"].create_index(["ticket_id"])
         if "events" not in db.table_names():
             db["events"].create(
                 {
@@ -152,8 +174,6 @@ class Store:
                 pk="id",
                 not_null={"kind", "at"},
             )
-            db["events"].create_index(["ticket_id"])
-            db["events"].create_index(["kind"])
         if "outbox" not in db.table_names():
             db["outbox"].create(
                 {
@@ -173,8 +193,6 @@ class Store:
                 not_null={"to_addr", "status", "created_at"},
                 defaults={"attempts": 0},
             )
-            db["outbox"].create_index(["message_id"])
-            db["outbox"].create_index(["status"])
         if "attachments" not in db.table_names():
             db["attachments"].create(
                 {
@@ -187,7 +205,6 @@ class Store:
                 },
                 pk="id",
             )
-            db["attachments"].create_index(["message_key"])
         if "contacts" not in db.table_names():
             db["contacts"].create(
                 {
@@ -216,12 +233,15 @@ class Store:
                 },
                 pk="id",
             )
-            db["bounces"].create_index(["address", "at"])
         if "mailbox_state" not in db.table_names():
             db["mailbox_state"].create(
                 {"mailbox": str, "uidvalidity": int, "last_uid": int, "updated_at": str},
                 pk="mailbox",
             )
+        # Apart from their tables, every time: a process killed between creating a table
+        # and its indexes (the very first start) would otherwise leave it without them.
+        for table, columns, unique in _INDEXES:
+            db[table].create_index(columns, unique=unique, if_not_exists=True)
 
     # -- batches ------------------------------------------------------------
     def begin(self) -> None:

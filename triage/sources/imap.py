@@ -24,6 +24,7 @@ _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
 _LITERAL = re.compile(rb"\{(\d+)\}\s*$")
 _SELECT_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
 _EXISTS = re.compile(rb"^(\d+) EXISTS")
+_UNTAGGED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)\b", re.IGNORECASE)
 _LIST_DELIM = re.compile(rb'^\([^)]*\) (?:"(.)"|NIL) ')
 
 
@@ -69,6 +70,8 @@ class ImapSession:
         self.lost = asyncio.Event()
         self.delimiter = "/"
         self.capabilities: set[str] = set()
+        self.exists = 0  # messages in the selected folder, as the server last said
+        self.arrived = False  # the server announced new mail since the last search began
 
     # -- connection ---------------------------------------------------------
     async def open(self) -> Selected:
@@ -82,6 +85,7 @@ class ImapSession:
             conn_lost_cb=lambda _exc: self.lost.set(),
             ssl_context=context if mb.tls == "tls" else None,
         )
+        self._watch_untagged(self.client.protocol)
         try:
             await self.client.wait_hello_from_server()
         except ssl.SSLCertVerificationError as exc:
@@ -105,6 +109,31 @@ class ImapSession:
             for folder in (mb.processed_folder, mb.filtered_folder, mb.errors_folder):
                 await self._ensure_folder(folder)
         return await self._select()
+
+    def _watch_untagged(self, protocol) -> None:
+        """See every untagged EXISTS and EXPUNGE, whichever command's answer brings it.
+
+        aioimaplib hands an EXISTS only to a running IDLE; one that comes with the answer to
+        SEARCH or FETCH is dropped and one with MOVE's answer is buried in it. Mail that
+        arrives while a batch is handled is announced that way, and IDLE never hears of it
+        again: without this it waited for the next arrival, or for the IDLE renewal.
+        """
+        untagged = getattr(protocol, "_untagged_response", None)
+        if untagged is None:  # another aioimaplib: wait() then falls back to IDLE alone
+            return
+
+        def noticing(line: bytes, untagged=untagged):
+            found = _UNTAGGED.match(line)
+            if found:
+                if found.group(2).upper() == b"EXISTS":
+                    count = int(found.group(1))
+                    self.arrived = self.arrived or count > self.exists
+                    self.exists = count
+                else:
+                    self.exists = max(0, self.exists - 1)
+            return untagged(line)
+
+        protocol._untagged_response = noticing
 
     async def _starttls(self, context: ssl.SSLContext | None) -> None:
         assert self.client is not None and context is not None
@@ -230,6 +259,7 @@ class ImapSession:
         criteria = ["UNKEYWORD", self.mailbox.keyword] if self.mailbox.after == "flag" else ["ALL"]
         if after_uid:
             criteria = ["UID", f"{after_uid + 1}:*", *criteria]
+        self.arrived = False  # what is announced from now on may be missing from this answer
         response = await self._timed(self.client.uid_search(*criteria, charset=None))
         if response.result != "OK":
             raise ImapError("protocol", f"UID SEARCH failed: {_text(response)}")
@@ -321,6 +351,8 @@ class ImapSession:
         assert self.client is not None
         if stop.is_set():
             return False
+        if self.arrived:  # announced while we were busy: IDLE would not announce it again
+            return True
         if "IDLE" not in self.capabilities or not self.mailbox.use_idle:
             await _first(stop.wait(), self.lost.wait(), timeout=self.mailbox.poll_seconds)
             self._check_lost()
