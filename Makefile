@@ -39,10 +39,14 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check triage tests bench
 	$(BIN)/ruff format --check triage tests bench
 
-bench: $(VENV)/.installed-test
-	$(BIN)/python bench/replay.py
+# Every figure in bench/README.md; the long chaos soak (bench/chaos.py) and the
+# ten-minute fuzz run (bench/fuzz.py) are run by hand.
+bench: $(VENV)/.installed-test servers
+	$(BIN)/python bench/replay.py --runs 1
 	$(BIN)/python bench/sla.py
 	$(BIN)/python bench/contacts.py
+	$(BIN)/python bench/imap.py
+	$(BIN)/python bench/chaos.py --short
 
 clean:
 	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks build *.egg-info
