@@ -15,7 +15,6 @@ import email.policy
 import hashlib
 import logging
 import re
-import warnings
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.header import Header, decode_header
@@ -28,14 +27,6 @@ from triage.htmltext import html_to_text
 # mail-parser logs every unhandled part type at WARNING; those are facts about
 # the sender's message, not problems of ours.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
-# Likewise the warnings of the unicode_escape codec, a charset any sender can declare,
-# about the backslashes in their text (here and in mail-parser, which decode with it).
-warnings.filterwarnings(
-    "ignore",
-    message=r"invalid (octal )?escape sequence",
-    category=DeprecationWarning,
-    module=r"(triage\.message|mailparser\..*)$",
-)
 
 MAX_BYTES = 25 * 1024 * 1024
 MAX_DEPTH = 20
