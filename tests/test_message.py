@@ -160,3 +160,20 @@ def test_deep_nesting_is_refused():
     with pytest.raises(MessageError) as exc:
         Email.from_bytes(raw)
     assert exc.value.reason in ("too_deep", "too_many_parts")
+
+
+def test_the_remembered_content_type_follows_header_changes():
+    from triage.message import read
+
+    reading = read(human(), Limits())
+    msg = reading._msg
+    del msg["Content-Type"]
+    assert msg.get_content_type() == "text/plain"
+    msg["Content-Type"] = "text/html"
+    assert msg.get_content_type() == "text/html"
+    msg.replace_header("Content-Type", "application/pdf")
+    assert msg.get_content_type() == "application/pdf"
+    del msg["Content-Type"]
+    assert msg.get_content_type() == "text/plain"
+    msg.set_default_type("message/rfc822")
+    assert msg.get_content_type() == "message/rfc822"

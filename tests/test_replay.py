@@ -235,3 +235,20 @@ def test_a_reused_message_id_is_a_new_message_but_a_second_copy_is_not(tmp_path)
     assert [o["action"] for o in out] == ["ticket", "duplicate", "ticket"]
     again = lines(triage("replay", "--db", str(db), "--json", "--now", NOW, str(folder)))
     assert [o["action"] for o in again] == ["duplicate", "duplicate", "duplicate"]
+
+
+def test_a_folder_is_read_in_path_order_component_by_component(tmp_path):
+    """Nested folders, a maildir inside and an mbox: order is by path parts, tmp/ skipped."""
+    from triage.sources.files import iter_paths
+
+    root = tmp_path / "mail"
+    for rel in ("b.eml", "a/z.eml", "a.b/c.eml", "a/y/x.eml", "notes.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(human(Message_ID=f"<{rel}@x>"))
+    for sub in ("cur", "new", "tmp"):
+        (root / "md" / sub).mkdir(parents=True)
+    (root / "md" / "new" / "1.host").write_bytes(human())
+    (root / "md" / "tmp" / "2.host").write_bytes(human())
+    (root / "box").write_bytes(b"From a@b Tue Mar 10 09:00:00 2026\n" + human())
+    names = [os.path.relpath(i.source, root) for i in iter_paths([root])]
+    assert names == ["a/y/x.eml", "a/z.eml", "a.b/c.eml", "b.eml", "box#1", "md/new/1.host"]

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from triage.message import split_header_block
+from triage.wire import by_position
 
 _SCAN = 512 * 1024  # the returned headers are near the top; never scan a whole attachment
 _MESSAGE_ID = re.compile(
@@ -25,6 +26,7 @@ _ACTION = re.compile(rb"^Action:[ \t]*([a-z]+)", re.IGNORECASE | re.MULTILINE)
 _DIAGNOSTIC = re.compile(rb"^Diagnostic-Code:[ \t]*([^\r\n]{1,300})", re.IGNORECASE | re.MULTILINE)
 
 
+@by_position
 @dataclass(frozen=True, slots=True)
 class Returned:
     message_ids: tuple[str, ...]

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triage import endpoints
 from triage.errors import ConfigError
+from triage.wire import by_position
 
 __all__ = ["Config", "ConfigError", "Queue", "load_config", "shipped_rules"]
 
@@ -26,6 +27,7 @@ def shipped_rules() -> Path:
     raise ConfigError(here, "rules", "the shipped rules/ folder is missing", "reinstall triage")
 
 
+@by_position
 @dataclass(frozen=True, slots=True)
 class Queue:
     """Mail sent to `address` lands in queue `name`, with its own plan and priority."""

@@ -25,6 +25,8 @@ from email.utils import parseaddr
 
 from rapidfuzz import fuzz, process, utils
 
+from triage.wire import by_position
+
 # Shared mailbox providers. Brands are matched with any short country suffix too
 # (gmx.at, yahoo.co.uk, hotmail.fr), see is_free_mail.
 FREE_MAIL_DOMAINS = frozenset(
@@ -67,6 +69,7 @@ def normalize_address(address: str) -> str:
     return address.lower()
 
 
+@by_position
 @dataclass(frozen=True, slots=True)
 class Contact:
     """A known person. Addresses are stored lowercase; build with Contact.create."""
@@ -114,6 +117,7 @@ class Contact:
         return self.email.rpartition("@")[2]
 
 
+@by_position
 @dataclass(frozen=True, slots=True)
 class Match:
     """The outcome of matching one sender, with a one-line reason for `triage explain`."""

@@ -22,6 +22,7 @@ from triage.filters import FilterSet
 from triage.message import Email, Limits, MessageError
 from triage.replies import history_guard, reply_address, reply_guard
 from triage.templates import Templates
+from triage.wire import by_position
 
 
 class Action(StrEnum):
@@ -83,6 +84,7 @@ class Rules:
         )
 
 
+@by_position
 @dataclass(frozen=True, slots=True)
 class Analysis:
     """Stage one: what the message is, independent of what is stored."""

@@ -12,8 +12,10 @@ from triage.config import Config, Queue
 from triage.contacts import Directory, Match
 from triage.forwarding import original_author
 from triage.message import Email
+from triage.wire import by_position
 
 
+@by_position
 @dataclass(frozen=True, slots=True)
 class Requester:
     address: str

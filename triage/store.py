@@ -33,6 +33,7 @@ _INDEXES = (  # (table, columns, unique)
     ("events", ["kind"], False),
     ("outbox", ["message_id"], False),
     ("outbox", ["status"], False),
+    ("outbox", ["to_addr", "created_at"], False),  # the daily acknowledgement limit
     ("attachments", ["message_key"], False),
     ("bounces", ["address", "at"], False),
 )
