@@ -158,16 +158,20 @@ class Email:
 
 def split_header_block(raw: bytes) -> bytes:
     """The bytes before the first empty line (the whole input when there is none)."""
-    end = len(raw)
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        i = raw.find(sep)
-        if i != -1:
-            end = min(end, i)
-    return raw[:end]
+    return raw[: _header_end(raw)]
+
+
+def _header_end(raw: bytes) -> int:
+    """Where the first empty line starts; the second search stops there (no body scan)."""
+    crlf = raw.find(b"\r\n\r\n")
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf == -1 else crlf)
+    if lf == -1:
+        return len(raw) if crlf == -1 else crlf
+    return lf
 
 
 def _precheck(raw: bytes, limits: Limits) -> None:
-    if not raw or not raw.strip():
+    if not raw or raw.isspace():
         raise MessageError("empty", "the message has no bytes")
     if len(raw) > limits.max_bytes:
         raise MessageError(
@@ -186,7 +190,9 @@ def _precheck(raw: bytes, limits: Limits) -> None:
     boundaries = low.count(b"boundary=")
     if boundaries > limits.max_parts:
         raise MessageError("too_many_parts", f"{boundaries} multipart boundaries")
-    lines = raw.count(b"\n") + raw.count(b"\r") - raw.count(b"\r\n")
+    lines = raw.count(b"\n") + raw.count(b"\r")
+    if lines > MAX_LINES:  # CRLF counted twice above: count exactly only when it matters
+        lines -= raw.count(b"\r\n")
     if lines > MAX_LINES:
         raise MessageError("too_many_lines", f"{lines:,} lines is over the limit of {MAX_LINES:,}")
     total = 0
@@ -586,10 +592,9 @@ def fingerprint(raw: bytes, sender: str, subject: str, date: str) -> str:
     Two copies of one message (a re-fetch, a second delivery route) agree; two
     different messages that reuse a Message-ID (some clients and tests do) differ.
     """
-    cut = raw.find(b"\n\n")
-    cut2 = raw.find(b"\r\n\r\n")
-    starts = [i for i in (cut + 2 if cut != -1 else -1, cut2 + 4 if cut2 != -1 else -1) if i >= 0]
-    body = raw[min(starts) :] if starts else b""
+    end = _header_end(raw)
+    gap = 2 if raw.startswith(b"\n\n", end) else 4
+    body = raw[end + gap :] if end < len(raw) else b""
     h = hashlib.sha256()
     for part in (sender.lower(), subject, date.strip()):
         h.update(part.encode("utf-8", "surrogateescape") + b"\0")

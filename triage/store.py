@@ -350,12 +350,20 @@ class Store:
         ticket_id: int | None = None
         if d.action == Action.TICKET and e is not None:
             dl = d.deadline
-            cur = self.conn.execute(
-                "INSERT INTO tickets (number, status, subject, requester, requester_name, participants,"
+            # The id SQLite would pick for a rowid table, chosen here so that the number
+            # goes in with the row (the write lock is held: nobody else can take it).
+            ticket_id = self.conn.execute(
+                "SELECT COALESCE(MAX(id), 0) + 1 FROM tickets"
+            ).fetchone()[0]
+            number = ticket_number(self.prefix, ticket_id)
+            self.conn.execute(
+                "INSERT INTO tickets (id, number, status, subject, requester, requester_name, participants,"
                 " company, contact, match, verified, priority, level, policy, plan, calendar, timezone,"
                 " target, response_due, created_at, linked_to, message_key, queue, vip, forwarded_by)"
-                " VALUES ('', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    ticket_id,
+                    number,
                     d.status,
                     e.subject,
                     d.requester or e.from_addr,
@@ -381,9 +389,6 @@ class Store:
                     d.forwarded_by,
                 ),
             )
-            ticket_id = cur.lastrowid
-            number = ticket_number(self.prefix, ticket_id)
-            self.conn.execute("UPDATE tickets SET number = ? WHERE id = ?", (number, ticket_id))
             d = replace(d, ticket=number)
             self._event(
                 ticket_id, e.key, "created", at, {"priority": d.priority, "due": _iso(d.due)}
