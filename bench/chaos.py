@@ -44,7 +44,6 @@ import argparse
 import contextlib
 import hashlib
 import imaplib
-import json
 import os
 import random
 import re
@@ -315,13 +314,7 @@ class Daemon:
         self.killed = [g for g in self.killed if _group(g, ours)]
 
     def events(self) -> list[dict]:
-        out = []
-        with contextlib.suppress(OSError):
-            for line in self.log.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    with contextlib.suppress(ValueError):
-                        out.append(json.loads(line))
-        return out
+        return servers.log_events(self.log)
 
 
 class Sinks:

@@ -497,13 +497,7 @@ class DaemonProcess:
         return code
 
     def events(self) -> list[dict]:
-        out = []
-        with contextlib.suppress(OSError):
-            for line in self.log.read_text(errors="replace").splitlines():
-                if line.startswith("{"):
-                    with contextlib.suppress(ValueError):
-                        out.append(json.loads(line))
-        return out
+        return servers.log_events(self.log)
 
     def log_problems(self) -> tuple[Counter, list[str]]:
         """Warning/error events by name, and the lines of the log that are not JSON (tracebacks)."""

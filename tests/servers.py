@@ -111,6 +111,21 @@ def _find(tool: str) -> str | None:
     return None
 
 
+def log_events(path: str | os.PathLike[str], event: str | None = None) -> list[dict]:
+    """The JSON objects in a daemon's JSON-lines log (structlog output), in order; only those
+    whose "event" is `event` when given. Lines that are not JSON objects (tracebacks, a line
+    cut short by a kill) are skipped, and a log that does not exist (yet) reads as empty."""
+    out = []
+    with contextlib.suppress(OSError):
+        for line in Path(path).read_text(errors="replace").splitlines():
+            if line.startswith("{"):
+                with contextlib.suppress(ValueError):
+                    out.append(json.loads(line))
+    if event is not None:
+        out = [e for e in out if e.get("event") == event]
+    return out
+
+
 def make_cert(directory: Path, name: str = "cert") -> tuple[Path, Path]:
     """A self-signed certificate for CN localhost, SAN DNS:localhost and IP:127.0.0.1 (EC P-256,
     made by `openssl req -x509`). Returns (cert_file, key_file); the cert is also the CA to trust."""

@@ -93,10 +93,10 @@ class Daemon:
         self.proc.wait(timeout=10)
 
     def events(self) -> list[dict]:
-        return [json.loads(x) for x in self.log.read_text().splitlines() if x.startswith("{")]
+        return servers.log_events(self.log)
 
     def logged(self, event: str) -> list[dict]:
-        return [e for e in self.events() if e.get("event") == event]
+        return servers.log_events(self.log, event)
 
     def query(self, sql: str, *args: object) -> list[tuple]:
         if not self.db.exists():

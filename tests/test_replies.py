@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import email
 import shutil
+import time
 from datetime import UTC, datetime
 from email import policy
+from email.header import decode_header, make_header
 
 import pytest
 from click.testing import CliRunner
@@ -109,6 +111,32 @@ def test_held_notice_and_acknowledgement_render_from_the_shipped_templates():
         email.message_from_bytes(held.raw, policy=policy.default).get_body(("plain",)).get_content()
     )
     assert "not yet on our list of contacts" in held_text
+
+
+@pytest.mark.parametrize("char", ["a", "é", "字"])
+def test_a_huge_subject_is_cut_before_it_is_folded_into_the_acknowledgement(char):
+    templates = Templates.load(shipped_rules() / "templates")
+    facts = AckFacts(
+        "jane@acme.example",
+        "Re: " + char * 1_000_000,
+        "<m@x>",
+        ("<m@x>",),
+        "T-000009",
+        "P3",
+        3,
+        None,
+        "UTC",
+        "Jane",
+    )
+    start = time.process_time()
+    ack = render(facts, templates, CONFIG, NOW)
+    assert time.process_time() - start < 0.2
+    parsed = email.message_from_bytes(ack.raw)
+    subject = str(make_header(decode_header(parsed["Subject"])))
+    assert subject.startswith("[#T-000009] " + char) and subject.endswith("…")
+    assert len(subject) <= 220 and ack.subject == subject
+    text = email.message_from_bytes(ack.raw, policy=policy.default).get_body(("plain",))
+    assert len(text.get_content()) < 2_000
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import click
@@ -13,6 +14,17 @@ from rich.table import Table
 
 from triage.cli_common import CONFIG, DB, config_or_fail, open_store
 from triage.config import ConfigError
+
+
+def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]]) -> None:
+    """A listing as a rich table on stdout. Cells are shown as literal text: values come from
+    mail (sources, addresses, server answers), so rich markup in them is escaped."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    Console().print(table)
 
 
 @click.command()
@@ -116,18 +128,11 @@ def errors(ctx, config_path, db_path) -> None:
     store = open_store(config, db_path)
     rows = quarantine.listing(store)
     store.close()
-    table = Table(title="Quarantined messages")
-    for col in ("id", "reason", "received", "source", "detail"):
-        table.add_column(col)
-    for q in rows:
-        table.add_row(
-            str(q.id),
-            escape(q.reason),
-            escape(q.received_at or ""),
-            escape(q.source[-50:]),
-            escape(q.detail[:70]),
-        )
-    Console().print(table)
+    _print_table(
+        "Quarantined messages",
+        ("id", "reason", "received", "source", "detail"),
+        ((str(q.id), q.reason, q.received_at or "", q.source[-50:], q.detail[:70]) for q in rows),
+    )
 
 
 @errors.command("retry")
@@ -197,13 +202,12 @@ def outbox(ctx, config_path, db_path, as_json) -> None:
         for row in rows:
             click.echo(json.dumps(row))
         return
-    table = Table(title="Outbox")
-    for col in ("id", "ticket", "to", "status", "attempts", "last error"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            *(
-                escape(str(x or ""))
+    _print_table(
+        "Outbox",
+        ("id", "ticket", "to", "status", "attempts", "last error"),
+        (
+            [
+                str(x or "")
                 for x in (
                     r["id"],
                     r["ticket"],
@@ -212,9 +216,10 @@ def outbox(ctx, config_path, db_path, as_json) -> None:
                     r["attempts"],
                     (r["last_error"] or "")[:70],
                 )
-            )
-        )
-    Console().print(table)
+            ]
+            for r in rows
+        ),
+    )
 
 
 @outbox.command("retry")
