@@ -348,6 +348,33 @@ def test_a_poison_message_goes_to_errors_and_the_rest_go_on(imap, daemon, tmp_pa
     assert "timeout" in out.stdout
 
 
+def test_two_poison_messages_in_a_stream_of_batches_blame_only_themselves(imap, daemon, tmp_path):
+    """Chunks of the same batch and the batch fetched ahead of it: only the stuck two fail."""
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
+        fh.write(
+            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\nsource = "a rule with catastrophic backtracking"\n'
+        )
+    poison = {7, 26}  # one in each of the first two batches of 20
+    for n in range(45):
+        subject = "a" * 40 + "!" if n in poison else f"request {n}"
+        servers.append(imap, "support", "INBOX", human(Message_ID=f"<m{n}@x>", Subject=subject))
+    d = daemon(
+        mailbox={"batch": 20}, daemon={"message_timeout": 1}, extra=f'[rules]\ndir = "{rules}"'
+    ).start()
+    wait_for(lambda: d.count("INBOX") == 0, 60, "INBOX to empty")
+    assert d.stop() == 0
+    assert (d.count("Triage/Errors"), d.count("Triage/Processed")) == (2, 43)
+    quarantined = d.query("SELECT source, reason FROM messages WHERE action = 'quarantined'")
+    # UIDs count from 1 in the order of appending
+    assert sorted((src.rsplit("/", 1)[1], why) for src, why in quarantined) == [
+        ("27", "timeout"),
+        ("8", "timeout"),
+    ]
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 43
+
+
 def test_sighup_with_a_broken_rule_file_keeps_the_old_rules(imap, daemon, tmp_path):
     rules = tmp_path / "rules"
     shutil.copytree(ROOT / "rules", rules)

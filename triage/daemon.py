@@ -68,6 +68,10 @@ def _die_with(parent: int) -> None:
         os._exit(1)
 
 
+def _analyse_chunk(items: list[tuple[str, bytes]]) -> list[Analysis]:
+    return [_analyse(source, raw) for source, raw in items]
+
+
 def _analyse(source: str, raw: bytes) -> Analysis:
     assert _worker is not None
     rules, files = _worker
@@ -80,11 +84,22 @@ def _analyse(source: str, raw: bytes) -> Analysis:
     return result
 
 
+Item = tuple[str, bytes]  # (source, raw)
+Task = tuple[asyncio.Future, list[Item]]
+
+CHUNK = 16  # messages per task: one pickle each way and one wake-up of the loop per chunk
+
+
 class Analyser:
     """A process pool for stage one, with a time limit per message.
 
-    A message that overruns its limit cannot be interrupted inside a worker, so
-    the pool is replaced and the message quarantined with reason `timeout`.
+    Work is submitted as soon as it is fetched and collected later, in order, so
+    the workers parse one batch while this process fetches the next and writes
+    the last. It travels in chunks; a chunk that overruns the limit is stuck on
+    one of its messages, which cannot be interrupted inside a worker: the pool
+    is replaced, whatever else waited is sent to the new one, and the chunk's
+    messages run again one by one, so the stuck one is quarantined with reason
+    `timeout` (after at most twice the limit) and the others are not.
     """
 
     def __init__(self, rules: Rules, files: Path | None, workers: int | None = None) -> None:
@@ -92,6 +107,7 @@ class Analyser:
         self.files = files
         self.workers = workers or os.cpu_count() or 1
         self.pool = self._start()
+        self.waiting: dict[asyncio.Future, list[Item]] = {}
 
     def _start(self):
         ctx = multiprocessing.get_context("fork")
@@ -102,57 +118,70 @@ class Analyser:
     def reload(self, rules: Rules) -> None:
         self.rules = rules
         old, self.pool = self.pool, self._start()
-        old.close()
+        old.close()  # it finishes what it was given
 
-    async def analyse_all(self, items: list[tuple[str, bytes]], limit: float) -> list[Analysis]:
+    def submit(self, items: list[Item], chunk: int = CHUNK) -> list[Task]:
+        """Start stage one on every item now; `collect` the results later."""
         loop = asyncio.get_running_loop()
-        futures = []
-        for source, raw in items:
+        tasks = []
+        for start in range(0, len(items), chunk):
+            part = items[start : start + chunk]
             future = loop.create_future()
+            self.waiting[future] = part
+            future.add_done_callback(self._forget)
+            self._send(future, part)
+            tasks.append((future, part))
+        return tasks
 
-            def done(result, future=future):
-                loop.call_soon_threadsafe(_settle, future, result, None)
+    def _forget(self, future: asyncio.Future) -> None:
+        self.waiting.pop(future, None)
 
-            def failed(exc, future=future):
-                loop.call_soon_threadsafe(_settle, future, None, exc)
+    def _send(self, future: asyncio.Future, part: list[Item]) -> None:
+        loop = future.get_loop()
 
-            self.pool.apply_async(_analyse, (source, raw), callback=done, error_callback=failed)
-            futures.append(future)
+        def done(result) -> None:
+            loop.call_soon_threadsafe(_settle, future, result, None)
+
+        def failed(exc) -> None:
+            loop.call_soon_threadsafe(_settle, future, None, exc)
+
+        self.pool.apply_async(_analyse_chunk, (part,), callback=done, error_callback=failed)
+
+    async def collect(self, tasks: list[Task], limit: float) -> list[Analysis]:
+        """The analyses, in order; a chunk's limit runs from when it is awaited.
+
+        Work is handed out in order, so when every earlier chunk is done the one
+        awaited is running: if it is not done within `limit`, it is stuck.
+        """
         results: list[Analysis] = []
-        poison: int | None = None
-        for n, ((source, raw), future) in enumerate(zip(items, futures, strict=True)):
+        for future, part in tasks:
             try:
-                # After an overrun the pool is doomed: collect what is done, redo the rest.
-                results.append(
-                    await asyncio.wait_for(
-                        asyncio.shield(future), limit if poison is None else 0.001
-                    )
-                )
+                results.extend(await asyncio.wait_for(asyncio.shield(future), limit))
+                continue
             except TimeoutError:
-                if poison is None:
-                    poison = n
-                results.append(_quarantine(source, raw, "timeout", f"took longer than {limit:g} s"))
+                future.cancel()  # a late answer from the old pool is ignored
+                problem = ("timeout", f"took longer than {limit:g} s")
+                # the chunk's messages one by one, ahead of everything else that waited
+                alone = self._replace_pool(part if len(part) > 1 else [])
             except Exception as exc:  # noqa: BLE001 - a worker crash is that message's problem
-                results.append(
-                    _quarantine(source, raw, "pipeline_error", f"{type(exc).__name__}: {exc}")
-                )
-        if poison is not None:
-            # A worker is stuck on a poison message: replace the pool, then redo the
-            # messages that were waiting behind it (they get a fresh time limit).
-            self.pool.terminate()
-            self.pool = self._start()
-            redo = [i for i, r in enumerate(results) if r.error == "timeout" and i != poison]
-            if redo:
-                again = await self._one_by_one([items[i] for i in redo], limit)
-                for i, r in zip(redo, again, strict=True):
-                    results[i] = r
+                problem = ("pipeline_error", f"{type(exc).__name__}: {exc}")
+                alone = self.submit(part, chunk=1) if len(part) > 1 else []
+            if alone:  # find the one to blame
+                results.extend(await self.collect(alone, limit))
+            else:
+                source, raw = part[0]
+                results.append(_quarantine(source, raw, *problem))
         return results
 
-    async def _one_by_one(self, items: list[tuple[str, bytes]], limit: float) -> list[Analysis]:
-        out = []
-        for item in items:
-            out.extend(await self.analyse_all([item], limit))
-        return out
+    def _replace_pool(self, first: list[Item]) -> list[Task]:
+        """A worker is stuck: a new pool that runs `first` one by one, then what else waited."""
+        self.pool.terminate()
+        self.pool = self._start()
+        others = [(f, part) for f, part in self.waiting.items() if not f.done()]
+        alone = self.submit(first, chunk=1)
+        for future, part in others:
+            self._send(future, part)
+        return alone
 
     def close(self) -> None:
         self.pool.terminate()
@@ -170,6 +199,16 @@ def _settle(future: asyncio.Future, result, exc) -> None:
 def _quarantine(source: str, raw: bytes | None, reason: str, detail: str) -> Analysis:
     sha = hashlib.sha256(raw).hexdigest() if raw is not None else ""
     return Analysis(source, None, reason, detail, raw_sha256=sha, raw=raw)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """One fetched batch, handed to the workers, not yet written."""
+
+    uids: list[int]
+    fetched: list[Fetched]
+    sources: list[str]
+    tasks: list[Task]
 
 
 @dataclass
@@ -325,35 +364,71 @@ class Daemon:
             self._set(mb, self.health[mb.name], "fetching")
             uids = await session.unprocessed(last_uid)
             mailbox_state.update(self.store, mb.name, backlog=len(uids))
-            for start in range(0, len(uids), mb.batch):
-                if self.stop.is_set():
-                    return
-                chunk = uids[start : start + mb.batch]
-                fetched = await session.fetch(chunk, self.config.max_bytes)
-                await self._process(mb, session, selected.uidvalidity, fetched, logger)
-                last_uid = max(last_uid, *chunk)
-                mailbox_state.update(
-                    self.store, mb.name, last_uid=last_uid, backlog=len(uids) - start - len(chunk)
-                )
+            last_uid = max(
+                last_uid, await self._drain(mb, session, selected.uidvalidity, uids, logger)
+            )
+            if self.stop.is_set():
+                return
             self._set(mb, self.health[mb.name], "idle")
             if not await session.wait(self.stop):
                 return
 
-    async def _process(
-        self, mb: Mailbox, session: ImapSession, uidvalidity: int, fetched: list[Fetched], logger
-    ) -> None:
+    async def _drain(
+        self, mb: Mailbox, session: ImapSession, uidvalidity: int, uids: list[int], logger
+    ) -> int:
+        """Fetch, analyse, record and acknowledge `uids` in batches; the highest UID done.
+
+        Stages overlap: batch n+1 is fetched and handed to the workers before
+        batch n is written and acknowledged, so the workers parse while this
+        process talks to the server and writes rows. One connection, used by
+        this task alone, so commands never interleave.
+        """
+        done = 0
+        in_hand: _Batch | None = None
+        ahead: _Batch | None = None
+        try:
+            # one pass more than there are batches: the last one is written in it
+            for start in [*range(0, len(uids), mb.batch), len(uids)]:
+                chunk = uids[start : start + mb.batch]
+                ahead = None
+                if chunk and not self.stop.is_set():
+                    fetched = await session.fetch(chunk, self.config.max_bytes)
+                    ahead = self._start_batch(mb, uidvalidity, chunk, fetched)
+                if in_hand is not None:
+                    await self._process(mb, session, in_hand, logger)
+                    done = max(done, *in_hand.uids)
+                    mailbox_state.update(
+                        self.store, mb.name, last_uid=done, backlog=max(0, len(uids) - start)
+                    )
+                in_hand = ahead
+                if in_hand is None:
+                    break
+        finally:
+            # Abandoned (the connection dropped, a stop): these come back at the next
+            # fetch; the workers' answers are dropped, and a stuck one is not resent.
+            for batch in (in_hand, ahead):
+                for future, _part in batch.tasks if batch is not None else ():
+                    future.cancel()
+        return done
+
+    def _start_batch(
+        self, mb: Mailbox, uidvalidity: int, uids: list[int], fetched: list[Fetched]
+    ) -> _Batch:
         sources = [f"imap:{mb.name}/{uidvalidity}/{f.uid}" for f in fetched]
         readable = [
             (src, f.raw) for src, f in zip(sources, fetched, strict=True) if f.raw is not None
         ]
+        return _Batch(uids, fetched, sources, self.analyser.submit(readable))
+
+    async def _process(self, mb: Mailbox, session: ImapSession, batch: _Batch, logger) -> None:
         analyses = iter(
-            await self.analyser.analyse_all(readable, self.config.daemon.message_timeout)
+            await self.analyser.collect(batch.tasks, self.config.daemon.message_timeout)
         )
         now = datetime.now(UTC)
         outcomes: dict[str, list[int]] = {"processed": [], "filtered": [], "errors": []}
         decisions: list[Decision] = []
         async with self.lock:
-            for src, f in zip(sources, fetched, strict=True):
+            for src, f in zip(batch.sources, batch.fetched, strict=True):
                 if f.raw is None:
                     analysis = _quarantine(
                         src,
@@ -366,7 +441,8 @@ class Daemon:
                     )
                 else:
                     analysis = next(analyses)
-                d = self.recorder.record(analysis, now)  # keeps a quarantined message's bytes too
+                # keeps a quarantined message's bytes too
+                d = self.recorder.record(analysis, now, raw=f.raw)
                 decisions.append(d)
                 outcomes[self._outcome(d)].append(f.uid)
             self.recorder.commit()

@@ -6,9 +6,12 @@ agrees (see `resolve_key`), so a re-fetch is a no-op and nothing is lost.
 
 from __future__ import annotations
 
+import hashlib
+import sqlite3
 from dataclasses import replace
 from datetime import datetime
 
+from triage import log
 from triage.message import Email
 from triage.pipeline import Action, Analysis, Decision, Rules, decide, duplicate
 from triage.replies import Ack, facts_for, render
@@ -23,13 +26,47 @@ class Recorder:
         self.store = store
         self.seen: dict[str, str] = {}  # keys written in the open batch -> fingerprint
 
-    def record(self, analysis: Analysis, now: datetime) -> Decision:
+    def record(self, analysis: Analysis, now: datetime, raw: bytes | None = None) -> Decision:
+        """One message into the open batch; a failure that is this message's own quarantines it.
+
+        An unexpected error while deciding or writing one message (its rows are
+        rolled back) must not fail the batch: the same message would come back
+        at every fetch and stall its mailbox. It is quarantined instead, with
+        its bytes (`raw`) when the caller has them. A database or disk that
+        fails is nobody's message: that error stops the batch.
+        """
         self.store.begin()
-        return _one(analysis, self.rules, self.store, now, self.seen)
+        try:
+            return _one(analysis, self.rules, self.store, now, self.seen)
+        except Exception as exc:
+            if _systemic(exc):
+                raise
+            log.get(component="ingest").exception("message_store_failed", source=analysis.source)
+            if raw is not None:
+                sha = hashlib.sha256(raw).hexdigest()
+            else:  # replay: the bytes stay in their file; the key still stops a second row
+                sha = analysis.email.sha256 if analysis.email else analysis.raw_sha256
+            failed = Analysis(
+                analysis.source,
+                None,
+                "internal_error",
+                f"{type(exc).__name__}: {exc}",
+                raw_sha256=sha,
+                raw=raw,
+            )
+            return _one(failed, self.rules, self.store, now, self.seen)
 
     def commit(self) -> None:
         self.store.commit()
         self.seen.clear()
+
+
+def _systemic(exc: Exception) -> bool:
+    """An error of the database, the disk or the machine rather than of one message."""
+    return (
+        isinstance(exc, sqlite3.OperationalError | sqlite3.InternalError | OSError | MemoryError)
+        or type(exc) is sqlite3.DatabaseError
+    )  # "file is not a database", "malformed"
 
 
 def log_decision(logger, d: Decision) -> None:
