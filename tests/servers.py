@@ -8,6 +8,9 @@ A plain module (no pytest import) so bench scripts can use it too:
         append(dc, "support", "INBOX", raw)
         ...
 
+    with Dovecot.start(tmpdir, oauth=True) as dc:  # XOAUTH2 and OAUTHBEARER too
+        token = dc.tokens.issue("support")         # then dc.tokens.revoke(token) / .expire(token)
+
 Dovecot (Debian's dovecot-imapd, 2.3) runs as a private instance from its own config file: its
 own instance_name, base_dir, state_dir and log, listening only on 127.0.0.1 on free ports. The
 master must start as root; mail is accessed as nobody:nogroup. Because Dovecot's unprivileged
@@ -16,6 +19,11 @@ and pytest's tmp_path lives under a 0700 folder (which pytest resets to 0700 at 
 start, so widening it would break instances of a concurrent session), an instance whose tmpdir
 is not world-traversable lives in a private 0755 folder under the system temp folder, with a
 symlink to it in tmpdir; `cleanup()` removes that folder and copies its log into tmpdir.
+
+With oauth=True the instance also offers XOAUTH2 and OAUTHBEARER, checked by Dovecot's `oauth2`
+passdb against `tokens`, an OAuth 2.0 token introspection endpoint (RFC 7662) that this module
+serves on 127.0.0.1 from a thread: it knows which tokens are valid for which user and can be
+told to revoke or expire one. Password logins (PLAIN, LOGIN) keep working on the same instance.
 
 The SMTP sink is aiosmtpd in a child process (this file, run with sys.executable), saving every
 accepted message as files so a test can read exactly what was sent.
@@ -28,6 +36,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import grp
+import http.server
 import imaplib
 import json
 import os
@@ -41,7 +50,9 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -249,6 +260,130 @@ def _stop_popen(proc: subprocess.Popen, sig: int, timeout: float) -> None:
         proc.wait(10)
 
 
+# --------------------------------------------------------------------------- OAuth 2.0 tokens
+
+
+class Introspection:
+    """An OAuth 2.0 token introspection endpoint (RFC 7662) on 127.0.0.1, served from a thread.
+
+    POST `url` with the form field `token=...` (Dovecot's `introspection_mode = post`); the answer
+    is `{"active": true, "username": ..., "exp": ...}` for a token issued here that is neither
+    revoked nor expired, else `{"active": false}`. Tokens are random and never written to any
+    log: the HTTP server's request log is silenced, and repr() shows only counts."""
+
+    path = "/introspect"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tokens: dict[str, dict] = {}  # token -> {"user", "exp", "revoked"}
+        self.requests = 0  # introspection requests answered
+        self.refused = 0  # ... of which answered inactive
+        self._server: http.server.ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls) -> Introspection:
+        tokens = cls()
+        owner = tokens
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the name http.server calls
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode("ascii", "replace"))
+                if urllib.parse.urlsplit(self.path).path != owner.path:
+                    self._answer(404, {"error": "not_found"})
+                    return
+                self._answer(200, owner._introspect((form.get("token") or [""])[0]))
+
+            def _answer(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+                pass  # a GET-mode URL would carry the token: log nothing
+
+        server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        server.daemon_threads = True
+        tokens._server = server
+        tokens._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
+        )
+        tokens._thread.start()
+        return tokens
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return self._server.server_address[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}{self.path}"
+
+    def issue(self, user: str, *, lifetime: float = 3600.0, token: str | None = None) -> str:
+        """A new access token for user, valid for `lifetime` seconds."""
+        token = token or "at-" + secrets.token_urlsafe(24)
+        with self._lock:
+            self._tokens[token] = {"user": user, "exp": time.time() + lifetime, "revoked": False}
+        return token
+
+    def revoke(self, token: str) -> None:
+        with self._lock:
+            self._tokens[token]["revoked"] = True
+
+    def expire(self, token: str) -> None:
+        """Make the token's lifetime end now (introspection then answers inactive)."""
+        with self._lock:
+            self._tokens[token]["exp"] = time.time() - 1
+
+    def _introspect(self, token: str) -> dict:
+        with self._lock:
+            self.requests += 1
+            known = self._tokens.get(token)
+            if known is None or known["revoked"] or known["exp"] <= time.time():
+                self.refused += 1
+                return {"active": False}
+            return {
+                "active": True,
+                "username": known["user"],
+                "token_type": "Bearer",
+                "exp": int(known["exp"]),
+            }
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(10)
+            self._thread = None
+
+    def __enter__(self) -> Introspection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = f"{HOST}:{self.port}" if self._server else "stopped"
+        return f"<Introspection {where} tokens={len(self._tokens)} requests={self.requests}>"
+
+
+def xoauth2_payload(user: str, token: str) -> bytes:
+    """The XOAUTH2 initial client response (before base64), as Google and Microsoft define it."""
+    return f"user={user}\1auth=Bearer {token}\1\1".encode()
+
+
+def oauthbearer_payload(user: str, token: str) -> bytes:
+    """The OAUTHBEARER initial client response (RFC 7628, before base64)."""
+    return f"n,a={user},\1auth=Bearer {token}\1\1".encode()
+
+
 # --------------------------------------------------------------------------- Dovecot
 
 
@@ -354,11 +489,15 @@ class Dovecot:
         users: dict[str, str],
         port: int,
         tls_port: int | None,
+        tokens: Introspection | None = None,
+        own_tokens: bool = False,
     ) -> None:
         self.root = root  # the instance folder (config, sockets, state, log, mail)
         self._link = link  # symlink in the caller's tmpdir when root is a private folder
         self.tls = tls
         self.users = dict(users)
+        self.tokens = tokens  # the introspection endpoint behind XOAUTH2/OAUTHBEARER, or None
+        self._own_tokens = own_tokens  # started by start(): stopped by cleanup()
         self.port: int | None = port
         self.tls_port = tls_port
         self.instance_name = "triage-" + secrets.token_hex(5)
@@ -381,10 +520,15 @@ class Dovecot:
         *,
         tls: bool = True,
         users: dict[str, str] | None = None,
+        oauth: bool | Introspection = False,
         timeout: float = 15.0,
     ) -> Dovecot:
         """Start a private instance: an `imap` listener (`port`; offers STARTTLS when tls) and,
-        when tls, an `imaps` listener (`tls_port`) with a self-signed cert (`ca_file`)."""
+        when tls, an `imaps` listener (`tls_port`) with a self-signed cert (`ca_file`).
+
+        oauth=True also offers XOAUTH2 and OAUTHBEARER through Dovecot's oauth2 passdb, checked
+        against a new `Introspection` endpoint (`tokens`, stopped by cleanup()); pass an
+        Introspection instead to use one the caller started and stops."""
         reason = skip_reason()
         if reason:
             raise RuntimeError(reason)
@@ -394,6 +538,8 @@ class Dovecot:
                 raise ValueError(f"unsupported user or password for the passwd-file: {user!r}")
         tmp = Path(tmpdir).resolve()
         tmp.mkdir(parents=True, exist_ok=True)
+        tokens = Introspection.start() if oauth is True else oauth or None
+        own_tokens = oauth is True
         if _world_traversable(tmp) and len(str(tmp)) < _MAX_ROOT_LEN - 20:
             root, link = Path(tempfile.mkdtemp(prefix="dovecot-", dir=tmp)), None
         else:
@@ -413,7 +559,16 @@ class Dovecot:
                     tls_port = free_port()
                     while tls_port == port:
                         tls_port = free_port()
-                dc = cls(root, link, tls=tls, users=users, port=port, tls_port=tls_port)
+                dc = cls(
+                    root,
+                    link,
+                    tls=tls,
+                    users=users,
+                    port=port,
+                    tls_port=tls_port,
+                    tokens=tokens,
+                    own_tokens=own_tokens,
+                )
                 dc._prepare()
                 try:
                     dc._spawn(timeout)
@@ -430,6 +585,8 @@ class Dovecot:
                 shutil.rmtree(root, ignore_errors=True)
                 if link is not None:
                     link.unlink(missing_ok=True)
+                if own_tokens and tokens is not None:
+                    tokens.stop()
             raise
 
     def _prepare(self) -> None:
@@ -459,7 +616,7 @@ class Dovecot:
             "protocols = imap",
             "listen = 127.0.0.1",
             "disable_plaintext_auth = no",
-            "auth_mechanisms = plain login",
+            "auth_mechanisms = plain login" + (" xoauth2 oauthbearer" if self.tokens else ""),
             # a failed login is answered in about 0.5 s (Dovecot's default delay is 2 s)
             "auth_failure_delay = 0",
             "first_valid_uid = 1",
@@ -470,7 +627,9 @@ class Dovecot:
             "passdb {",
             "  driver = passwd-file",
             f"  args = scheme=PLAIN {passwd}",
+            *(["  mechanisms = plain login"] if self.tokens else []),
             "}",
+            *self._oauth2_passdb(),
             "userdb {",
             "  driver = static",
             f"  args = uid={uid} gid={gid} home={self.home_root}/%u",
@@ -503,6 +662,39 @@ class Dovecot:
         )
         if check.returncode != 0:
             raise RuntimeError(f"doveconf rejected {self.config_path}:\n{check.stderr}")
+
+    def _oauth2_passdb(self) -> list[str]:
+        """With tokens: the oauth2 passdb's lines for dovecot.conf, after writing its args file.
+
+        Without tokeninfo_url Dovecot goes straight to introspection; it POSTs token=... and
+        accepts the token when the JSON answer has active = true and a username equal to the
+        login name (username_format %Lu: lower-cased). `mechanisms` keeps each passdb to its
+        own mechanisms: a token is never tried as a password, nor a password as a token."""
+        if self.tokens is None:
+            return []
+        args = self.root / "oauth2.conf.ext"
+        args.write_text(
+            "\n".join(
+                [
+                    "# OAuth 2.0 passdb of a private test instance (tests/servers.py)",
+                    "introspection_mode = post",
+                    f"introspection_url = {self.tokens.url}",
+                    "username_attribute = username",
+                    "active_attribute = active",
+                    "active_value = true",
+                    "timeout_msecs = 5000",
+                ]
+            )
+            + "\n"
+        )
+        os.chmod(args, 0o644)  # read by the auth process
+        return [
+            "passdb {",
+            "  driver = oauth2",
+            "  mechanisms = xoauth2 oauthbearer",
+            f"  args = {args}",
+            "}",
+        ]
 
     def _spawn(self, timeout: float) -> None:
         (self.base_dir / "master.pid").unlink(missing_ok=True)
@@ -660,6 +852,9 @@ class Dovecot:
         self.stop()
         with contextlib.suppress(ValueError):
             _STARTED.remove(self)
+        if self._own_tokens and self.tokens is not None:
+            self.tokens.stop()
+            self._own_tokens = False
         if self._link is not None:
             with contextlib.suppress(OSError):
                 self._link.unlink()
@@ -687,7 +882,10 @@ class Dovecot:
 
     def __repr__(self) -> str:
         state = "running" if self.is_running() else "stopped"
-        return f"<Dovecot {self.instance_name} imap={self.port} imaps={self.tls_port} {state}>"
+        oauth = " +oauth2" if self.tokens else ""
+        return (
+            f"<Dovecot {self.instance_name} imap={self.port} imaps={self.tls_port}{oauth} {state}>"
+        )
 
 
 class _PortTaken(RuntimeError):
