@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from triage.message import split_header_block
+from triage.bounds import split_header_block
 from triage.wire import by_position
 
 _SCAN = 512 * 1024  # the returned headers are near the top; never scan a whole attachment

@@ -22,6 +22,14 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 import mailparser
 
+from triage.bounds import (
+    MAX_BODY_CHARS,
+    Limits,
+    MessageError,
+    counting_parser,
+    header_end,
+    precheck,
+)
 from triage.htmltext import html_to_text
 from triage.wire import by_position
 
@@ -29,17 +37,6 @@ from triage.wire import by_position
 # the sender's message, not problems of ours.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 
-MAX_BYTES = 25 * 1024 * 1024
-MAX_DEPTH = 20
-MAX_PARTS = 1000
-MAX_HEADER_BYTES = 1024 * 1024
-MAX_BODY_CHARS = 1_000_000
-# The stdlib parser reads a line at a time (about a microsecond each) and parses
-# MIME parameters in quadratic time: both are bounded before it runs.
-MAX_LINES = 1_000_000
-MAX_HEADER_FIELDS = 20_000  # in the message and all its parts
-MAX_MIME_HEADER = 16 * 1024  # one Content-Type / Content-Disposition, folded lines included
-MAX_MIME_PARAMS = 256  # ";" in one of them (RFC 2231 continuations included)
 # Text handed to the stdlib's slow paths: RFC 2047 decoding (quadratic in the
 # number of encoded words) and the strict address parser, per header.
 DECODE_PIECE = 16 * 1024
@@ -70,32 +67,7 @@ KEPT_HEADERS = (
 _MSGID = re.compile(r"<([^<>\s]{1,998})>")
 _ATOM_ADDR = r"[^<>\s,;:()\"\\\[\]@]+@[^<>\s,;:()\"\\\[\]@]+"
 _PLAIN_ONE = re.compile(rf"\s*(?:([^<>,;:()\"\\\[\]@]*?)\s*<({_ATOM_ADDR})>|({_ATOM_ADDR}))\s*")
-_BARE_CR = re.compile(rb"\r(?!\n)")
-# A Content-Type or Content-Disposition line with its folded continuations, anywhere,
-# searched for in the lowercased bytes: a literal prefix lets the regex engine skip
-# ahead, where a case-insensitive anchored pattern tries every line (10x slower).
-_MIME_PARAM_HEADER = re.compile(
-    rb"content-(?:type|disposition)[ \t]*:[^\r\n]*(?:(?:\r\n?|\n)[ \t][^\r\n]*)*"
-)
 _SURROGATES = re.compile("[\ud800-\udfff]")
-
-
-class MessageError(ValueError):
-    """The bytes cannot be read as an email; `reason` is a short stable code."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Bounds on what one message may cost to read."""
-
-    max_bytes: int = MAX_BYTES
-    max_depth: int = MAX_DEPTH
-    max_parts: int = MAX_PARTS
 
 
 @by_position
@@ -154,64 +126,6 @@ class Email:
     def from_bytes(cls, raw: bytes, limits: Limits = Limits()) -> Email:
         """Parse one message; raise `MessageError` for what must be quarantined."""
         return read(raw, limits).complete()
-
-
-def split_header_block(raw: bytes) -> bytes:
-    """The bytes before the first empty line (the whole input when there is none)."""
-    return raw[: _header_end(raw)]
-
-
-def _header_end(raw: bytes) -> int:
-    """Where the first empty line starts; the second search stops there (no body scan)."""
-    crlf = raw.find(b"\r\n\r\n")
-    lf = raw.find(b"\n\n", 0, len(raw) if crlf == -1 else crlf)
-    if lf == -1:
-        return len(raw) if crlf == -1 else crlf
-    return lf
-
-
-def _precheck(raw: bytes, limits: Limits) -> None:
-    if not raw or raw.isspace():
-        raise MessageError("empty", "the message has no bytes")
-    if len(raw) > limits.max_bytes:
-        raise MessageError(
-            "too_large", f"{len(raw):,} bytes is over the limit of {limits.max_bytes:,}"
-        )
-    head = split_header_block(raw)
-    if len(head) > MAX_HEADER_BYTES:
-        raise MessageError("header_too_large", f"{len(head):,} bytes of headers")
-    if b"\x00" in head:
-        raise MessageError("bad_header", "a NUL byte in the header block")
-    if _BARE_CR.search(head):
-        raise MessageError("bad_header", "a bare CR in the header block")
-    # Each multipart level needs its own boundary parameter; counting them is a
-    # cheap upper bound on depth and parts before the recursive parser runs.
-    low = raw.lower()
-    boundaries = low.count(b"boundary=")
-    if boundaries > limits.max_parts:
-        raise MessageError("too_many_parts", f"{boundaries} multipart boundaries")
-    lines = raw.count(b"\n") + raw.count(b"\r")
-    if lines > MAX_LINES:  # CRLF counted twice above: count exactly only when it matters
-        lines -= raw.count(b"\r\n")
-    if lines > MAX_LINES:
-        raise MessageError("too_many_lines", f"{lines:,} lines is over the limit of {MAX_LINES:,}")
-    total = 0
-    for found in _MIME_PARAM_HEADER.finditer(low):
-        start = found.start()
-        if start and low[start - 1] not in b"\r\n":
-            continue  # not at the start of a line (the parser also ends lines at a bare CR)
-        header = found.group()
-        total += len(header)
-        params = header.count(b";")
-        if len(header) > MAX_MIME_HEADER or params > MAX_MIME_PARAMS:
-            name = header.split(b":", 1)[0].decode("ascii", "replace")
-            raise MessageError(
-                "bad_header",
-                f"a {name} header of {len(header):,} bytes and {params:,} parameters (limits: "
-                f"{MAX_MIME_HEADER:,} bytes, {MAX_MIME_PARAMS} parameters)",
-            )
-        if total > MAX_HEADER_BYTES:
-            raise MessageError("header_too_large", "over 1 MiB of MIME part headers")
 
 
 def _decode(value: object, hint: str | None = None) -> str:
@@ -467,73 +381,11 @@ class Reading:
         return self._full
 
 
-class _Part(email.message.Message):
-    """A message or MIME part whose parser stops when the message's budget is spent.
-
-    It also remembers its content type: the parser, mail-parser and our walk ask
-    for it some 20 times per message, and every answer scans all the headers.
-    """
-
-    _budget: list[int]  # [parts left, header fields left], shared by every part of one message
-    _ctype: str | None = None
-
-    def set_raw(self, name: str, value: str) -> None:
-        self._budget[1] -= 1
-        if self._budget[1] < 0:
-            raise MessageError(
-                "too_many_headers", f"more than {MAX_HEADER_FIELDS:,} header fields in all parts"
-            )
-        self._ctype = None
-        super().set_raw(name, value)
-
-    def get_content_type(self) -> str:
-        if self._ctype is None:
-            self._ctype = super().get_content_type()
-        return self._ctype
-
-    # Everything that can change the answer forgets it.
-    def __setitem__(self, name: str, val: object) -> None:
-        self._ctype = None
-        super().__setitem__(name, val)
-
-    def __delitem__(self, name: str) -> None:
-        self._ctype = None
-        super().__delitem__(name)
-
-    def replace_header(self, _name: str, _value: object) -> None:
-        self._ctype = None
-        super().replace_header(_name, _value)
-
-    def set_default_type(self, ctype: str) -> None:
-        self._ctype = None
-        super().set_default_type(ctype)
-
-
-def _counted(limit: int):
-    """A message factory for the stdlib parser that stops it after `limit` parts.
-
-    Without it a message of tiny parts under one boundary (100,000 in a megabyte)
-    is parsed to the end before `_walk` can count them; and each header field
-    costs every later lookup on its part, so their number is bounded too.
-    """
-    budget = [limit + 1, MAX_HEADER_FIELDS]  # FeedParser calls the factory once to probe it
-
-    def factory(policy=email.policy.compat32) -> email.message.Message:
-        budget[0] -= 1
-        if budget[0] < 0:
-            raise MessageError("too_many_parts", f"more than {limit} MIME parts")
-        part = _Part(policy)
-        part._budget = budget
-        return part
-
-    return factory
-
-
 def read(raw: bytes, limits: Limits = Limits()) -> Reading:
     """Headers and MIME outline of `raw`; raise `MessageError` for what must be quarantined."""
-    _precheck(raw, limits)
+    precheck(raw, limits)
     try:
-        msg = email.message_from_bytes(raw, _class=_counted(limits.max_parts))
+        msg = email.message_from_bytes(raw, _class=counting_parser(limits.max_parts))
     except RecursionError:
         raise MessageError("too_deep", "MIME nesting too deep to parse") from None
     grouped: dict[str, list[str]] = {}
@@ -592,7 +444,7 @@ def fingerprint(raw: bytes, sender: str, subject: str, date: str) -> str:
     Two copies of one message (a re-fetch, a second delivery route) agree; two
     different messages that reuse a Message-ID (some clients and tests do) differ.
     """
-    end = _header_end(raw)
+    end = header_end(raw)
     gap = 2 if raw.startswith(b"\n\n", end) else 4
     body = raw[end + gap :] if end < len(raw) else b""
     h = hashlib.sha256()

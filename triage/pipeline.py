@@ -16,10 +16,11 @@ from triage import message, routing
 from triage import priority as priority_mod
 from triage import sla as sla_mod
 from triage.bounces import Returned, returned
+from triage.bounds import Limits, MessageError
 from triage.config import Config, Queue
 from triage.conversation import Threads, TicketRef, find_thread
 from triage.filters import FilterSet
-from triage.message import Email, Limits, MessageError
+from triage.message import Email
 from triage.replies import history_guard, reply_address, reply_guard
 from triage.templates import Templates
 from triage.wire import by_position
