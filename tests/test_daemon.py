@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import servers
-from .conftest import FIXTURES, ROOT, human
+from .conftest import FIXTURES, ROOT, build, human
 
 pytestmark = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""
@@ -234,6 +234,40 @@ def test_a_message_stored_but_not_moved_is_moved_without_a_second_ticket(imap, d
     assert d.stop() == 0
     assert d.scalar("SELECT COUNT(*) FROM tickets") == 1
     assert d.count("Triage/Processed") == 1
+
+
+def test_mail_back_in_inbox_after_it_was_filed_is_not_filed_twice(imap, daemon):
+    """A server that crashed after MOVE, or a stop between COPY and EXPUNGE, leaves a ghost."""
+    ticket, robot = (
+        human(Message_ID="<filed@x>"),
+        build(
+            {
+                "From": "MAILER-DAEMON@mx.example",
+                "To": "support@msp.example",
+                "Subject": "Undelivered Mail Returned to Sender",
+                "Message-ID": "<bounce-filed@x>",
+            }
+        ),
+    )
+    servers.append(imap, "support", "INBOX", ticket)
+    servers.append(imap, "support", "INBOX", robot)
+    d = daemon().start()
+    wait_for(lambda: d.count("INBOX") == 0, 20, "INBOX to empty")
+    assert d.stop() == 0
+    # the ghosts, and one message that only its row knows of (never filed: it is moved)
+    for raw in (ticket, robot):
+        servers.append(imap, "support", "INBOX", raw)
+    servers.append(imap, "support", "INBOX", human(Message_ID="<new@x>"))
+    d.start()
+    wait_for(lambda: d.count("INBOX") == 0, 20, "INBOX to empty again")
+    assert d.stop() == 0
+    assert (d.count("Triage/Processed"), d.count("Triage/Filtered")) == (2, 1)
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 2
+    assert [e["action"] for e in d.logged("message_triaged")][-3:] == [
+        "duplicate",
+        "duplicate",
+        "ticket",
+    ]
 
 
 def test_sigkill_mid_run_then_restart_gives_each_message_exactly_once(imap, daemon):

@@ -426,6 +426,7 @@ class Daemon:
         )
         now = datetime.now(UTC)
         outcomes: dict[str, list[int]] = {"processed": [], "filtered": [], "errors": []}
+        again: dict[str, list[tuple[int, str]]] = {}  # duplicates with a Message-ID
         decisions: list[Decision] = []
         async with self.lock:
             for src, f in zip(batch.sources, batch.fetched, strict=True):
@@ -444,8 +445,17 @@ class Daemon:
                 # keeps a quarantined message's bytes too
                 d = self.recorder.record(analysis, now, raw=f.raw)
                 decisions.append(d)
-                outcomes[self._outcome(d)].append(f.uid)
+                if d.action == Action.DUPLICATE and d.message_id:
+                    again.setdefault(self._outcome(d), []).append((f.uid, d.message_id))
+                else:
+                    outcomes[self._outcome(d)].append(f.uid)
             self.recorder.commit()
+        # A duplicate may have been filed already (its copy here is a ghost) or not.
+        outcomes["filed"] = []
+        for outcome, pairs in again.items():
+            filed = await session.already_filed(outcome, [mid for _, mid in pairs])
+            for uid, mid in pairs:
+                outcomes["filed" if mid in filed else outcome].append(uid)
         # Only now, with the rows committed, does the server hear about these messages.
         for outcome, uids in outcomes.items():
             await session.ack(uids, outcome)

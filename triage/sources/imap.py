@@ -9,6 +9,9 @@ commit that holds it. Every command has its own timeout: aioimaplib's can miss.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import re
 import ssl
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ import aioimaplib
 
 from triage.endpoints import Mailbox, SecretError
 
-OUTCOMES = ("processed", "filtered", "errors")
+OUTCOMES = ("processed", "filtered", "errors", "filed")  # filed: already in its folder
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)$", re.DOTALL)
 _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -71,6 +74,7 @@ class ImapSession:
         self.delimiter = "/"
         self.capabilities: set[str] = set()
         self.exists = 0  # messages in the selected folder, as the server last said
+        self.selected_uidvalidity: int | None = None
         self.arrived = False  # the server announced new mail since the last search began
 
     # -- connection ---------------------------------------------------------
@@ -172,9 +176,10 @@ class ImapSession:
             raise ImapError(
                 "secret", f"{mb.name}: cannot read the {'token' if mb.oauth else 'password'}: {exc}"
             ) from None
+        oauth_status = ""
         try:
             if mb.oauth:
-                response = await self.client.xoauth2(mb.username, secret)
+                response, oauth_status = await self._xoauth2(mb.username, secret)
             else:
                 response = await self.client.login(mb.username, secret)
         except TimeoutError:
@@ -185,11 +190,47 @@ class ImapSession:
             raise ImapError("auth", f"{mb.host}: login refused: {exc}") from None
         if response.result != "OK":
             what = "token" if mb.oauth else "password"
+            said = _text(response) + (f"; token status {oauth_status}" if oauth_status else "")
             raise ImapError(
                 "auth",
-                f"{mb.name}: login as {mb.username} refused ({_text(response)}); the {what} may have "
+                f"{mb.name}: login as {mb.username} refused ({said}); the {what} may have "
                 f"expired or been changed ({mb.secret})",
             )
+        if mb.oauth:
+            # login() takes the capabilities the server sends with its OK, xoauth2() does not:
+            # without asking again only the pre-login list (no MOVE, no UIDPLUS) was known, and
+            # ack() fell back to COPY, STORE \Deleted and a plain EXPUNGE.
+            await self._timed(self.client.protocol.capability())
+
+    async def _xoauth2(self, username: str, token: str) -> tuple[aioimaplib.Response, str]:
+        """AUTHENTICATE XOAUTH2, answering the challenge a server sends when it refuses the token.
+
+        A refused token is not answered NO at once: the server first sends a continuation holding
+        a base64 JSON error ({"status": "401", ...}) and waits for the client's empty response
+        (Google's and Microsoft's XOAUTH2; RFC 7628 for OAUTHBEARER). aioimaplib's xoauth2() never
+        sends it, so the login hung until the timeout and was reported as a connection problem.
+        Returns the response and the error's status ("" when there was none)."""
+        assert self.client is not None
+        protocol = self.client.protocol
+        original = getattr(protocol, "_continuation", None)
+        errors: list[bytes] = []
+        if original is not None:
+
+            def answer(line: bytes) -> None:
+                pending = protocol.pending_sync_command
+                if pending is None or pending.name != "AUTHENTICATE":
+                    return original(line)
+                errors.append(line[1:].strip())
+                protocol.transport.write(b"\r\n")  # the empty response: the server ends with NO
+                return None
+
+            protocol._continuation = answer
+        try:
+            response = await self.client.xoauth2(username, token)
+        finally:
+            if original is not None:
+                del protocol._continuation  # the class's own method again
+        return response, _oauth_status(errors)
 
     async def _delimiter(self) -> str:
         assert self.client is not None
@@ -234,6 +275,7 @@ class ImapSession:
                 exists = int(found.group(1))
         if uidvalidity is None:
             raise ImapError("protocol", f"{self.mailbox.name}: SELECT gave no UIDVALIDITY")
+        self.selected_uidvalidity = uidvalidity
         return Selected(uidvalidity, uidnext, exists)
 
     async def close(self) -> None:
@@ -311,8 +353,52 @@ class ImapSession:
         return out
 
     # -- acknowledging ------------------------------------------------------------
+    async def already_filed(self, outcome: str, message_ids: list[str]) -> set[str]:
+        """Which of `message_ids` the folder for `outcome` holds already (move mode).
+
+        Mail can be back in the watched folder after it was filed: a server that
+        crashed after answering MOVE may bring it back, and a client stopped
+        between COPY and EXPUNGE leaves it there. Filing it again would make a
+        second copy. Looks read-only in the target folder, then selects the
+        watched folder again; when unsure, says "not filed" (a copy too many,
+        never a message too few).
+        """
+        assert self.client is not None
+        wanted = [m for m in message_ids if m.isascii() and m.isprintable()][:500]
+        if self.mailbox.after != "move" or not wanted:
+            return set()
+        found: set[str] = set()
+        response = await self._timed(self.client.examine(quote(self.folder(self._target(outcome)))))
+        try:
+            if response.result == "OK":
+                for mid in wanted:
+                    hit = await self._timed(
+                        self.client.uid_search("HEADER", "Message-ID", quote(mid), charset=None)
+                    )
+                    if hit.result == "OK" and any(
+                        re.search(rb"\d", bytes(line)) for line in hit.lines[:-1]
+                    ):
+                        found.add(mid)
+        finally:
+            selected = await self._select()
+            if self.selected_uidvalidity not in (None, selected.uidvalidity):
+                raise ImapError("protocol", f"{self.mailbox.folder}: UIDVALIDITY changed")
+        return found
+
+    def _target(self, outcome: str) -> str:
+        mb = self.mailbox
+        return {
+            "processed": mb.processed_folder,
+            "filtered": mb.filtered_folder,
+            "errors": mb.errors_folder,
+        }[outcome]
+
     async def ack(self, uids: list[int], outcome: str) -> None:
-        """Move, flag or delete `uids` after their commit; `outcome` picks the folder."""
+        """Move, flag or delete `uids` after their commit; `outcome` picks the folder.
+
+        "filed": the mail is in its folder already (see `already_filed`); the
+        copy left in the watched folder is removed.
+        """
         assert self.client is not None and outcome in OUTCOMES
         if not uids:
             return
@@ -323,16 +409,8 @@ class ImapSession:
                 self.client.uid("store", uid_set, "+FLAGS", f"(\\Seen {mb.keyword})"), "UID STORE"
             )
             return
-        if mb.after == "move":
-            target = quote(
-                self.folder(
-                    {
-                        "processed": mb.processed_folder,
-                        "filtered": mb.filtered_folder,
-                        "errors": mb.errors_folder,
-                    }[outcome]
-                )
-            )
+        if mb.after == "move" and outcome != "filed":
+            target = quote(self.folder(self._target(outcome)))
             if "MOVE" in self.capabilities:
                 await self._ok(self.client.uid("move", uid_set, target), "UID MOVE")
                 return
@@ -412,6 +490,18 @@ async def _first(*awaitables, timeout: float) -> None:
         for task in tasks:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: a timeout in a cancelled waiter is not an error
+
+
+def _oauth_status(challenges: list[bytes]) -> str:
+    """The "status" of the JSON error a server sent as an XOAUTH2 challenge, sanitised ("" if none)."""
+    for challenge in challenges:
+        try:
+            error = json.loads(base64.b64decode(challenge, validate=True))
+        except (binascii.Error, ValueError):
+            continue
+        if isinstance(error, dict) and error.get("status") is not None:
+            return re.sub(r"[^A-Za-z0-9_.:-]", "", str(error["status"]))[:40]
+    return ""
 
 
 def _text(response) -> str:
