@@ -229,6 +229,23 @@ def test_secret_errors_name_the_source_never_the_value(tmp_path, monkeypatch):
     assert value not in str(Secret("env", "TRIAGE_PW")) + repr(Secret("env", "TRIAGE_PW"))
 
 
+def test_a_token_command_is_shown_by_its_program_and_its_output_checked(tmp_path):
+    from triage.endpoints import Secret, SecretError
+
+    value = "client-secret-" + secrets.token_hex(6)
+    script = tmp_path / "tok.sh"
+    script.write_text("#!/bin/sh\necho 'good-token'\n")
+    script.chmod(0o700)
+    secret = Secret("command", f"{script} --client-secret {value}")
+    assert secret.reveal() == "good-token"
+    assert str(secret) == f"command:{script} ..." and value not in repr(secret)
+    # an error message printed with exit status 0 is not taken for a token, nor quoted
+    script.write_text("#!/bin/sh\necho 'erreur : jeton expiré'\n")
+    with pytest.raises(SecretError, match="not a token") as err:
+        secret.reveal()
+    assert "jeton" not in str(err.value) and value not in str(err.value)
+
+
 def test_a_password_in_the_config_file_is_refused(tmp_path):
     config = tmp_path / "triage.toml"
     config.write_text(

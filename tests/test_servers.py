@@ -234,6 +234,61 @@ def test_two_instances_side_by_side(make_dovecot):
     assert b.is_running() and count(b, "billing", "INBOX") == 2
 
 
+def _sasl(dc: Dovecot, mechanism: str, payload: bytes) -> str:
+    """AUTHENTICATE over the plain port; answers an error challenge with an empty response."""
+    m = imaplib.IMAP4(dc.host, dc.port, timeout=10)
+    try:
+        return m.authenticate(mechanism, lambda challenge: b"" if challenge else payload)[0]
+    except imaplib.IMAP4.error as exc:
+        return f"NO {exc}"
+    finally:
+        m.logout()
+
+
+def test_oauth_instance_checks_tokens_by_introspection_and_keeps_passwords(make_dovecot):
+    dc = make_dovecot(oauth=True, users={"support": "secret", "billing": "b-pw"})
+    assert dc.tokens is not None and "+oauth2" in repr(dc)
+    m = imaplib.IMAP4(dc.host, dc.port, timeout=10)
+    assert {"AUTH=PLAIN", "AUTH=LOGIN", "AUTH=XOAUTH2", "AUTH=OAUTHBEARER"} <= set(m.capabilities)
+    assert m.login("support", "secret")[0] == "OK"  # passwords still work
+    m.logout()
+    token = dc.tokens.issue("support")
+    assert _sasl(dc, "XOAUTH2", servers.xoauth2_payload("support", token)) == "OK"
+    assert _sasl(dc, "OAUTHBEARER", servers.oauthbearer_payload("support", token)) == "OK"
+    with connect(dc, "support", tls=True):  # and over imaps
+        pass
+    started = time.monotonic()
+    refused = {
+        "another user's token": servers.xoauth2_payload("billing", token),
+        "a password as a token": servers.xoauth2_payload("support", "secret"),
+        "an unknown token": servers.xoauth2_payload("support", "at-never-issued"),
+    }
+    for what, payload in refused.items():
+        assert _sasl(dc, "XOAUTH2", payload).startswith("NO"), what
+    expiring, revoked = dc.tokens.issue("support"), dc.tokens.issue("support")
+    dc.tokens.expire(expiring)
+    dc.tokens.revoke(revoked)
+    for dead in (expiring, revoked):
+        assert "AUTHENTICATIONFAILED" in _sasl(
+            dc, "XOAUTH2", servers.xoauth2_payload("support", dead)
+        )
+    assert time.monotonic() - started < 3  # answered at once: no growing auth penalty
+    assert _sasl(dc, "XOAUTH2", servers.xoauth2_payload("support", token)) == "OK"
+    # billing's attempt got active=true for support's token: Dovecot compared the username
+    assert (dc.tokens.requests, dc.tokens.refused) == (8, 4)
+    assert token not in dc.log_text() and token not in repr(dc.tokens)
+    url = dc.tokens.url
+    dc.cleanup()  # stops the introspection endpoint it started
+    with pytest.raises(OSError):
+        socket.create_connection((servers.HOST, int(url.split(":")[2].split("/")[0])), timeout=2)
+
+
+def test_default_instance_offers_no_oauth(dovecot):
+    assert dovecot.tokens is None
+    assert "AUTH=XOAUTH2" not in imaplib.IMAP4(dovecot.host, dovecot.port, timeout=10).capabilities
+    assert "oauth2" not in dovecot.config_path.read_text()
+
+
 def test_instance_in_a_traversable_folder_lives_there(tmp_path):
     if servers.skip_reason():
         pytest.skip(servers.skip_reason())

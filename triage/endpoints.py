@@ -47,16 +47,38 @@ class Secret:
             )
             if done.returncode != 0 or not done.stdout.strip():
                 raise SecretError(
-                    f"token command exited {done.returncode} with no token: {self.value}"
+                    f"token command exited {done.returncode} with no token: {self.shown}"
                 )
-            return done.stdout.strip().splitlines()[-1].strip()
+            token = done.stdout.strip().splitlines()[-1].strip()
+            if not token.isascii() or not token.isprintable() or " " in token:
+                # an error message printed with exit status 0: never quoted, it may hold anything
+                raise SecretError(
+                    f"token command printed a last line that is not a token: {self.shown}"
+                )
+            return token
         except OSError as exc:
-            raise SecretError(f"{self.where} {self.value!r}: {exc.strerror or exc}") from None
+            raise SecretError(f"{self.where} {self.shown!r}: {exc.strerror or exc}") from None
         except subprocess.TimeoutExpired:
-            raise SecretError(f"token command took over 60 s: {self.value}") from None
+            raise SecretError(f"token command took over 60 s: {self.shown}") from None
+
+    @property
+    def shown(self) -> str:
+        """The source as logs may show it: a command by its program only.
+
+        Its arguments may carry a secret of their own (a client secret, a
+        refresh token); the program is enough to find the configuration.
+        """
+        if self.where != "command":
+            return self.value
+        words = self.value.split()
+        program = words[0] if words else ""
+        return program + (" ..." if len(words) > 1 else "")
 
     def __str__(self) -> str:  # what logs may show
-        return f"{self.where}:{self.value}"
+        return f"{self.where}:{self.shown}"
+
+    def __repr__(self) -> str:
+        return f"Secret({self})"
 
 
 class SecretError(RuntimeError):

@@ -196,11 +196,11 @@ class ImapSession:
                 f"{mb.name}: login as {mb.username} refused ({said}); the {what} may have "
                 f"expired or been changed ({mb.secret})",
             )
-        if mb.oauth:
-            # login() takes the capabilities the server sends with its OK, xoauth2() does not:
-            # without asking again only the pre-login list (no MOVE, no UIDPLUS) was known, and
-            # ack() fell back to COPY, STORE \Deleted and a plain EXPUNGE.
-            await self._timed(self.client.protocol.capability())
+        # The capabilities after login: xoauth2() never takes the list a server sends with its
+        # OK, and login() only when the server sends one (Dovecot does; Gmail does not). With
+        # the pre-login list alone (no MOVE, no UIDPLUS) ack() fell back to COPY, STORE
+        # \Deleted and a plain EXPUNGE.
+        await self._timed(self.client.protocol.capability())
 
     async def _xoauth2(self, username: str, token: str) -> tuple[aioimaplib.Response, str]:
         """AUTHENTICATE XOAUTH2, answering the challenge a server sends when it refuses the token.
