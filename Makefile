@@ -42,7 +42,7 @@ lint: $(VENV)/.installed-test
 # Every figure in bench/README.md; the long chaos soak (bench/chaos.py) and the
 # ten-minute fuzz run (bench/fuzz.py) are run by hand.
 bench: $(VENV)/.installed-test servers
-	$(BIN)/python bench/replay.py --runs 1
+	$(BIN)/python bench/replay.py
 	$(BIN)/python bench/sla.py
 	$(BIN)/python bench/contacts.py
 	$(BIN)/python bench/imap.py
