@@ -262,7 +262,8 @@ def fetch_triage(dc: servers.Dovecot, want: int, want_bytes: int, *, password_fi
             uids = await session.unprocessed(0)
             got = nbytes = 0
             for i in range(0, len(uids), mb.batch):
-                for f in await session.fetch(uids[i : i + mb.batch], 25 * 1024 * 1024):
+                fetched, _left = await session.fetch(uids[i : i + mb.batch], 25 * 1024 * 1024)
+                for f in fetched:
                     got += f.raw is not None
                     nbytes += len(f.raw or b"")
             return time.perf_counter() - start, time.process_time() - cpu, got, nbytes

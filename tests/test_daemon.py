@@ -508,3 +508,42 @@ def test_mail_already_read_by_another_client_is_still_processed(imap, daemon):
     d = daemon().start()
     wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 20, "the ticket")
     assert d.stop() == 0
+
+
+def test_a_batch_holds_at_most_its_byte_budget_and_leaves_the_rest(imap, tmp_path):
+    """Memory stays bounded when large messages queue up: the rest waits for the next batch."""
+    import asyncio
+
+    from triage.endpoints import Mailbox, Secret
+    from triage.sources.imap import ImapSession
+
+    for n in range(5):
+        body = f"{n} " + "x" * 300_000 + "\n"
+        servers.append(imap, "support", "INBOX", human(Message_ID=f"<big{n}@x>", body=body))
+    password = tmp_path / "pw"
+    password.write_text(imap.users["support"])
+    mailbox = Mailbox(
+        name="support",
+        host=imap.host,
+        port=imap.tls_port,
+        tls="tls",
+        username="support",
+        secret=Secret("file", str(password)),
+        ca_file=str(imap.ca_file),
+    )
+
+    async def run():
+        session = ImapSession(mailbox)
+        try:
+            await session.open()
+            uids = await session.unprocessed(0)
+            first = await session.fetch(uids, 25 * 2**20, budget=700_000)
+            alone = await session.fetch(uids[2:], 25 * 2**20, budget=10)
+            return uids, first, alone
+        finally:
+            await session.close()
+
+    uids, (first, left), (alone, rest) = asyncio.run(run())
+    assert [f.uid for f in first] == uids[:2] and left == uids[2:]
+    assert [int(f.raw.split(b"\r\n\r\n", 1)[1][:1]) for f in first] == [0, 1]
+    assert [f.uid for f in alone] == uids[2:3] and rest == uids[3:]  # one always fits

@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import random
 import signal
+from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,6 +89,8 @@ Item = tuple[str, bytes]  # (source, raw)
 Task = tuple[asyncio.Future, list[Item]]
 
 CHUNK = 16  # messages per task: one pickle each way and one wake-up of the loop per chunk
+AHEAD = 2  # batches fetched and with the workers beyond the one being written
+BATCH_BYTES = 64 * 1024 * 1024  # message bytes per batch, so memory stays bounded
 
 
 class Analyser:
@@ -378,36 +381,41 @@ class Daemon:
     ) -> int:
         """Fetch, analyse, record and acknowledge `uids` in batches; the highest UID done.
 
-        Stages overlap: batch n+1 is fetched and handed to the workers before
-        batch n is written and acknowledged, so the workers parse while this
-        process talks to the server and writes rows. One connection, used by
-        this task alone, so commands never interleave.
+        Stages overlap: up to AHEAD batches are fetched and handed to the workers
+        before the oldest is written and acknowledged, so the workers parse
+        while this process talks to the server and writes rows. One connection,
+        used by this task alone, so commands never interleave. Each batch holds
+        at most `batch` messages and BATCH_BYTES of them (one at least).
         """
-        done = 0
-        in_hand: _Batch | None = None
-        ahead: _Batch | None = None
+        done = written = 0
+        todo = deque(uids)
+        pending: deque[_Batch] = deque()
         try:
-            # one pass more than there are batches: the last one is written in it
-            for start in [*range(0, len(uids), mb.batch), len(uids)]:
-                chunk = uids[start : start + mb.batch]
-                ahead = None
-                if chunk and not self.stop.is_set():
-                    fetched = await session.fetch(chunk, self.config.max_bytes)
-                    ahead = self._start_batch(mb, uidvalidity, chunk, fetched)
-                if in_hand is not None:
-                    await self._process(mb, session, in_hand, logger)
-                    done = max(done, *in_hand.uids)
-                    mailbox_state.update(
-                        self.store, mb.name, last_uid=done, backlog=max(0, len(uids) - start)
+            while True:
+                while todo and len(pending) <= AHEAD and not self.stop.is_set():
+                    chunk = [todo.popleft() for _ in range(min(mb.batch, len(todo)))]
+                    fetched, left = await session.fetch(
+                        chunk, self.config.max_bytes, budget=BATCH_BYTES
                     )
-                in_hand = ahead
-                if in_hand is None:
+                    todo.extendleft(reversed(left))
+                    pending.append(
+                        self._start_batch(mb, uidvalidity, chunk[: len(chunk) - len(left)], fetched)
+                    )
+                if not pending:
                     break
+                batch = pending.popleft()
+                await self._process(mb, session, batch, logger)
+                done, written = max(done, *batch.uids), written + len(batch.uids)
+                mailbox_state.update(
+                    self.store, mb.name, last_uid=done, backlog=len(uids) - written
+                )
+                if self.stop.is_set():
+                    break  # the batch in hand is finished; what was fetched ahead comes back
         finally:
             # Abandoned (the connection dropped, a stop): these come back at the next
             # fetch; the workers' answers are dropped, and a stuck one is not resent.
-            for batch in (in_hand, ahead):
-                for future, _part in batch.tasks if batch is not None else ():
+            for batch in pending:
+                for future, _part in batch.tasks:
                     future.cancel()
         return done
 

@@ -311,16 +311,33 @@ class ImapSession:
         # "n:*" always names the highest UID, even when it is below n.
         return sorted(u for u in uids if u > after_uid)
 
-    async def fetch(self, uids: list[int], max_bytes: int) -> list[Fetched]:
-        """Sizes first, then BODY.PEEK[] of those within `max_bytes` (peek: nothing marked read)."""
+    async def fetch(
+        self, uids: list[int], max_bytes: int, budget: int | None = None
+    ) -> tuple[list[Fetched], list[int]]:
+        """(fetched, left over): sizes first, then BODY.PEEK[] of those within `max_bytes`.
+
+        Peek: nothing is marked read. With a `budget`, the bodies fetched add up to
+        at most that many bytes (at least one message is fetched): the UIDs beyond
+        it are returned untouched, for the next batch, so a run of large messages
+        cannot hold gigabytes in memory at once.
+        """
         sizes = {uid: size for uid, size, _ in await self._fetch(uids, "(UID RFC822.SIZE)")}
-        wanted = [u for u in uids if u in sizes and sizes[u] <= max_bytes]
+        taken, left, total = [], [], 0
+        for uid in uids:
+            size = sizes.get(uid, 0)
+            downloaded = uid in sizes and size <= max_bytes
+            if left or (budget is not None and taken and downloaded and total + size > budget):
+                left.append(uid)
+                continue
+            taken.append(uid)
+            total += size if downloaded else 0
+        wanted = [u for u in taken if u in sizes and sizes[u] <= max_bytes]
         bodies = (
             {uid: raw for uid, _, raw in await self._fetch(wanted, "(UID BODY.PEEK[])")}
             if wanted
             else {}
         )
-        return [Fetched(u, sizes[u], bodies.get(u)) for u in uids if u in sizes]
+        return [Fetched(u, sizes[u], bodies.get(u)) for u in taken if u in sizes], left
 
     async def _fetch(self, uids: list[int], parts: str) -> list[tuple[int, int, bytes | None]]:
         assert self.client is not None
