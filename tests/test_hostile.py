@@ -470,7 +470,39 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
     ),
     "empty": (lambda: b"", "empty"),
     "not mail": (lambda: b"Dear diary" * 1000, "not_email"),
+    # found by the fuzz run: flattening attached messages refolded an 8-bit header per character
+    "attached messages 9 deep around a 30 kB header with 8-bit bytes": (
+        lambda: _nested_attached(
+            b"From: a@b.example\r\nSubject: inner\r\nX-Scan: rule=\x98"
+            + b"=?" * 15_000
+            + b"\r\n\r\nbody\r\n",
+            9,
+        ),
+        "ticket",
+    ),
 }
+
+
+def _nested_attached(inner: bytes, depth: int) -> bytes:
+    """`inner` attached (message/rfc822) inside `depth` messages, each inside the next."""
+    for level in range(depth):
+        boundary = b"b%d" % level
+        inner = (
+            (head() if level == depth - 1 else b"From: x@y.example\r\nSubject: fwd\r\n")
+            + b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="
+            + boundary
+            + b"\r\n\r\n--"
+            + boundary
+            + b"\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--"
+            + boundary
+            + b"\r\nContent-Type: message/rfc822\r\n"
+            + b"Content-Disposition: attachment; filename=fwd.eml\r\n\r\n"
+            + inner
+            + b"\r\n--"
+            + boundary
+            + b"--\r\n"
+        )
+    return inner
 
 
 def _expect(d: Decision, want: str | None) -> None:

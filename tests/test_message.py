@@ -177,3 +177,16 @@ def test_the_remembered_content_type_follows_header_changes():
     assert msg.get_content_type() == "text/plain"
     msg.set_default_type("message/rfc822")
     assert msg.get_content_type() == "message/rfc822"
+
+
+def test_an_attached_message_keeps_its_own_8bit_bytes():
+    inner = b"From: a@b.example\r\nSubject: inner\r\nX-Scan: caf\xe9 \x98\r\n\r\nbody\r\n"
+    raw = (
+        b"From: One <one@acme.example>\r\nTo: support@msp.example\r\nSubject: fwd\r\n"
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+        b"Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\nContent-Type: message/rfc822\r\n"
+        b"Content-Disposition: attachment; filename=fwd.eml\r\n\r\n" + inner + b"\r\n--b--\r\n"
+    )
+    (attached,) = Email.from_bytes(raw).attachments
+    assert b"X-Scan: caf\xe9 \x98" in attached.data
+    assert attached.data.replace(b"\r\n", b"\n").startswith(inner.replace(b"\r\n", b"\n")[:40])
