@@ -279,6 +279,7 @@ def test_sigkill_mid_run_then_restart_gives_each_message_exactly_once(imap, daem
     wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") >= 20, 30, "some tickets")
     d.kill()
     d.start()
+    wait_for(lambda: len(d.logged("mailbox_connected")) >= 2, 30, "the second run")
     wait_for(lambda: d.count("INBOX") == 0, 60, "INBOX to empty")
     assert d.stop() == 0
     assert d.query("SELECT COUNT(*), COUNT(DISTINCT message_key) FROM tickets")[0] == (120, 120)
@@ -441,6 +442,8 @@ def test_sigterm_mid_batch_exits_cleanly_and_nothing_is_lost(imap, daemon):
         stored + d.count("INBOX") == 150
     )  # every message is stored or still waiting: none both, none neither
     d.start()
+    # the first run may have stored every message before SIGTERM: wait for this run to start
+    wait_for(lambda: len(d.logged("mailbox_connected")) >= 2, 30, "the second run")
     wait_for(lambda: d.count("INBOX") == 0, 60, "the rest")
     assert d.stop() == 0
     assert d.scalar("SELECT COUNT(*) FROM tickets") == 150
