@@ -89,7 +89,7 @@ Item = tuple[str, bytes]  # (source, raw)
 Task = tuple[asyncio.Future, list[Item]]
 
 CHUNK = 16  # messages per task: one pickle each way and one wake-up of the loop per chunk
-AHEAD = 2  # batches fetched and with the workers beyond the one being written
+AHEAD = 1  # batches fetched and with the workers beyond the one being written (2 was no faster)
 BATCH_BYTES = 64 * 1024 * 1024  # message bytes per batch, so memory stays bounded
 
 
