@@ -22,13 +22,14 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from triage import attachments, contacts_store, log, mailbox_state, outbox, tracking
+from triage import contacts_store, log, mailbox_state, outbox, tracking
 from triage import sla as sla_mod
 from triage.config import Config, load_config
 from triage.endpoints import Mailbox
 from triage.ingest import Recorder, log_decision
 from triage.notify import Notifier
-from triage.pipeline import Action, Analysis, Decision, Rules, analyse
+from triage.pipeline import Action, Analysis, Decision, Rules
+from triage.replay import stage_one
 from triage.sources.imap import Fetched, ImapError, ImapSession
 from triage.store import Store
 
@@ -76,13 +77,7 @@ def _analyse_chunk(items: list[tuple[str, bytes]]) -> list[Analysis]:
 def _analyse(source: str, raw: bytes) -> Analysis:
     assert _worker is not None
     rules, files = _worker
-    result = analyse(raw, source, rules)
-    if result.error is not None:
-        return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
-    if result.email is not None and result.email.attachments:
-        keep = files if result.filter_id is None else None
-        result = replace(result, email=attachments.store_all(keep, result.email))
-    return result
+    return stage_one(raw, source, rules, files)
 
 
 Item = tuple[str, bytes]  # (source, raw)

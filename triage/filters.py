@@ -58,14 +58,6 @@ class Rule:
 
     def matches(self, values: tuple[str, ...], own_domains: frozenset[str]) -> str | None:
         """The value that fired, or None. `values` are already normalised."""
-        test = self.test
-        # The documented list is mostly one phrase per rule: those tests run inline,
-        # without a call per value (every human message meets every rule).
-        if test == "contains" and len(self.phrases) == 1:
-            phrase = self.phrases[0]
-            return next((v for v in values if phrase in v), None)
-        if test in ("begins_with", "begins_with_any"):
-            return next((v for v in values if v.startswith(self.phrases)), None)
         for value in values:
             if self._hit(value, own_domains):
                 return value
@@ -133,7 +125,7 @@ class FilterSet:
         for rule in self.rules:
             if not rule.enabled:
                 continue
-            if rule.field == "body" and complete is not None and email.body_kind == "deferred":
+            if rule.field == "body" and email.body_kind == "deferred" and complete is not None:
                 email = complete()
             values = cache.get(rule.field)
             if values is None:

@@ -40,11 +40,19 @@ def _analyse_item(item: Item) -> Analysis:
 
 
 def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
-    """Stage one plus the attachment store: bytes leave the worker only when kept for quarantine."""
+    """Stage one of a file or mbox entry, read here, in the worker."""
     raw, error = item.load()
     if raw is None:
         return Analysis(item.source, None, "unreadable", error or "cannot read")
-    result = analyse(raw, item.source, rules)
+    return stage_one(raw, item.source, rules, files)
+
+
+def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Analysis:
+    """Stage one plus the attachment store: bytes leave the worker only when kept for quarantine.
+
+    Shared by replay's workers and the daemon's.
+    """
+    result = analyse(raw, source, rules)
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
         return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
