@@ -130,8 +130,8 @@ class Daemon:
     outbox_seconds: float = 15.0  # how often the outbox is tried when nothing new arrives
 
 
-_MAILBOX_KEYS = {
-    "name",
+# What every server connection takes: where, how securely, who, and the password's source.
+_ENDPOINT_KEYS = {
     "host",
     "port",
     "tls",
@@ -140,6 +140,11 @@ _MAILBOX_KEYS = {
     "password_file",
     "password_env",
     "password_credential",
+    "ca_file",
+    "timeout",
+}
+_MAILBOX_KEYS = _ENDPOINT_KEYS | {
+    "name",
     "oauth_command",
     "folder",
     "after",
@@ -147,25 +152,12 @@ _MAILBOX_KEYS = {
     "filtered_folder",
     "errors_folder",
     "keyword",
-    "ca_file",
     "poll_seconds",
     "idle_seconds",
     "batch",
-    "timeout",
     "use_idle",
 }
-_SMTP_KEYS = {
-    "host",
-    "port",
-    "tls",
-    "allow_insecure",
-    "username",
-    "password_file",
-    "password_env",
-    "password_credential",
-    "ca_file",
-    "timeout",
-}
+_SMTP_KEYS = _ENDPOINT_KEYS
 _DAEMON_KEYS = {
     "message_timeout",
     "alert_after_failures",
