@@ -253,18 +253,8 @@ class Daemon:
         self.exits: list[int] = []  # statuses of daemons that ended by themselves
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("NOTIFY_SOCKET", None)
-        with self.log.open("ab") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "triage.cli", "run", "--config", str(self.config)],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                start_new_session=True,  # its own group: what systemd's cgroup is to the service
-            )
+        # its own process group: what systemd's cgroup is to the service
+        self.proc = servers.run_daemon(self.config, self.log, start_new_session=True)
         self.starts += 1
 
     def running(self) -> bool:
@@ -590,15 +580,7 @@ class Db:
             self._conn = None
 
     def rows(self, sql: str, *args: object) -> list[tuple]:
-        if not self.path.exists():
-            return []
-        conn = sqlite3.connect(self.path, timeout=10)
-        try:
-            return conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            conn.close()
+        return servers.db_rows(self.path, sql, *args)
 
     def scalar(self, sql: str, *args: object) -> int:
         rows = self.rows(sql, *args)

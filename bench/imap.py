@@ -470,18 +470,8 @@ class DaemonProcess:
         self.started = 0.0
 
     def start(self) -> None:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("NOTIFY_SOCKET", None)
-        with self.log.open("ab") as err:
-            self.started = time.perf_counter()
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "triage.cli", "run", "--config", str(self.config)],
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
+        self.started = time.perf_counter()
+        self.proc = servers.run_daemon(self.config, self.log)
         self.sampler = Sampler(self.proc.pid)
         self.sampler.start()
 

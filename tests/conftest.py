@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,20 @@ def rules():
     from triage.pipeline import Rules
 
     return Rules.load(Config())
+
+
+def rules_with_slow_rule(folder: Path) -> Path:
+    """A copy of rules/ in `folder` plus a filter rule that backtracks catastrophically on a
+    subject of many a's and one other character: a message that parses for as long as wanted
+    (about a second at 26 a's, far longer at 40)."""
+    rules = folder / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
+        fh.write(
+            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\n'
+            'source = "a rule with catastrophic backtracking"\n'
+        )
+    return rules
 
 
 def build(

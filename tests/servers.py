@@ -46,6 +46,7 @@ import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -120,6 +121,43 @@ def _find(tool: str) -> str | None:
         if p.is_file() and os.access(p, os.X_OK):
             return str(p)
     return None
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_daemon(config: Path, log: Path, **popen: object) -> subprocess.Popen:
+    """`triage run --config CONFIG` from this checkout, its log (stderr) appended to `log`.
+
+    NOTIFY_SOCKET is dropped from the environment unless `env` is given: a daemon under
+    test must not talk to the systemd that runs the tests.
+    """
+    env = popen.pop("env", None)
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    with log.open("ab") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "triage.cli", "run", "--config", str(config)],
+            cwd=REPO,
+            env={**env, "PYTHONPATH": str(REPO)},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            **popen,
+        )
+
+
+def db_rows(path: Path, sql: str, *args: object) -> list[tuple]:
+    """Rows of a query on a daemon's database, read-only; none while it does not exist or is busy."""
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(path, timeout=10)
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        conn.close()
 
 
 def log_events(path: str | os.PathLike[str], event: str | None = None) -> list[dict]:

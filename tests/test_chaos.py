@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -12,7 +11,7 @@ import time
 import pytest
 
 from . import servers
-from .conftest import ROOT, human
+from .conftest import ROOT, human, rules_with_slow_rule
 from .test_daemon import Daemon, wait_for
 
 pytestmark = pytest.mark.skipif(
@@ -53,13 +52,7 @@ def test_mail_arriving_while_a_batch_is_handled_does_not_wait_for_the_next_arriv
     FETCH, MOVE): mail that arrived while a batch was handled sat in INBOX until more mail
     came, or until the IDLE renewal 25 minutes later. Here the first message takes about a
     second to analyse (a backtracking filter rule) and the second arrives meanwhile."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
-        fh.write(
-            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\n'
-            'source = "a rule that backtracks: about a second on the subject below"\n'
-        )
+    rules = rules_with_slow_rule(tmp_path)
     d = Daemon(tmp_path, imap, daemon={"message_timeout": 120}, extra=f'[rules]\ndir = "{rules}"')
     d.start()
     try:
@@ -83,13 +76,7 @@ def test_a_worker_busy_with_a_poison_message_dies_with_its_sigkilled_daemon(imap
     sys.path.insert(0, str(ROOT / "bench"))
     import chaos
 
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
-        fh.write(
-            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\n'
-            'source = "catastrophic backtracking"\n'
-        )
+    rules = rules_with_slow_rule(tmp_path)
     config = Daemon(
         tmp_path, imap, daemon={"message_timeout": 600}, extra=f'[rules]\ndir = "{rules}"'
     ).config

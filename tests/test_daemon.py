@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from . import servers
-from .conftest import FIXTURES, ROOT, build, human
+from .conftest import FIXTURES, ROOT, build, human, rules_with_slow_rule
 
 pytestmark = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""
@@ -71,15 +71,7 @@ class Daemon:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Daemon:
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env.pop("NOTIFY_SOCKET", None)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "triage.cli", "run", "--config", str(self.config)],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=self.log.open("a"),
-        )
+        self.proc = servers.run_daemon(self.config, self.log)
         return self
 
     def stop(self, timeout: float = 30) -> int:
@@ -99,15 +91,17 @@ class Daemon:
         return servers.log_events(self.log, event)
 
     def query(self, sql: str, *args: object) -> list[tuple]:
-        if not self.db.exists():
-            return []
-        conn = sqlite3.connect(self.db)
-        try:
-            return conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:
-            return []
-        finally:
-            conn.close()
+        return servers.db_rows(self.db, sql, *args)
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """`triage ARGS --config <this daemon's config>`, checked, output captured."""
+        return subprocess.run(
+            [sys.executable, "-m", "triage.cli", *args, "--config", str(self.config)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
 
     def scalar(self, sql: str, *args: object) -> object:
         rows = self.query(sql, *args)
@@ -137,19 +131,28 @@ def wait_for(predicate, timeout: float = 15, what: str = "condition") -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-@pytest.fixture
-def daemon(tmp_path, imap):
+@contextlib.contextmanager
+def killed_after(build):
+    """`build` (which makes a Daemon), wrapped so every daemon it made and left running is killed
+    at the end."""
     started: list[Daemon] = []
 
-    def make(**options) -> Daemon:
-        d = Daemon(tmp_path, imap, **options)
-        started.append(d)
-        return d
+    def make(*args, **options) -> Daemon:
+        started.append(build(*args, **options))
+        return started[-1]
 
-    yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.kill()
+    try:
+        yield make
+    finally:
+        for d in started:
+            if d.proc is not None and d.proc.poll() is None:
+                d.kill()
+
+
+@pytest.fixture
+def daemon(tmp_path, imap):
+    with killed_after(lambda **options: Daemon(tmp_path, imap, **options)) as make:
+        yield make
 
 
 def test_fixtures_become_tickets_and_land_in_the_right_folders(imap, daemon):
@@ -214,20 +217,7 @@ def test_a_message_stored_but_not_moved_is_moved_without_a_second_ticket(imap, d
     servers.append(imap, "support", "INBOX", raw)
     d = daemon()
     (tmp_path / "m.eml").write_bytes(raw)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "triage.cli",
-            "replay",
-            "--config",
-            str(d.config),
-            str(tmp_path / "m.eml"),
-        ],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    d.cli("replay", str(tmp_path / "m.eml"))
     assert d.scalar("SELECT COUNT(*) FROM tickets") == 1
     d.start()
     wait_for(lambda: d.count("INBOX") == 0, 20, "INBOX to empty")
@@ -314,13 +304,7 @@ def test_wrong_password_fails_loudly_with_backoff_and_no_crash(imap, daemon):
     assert "Hunter2" not in d.log.read_text()  # the secret never reaches the log
     wait_for(lambda: len(d.logged("mailbox_connection_failed")) >= 2, 20, "a retry")
     assert d.proc.poll() is None
-    status = subprocess.run(
-        [sys.executable, "-m", "triage.cli", "status", "--config", str(d.config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    status = d.cli("status")
     assert "FAILING" in status.stdout
     assert d.stop() == 0
     # and a mail to the operator waits in the outbox, once per failing spell
@@ -359,12 +343,7 @@ def test_delete_mode_removes_after_storing(imap, daemon):
 
 
 def test_a_poison_message_goes_to_errors_and_the_rest_go_on(imap, daemon, tmp_path):
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
-        fh.write(
-            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\nsource = "a rule with catastrophic backtracking"\n'
-        )
+    rules = rules_with_slow_rule(tmp_path)
     servers.append(imap, "support", "INBOX", human(Message_ID="<ok1@x>", Subject="fine"))
     servers.append(imap, "support", "INBOX", human(Message_ID="<poison@x>", Subject="a" * 40 + "!"))
     servers.append(imap, "support", "INBOX", human(Message_ID="<ok2@x>", Subject="also fine"))
@@ -373,24 +352,13 @@ def test_a_poison_message_goes_to_errors_and_the_rest_go_on(imap, daemon, tmp_pa
     assert d.stop() == 0
     assert d.count("Triage/Errors") == 1 and d.count("Triage/Processed") == 2
     assert d.query("SELECT reason FROM messages WHERE action = 'quarantined'") == [("timeout",)]
-    out = subprocess.run(
-        [sys.executable, "-m", "triage.cli", "errors", "--config", str(d.config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    out = d.cli("errors")
     assert "timeout" in out.stdout
 
 
 def test_two_poison_messages_in_a_stream_of_batches_blame_only_themselves(imap, daemon, tmp_path):
     """Chunks of the same batch and the batch fetched ahead of it: only the stuck two fail."""
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
-        fh.write(
-            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\nsource = "a rule with catastrophic backtracking"\n'
-        )
+    rules = rules_with_slow_rule(tmp_path)
     poison = {7, 26}  # one in each of the first two batches of 20
     for n in range(45):
         subject = "a" * 40 + "!" if n in poison else f"request {n}"
@@ -470,13 +438,7 @@ def test_systemd_hears_ready_status_and_stopping(imap, daemon, tmp_path):
     env_before = os.environ.get("NOTIFY_SOCKET")
     try:
         # Daemon.start drops NOTIFY_SOCKET from the test's environment; give it ours explicitly.
-        d.proc = subprocess.Popen(
-            [sys.executable, "-m", "triage.cli", "run", "--config", str(d.config)],
-            cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "NOTIFY_SOCKET": str(path)},
-            stdout=subprocess.DEVNULL,
-            stderr=d.log.open("a"),
-        )
+        d.proc = servers.run_daemon(d.config, d.log, env={**os.environ, "NOTIFY_SOCKET": str(path)})
         got: list[str] = []
         while "READY=1" not in got:
             got.extend(sock.recv(4096).decode().split("\n"))
@@ -491,12 +453,7 @@ def test_systemd_hears_ready_status_and_stopping(imap, daemon, tmp_path):
 
 
 def test_a_mailbox_holding_mail_while_nothing_is_ingested_is_failing(imap, daemon, tmp_path):
-    rules = tmp_path / "rules"
-    shutil.copytree(ROOT / "rules", rules)
-    with (rules / "filters.toml").open("a", encoding="utf-8") as fh:
-        fh.write(
-            '\n[[rule]]\nid = "slow"\nfield = "subject"\ntest = "matches"\nphrase = "^(a+)+$"\nsource = "catastrophic backtracking"\n'
-        )
+    rules = rules_with_slow_rule(tmp_path)
     servers.append(imap, "support", "INBOX", human(Message_ID="<stuck@x>", Subject="a" * 60 + "!"))
     d = daemon(
         daemon={"message_timeout": 120, "stalled_minutes": 0.05}, extra=f'[rules]\ndir = "{rules}"'

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,8 +15,8 @@ from triage.endpoints import Mailbox, Secret
 from triage.sources.imap import ImapError, ImapSession
 
 from . import servers
-from .conftest import ROOT, human
-from .test_daemon import Daemon, wait_for
+from .conftest import human
+from .test_daemon import Daemon, killed_after, wait_for
 
 pytestmark = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""
@@ -34,18 +32,12 @@ def imap(tmp_path):
 
 @pytest.fixture
 def daemon(tmp_path, imap):
-    started: list[Daemon] = []
-
-    def make(command: str, **options) -> Daemon:
+    def build(command: str, **options) -> Daemon:
         mailbox = {"password_file": None, "oauth_command": command, **options.pop("mailbox", {})}
-        d = Daemon(tmp_path, imap, mailbox=mailbox, **options)
-        started.append(d)
-        return d
+        return Daemon(tmp_path, imap, mailbox=mailbox, **options)
 
-    yield make
-    for d in started:
-        if d.proc is not None and d.proc.poll() is None:
-            d.kill()
+    with killed_after(build) as make:
+        yield make
 
 
 def token_command(tmp_path: Path, token: str) -> str:
@@ -63,16 +55,6 @@ def token_command(tmp_path: Path, token: str) -> str:
 def _forms(token: str) -> list[str]:
     """The token as written and as XOAUTH2 carries it (base64)."""
     return [token, base64.b64encode(servers.xoauth2_payload("support", token)).decode()]
-
-
-def _status(d: Daemon) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "triage.cli", "status", "--config", str(d.config)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
 
 
 def test_xoauth2_login_over_tls_turns_mail_into_a_ticket(imap, daemon, tmp_path):
@@ -110,7 +92,7 @@ def test_a_refused_token_fails_loudly_then_a_new_one_is_picked_up(imap, daemon, 
     wait_for(lambda: len(d.logged("mailbox_connection_failed")) >= 2, 20, "a retry")
     assert d.proc.poll() is None  # no crash, still trying
     assert imap.tokens.refused >= 2
-    status = _status(d)
+    status = d.cli("status")
     assert "FAILING" in status.stdout
     for text in (d.log.read_text(), status.stdout, status.stderr):
         assert not any(form in text for form in _forms(token))
@@ -141,7 +123,7 @@ def test_a_failing_token_command_is_a_secret_error_and_no_crash(imap, daemon, tm
     wait_for(lambda: d.scalar("SELECT failing FROM mailbox_state") == 1, 10, "failing = 1")
     wait_for(lambda: len(d.logged("mailbox_connection_failed")) >= 2, 20, "a retry")
     assert d.proc.poll() is None
-    assert "FAILING" in _status(d).stdout
+    assert "FAILING" in d.cli("status").stdout
     assert d.stop() == 0
     assert imap.tokens.requests == 0  # no login was tried without a token
 
