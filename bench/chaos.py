@@ -219,12 +219,13 @@ def _group(pgid: int, mark: str = "") -> list[int]:
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
+        fields = servers.proc_fields(entry)
+        if fields is None:
+            continue
         try:
-            raw = Path(f"/proc/{entry}/stat").read_bytes()
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        fields = raw[raw.rindex(b")") + 2 :].split()
         if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X") and mark.encode() in cmdline:
             out.append(int(entry))
     return out
@@ -232,11 +233,9 @@ def _group(pgid: int, mark: str = "") -> list[int]:
 
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (0 when it is gone)."""
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
+    fields = servers.proc_fields(pid)
+    if fields is None:
         return 0.0
-    fields = raw[raw.rindex(b")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

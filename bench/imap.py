@@ -337,9 +337,8 @@ def tree_cpu(root: int) -> float:
     total, todo, tick = 0, [root], os.sysconf("SC_CLK_TCK")
     while todo:
         pid = todo.pop()
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            raw = Path(f"/proc/{pid}/stat").read_bytes()
-            fields = raw[raw.rindex(b")") + 2 :].split()
+        fields = servers.proc_fields(pid)
+        if fields is not None:
             total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
         todo += _children(pid)
     return total / tick
@@ -411,9 +410,8 @@ class Background:
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) in mine:
                 continue
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                raw = Path(f"/proc/{entry}/stat").read_bytes()
-                fields = raw[raw.rindex(b")") + 2 :].split()
+            fields = servers.proc_fields(entry)
+            if fields is not None:
                 out[(int(entry), int(fields[19]))] = int(fields[11]) + int(fields[12])
         return out
 

@@ -221,14 +221,21 @@ def client_ssl_context(ca_file: str | os.PathLike[str]) -> ssl.SSLContext:
 # --------------------------------------------------------------------------- processes
 
 
-def _proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, ppid, starttime) of a live pid from /proc, or None."""
+def proc_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first: see proc(5), less
+    two), or None when the process is gone. The name may hold spaces and ')': it is cut at
+    the last ')'."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
-    fields = raw[raw.rindex(b")") + 2 :].split()
-    return fields[0].decode(), int(fields[1]), int(fields[19])
+    return raw[raw.rindex(b")") + 2 :].split()
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, starttime) of a live pid from /proc, or None."""
+    fields = proc_fields(pid)
+    return None if fields is None else (fields[0].decode(), int(fields[1]), int(fields[19]))
 
 
 def _cmdline(pid: int) -> list[str]:
