@@ -89,20 +89,23 @@ def test_deadline_is_shown_in_the_requesters_time_zone():
     assert due_text(None, "UTC") == "no committed response time"
 
 
+JANE = AckFacts(
+    "jane@acme.example",
+    "Printer",
+    "<m@x>",
+    ("<m@x>",),
+    "T-000009",
+    "P3",
+    3,
+    None,
+    "UTC",
+    "Jane",
+)
+
+
 def test_held_notice_and_acknowledgement_render_from_the_shipped_templates():
     templates = Templates.load(shipped_rules() / "templates")
-    facts = AckFacts(
-        "jane@acme.example",
-        "Printer",
-        "<m@x>",
-        ("<m@x>",),
-        "T-000009",
-        "P3",
-        3,
-        None,
-        "UTC",
-        "Jane",
-    )
+    facts = JANE
     ack = email.message_from_bytes(render(facts, templates, CONFIG, NOW).raw, policy=policy.default)
     text = ack.get_body(("plain",)).get_content()
     assert "ticket T-000009" in text and "This request has no committed response time." in text
@@ -116,18 +119,7 @@ def test_held_notice_and_acknowledgement_render_from_the_shipped_templates():
 @pytest.mark.parametrize("char", ["a", "é", "字"])
 def test_a_huge_subject_is_cut_before_it_is_folded_into_the_acknowledgement(char):
     templates = Templates.load(shipped_rules() / "templates")
-    facts = AckFacts(
-        "jane@acme.example",
-        "Re: " + char * 1_000_000,
-        "<m@x>",
-        ("<m@x>",),
-        "T-000009",
-        "P3",
-        3,
-        None,
-        "UTC",
-        "Jane",
-    )
+    facts = dataclasses.replace(JANE, original_subject="Re: " + char * 1_000_000)
     start = time.process_time()
     ack = render(facts, templates, CONFIG, NOW)
     assert time.process_time() - start < 0.2
