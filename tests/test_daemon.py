@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -13,6 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+from triage.endpoints import Mailbox, Secret
+from triage.sources.imap import ImapError, ImapSession
 
 from . import servers
 from .conftest import FIXTURES, ROOT, build, human, rules_with_slow_rule
@@ -472,25 +476,10 @@ def test_mail_already_read_by_another_client_is_still_processed(imap, daemon):
 
 def test_a_batch_holds_at_most_its_byte_budget_and_leaves_the_rest(imap, tmp_path):
     """Memory stays bounded when large messages queue up: the rest waits for the next batch."""
-    import asyncio
-
-    from triage.endpoints import Mailbox, Secret
-    from triage.sources.imap import ImapSession
-
     for n in range(5):
         body = f"{n} " + "x" * 300_000 + "\n"
         servers.append(imap, "support", "INBOX", human(Message_ID=f"<big{n}@x>", body=body))
-    password = tmp_path / "pw"
-    password.write_text(imap.users["support"])
-    mailbox = Mailbox(
-        name="support",
-        host=imap.host,
-        port=imap.tls_port,
-        tls="tls",
-        username="support",
-        secret=Secret("file", str(password)),
-        ca_file=str(imap.ca_file),
-    )
+    mailbox = _password_mailbox(imap, tmp_path)
 
     async def run():
         session = ImapSession(mailbox)
@@ -507,3 +496,38 @@ def test_a_batch_holds_at_most_its_byte_budget_and_leaves_the_rest(imap, tmp_pat
     assert [f.uid for f in first] == uids[:2] and left == uids[2:]
     assert [int(f.raw.split(b"\r\n\r\n", 1)[1][:1]) for f in first] == [0, 1]
     assert [f.uid for f in alone] == uids[2:3] and rest == uids[3:]  # one always fits
+
+
+def test_a_changed_uidvalidity_while_looking_for_filed_mail_stops_the_session(imap, tmp_path):
+    """already_filed() leaves the watched folder and selects it again: if the server renumbered
+    it meanwhile, the UIDs in hand name other messages, so the session must not go on."""
+    servers.append(imap, "support", "INBOX", human(Message_ID="<v@x>"))
+
+    async def run():
+        session = ImapSession(_password_mailbox(imap, tmp_path))
+        try:
+            await session.open()
+            assert await session.already_filed("processed", ["<v@x>"]) == set()  # same folder
+            session.selected_uidvalidity = (
+                session.selected_uidvalidity or 0
+            ) + 1  # as if renumbered
+            with pytest.raises(ImapError, match="UIDVALIDITY changed"):
+                await session.already_filed("processed", ["<v@x>"])
+        finally:
+            await session.close()
+
+    asyncio.run(run())
+
+
+def _password_mailbox(imap: servers.Dovecot, tmp_path: Path) -> Mailbox:
+    password = tmp_path / "pw"
+    password.write_text(imap.users["support"])
+    return Mailbox(
+        name="support",
+        host=imap.host,
+        port=imap.tls_port,
+        tls="tls",
+        username="support",
+        secret=Secret("file", str(password)),
+        ca_file=str(imap.ca_file),
+    )

@@ -322,7 +322,7 @@ class ImapSession:
         cannot hold gigabytes in memory at once.
         """
         sizes = {uid: size for uid, size, _ in await self._fetch(uids, "(UID RFC822.SIZE)")}
-        taken, left, total = [], [], 0
+        taken, wanted, left, total = [], [], [], 0
         for uid in uids:
             size = sizes.get(uid, 0)
             downloaded = uid in sizes and size <= max_bytes
@@ -330,8 +330,9 @@ class ImapSession:
                 left.append(uid)
                 continue
             taken.append(uid)
-            total += size if downloaded else 0
-        wanted = [u for u in taken if u in sizes and sizes[u] <= max_bytes]
+            if downloaded:
+                wanted.append(uid)
+                total += size
         bodies = (
             {uid: raw for uid, _, raw in await self._fetch(wanted, "(UID BODY.PEEK[])")}
             if wanted
@@ -385,6 +386,7 @@ class ImapSession:
         if self.mailbox.after != "move" or not wanted:
             return set()
         found: set[str] = set()
+        watched = self.selected_uidvalidity
         response = await self._timed(self.client.examine(quote(self.folder(self._target(outcome)))))
         try:
             if response.result == "OK":
@@ -398,7 +400,7 @@ class ImapSession:
                         found.add(mid)
         finally:
             selected = await self._select()
-            if self.selected_uidvalidity not in (None, selected.uidvalidity):
+            if watched not in (None, selected.uidvalidity):
                 raise ImapError("protocol", f"{self.mailbox.folder}: UIDVALIDITY changed")
         return found
 
