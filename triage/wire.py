@@ -17,9 +17,10 @@ def by_position(cls: type[T]) -> type[T]:
     in the single process that writes the database); calling the constructor
     with the values in order costs a tenth of that.
     """
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    if any(not f.init for f in dataclasses.fields(cls)):  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    if any(not f.init for f in fields):
         raise TypeError(f"{cls.__name__}: every field must be an __init__ argument")
+    names = [f.name for f in fields]
     values = attrgetter(*names)
     if len(names) == 1:
 
