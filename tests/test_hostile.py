@@ -446,6 +446,19 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         lambda: head(To=b"a:" * 1000 + b"b@c;") + b"\r\nx",
         "bad_header",
     ),
+    # addresses are parsed from the raw header, only the From's name is decoded
+    "From name of 50,000 encoded words": (
+        lambda: head(From=b"=?utf-8?q?=C3=A9?= " * 50_000 + b"<jane@acme.example>") + b"\r\nx",
+        "ticket",
+    ),
+    "From with 500,000 spaces before the address": (
+        lambda: head(From=b"Jane" + b" " * 500_000 + b"<jane@acme.example>") + b"\r\nx",
+        "ticket",
+    ),
+    "To of 20,000 encoded names": (
+        lambda: head(To=b"=?utf-8?q?a=40b.example?= <n@evil.example>, " * 20_000) + b"\r\nx",
+        "ticket",
+    ),
     "To of 80,000 quoted names": (
         lambda: head(To=b'"x" <a@b.example>, ' * 50_000) + b"\r\nx",
         "ticket",

@@ -190,3 +190,68 @@ def test_an_attached_message_keeps_its_own_8bit_bytes():
     (attached,) = Email.from_bytes(raw).attachments
     assert b"X-Scan: caf\xe9 \x98" in attached.data
     assert attached.data.replace(b"\r\n", b"\n").startswith(inner.replace(b"\r\n", b"\n")[:40])
+
+
+# RFC 2047 §5: an encoded word is never part of an addr-spec. Each row is an address header
+# whose display name is an encoded word that decodes to another address (or to a line break
+# and a new header): the address is the one in the raw header, the encoded word only a name.
+SPELLED = "=?utf-8?q?jane=40acme=2Eexample?= <eve@evil.example>"
+INJECTED = "=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?= <eve@evil.example>"
+
+
+@pytest.mark.parametrize("value", [SPELLED, INJECTED, f'"{SPELLED[:-19]}" <eve@evil.example>'])
+def test_an_encoded_word_never_spells_the_from_address(value):
+    e = Email.from_bytes(human(From=value))
+    assert e.from_addr == "eve@evil.example"
+    assert "\r" not in e.from_name and "\n" not in e.from_name
+
+
+def test_the_display_name_is_still_decoded():
+    assert Email.from_bytes(human(From=SPELLED)).from_name == "jane@acme.example"
+    assert Email.from_bytes(human(From=INJECTED)).from_name == "Eve Bcc: x@y"
+
+
+def test_an_encoded_word_alone_is_no_address():
+    for value in ("=?utf-8?q?jane=40acme=2Eexample?=", '"=?utf-8?q?jane=40acme=2Eexample?="'):
+        assert "@" not in Email.from_bytes(human(From=value)).from_addr
+
+
+@pytest.mark.parametrize(
+    ("header", "field"),
+    [
+        ("To", "to"),
+        ("Cc", "cc"),
+        ("Reply-To", "reply_to"),
+        ("Delivered-To", "delivered_to"),
+        ("X-Original-To", "delivered_to"),
+    ],
+)
+def test_an_encoded_word_never_spells_a_recipient_or_reply_address(header, field):
+    e = Email.from_bytes(
+        human(**{header.replace("-", "_"): "=?utf-8?q?urgent=40msp.example?= <n@evil.example>"})
+    )
+    assert getattr(e, field) == ("n@evil.example",)
+    e = Email.from_bytes(human(**{header.replace("-", "_"): INJECTED}))
+    assert getattr(e, field) == ("eve@evil.example",)
+
+
+def test_an_encoded_word_never_spells_the_author_of_an_attached_message():
+    from triage.forwarding import original_author
+
+    raw = build(
+        {
+            "From": "agent@msp.example",
+            "To": "support@msp.example",
+            "Subject": "FW: Printer",
+            "MIME-Version": "1.0",
+            "Content-Type": 'multipart/mixed; boundary="B"',
+        },
+        "--B\nContent-Type: text/plain\n\nsee attached\n--B\nContent-Type: message/rfc822\n\n"
+        f"From: {SPELLED}\nSubject: Printer\n\nIt jams.\n--B--\n",
+    )
+    assert original_author(Email.from_bytes(raw)) == ("jane@acme.example", "eve@evil.example")
+
+
+def test_message_ids_are_read_from_the_raw_header():
+    e = Email.from_bytes(human(In_Reply_To="=?utf-8?q?=3Cabc=40x=3E?=", References="<r@x>"))
+    assert e.in_reply_to == () and e.references == ("<r@x>",)

@@ -102,7 +102,7 @@ def address_lists(draw):
 def test_fast_address_parsing_agrees_with_the_stdlib(value):
     from email.utils import getaddresses
 
-    from triage.message import parse_addresses
+    from triage.addresses import parse_addresses
 
     ours = [(" ".join(n.split()), a) for n, a in parse_addresses([value])]
     theirs = [(" ".join(n.split()), a) for n, a in getaddresses([value])]

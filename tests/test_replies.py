@@ -76,6 +76,23 @@ def test_guard_allows_a_person_and_auto_submitted_no():
     assert reply_guard(Email.from_bytes(human(Auto_Submitted="no")), CONFIG) is None
 
 
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"From": '"eve RCPT TO:<x@y>"@evil.example'},
+        {"Reply_To": '"a b"@evil.example'},
+        {"Reply_To": "x@[127.0.0.1]"},
+        {"Reply_To": "a" * 65 + "@evil.example"},
+        {"Reply_To": "a@" + "b" * 254},
+        {"From": "=?utf-8?q?jane=40acme=2Eexample?="},
+    ],
+)
+def test_only_a_plain_address_is_answered(header):
+    """What reaches RCPT TO and the To header is one addr-spec: no space, quote, bracket or
+    control character, within RFC 5321's lengths; anything else is not answered at all."""
+    assert reply_guard(Email.from_bytes(human(**header)), CONFIG) == "no usable reply address"
+
+
 def test_reply_goes_to_reply_to_when_there_is_one():
     e = Email.from_bytes(human(Reply_To="desk@acme.example"))
     assert reply_address(e) == "desk@acme.example"

@@ -235,3 +235,35 @@ def test_contacts_reimport_updates_and_reports_rejects(env, tmp_path):
         cli, ["contacts", "show", "--config", str(env.config), "jane@acme.example"]
     )
     assert "Jane D." in show.output and "basic" in show.output
+
+
+def outbox_rows(db) -> list[tuple[str, str]]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT to_addr, raw FROM outbox ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_an_encoded_word_spelling_a_vip_address_grants_nothing(env):
+    """Issue 12.1: the address is the one in the raw header; the encoded word is only a name."""
+    (first,) = env(msg("victor@acme.example", subject="VPN down"))
+    spelled = msg(
+        "=?utf-8?q?victor=40acme=2Eexample?= <eve@evil.example>",
+        subject=f"Re: [#{first['ticket']}] VPN down",
+    )
+    injected = msg("=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?= <eve@evil.example>", subject="hello")
+    out = env(spelled, injected)
+    assert [(o["action"], o["match"], o["contact"], o["vip"]) for o in out] == [
+        ("ticket", "none", None, False),
+        ("ticket", "none", None, False),
+    ]
+    assert out[0]["priority"] == "P3" and out[0]["linked_ticket"] == first["ticket"]
+    acks = outbox_rows(env.db)[1:]
+    assert [to for to, _ in acks] == ["eve@evil.example", "eve@evil.example"]
+    for _to, raw in acks:
+        head = raw.split("\r\n\r\n", 1)[0]
+        assert "Bcc:" not in head and "x@y" not in head
+        assert [line.split(":")[0] for line in head.split("\r\n") if line.startswith("To")] == [
+            "To"
+        ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from email.utils import getaddresses
 
-from triage.message import Email
+from triage.message import Email, mailbox
 
 # Lines that open an inline forward in the common clients (Gmail, Apple Mail,
 # Outlook, Thunderbird, and their German, French and Spanish forms).
@@ -35,10 +35,10 @@ _FWD_SUBJECT = re.compile(r"^\s*(?:fwd?|fw|wg|tr|rv|doorst)\s*:", re.IGNORECASE)
 
 def original_author(email: Email) -> tuple[str, str] | None:
     """(name, address) of the forwarded message's author, or None when it is not a forward."""
-    if email.attached_from:
-        found = _first_address(email.attached_from)
-        if found:
-            return found
+    if email.attached_from:  # a header: its address is read as written, only the name decoded
+        name, address = mailbox([email.attached_from[:MAX_FROM_LINE]])
+        if "@" in address:
+            return name, address
     if not (_FWD_SUBJECT.match(email.subject) or _MARKER.search(email.body)):
         return None
     marker = _MARKER.search(email.body)

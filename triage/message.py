@@ -1,8 +1,9 @@
 """Bytes -> a frozen `Email`: bounded, defensive, never trusting the sender.
 
-mail-parser does the MIME work (bodies, attachments, address and date
-decoding); the stdlib parser underneath it is fed only after cheap checks on
-the raw bytes, so hostile input is refused before it costs anything.
+mail-parser does the MIME work (bodies, attachments, charsets); the stdlib
+parser underneath it is fed only after cheap checks on the raw bytes, so hostile
+input is refused before it costs anything. Addresses are read from the raw
+headers (`triage.addresses`): RFC 2047 decodes display names only.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.header import Header, decode_header
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 import mailparser
 
+from triage.addresses import addresses, first_mailbox, unfold
 from triage.bounds import (
     MAX_BODY_CHARS,
     Limits,
@@ -37,10 +39,9 @@ from triage.wire import by_position
 # the sender's message, not problems of ours.
 logging.getLogger("mailparser").setLevel(logging.ERROR)
 
-# Text handed to the stdlib's slow paths: RFC 2047 decoding (quadratic in the
-# number of encoded words) and the strict address parser, per header.
+# Text handed to the stdlib's RFC 2047 decoding (quadratic in the number of
+# encoded words) at a time.
 DECODE_PIECE = 16 * 1024
-MAX_ADDRESS_TEXT = 32 * 1024
 
 # Headers the filters, conversation and priority steps read, kept verbatim.
 KEPT_HEADERS = (
@@ -61,12 +62,14 @@ KEPT_HEADERS = (
     "priority",
     "authentication-results",
 )
+# Of those, the ones kept as they came: structured fields (addresses, Message-IDs, the
+# receiving server's results), where RFC 2047 has no place and decoding would let an
+# encoded word spell a value.
+RAW_HEADERS = frozenset({"return-path", "in-reply-to", "references", "authentication-results"})
 
 # RFC 5322 lines end by 998 characters: a longer "id" is no Message-ID, and would be
 # copied into every acknowledgement's In-Reply-To and References.
 _MSGID = re.compile(r"<([^<>\s]{1,998})>")
-_ATOM_ADDR = r"[^<>\s,;:()\"\\\[\]@]+@[^<>\s,;:()\"\\\[\]@]+"
-_PLAIN_ONE = re.compile(rf"\s*(?:([^<>,;:()\"\\\[\]@]*?)\s*<({_ATOM_ADDR})>|({_ATOM_ADDR}))\s*")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
@@ -422,11 +425,15 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
     def values(name: str) -> list[str]:
         return [_decode(v, hint) for v in grouped.get(name, ())]
 
-    headers = {name: tuple(values(name)) for name in KEPT_HEADERS if name in grouped}
-    from_pairs = parse_addresses(values("from"))
-    from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
-    if not from_addr and from_name:
-        from_name, from_addr = "", from_name
+    def verbatim(name: str) -> list[str]:
+        return [_raw_text(v, hint) for v in grouped.get(name, ())]
+
+    headers = {
+        name: tuple(verbatim(name) if name in RAW_HEADERS else values(name))
+        for name in KEPT_HEADERS
+        if name in grouped
+    }
+    from_name, from_addr = mailbox(verbatim("from"), hint)
     message_ids = _ids(tuple(grouped.get("message-id", ())))
     message_id = message_ids[0] if message_ids else None
     sha = hashlib.sha256(raw).hexdigest()
@@ -435,12 +442,12 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
     head = Email(
         key=message_id or f"sha256:{sha}",
         message_id=message_id,
-        from_addr=from_addr.strip().lower(),
-        from_name=from_name.strip().strip('"').strip(),
-        to=_addresses(values("to")),
-        cc=_addresses(values("cc")),
-        reply_to=_addresses(values("reply-to")),
-        delivered_to=_addresses(values("delivered-to") + values("x-original-to")),
+        from_addr=from_addr,
+        from_name=from_name,
+        to=addresses(verbatim("to")),
+        cc=addresses(verbatim("cc")),
+        reply_to=addresses(verbatim("reply-to")),
+        delivered_to=addresses(verbatim("delivered-to") + verbatim("x-original-to")),
         subject=subject[0] if subject else "",
         date=_date(date[0]) if date else None,
         body="",
@@ -454,12 +461,29 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         references=_ids(headers.get("references", ())),
         size=len(raw),
         sha256=sha,
-        attached_from=_decode(attached_from, hint) if attached_from else "",
+        attached_from=_raw_text(attached_from, hint) if attached_from else "",
         fingerprint=fingerprint(
             raw, from_addr, subject[0] if subject else "", date[0] if date else ""
         ),
     )
     return Reading(msg, head)
+
+
+def mailbox(values: list[str], hint: str | None = None) -> tuple[str, str]:
+    """(display name, address) of the first mailbox in raw header values (From, an attached From).
+
+    The address is parsed from the text as it came; only the name is RFC 2047 decoded,
+    so an encoded word can never become (or add) an address.
+    """
+    name, address = first_mailbox(values)
+    if "=?" in name:
+        name = _decode(name, hint)
+    return name.strip('"').strip(), address
+
+
+def _raw_text(value: object, hint: str | None) -> str:
+    """A header value as it came, on one line: 8-bit bytes read as text, nothing decoded."""
+    return unfold(_undo_surrogates(str(value), hint))
 
 
 def fingerprint(raw: bytes, sender: str, subject: str, date: str) -> str:
@@ -502,45 +526,6 @@ def _with_bodies(msg: email.message.Message, head: Email) -> Email:
     return replace(
         head, body=body, body_kind=kind, attachments=tuple(files), defects=tuple(defects)
     )
-
-
-def parse_addresses(values: list[str]) -> list[tuple[str, str]]:
-    """(name, address) pairs, like `email.utils.getaddresses`, with a fast path.
-
-    Most address headers are plain `a@b` or `Name <a@b>` lists; those are read
-    by one regular expression. Anything else (quotes, comments, groups, odd
-    punctuation) goes to the stdlib's strict parser, which is slow (several
-    microseconds a character): it reads at most MAX_ADDRESS_TEXT per call.
-    """
-    out: list[tuple[str, str]] = []
-    budget = MAX_ADDRESS_TEXT
-    for value in values:
-        items = value.split(",")
-        parsed = [_PLAIN_ONE.fullmatch(item) for item in items if item.strip()]
-        if all(parsed):
-            out.extend(
-                (" ".join((m.group(1) or "").split()), m.group(2))
-                if m.group(2)
-                else ("", m.group(3))
-                for m in parsed
-                if m
-            )
-        elif budget > 0:
-            try:
-                out.extend(getaddresses([value[:budget]]))
-            except RecursionError:  # it recurses once per group ("a: b: c: ..."), unbounded
-                raise MessageError("bad_header", "an address header nested too deep") from None
-            budget -= len(value)
-    return out
-
-
-def _addresses(values: list[str]) -> tuple[str, ...]:
-    out: list[str] = []
-    for _name, addr in parse_addresses(values):
-        addr = addr.strip().lower()
-        if addr and addr not in out:
-            out.append(addr)
-    return tuple(out)
 
 
 _EMAIL_HEADERS = frozenset(

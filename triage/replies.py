@@ -15,6 +15,7 @@ from email.header import Header
 from email.utils import format_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from triage.addresses import sendable
 from triage.config import Config
 from triage.conversation import token_pattern
 from triage.message import Email
@@ -37,7 +38,7 @@ def reply_guard(email: Email, config: Config) -> str | None:
     acknowledgements this address already got) is checked by `history_guard`.
     """
     target = reply_address(email)
-    if not target or "@" not in target:
+    if not sendable(target):
         return "no usable reply address"
     local, _, domain = target.partition("@")
     if domain in config.own_domains or target == config.support_address:
