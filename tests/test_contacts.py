@@ -149,8 +149,8 @@ def test_fuzzy_suggests_a_contact_by_display_name(display, expected):
     m = match("someone@hotmail.com", display)
     assert (m.kind, m.contact, m.verified) == ("fuzzy", expected, False)
     assert m.score is not None and m.score >= 92
-    assert m.vip is False and m.plan is None  # a suggestion carries no privileges
-    assert m.company == expected.company
+    # a suggestion for a person to confirm carries nothing: no company, plan, VIP or zone
+    assert (m.vip, m.plan, m.company, m.timezone) == (False, None, None, None)
 
 
 def test_fuzzy_never_runs_when_an_address_matches():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from triage.conversation import TicketRef, find_thread, ticket_number, token_pattern
 from triage.message import Email
 
@@ -29,22 +31,27 @@ class Lookup:
 THREADS = Lookup({"<first@mail.acme.example>": T1, "<ack@triage.invalid>": T1}, [T1])
 
 
-def thread(**headers):
-    return find_thread(Email.from_bytes(human(**headers)), THREADS, "T-", frozenset({"gmail.com"}))
+def thread(company: str | None = None, forged: bool = False, **headers):
+    """`company`: the company the sender is shown to belong to (a verified contact's, or an
+    authenticated domain's); `forged`: the From failed authentication."""
+    e = Email.from_bytes(human(**headers))
+    return find_thread(e, THREADS, "T-", company=company, forged=forged)
 
 
-def test_in_reply_to_a_stored_customer_message_appends():
+def test_in_reply_to_a_stored_customer_message_from_its_author_appends():
     t = thread(In_Reply_To="<first@mail.acme.example>", Message_ID="<second@x>")
     assert t.ticket == T1 and t.linked is None
 
 
-def test_references_to_our_acknowledgement_append_even_from_a_stranger():
+def test_a_stored_message_id_from_a_stranger_opens_a_linked_ticket():
+    """Issue 12.2: a Message-ID proves the sender saw a message, not that they are on the ticket."""
     t = thread(
         References="<zzz@elsewhere> <ack@triage.invalid>",
         From="someone@gmail.com",
         Message_ID="<2@x>",
     )
-    assert t.ticket == T1
+    assert t.ticket is None and t.linked == T1
+    assert "not on that ticket" in t.why
 
 
 def test_token_from_a_participant_appends():
@@ -52,9 +59,18 @@ def test_token_from_a_participant_appends():
     assert t.ticket == T1
 
 
-def test_token_from_the_same_company_appends():
-    t = thread(Subject="[#T-1] Printer", From="carol@acme.example", Message_ID="<4@x>")
+def test_token_from_a_verified_contact_of_the_company_appends():
+    t = thread("Acme", Subject="[#T-1] Printer", From="carol@acme.example", Message_ID="<4@x>")
     assert t.ticket == T1
+    t = thread("Acme", In_Reply_To="<first@mail.acme.example>", From="carol@acme.example")
+    assert t.ticket == T1
+
+
+@pytest.mark.parametrize("company", [None, "Globex"])
+def test_the_requesters_domain_alone_is_no_company(company):
+    """carol@ the requester's domain, but not shown to be Acme: a new ticket, linked."""
+    t = thread(company, Subject="[#T-1] Printer", From="carol@acme.example", Message_ID="<4@x>")
+    assert t.ticket is None and t.linked == T1
 
 
 def test_token_alone_from_a_stranger_opens_a_linked_ticket():
@@ -64,12 +80,18 @@ def test_token_alone_from_a_stranger_opens_a_linked_ticket():
     assert t.ticket is None and t.linked == T1
 
 
-def test_free_mail_domain_is_not_a_company():
-    ref = TicketRef("T-000002", "ann@gmail.com", frozenset({"ann@gmail.com"}))
-    lookup = Lookup({}, [ref])
-    e = Email.from_bytes(human(Subject="[#T-000002] hi", From="eve@gmail.com", Message_ID="<6@x>"))
-    t = find_thread(e, lookup, "T-", frozenset({"gmail.com"}))
-    assert t.ticket is None and t.linked == ref
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Subject": "Re: [#T-000001] Printer"},
+        {"In_Reply_To": "<first@mail.acme.example>"},
+    ],
+)
+def test_a_from_that_failed_authentication_never_appends(headers):
+    """Jane is the requester, but this mail's From failed DMARC: it may be anyone."""
+    t = thread("Acme", forged=True, Message_ID="<9@x>", **headers)
+    assert t.ticket is None and t.linked == T1
+    assert "failed authentication" in t.why
 
 
 def test_unknown_token_and_no_reference_open_a_fresh_ticket():

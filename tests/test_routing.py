@@ -43,10 +43,11 @@ def env(tmp_path):
     db = tmp_path / "t.db"
     config = tmp_path / "triage.toml"
 
-    def configure(extra: str = "") -> None:
+    def configure(extra: str = "", identity: str = "") -> None:
         config.write_text(
             f'[store]\ndb = "{db}"\n[identity]\ndomains = ["msp.example"]\n'
-            f'support_address = "support@msp.example"\nagents = ["agent@partner.example"]\n{extra}',
+            f'support_address = "support@msp.example"\nagents = ["agent@partner.example"]\n'
+            f"{identity}{extra}",
             encoding="utf-8",
         )
 
@@ -267,3 +268,181 @@ def test_an_encoded_word_spelling_a_vip_address_grants_nothing(env):
         assert [line.split(":")[0] for line in head.split("\r\n") if line.startswith("To")] == [
             "To"
         ]
+
+
+# ------------------------------------------------------------------ forged senders (issue 12)
+
+PASS = (
+    "mx.msp.example; spf=pass smtp.mailfrom=acme.example; dkim=pass header.d=acme.example;"
+    " dmarc=pass header.from=acme.example"
+)
+FAIL = (
+    "mx.msp.example; spf=fail smtp.mailfrom=acme.example; dkim=none;"
+    " dmarc=fail header.from=acme.example"
+)
+
+
+def stamped(raw: bytes, *results: str) -> bytes:
+    """`raw` with Authentication-Results headers on top, the first given topmost."""
+    for result in reversed(results):
+        raw = f"Authentication-Results: {result}\r\n".encode() + raw
+    return raw
+
+
+def test_a_borrowed_name_buys_no_append_and_no_company(env):
+    """Issue 12.2: a display-name match is a suggestion; it grants no company, plan or append."""
+    (first,) = env(msg("Jane Doe <jane@acme.example>", subject="VPN down"))
+    (out,) = env(
+        msg("Jane Doe <eve.attacker@gmail.com>", subject=f"Re: [#{first['ticket']}] VPN down")
+    )
+    assert (out["action"], out["linked_ticket"]) == ("ticket", first["ticket"])
+    assert (out["match"], out["contact"], out["verified"]) == ("fuzzy", "jane@acme.example", False)
+    row = ticket_row(env.db, out["ticket"])
+    assert (row["company"], row["timezone"]) == (None, "UTC") and row["plan"] != "premium"
+
+
+def test_a_stored_message_id_appends_only_for_someone_on_the_ticket(env):
+    jane = msg("jane@acme.example", subject="VPN down")
+    (first,) = env(jane)
+    mid = first["message_id"]
+    out = env(
+        msg("eve@evil.example", subject="Re: VPN down", In_Reply_To=mid),
+        msg("jane@acme.example", subject="Re: VPN down", body="thanks", In_Reply_To=mid),
+        msg("Victor <victor@acme.example>", subject="Re: VPN down", body="me too", References=mid),
+    )
+    assert [
+        (o["action"], o["ticket"] if o["action"] == "append" else o["linked_ticket"]) for o in out
+    ] == [
+        ("ticket", first["ticket"]),  # a stranger: a new ticket, linked
+        ("append", first["ticket"]),  # the requester
+        ("append", first["ticket"]),  # a verified contact of the ticket's company
+    ]
+
+
+def test_a_from_that_fails_dmarc_never_appends(env):
+    (first,) = env(msg("jane@acme.example", subject="VPN down"))
+    token = f"Re: [#{first['ticket']}] VPN down"
+    (out,) = env(stamped(msg("jane@acme.example", subject=token, body="x"), FAIL))
+    assert (out["action"], out["linked_ticket"], out["verified"]) == (
+        "ticket",
+        first["ticket"],
+        False,
+    )
+    assert out["auto_reply"] is False
+
+
+def test_a_colleague_known_only_by_domain_appends_only_when_authenticated(env):
+    """A domain match proves nothing about the person; authenticated, it proves the company."""
+    (first,) = env(msg("jane@acme.example", subject="VPN down"))
+    token = f"Re: [#{first['ticket']}] VPN down"
+    out = env(
+        msg("carol@acme.example", subject=token),
+        stamped(msg("carol@acme.example", subject=token, body="2"), PASS),
+        # a forged "pass" below the boundary's own header is not read
+        stamped(
+            msg("carol@acme.example", subject=token, body="3"),
+            "mx.msp.example; spf=none smtp.mailfrom=acme.example; dmarc=none header.from=acme.example",
+            PASS,
+        ),
+        stamped(msg("carol@acme.example", subject=token, body="4"), FAIL),
+    )
+    assert [(o["action"], o["match"]) for o in out] == [
+        ("ticket", "domain"),
+        ("append", "domain"),
+        ("ticket", "domain"),
+        ("ticket", "domain"),
+    ]
+    assert all(o["linked_ticket"] == first["ticket"] for o in out if o["action"] == "ticket")
+    assert ticket_row(env.db, out[0]["ticket"])["plan"] == "premium"  # Acme's, unauthenticated
+    assert ticket_row(env.db, out[3]["ticket"])["plan"] != "premium"  # not when DMARC fails
+
+
+def forward(note: str, *auth: str) -> bytes:
+    raw = msg(
+        "agent@partner.example",
+        subject="Fwd: VPN settings",
+        body=f"{note}\n\n---------- Forwarded message ---------\n"
+        "From: Victor Vip <victor@acme.example>\nSubject: VPN settings\n\n"
+        "Please look at the VPN settings.\n",
+    )
+    return stamped(raw, *auth)
+
+
+AGENT_PASS = (
+    "mx.msp.example; dkim=pass header.d=partner.example; dmarc=pass header.from=partner.example"
+)
+AGENT_FAIL = (
+    "mx.msp.example; spf=fail smtp.mailfrom=partner.example; dkim=none;"
+    " dmarc=fail header.from=partner.example"
+)
+
+
+def test_a_forged_agent_forward_keeps_no_vip(env, tmp_path):
+    """Issue 12.3: the forward names the customer; it counts only if the agent's mail authenticates."""
+    out = env(
+        forward("Take this one", AGENT_FAIL),
+        forward("And this one"),
+        forward("This one is real", AGENT_PASS),
+    )
+    assert [
+        (o["requester"], o["forwarded_by"], o["contact"], o["verified"], o["vip"], o["priority"])
+        for o in out
+    ] == [
+        ("victor@acme.example", "agent@partner.example", "victor@acme.example", False, False, "P3"),
+        ("victor@acme.example", "agent@partner.example", "victor@acme.example", False, False, "P3"),
+        ("victor@acme.example", "agent@partner.example", "victor@acme.example", True, True, "P2"),
+    ]
+    eml = tmp_path / "forged-forward.eml"
+    eml.write_bytes(forward("Take this one", AGENT_FAIL))
+    result = CliRunner().invoke(cli, ["explain", "--config", str(env.config), str(eml)])
+    assert result.exit_code == 0, result.output
+    assert "agent@partner.example" in result.output and "not authenticated" in result.output
+
+
+def test_a_comment_or_an_earlier_hop_never_downgrades_a_real_customer(env):
+    """Issue 12.4: results are parsed; comments are not results; the topmost header decides."""
+    arc = (
+        "mx.msp.example; arc=pass (i=1 spf=pass dkim=pass dmarc=fail fromdomain=acme.example);"
+        " dmarc=pass header.from=acme.example"
+    )
+    out = env(
+        stamped(msg("victor@acme.example", subject="a"), arc),
+        stamped(
+            msg("victor@acme.example", subject="b"),
+            "mx.msp.example; dmarc=pass header.from=acme.example",
+            "relay.lists.example; dmarc=fail header.from=acme.example",
+        ),
+    )
+    assert [(o["verified"], o["vip"], o["priority"], o["auto_reply"]) for o in out] == [
+        (True, True, "P2", True),
+        (True, True, "P2", True),
+    ]
+
+
+def test_with_authserv_ids_only_our_boundary_is_believed(env):
+    env.configure(identity='authserv_ids = ["mx.msp.example"]\n')
+    (first,) = env(msg("jane@acme.example", subject="VPN down"))
+    token = f"Re: [#{first['ticket']}] VPN down"
+    foreign = "mx.evil.example; dmarc=pass header.from=acme.example"
+    out = env(
+        stamped(msg("victor@acme.example", subject="a"), FAIL.replace("mx.msp", "mx.evil")),
+        stamped(msg("carol@acme.example", subject=token), foreign),
+        stamped(msg("carol@acme.example", subject=token, body="2"), PASS),
+    )
+    assert (out[0]["verified"], out[0]["vip"]) == (True, True)  # a foreign fail is not ours
+    assert [o["action"] for o in out[1:]] == ["ticket", "append"]  # nor a foreign pass
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        ('["mx msp.example"]', "'mx msp.example' is not an authserv-id"),
+        ('[""]', "'' is not an authserv-id"),
+        ('"mx.msp.example"', "must be a list"),
+    ],
+)
+def test_check_refuses_a_bad_authserv_id(env, value, needle):
+    env.configure(identity=f"authserv_ids = {value}\n")
+    result = CliRunner().invoke(cli, ["check", "--config", str(env.config)])
+    assert result.exit_code != 0 and needle in result.output
+    assert "identity.authserv_ids" in result.output and "fix:" in result.output

@@ -6,6 +6,7 @@ Zero configuration works: with no file the shipped rules, `./triage.db`, the
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,8 @@ class Config:
     fuzzy_threshold: float = 92.0
     vip_raise: int = 1  # Priority Connect: levels a VIP's ticket is raised
     agents: frozenset[str] = frozenset()  # staff addresses whose hand-forwards name the customer
+    # Authentication-Results written by our own boundary (lowercase); empty: the topmost only
+    authserv_ids: frozenset[str] = frozenset()
     queues: tuple[Queue, ...] = ()
     never_reply: tuple[str, ...] = ("mailer-daemon", "postmaster", "abuse", "noreply", "no-reply")
     bounce_days: int = 60  # no acknowledgement to an address whose last one bounced permanently
@@ -78,7 +81,13 @@ class Config:
 
 
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "identity": {"domains": list, "support_address": str, "ticket_prefix": str, "agents": list},
+    "identity": {
+        "domains": list,
+        "support_address": str,
+        "ticket_prefix": str,
+        "agents": list,
+        "authserv_ids": list,
+    },
     "queue": {},  # these four are checked by _queues and triage.endpoints
     "mailbox": {},
     "smtp": {},
@@ -176,6 +185,7 @@ def load_config(path: Path | None) -> Config:
         contacts_file=rel(str(contacts_file)) if contacts_file else None,
         vip_raise=_vip_raise(path, get("contacts", "vip_raise", 1)),
         agents=frozenset(str(a).strip().lower() for a in get("identity", "agents", [])),
+        authserv_ids=_authserv_ids(path, get("identity", "authserv_ids", [])),
         queues=queues,
         mailboxes=mailboxes,
         smtp=smtp,
@@ -184,6 +194,24 @@ def load_config(path: Path | None) -> Config:
 
 
 _TABLES_ELSEWHERE = ("queue", "mailbox", "smtp", "daemon")
+
+
+_AUTHSERV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _authserv_ids(path: Path, value: object) -> frozenset[str]:
+    """The names our own mail servers write first in their Authentication-Results headers."""
+    ids = value if isinstance(value, list) else [value]
+    for item in ids:
+        if not isinstance(item, str) or not _AUTHSERV_ID.fullmatch(item):
+            raise ConfigError(
+                path,
+                "identity.authserv_ids",
+                f"{item!r} is not an authserv-id (a host name such as mx.msp.example)",
+                'write authserv_ids = ["mx.msp.example"], the name your receiving server writes '
+                "first in its Authentication-Results header",
+            )
+    return frozenset(i.lower() for i in ids)
 
 
 def _vip_raise(path: Path, value: object) -> int:

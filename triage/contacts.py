@@ -9,7 +9,7 @@ only that index. Steps, first hit wins:
   domain  the address's domain belongs to a known company; the person    unverified
           is unknown, the company's most common plan and time zone apply
   fuzzy   the display name is close to exactly one contact's name        unverified
-          (a suggestion for a person to confirm: never VIP, no plan)
+          (a suggestion for a person to confirm: no company, plan, zone, VIP)
   none    nothing matched                                                unverified
 
 Free-mail domains (gmail.com, gmx.de, ...) never map to a company: many unrelated
@@ -302,10 +302,12 @@ class Directory:
                 f"display name {display_name!r} fits {len(holders)} contacts equally; no guess"
             )
         contact = holders[0]
-        why = f"display name {display_name!r} ~ {contact.name!r} (score {score:.0f}); unconfirmed"
-        return Match(
-            "fuzzy", contact, contact.company, None, contact.timezone, False, False, score, why
+        why = (
+            f"display name {display_name!r} ~ {contact.name!r} (score {score:.0f}); a suggestion"
+            " to confirm, with no company, plan, time zone or VIP"
         )
+        # Anyone can write any name: the contact is shown, nothing of theirs is granted.
+        return Match("fuzzy", contact, None, None, None, False, False, score, why)
 
 
 def _name_key(name: str) -> str:

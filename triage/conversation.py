@@ -60,45 +60,48 @@ def find_thread(
     email: Email,
     threads: Threads,
     prefix: str = "T-",
-    free_mail: frozenset[str] = frozenset(),
-    sender_company: str | None = None,
+    company: str | None = None,
+    forged: bool = False,
 ) -> Thread:
-    """Decide whether `email` answers a stored ticket.
+    """Decide whether `email` adds to a stored ticket, or opens a new one linked to it.
 
-    Message ids are proof of a conversation (the sender saw the message);
-    a subject token is not (numbers can be guessed), so a token alone only
-    appends when the sender is on that ticket or at the same company.
+    In-Reply-To/References naming a stored message, or the subject token, find the
+    ticket. Neither is a right to add to it: a Message-ID proves only that the sender
+    saw a message (anyone it was forwarded to has), and ticket numbers can be guessed.
+    The message is appended when its From is on that ticket (requester, or a participant
+    of the opening message), or when `company` (the company the sender is shown to
+    belong to: see `routing.vouched_company`) is the ticket's; never when the From
+    failed authentication (`forged`). Otherwise it opens a new ticket linked to it.
     """
     ids = email.in_reply_to + tuple(
         i for i in reversed(email.references) if i not in email.in_reply_to
     )
-    if ids:
-        ref = threads.ticket_for_message_ids(ids)
-        if ref is not None:
-            return Thread(ref, None, f"In-Reply-To/References names a message of {ref.number}")
-    found = token_pattern(prefix).search(email.subject)
-    if not found:
-        return Thread(None, None, "no reference to a stored message and no ticket token")
-    number = ticket_number(prefix, int(found.group(1)))
-    ref = threads.ticket_by_number(number)
-    if ref is None:
-        return Thread(None, None, f"subject token {number} names no ticket")
+    ref = threads.ticket_for_message_ids(ids) if ids else None
+    if ref is not None:
+        how = f"In-Reply-To/References names a message of {ref.number}"
+    else:
+        found = token_pattern(prefix).search(email.subject)
+        if not found:
+            return Thread(None, None, "no reference to a stored message and no ticket token")
+        number = ticket_number(prefix, int(found.group(1)))
+        ref = threads.ticket_by_number(number)
+        if ref is None:
+            return Thread(None, None, f"subject token {number} names no ticket")
+        how = f"subject token {number}"
     sender = email.from_addr
+    if forged:
+        return Thread(
+            None,
+            ref,
+            f"{how}, but the From failed authentication: never appended; new ticket linked to it",
+        )
     if sender in ref.participants or sender == ref.requester:
-        return Thread(ref, None, f"subject token {number} from a participant of that ticket")
-    if _same_company(sender, ref, free_mail, sender_company):
-        return Thread(ref, None, f"subject token {number} from the requester's company")
+        return Thread(ref, None, f"{how}, from a participant of that ticket")
+    if company and ref.company and company == ref.company:
+        return Thread(ref, None, f"{how}, from a verified contact of {company}")
     return Thread(
         None,
         ref,
-        f"subject token {number}, but {sender} is not on that ticket: new ticket linked to it",
+        f"{how}, but {sender} is not on that ticket nor shown to be of its company: "
+        "new ticket linked to it",
     )
-
-
-def _same_company(
-    sender: str, ref: TicketRef, free_mail: frozenset[str], sender_company: str | None
-) -> bool:
-    if sender_company and ref.company and sender_company == ref.company:
-        return True
-    domain = sender.rpartition("@")[2]
-    return bool(domain) and domain not in free_mail and domain == ref.requester.rpartition("@")[2]

@@ -15,6 +15,7 @@ from triage import contacts as contacts_mod
 from triage import message, routing
 from triage import priority as priority_mod
 from triage import sla as sla_mod
+from triage.authresults import Verdict
 from triage.bounces import Returned, returned
 from triage.bounds import Limits, MessageError
 from triage.config import Config, Queue
@@ -104,6 +105,7 @@ class Analysis:
     returned: Returned | None = None  # for filtered mail: what a bounce says it returns
     raw_sha256: str = ""
     raw: bytes | None = field(default=None, repr=False)  # kept only for quarantine
+    auth: Verdict | None = None  # what our boundary's Authentication-Results say of the From
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,14 +188,16 @@ def _analyse_email(email: Email, source: str, rules: Rules) -> Analysis:
     headers = {k: v[0] for k, v in email.headers.items() if v}
     prio = priority_mod.infer(email.subject, email.body, headers, rules.vocabulary)
     requester = routing.requester_of(email, rules.config)
+    auth = routing.authentication(email, rules.config)
     return Analysis(
         source,
         email,
         level=prio.level,
         priority_evidence=tuple(_evidence(e) for e in prio.evidence),
-        match=routing.match_sender(email, requester, rules.directory),
+        match=routing.match_sender(email, requester, rules.directory, auth),
         requester=requester,
         queue=routing.queue_of(email, rules.config),
+        auth=auth,
     )
 
 
@@ -253,9 +257,18 @@ def _ticket_or_append(
         email.from_addr, email.from_name, None, "From"
     )
     queue = analysis.queue
-    reasons = [f"requester: {requester.why}", f"contact: {match.kind} — {match.why}"]
+    auth = analysis.auth or routing.authentication(email, config)
+    reasons = [
+        f"requester: {requester.why}",
+        f"authentication: {auth.state} — {auth.why}",
+        f"contact: {match.kind} — {match.why}",
+    ]
     thread = find_thread(
-        email, threads, config.ticket_prefix, contacts_mod.FREE_MAIL_DOMAINS, match.company
+        email,
+        threads,
+        config.ticket_prefix,
+        company=routing.vouched_company(match, auth),
+        forged=auth.failed,
     )
     reasons.append(f"conversation: {thread.why}")
     label, level = _priority(analysis, match, queue, policy, config.vip_raise, reasons)
@@ -304,7 +317,7 @@ def _ticket_or_append(
     guard = reply_guard(email, config)
     if guard is None and held and not config.hold_notice:
         guard = "sender held for approval ([contacts] unknown = hold)"
-    if guard is None and routing.forged(email):
+    if guard is None and auth.failed:
         guard = "the From domain failed authentication: no acknowledgement to a forged sender"
     if guard is None:
         guard = history_guard(reply_address(email), threads, config, now)

@@ -1,4 +1,4 @@
-"""Who the requester is and which queue the message belongs to.
+"""Who the requester is, what the sender may claim, and which queue the message belongs to.
 
 Pure: values in, values out. Kept apart from `pipeline` so each rule here
 (hand-forwards, agents, queues by recipient, forged senders) reads on its own.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from triage import authresults
+from triage.authresults import Verdict
 from triage.config import Config, Queue
 from triage.contacts import Directory, Match
 from triage.forwarding import original_author
@@ -44,20 +46,47 @@ def queue_of(email: Email, config: Config) -> Queue | None:
     return next((q for q in config.queues if q.address in recipients), None)
 
 
-def match_sender(email: Email, requester: Requester, directory: Directory) -> Match:
-    """Contact match, downgraded when the receiving server says the From domain was forged."""
+def authentication(email: Email, config: Config) -> Verdict:
+    """What our own boundary's Authentication-Results say about the From's domain."""
+    return authresults.verdict(
+        email.header("authentication-results"),
+        email.from_addr.rpartition("@")[2],
+        config.authserv_ids,
+    )
+
+
+def match_sender(email: Email, requester: Requester, directory: Directory, auth: Verdict) -> Match:
+    """Contact match, with no privilege the From's authentication does not back.
+
+    A From that failed authentication still shows whom it claims to be, with no plan
+    and no VIP. An agent's hand-forward names the customer as requester, but the
+    customer's privileges count only when the agent's own mail authenticated: anyone
+    can write "From: alice@msp.example" and paste a VIP's name into the body.
+    """
     match = directory.match(requester.address, requester.name)
-    if match.verified and requester.forwarded_by is None and forged(email):
-        match = match.downgraded(
-            "Authentication-Results: DMARC failed (or SPF and DKIM both failed)"
-        )
+    privileged = match.verified or match.kind == "domain"
+    if requester.forwarded_by is not None:
+        if privileged and not auth.passed:
+            match = match.unverified(
+                f"forwarded by {requester.forwarded_by}, whose own mail is not authenticated "
+                f"({auth.why}): the customer it names gets no privilege"
+            )
+    elif privileged and auth.failed:
+        match = match.unverified(f"the From failed authentication ({auth.why})")
     return match
 
 
-def forged(email: Email) -> bool:
-    """The receiving server says the From domain failed authentication."""
-    for result in email.header("authentication-results"):
-        text = result.lower()
-        if "dmarc=fail" in text or ("spf=fail" in text and "dkim=fail" in text):
-            return True
-    return False
+def vouched_company(match: Match, auth: Verdict) -> str | None:
+    """The company the sender is shown to belong to: it may add to that company's tickets.
+
+    A verified contact's company (exact, plus or alias, not downgraded), or the company
+    of a domain match whose From authenticated at our boundary (the domain is proven,
+    the person unknown). A name never vouches for anything; a failed From for nothing.
+    """
+    if auth.failed:
+        return None
+    if match.verified and match.kind in ("exact", "plus", "alias"):
+        return match.company
+    if match.kind == "domain" and auth.passed:
+        return match.company
+    return None
