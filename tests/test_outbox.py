@@ -12,10 +12,11 @@ import pytest
 from click.testing import CliRunner
 
 from triage import outbox
+from triage.bounces import Returned
 from triage.cli import cli
 from triage.config import Config
 from triage.endpoints import Secret, Smtp
-from triage.pipeline import Rules
+from triage.pipeline import Action, Decision, Rules
 from triage.replay import replay
 from triage.sources.files import Item
 from triage.store import Store
@@ -243,3 +244,89 @@ def test_a_bounce_of_our_acknowledgement_is_linked_and_stops_further_ones(tmp_pa
         and again.auto_reply is False
         and "bounced permanently" in again.reply_suppressed
     )
+
+
+def dsn(ack_id: str, *recipients: str, n: int = 1) -> bytes:
+    """A delivery-status report returning our acknowledgement `ack_id`, naming `recipients`."""
+    fields = "".join(f"Final-Recipient: rfc822; {r}\n" for r in recipients[:1])
+    fields += "".join(f"Original-Recipient: rfc822; {r}\n" for r in recipients[1:])
+    return build(
+        {
+            "From": "Mail Delivery System <MAILER-DAEMON@mx.evil.example>",
+            "To": "support@msp.example",
+            "Subject": "Undelivered Mail Returned to Sender",
+            "Message-ID": f"<dsn{n}@mx.evil.example>",
+            "MIME-Version": "1.0",
+            "Content-Type": 'multipart/report; report-type=delivery-status; boundary="R"',
+        },
+        "--R\nContent-Type: text/plain\n\nsorry\n--R\nContent-Type: message/delivery-status\n\n"
+        f"Reporting-MTA: dns; mx.evil.example\n\n{fields}Action: failed\nStatus: 5.1.1\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n"
+        f"--R\nContent-Type: text/rfc822-headers\n\nFrom: support@msp.example\nMessage-ID: {ack_id}\n"
+        "Subject: [#T-000001] x\n--R--\n",
+    )
+
+
+def bounces(db) -> list[tuple]:
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT address, status FROM bounces ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def test_a_forged_bounce_silences_nobody_else(tmp_path):
+    """Issue 12.5: a DSN carrying the Message-ID of the attacker's own acknowledgement but
+    naming jane@acme.example counts for nobody: that acknowledgement went to the attacker."""
+    db = tmp_path / "t.db"
+    queue(db, human(From="eve@evil.example", Message_ID="<eve1@evil.example>"))
+    ((_, _, _, _, ack_id),) = rows(db)
+    (d,) = queue(db, dsn(ack_id, "jane@acme.example"))
+    assert (d.action, d.linked_ticket, d.bounce) == ("filtered", "T-000001", None)
+    assert any("not counted" in r and "eve@evil.example" in r for r in d.reasons)
+    assert bounces(db) == []
+    assert [r[1] for r in rows(db)] == ["pending"]  # the acknowledgement itself is not marked
+    (jane,) = queue(db, human(Message_ID="<jane1@acme.example>"))
+    assert (jane.action, jane.auto_reply, jane.reply_suppressed) == ("ticket", True, None)
+
+
+@pytest.mark.parametrize(
+    "named",
+    [
+        ("gone@acme.example",),
+        (),  # a plain bounce that names no recipient: the acknowledgement's own
+        ("gone@forwarded.example", "gone@acme.example"),  # forwarded on: the original recipient
+        ("GONE@ACME.EXAMPLE",),
+    ],
+)
+def test_a_bounce_counts_for_the_address_the_acknowledgement_went_to(tmp_path, named):
+    db = tmp_path / "t.db"
+    queue(db, human(From="gone@acme.example", Message_ID="<g1@acme.example>"))
+    ((_, _, _, _, ack_id),) = rows(db)
+    (d,) = queue(db, dsn(ack_id, *named))
+    assert d.bounce is not None and d.bounce.recipient == "gone@acme.example"
+    assert bounces(db) == [("gone@acme.example", "5.1.1")]
+    (again,) = queue(db, human(From="gone@acme.example", Message_ID="<g2@x>", Subject="more"))
+    assert "bounced permanently" in again.reply_suppressed
+
+
+def test_the_store_remembers_a_bounce_only_for_the_acknowledgements_recipient(tmp_path):
+    """Checked where the row is written too, whoever builds the decision."""
+    db = tmp_path / "t.db"
+    queue(db, human(From="eve@evil.example", Message_ID="<e1@evil.example>"))
+    ((_, _, _, _, ack_id),) = rows(db)
+    forged = Decision(
+        "m",
+        Action.FILTERED,
+        "<k@x>",
+        "<k@x>",
+        reason="sow-from-mailer-daemon",
+        linked_ticket="T-000001",
+        bounce=Returned((ack_id,), "jane@acme.example", "5.1.1", "failed", None),
+    )
+    store = Store(db)
+    store.begin()
+    store.record(forged, NOW)
+    store.commit()
+    store.close()
+    assert bounces(db) == []

@@ -7,6 +7,7 @@ bounces many MTAs still send, which quote the original headers in the body.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -14,6 +15,7 @@ from triage.bounds import split_header_block
 from triage.wire import by_position
 
 _SCAN = 512 * 1024  # the returned headers are near the top; never scan a whole attachment
+MAX_RECIPIENTS = 20
 _MESSAGE_ID = re.compile(
     rb"^[ \t>]*Message-ID:[ \t]*\r?\n?[ \t]*(<[^<>\s]{3,250}>)", re.IGNORECASE | re.MULTILINE
 )
@@ -34,6 +36,7 @@ class Returned:
     status: str | None  # RFC 3463 code, e.g. 5.1.1
     action: str | None  # failed | delayed | delivered | relayed | expanded
     diagnostic: str | None
+    recipients: tuple[str, ...] = ()  # every Final- and Original-Recipient named, lowercase
 
     @property
     def permanent(self) -> bool:
@@ -48,12 +51,19 @@ def returned(raw: bytes) -> Returned:
     head = split_header_block(raw)
     body = raw[len(head) : len(head) + _SCAN]
     ids = tuple(dict.fromkeys(m.decode("ascii", "replace") for m in _MESSAGE_ID.findall(body)))
+    named = tuple(
+        dict.fromkeys(
+            m.group(1).decode("utf-8", "replace").strip().lower()
+            for m in itertools.islice(_RECIPIENT.finditer(body), MAX_RECIPIENTS)
+        )
+    )
     return Returned(
         ids,
-        _first(_RECIPIENT, body, lower=True),
+        named[0] if named else None,
         _first(_STATUS, body),
         _first(_ACTION, body, lower=True),
         _first(_DIAGNOSTIC, body),
+        named,
     )
 
 

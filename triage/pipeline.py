@@ -229,6 +229,22 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
             else None
         )
         if ours is not None and bounced is not None:
+            sent_to = threads.recipient_of_our_message(bounced.message_ids)
+            named = bounced.recipients or ((bounced.recipient,) if bounced.recipient else ())
+            if sent_to is None or (named and sent_to not in named):
+                reasons.append(
+                    f"a delivery failure naming {', '.join(named)}, but our acknowledgement for "
+                    f"{ours.number} with that Message-ID went to {sent_to or '?'}: not counted "
+                    "(a bounce counts only for the address the acknowledgement was sent to)"
+                )
+                return replace(
+                    base,
+                    action=Action.FILTERED,
+                    reason=analysis.filter_id,
+                    linked_ticket=ours.number,
+                    reasons=tuple(reasons),
+                )
+            bounced = replace(bounced, recipient=sent_to)
             kind = "permanent" if bounced.permanent else "temporary"
             reasons.append(
                 f"delivery failure ({kind}, status {bounced.status or '?'}) of our acknowledgement for "

@@ -300,6 +300,17 @@ class Store:
                 return self._ref("id = ?", row[0])
         return None
 
+    def recipient_of_our_message(self, ids: tuple[str, ...]) -> str | None:
+        """The address the acknowledgement carrying one of `ids` was sent to (as `ticket_for_our_message`)."""
+        for mid in ids[:50]:
+            row = self.conn.execute(
+                "SELECT lower(to_addr) FROM outbox WHERE message_id = ? AND ticket_id IS NOT NULL",
+                (mid,),
+            ).fetchone()
+            if row:
+                return row[0]
+        return None
+
     def bounced_since(self, address: str, since: datetime) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM bounces WHERE address = ? AND permanent = 1 AND at >= ? LIMIT 1",
@@ -450,7 +461,11 @@ class Store:
         return d
 
     def _record_bounce(self, d: Decision, key: str, at: str | None) -> None:
-        """Our acknowledgement bounced: an event on its ticket, and the address remembered."""
+        """Our acknowledgement bounced: an event on its ticket, and the address remembered.
+
+        Only the address that acknowledgement was sent to is remembered (the decision says
+        which; checked here again): a report anyone can write must never silence another.
+        """
         b = d.bounce
         assert b is not None
         row = self.conn.execute(
@@ -464,16 +479,20 @@ class Store:
             "diagnostic": b.diagnostic,
         }
         self._event(ticket_id, key, "delivery_failed", at, detail)
-        if b.recipient:
-            self.conn.execute(
-                "INSERT INTO bounces (address, at, status, permanent, ticket_id, message_key) VALUES (?, ?, ?, ?, ?, ?)",
-                (b.recipient, at, b.status, int(b.permanent), ticket_id, key),
-            )
-        for mid in b.message_ids:
-            self.conn.execute(
-                "UPDATE outbox SET status = 'bounced', last_error = ? WHERE message_id = ? AND status = 'sent'",
-                (f"{b.status or ''} {b.diagnostic or ''}".strip()[:500], mid),
-            )
+        if not b.recipient:
+            return
+        ids = json.dumps(list(b.message_ids[:50]))
+        self.conn.execute(
+            "INSERT INTO bounces (address, at, status, permanent, ticket_id, message_key)"
+            " SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM outbox WHERE lower(to_addr) = ?"
+            " AND message_id IN (SELECT value FROM json_each(?)))",
+            (b.recipient, at, b.status, int(b.permanent), ticket_id, key, b.recipient, ids),
+        )
+        self.conn.execute(
+            "UPDATE outbox SET status = 'bounced', last_error = ? WHERE status = 'sent'"
+            " AND lower(to_addr) = ? AND message_id IN (SELECT value FROM json_each(?))",
+            (f"{b.status or ''} {b.diagnostic or ''}".strip()[:500], b.recipient, ids),
+        )
 
     def queue_ack(self, ticket_id: int, key: str | None, ack: Ack, now: datetime) -> None:
         """An acknowledgement row in the outbox, in the caller's transaction."""
