@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
+from types import SimpleNamespace
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,15 @@ from click.testing import CliRunner
 from triage.cli import cli
 from triage.config import Config, shipped_rules
 from triage.message import Email
-from triage.replies import AckFacts, ack_subject, due_text, render, reply_address, reply_guard
+from triage.replies import (
+    AckFacts,
+    ack_subject,
+    due_text,
+    facts_for,
+    render,
+    reply_address,
+    reply_guard,
+)
 from triage.templates import Templates
 
 from .conftest import ROOT, human
@@ -164,3 +173,42 @@ def test_a_template_that_does_not_render_fails_check(tmp_path, text, needle):
     config.write_text(f'[rules]\ndir = "{rules}"\n', encoding="utf-8")
     result = CliRunner().invoke(cli, ["check", "--config", str(config)])
     assert result.exit_code != 0 and needle in result.output and "ack.txt" in result.output
+
+
+@pytest.mark.parametrize("kind", ["ack", "held"])
+def test_a_huge_display_name_is_cut_before_it_reaches_the_acknowledgement(kind):
+    """Issue 12.6: a 200 kB name gave a 417 kB acknowledgement. Also for a name stored
+    earlier and rendered later (`triage contacts approve` reads it from the database)."""
+    templates = Templates.load(shipped_rules() / "templates")
+    name = "Jane " + "Doe" * 70_000
+    ack = render(dataclasses.replace(JANE, requester_name=name, kind=kind), templates, CONFIG, NOW)
+    assert len(ack.raw) < 6_000
+    text = email.message_from_bytes(ack.raw, policy=policy.default).get_body(("plain",))
+    assert f"Hello {name[:99]}…," in text.get_content()
+
+
+def test_an_acknowledgement_stays_small_whatever_the_sender_writes():
+    """Every sender-controlled value at its largest: subject, display name, Message-ID, a
+    long References chain, the longest address. The acknowledgement is a few kB."""
+    templates = Templates.load(shipped_rules() / "templates")
+    mid = "<" + "m" * 990 + "@x>"
+    refs = " ".join(f"<{n}{'r' * 990}@x>" for n in range(200))
+    raw = human(
+        From="=?utf-8?q?" + "J=C3=A9" * 20_000 + "?= <" + "a" * 64 + "@" + "b" * 250 + ">",
+        Subject="x" * 100_000,
+        Message_ID=mid,
+        References=refs,
+    )
+    e = Email.from_bytes(raw)
+    d = SimpleNamespace(  # the decision's fields the acknowledgement reads
+        ticket="T-000009",
+        priority="P3",
+        level=3,
+        due=None,
+        timezone="UTC",
+        requester_name="",
+        status="open",
+    )
+    ack = render(facts_for(e, d, CONFIG), templates, CONFIG, NOW)
+    assert ack.to == "a" * 64 + "@" + "b" * 250
+    assert len(ack.raw) < 24_000, len(ack.raw)

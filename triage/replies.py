@@ -29,6 +29,9 @@ _BULK = ("bulk", "junk", "list", "auto_reply")
 
 # How much of the original subject an acknowledgement repeats (Subject header and $subject).
 SUBJECT_MAX = 200
+# How much of the sender's display name it repeats ($requester_name): a name is the sender's
+# to choose, a 200 kB one made a 417 kB acknowledgement.
+NAME_MAX = 100
 
 
 def reply_guard(email: Email, config: Config) -> str | None:
@@ -90,17 +93,23 @@ def clean(text: str) -> str:
     return " ".join(_CRLF.sub(" ", text).split())
 
 
-def capped_subject(subject: str, limit: int = SUBJECT_MAX) -> str:
-    """The subject as one clean line of at most `limit` characters, ending with "…" when cut.
+def capped(text: str, limit: int) -> str:
+    """`text` as one clean line of at most `limit` characters, ending with "…" when cut.
 
-    The subject is the sender's to choose: a megabyte of it would otherwise be folded into
-    RFC 2047 encoded words (about a second of CPU per acknowledgement), copied into the
-    body and kept in the outbox. Cut at a character, never inside an encoded byte sequence.
+    For what the sender chooses (subject, display name): a megabyte of it would otherwise
+    be folded into RFC 2047 encoded words (about a second of CPU per acknowledgement),
+    copied into the body and kept in the outbox. Cut at a character, never inside an
+    encoded byte sequence; only the first `limit` × 4 characters are even cleaned.
     """
-    line = clean(subject)
+    line = clean(text[: limit * 4])
     if len(line) <= limit:
         return line
     return line[: limit - 1].rstrip() + "…"
+
+
+def capped_subject(subject: str, limit: int = SUBJECT_MAX) -> str:
+    """The subject as the acknowledgement repeats it (see `capped`)."""
+    return capped(subject, limit)
 
 
 def ack_subject(subject: str, number: str, prefix: str) -> str:
@@ -198,7 +207,7 @@ def render(facts: AckFacts, templates: Templates, config: Config, now: datetime)
         "response": f"We will answer by {when}."
         if facts.due
         else "This request has no committed response time.",
-        "requester_name": clean(facts.requester_name) or "there",
+        "requester_name": capped(facts.requester_name, NAME_MAX) or "there",
         "support_address": config.support_address,
     }
     text, markup = templates.render(facts.kind, values)
