@@ -100,7 +100,9 @@ def find_thread(
     if sender in ref.participants or sender == ref.requester:
         return Thread(ref, None, f"{how}, from a participant of that ticket")
     if company and ref.company and company == ref.company:
-        return Thread(ref, None, f"{how}, from a verified contact of {company}")
+        return Thread(
+            ref, None, f"{how}, from a sender shown to be of {company} (contact or domain)"
+        )
     return Thread(
         None,
         ref,
