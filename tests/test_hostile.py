@@ -459,6 +459,25 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         lambda: head(To=b"=?utf-8?q?a=40b.example?= <n@evil.example>, " * 20_000) + b"\r\nx",
         "ticket",
     ),
+    # Authentication-Results: parsed from the top, 16 KiB of a header, 50 headers at most
+    "Authentication-Results of 500,000 unclosed comments": (
+        lambda: head(Authentication_Results=b"mx.example; " + b"(" * 500_000) + b"\r\nx",
+        "ticket",
+    ),
+    "Authentication-Results of 90,000 results": (
+        lambda: (
+            head(Authentication_Results=b"mx.example" + b"; dkim=pass x.y=z" * 60_000) + b"\r\nx"
+        ),
+        "ticket",
+    ),
+    "15,000 Authentication-Results headers on an agent's forward": (
+        lambda: (
+            head(From=b"agent@triage.invalid", Subject=b"Fwd: help")
+            + b"Authentication-Results: mx.example; dmarc=pass\r\n" * 15_000
+            + b"\r\n---------- Forwarded message ---------\r\nFrom: Jane <jane@acme.example>\r\n"
+        ),
+        "ticket",
+    ),
     "To of 80,000 quoted names": (
         lambda: head(To=b'"x" <a@b.example>, ' * 50_000) + b"\r\nx",
         "ticket",
