@@ -643,6 +643,48 @@ def test_no_acknowledgement_reaches_a_forged_sender_through_smtp(tmp_path, smtp_
     assert all("victor" not in r for m in smtp_sink.messages() for r in m[1])
 
 
+def test_an_encoded_word_never_adds_a_recipient_through_smtp(tmp_path, smtp_sink):
+    """Issue 12.1 on the wire: what the relay is asked to deliver, and to whom."""
+    db = tmp_path / "t.db"
+    config = Config(
+        db=db, support_address="support@msp.example", own_domains=frozenset({"msp.example"})
+    )
+    messages = [
+        human(From="=?utf-8?q?Eve=0D=0ABcc=3A_x=40y?= <eve@evil.example>", Message_ID="<i1@x>"),
+        human(
+            From="eve@evil.example",
+            Reply_To="=?utf-8?q?jane=40acme=2Eexample?= <eve2@evil.example>",
+            Message_ID="<i2@x>",
+            Subject="two",
+        ),
+        human(From='"eve\r\n RCPT TO:<x@y>"@evil.example', Message_ID="<i3@x>", Subject="3"),
+    ]
+    store = Store(db)
+    outbox.ensure(store)
+    store.outbox_status = "pending"
+    replay(
+        [Item(f"m{n}", raw) for n, raw in enumerate(messages)],
+        Rules.load(config),
+        store,
+        NOW_DT,
+        lambda d: None,
+    )
+    try:
+        sender = outbox.Sender(Smtp("127.0.0.1", smtp_sink.port, "none"), "support@msp.example")
+        result = asyncio.run(outbox.drain(store, sender, now=lambda: NOW_DT))
+    finally:
+        store.close()
+    assert result.sent == 2
+    got = smtp_sink.wait_for(2)
+    assert sorted(r for _f, rcpts, _raw in got for r in rcpts) == [
+        "eve2@evil.example",
+        "eve@evil.example",
+    ]
+    for _f, _rcpts, raw in got:
+        head = raw.split(b"\r\n\r\n", 1)[0].replace(b"\r\n", b"\n")
+        assert b"Bcc" not in head and b"x@y" not in head and b"jane@" not in head
+
+
 # --------------------------------------------------------------------------- 8. systemd
 
 
