@@ -169,6 +169,26 @@ def _kind(raw: bytes) -> str:
 ACKS_PER_DAY = 5  # [replies] max_per_day, the default: per address, in any 24 hours
 
 
+def _written_by(raw: bytes, address: str) -> bytes:
+    """`raw` from `address`, with the receiving server's results for its domain to match."""
+    domain = address.rpartition("@")[2]
+    raw = re.sub(
+        rb"^From: .*$",
+        f"From: Frequent Writer <{address}>\r".encode(),
+        raw,
+        count=1,
+        flags=re.MULTILINE,
+    )
+    return re.sub(
+        rb"^Authentication-Results: .*$",
+        f"Authentication-Results: mx.msp.example; dkim=pass header.d={domain}; spf=pass "
+        f"smtp.mailfrom={domain}; dmarc=pass header.from={domain}\r".encode(),
+        raw,
+        count=1,
+        flags=re.MULTILINE,
+    )
+
+
 def messages(count: int, seed: int) -> list[Item]:
     """bench/replay.py's mix, each message with its expected class and conversation root.
 
@@ -180,14 +200,11 @@ def messages(count: int, seed: int) -> list[Item]:
     new = [n for n, raw in enumerate(raws) if _kind(raw) == "new"]
     per_sender = min(8 + count // 100, len(new) // max(1, count // 400))
     chosen = rng.sample(new, per_sender * max(1, count // 400))
+    writer_of: dict[str, str] = {}  # conversation root -> the frequent writer who opened it
     for k, n in enumerate(chosen):
-        raws[n] = re.sub(
-            rb"^From: .*$",
-            f"From: Frequent Writer <often{k % max(1, count // 400)}@acme.example>\r".encode(),
-            raws[n],
-            count=1,
-            flags=re.MULTILINE,
-        )
+        writer = f"often{k % max(1, count // 400)}@acme.example"
+        writer_of[_header(raws[n], "Message-ID") or ""] = writer
+        raws[n] = _written_by(raws[n], writer)
     items: list[Item] = []
     root_of: dict[str, str] = {}
     acks: Counter[str] = Counter()
@@ -201,6 +218,8 @@ def messages(count: int, seed: int) -> list[Item]:
             raise RuntimeError(f"generated reply {n} answers {parent}, not an earlier message")
         root = root_of[parent] if parent is not None else mid
         root_of[mid] = root
+        if kind == "reply" and root in writer_of:  # the writer answers in their own conversation
+            raw = raws[n] = _written_by(raw, writer_of[root])
         ack = False
         if kind == "new":
             sender = parseaddr(_header(raw, "From") or "")[1].lower()

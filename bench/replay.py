@@ -101,9 +101,12 @@ def _transit(rng: random.Random, domain: str) -> list[str]:
     ]
 
 
-def _human(rng: random.Random, i: int, reply_to: str | None) -> str:
+def _human(rng: random.Random, i: int, reply_to: str | None, author: str | None = None) -> str:
+    """A person's message; a reply (`reply_to`) comes from `author`, who wrote the one it answers."""
     company = rng.choice(["acme.example", "globex.example", "initech.example", "gmail.com"])
     sender = f"user{rng.randrange(500)}@{company}"
+    if author:  # drawn all the same, so the rest of the mix stays as it was
+        sender, company = author, author.rpartition("@")[2]
     mid = f"<h{i}.{rng.randrange(10**9)}@mail.{company}>"
     subject = _text(rng, rng.randint(3, 8)).capitalize()
     head = [
@@ -180,12 +183,15 @@ def generate(count: int, seed: int = 7) -> list[bytes]:
     rng = random.Random(seed)
     out: list[bytes] = []
     human_ids: list[str] = []
+    author_of: dict[str, str] = {}  # a reply comes from someone on the ticket: the author
     for i in range(count):
         r = rng.random()
         if r < 0.6:
             reply = rng.choice(human_ids) if human_ids and rng.random() < 0.2 else None
-            text = _human(rng, i, reply)
-            human_ids.append(text.split("Message-ID: ", 1)[1].split("\n", 1)[0])
+            text = _human(rng, i, reply, author_of.get(reply) if reply else None)
+            mid = text.split("Message-ID: ", 1)[1].split("\n", 1)[0]
+            human_ids.append(mid)
+            author_of[mid] = text.split("\nFrom: ", 1)[1].split("<", 1)[1].split(">", 1)[0]
         elif r < 0.8:
             text = _bounce(rng, i)
         elif r < 0.92:
