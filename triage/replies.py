@@ -99,9 +99,9 @@ def capped(text: str, limit: int) -> str:
     For what the sender chooses (subject, display name): a megabyte of it would otherwise
     be folded into RFC 2047 encoded words (about a second of CPU per acknowledgement),
     copied into the body and kept in the outbox. Cut at a character, never inside an
-    encoded byte sequence; only the first `limit` × 4 characters are even cleaned.
+    encoded byte sequence.
     """
-    line = clean(text[: limit * 4])
+    line = clean(text)
     if len(line) <= limit:
         return line
     return line[: limit - 1].rstrip() + "…"
