@@ -32,19 +32,20 @@ def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str
 def run(config_path) -> None:
     """Watch the configured mailboxes and turn their mail into tickets (the daemon).
 
-    Refuses to start on a broken configuration or rule file. SIGTERM finishes the
-    message in hand and exits; SIGHUP reloads rules and contacts.
+    Refuses to start on a broken configuration or rule file, and beside another
+    `triage run` on the same database (it names that one's pid, host and start).
+    SIGTERM finishes the message in hand and exits; SIGHUP reloads rules and contacts.
 
     Example:
 
     \b
         triage run --config /etc/triage/triage.toml
     """
-    from triage import daemon
+    from triage import daemon, daemon_lock
 
     try:
         code = daemon.run(config_path)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, daemon_lock.LockError) as exc:
         raise click.ClickException(f"not starting: {exc}") from None
     sys.exit(code)
 

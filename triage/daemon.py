@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from triage import contacts_store, log, mailbox_state, outbox, tracking
+from triage import contacts_store, daemon_lock, log, mailbox_state, outbox, tracking
 from triage import sla as sla_mod
 from triage.config import Config, load_config
 from triage.endpoints import Mailbox
@@ -632,16 +632,21 @@ async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
 
 
 def run(config_path: Path | None) -> int:
-    """Load, refuse to start on a broken configuration, then serve until told to stop."""
+    """Load, refuse to start on a broken configuration or beside another daemon on the same
+    database (daemon_lock.AlreadyRunning), then serve until told to stop."""
     config = load_config(config_path)
-    store = Store(config.db, config.ticket_prefix)
-    contacts = contacts_store.load(store)
-    store.close()
-    rules = Rules.load(config, contacts)
-    notifier = Notifier.from_env()
+    held = daemon_lock.acquire(config.db)
+    try:
+        store = Store(config.db, config.ticket_prefix)
+        contacts = contacts_store.load(store)
+        store.close()
+        rules = Rules.load(config, contacts)
+        notifier = Notifier.from_env()
 
-    async def main() -> int:
-        daemon = Daemon(config_path, config, rules, notifier)
-        return await daemon.run()
+        async def main() -> int:
+            daemon = Daemon(config_path, config, rules, notifier)
+            return await daemon.run()
 
-    return asyncio.run(main())
+        return asyncio.run(main())
+    finally:
+        held.release()
