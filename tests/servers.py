@@ -1198,7 +1198,7 @@ class SmtpSink:
     SMTPDataError(code, ...); refused messages are kept under `folder/refused/`.
     tls=True: STARTTLS with a self-signed cert (`ca_file`), and required before MAIL.
     auth=(user, password): AUTH PLAIN/LOGIN required before MAIL (offered after STARTTLS when
-    tls, else over plain text)."""
+    tls, else over plain text). smtputf8=False: SMTPUTF8 is not offered (RFC 6531)."""
 
     host = HOST
 
@@ -1220,13 +1220,19 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         port: int = 0,
         timeout: float = 15.0,
+        smtputf8: bool = True,
     ) -> SmtpSink:
         if reply_code is not None and not 400 <= reply_code <= 599:
             raise ValueError("reply_code must be a 4xx or 5xx code")
         folder = Path(tempfile.mkdtemp(prefix="smtp-sink-", dir=Path(tmpdir)))
         (folder / "messages").mkdir()
         (folder / "refused").mkdir()
-        config: dict = {"dir": str(folder), "reply_code": reply_code, "port": port}
+        config: dict = {
+            "dir": str(folder),
+            "reply_code": reply_code,
+            "port": port,
+            "smtputf8": smtputf8,
+        }
         if tls:
             cert, key = make_cert(folder, "smtp")
             config.update(cert=str(cert), key=str(key))
@@ -1382,7 +1388,7 @@ def _smtp_sink_main(folder: Path) -> None:
     kwargs = {
         "hostname": "localhost",  # no DNS lookup of the machine's name
         "decode_data": False,
-        "enable_SMTPUTF8": True,
+        "enable_SMTPUTF8": config.get("smtputf8", True),
         "tls_context": tls_context,
         "require_starttls": tls_context is not None,
         "auth_required": auth is not None,
