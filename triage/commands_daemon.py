@@ -55,7 +55,7 @@ def run(config_path) -> None:
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def status(config_path, db_path, as_json) -> None:
-    """Mailbox health, backlog, outbox depth and tickets at risk, read from the database.
+    """Mailbox and relay health, backlog, outbox depth and tickets at risk, from the database.
 
     Works while the daemon runs: it reads what the daemon last recorded.
 
@@ -65,6 +65,7 @@ def status(config_path, db_path, as_json) -> None:
         triage status
     """
     from triage import mailbox_state, tracking
+    from triage import outbox as outbox_mod
     from triage import sla as sla_mod
 
     config = config_or_fail(config_path)
@@ -75,13 +76,20 @@ def status(config_path, db_path, as_json) -> None:
     outbox = dict(
         store.conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
     )
+    relay = outbox_mod.relay_health(store)
     at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
     breached = tracking.breached(store, now)
     store.close()
     if as_json:
         click.echo(
             json.dumps(
-                {"mailboxes": boxes, "outbox": outbox, "at_risk": at_risk, "breached": breached}
+                {
+                    "mailboxes": boxes,
+                    "relay": relay,
+                    "outbox": outbox,
+                    "at_risk": at_risk,
+                    "breached": breached,
+                }
             )
         )
         return
@@ -105,7 +113,15 @@ def status(config_path, db_path, as_json) -> None:
         )
     out = Console()
     out.print(table)
-    out.print(f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('failed', 0)} failed")
+    if relay and relay["failing"]:
+        out.print(
+            f"relay: FAILING since {relay['failing_since']} ({relay['failures']} rounds):"
+            f" {escape(relay['last_error'] or '')}"
+        )
+    elif relay:
+        out.print(f"relay: ok, last reached {relay['last_ok_at']}")
+    pending = outbox.get("pending", 0) + outbox.get("sending", 0)
+    out.print(f"outbox: {pending} pending, {outbox.get('failed', 0)} failed")
     out.print(f"tickets at risk: {len(at_risk)}; breached: {len(breached)}")
 
 
