@@ -1,7 +1,7 @@
 """The SMTP relay: one connection per drain round, and whose fault a failure is.
 
 A failure of the relay itself (no connection, TLS, a refused login, a password that cannot be
-read, a refused envelope sender, 421) is `RelayError`: nothing is wrong with the row in hand,
+read, a refused envelope sender, 421, a refusal to relay for us) is `RelayError`: nothing is wrong with the row in hand,
 so the round stops and every row stays queued. A failure of one message (a refused
 recipient, refused content, an address the relay cannot carry) is `RowError`: that row fails
 or waits, and the round goes on with the next.
@@ -29,6 +29,10 @@ from triage.endpoints import SecretError, Smtp
 from triage.sources.imap import tls_context
 
 LEASE_TIMEOUTS = 10  # a claimed row is its drainer's for this many SMTP timeouts
+# A relay that will not relay for us answers every recipient so (Postfix "Relay access
+# denied", Exim "relay not permitted", Exchange "Unable to relay"): its configuration, or
+# ours (no login), not the address.
+_NO_RELAY = re.compile(r"relay(?:ing)? (?:access )?(?:denied|not permitted)|unable to relay", re.I)
 
 
 class RelayError(Exception):
@@ -165,7 +169,7 @@ class Session:
             await client.sendmail(sender, [to], raw, mail_options=options)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             text = "; ".join(f"{r.code} {r.message}" for r in exc.recipients)
-            if any(r.code == 421 for r in exc.recipients):
+            if any(r.code == 421 or _NO_RELAY.search(r.message) for r in exc.recipients):
                 await self.close()
                 raise RelayError("refused", text) from None
             raise RowError(all(500 <= r.code < 600 for r in exc.recipients), text) from None
