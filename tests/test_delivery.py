@@ -9,6 +9,7 @@ import os
 import socket
 import threading
 from collections import Counter
+from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import pytest
 from . import servers
 from .conftest import human
 from .test_daemon import Daemon, killed_after, wait_for
+
+NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
 
 pytestmark = pytest.mark.skipif(
     (servers.skip_reason() or servers.smtp_skip_reason()) is not None,
@@ -194,3 +197,26 @@ def test_two_daemons_started_on_one_config_send_each_acknowledgement_once(
                 p.wait()
     per_recipient = Counter(rcpts[0] for _f, rcpts, _raw in smtp_sink.messages())
     assert per_recipient == Counter({f"user{n}@acme.example": 1 for n in range(count)})
+
+
+def test_a_backlog_longer_than_one_round_is_sent_without_waiting_between_rounds(
+    imap, daemon, tmp_path, smtp_sink
+):
+    """A round sends at most 100 rows; the daemon waited `outbox_seconds` after each full one,
+    so a backlog (after a relay outage, say) drained at 100 rows per wait."""
+    from triage.replies import Ack
+    from triage.store import Store
+
+    d = daemon(daemon={"outbox_seconds": 120}, extra=smtp_table(smtp_sink.port))
+    store = Store(d.db)
+    store.begin()
+    for n in range(250):
+        raw = f"To: user{n}@acme.example\r\nMessage-ID: <b{n}@msp.example>\r\n\r\nok\r\n"
+        store.queue_ack(
+            n + 1, None, Ack(f"user{n}@acme.example", "s", f"<b{n}@x>", raw.encode()), NOW
+        )
+    store.commit()
+    store.close()
+    d.start()
+    wait_for(lambda: len(smtp_sink.messages()) == 250, 30, "the whole backlog")
+    assert d.stop() == 0

@@ -84,6 +84,7 @@ def _analyse(source: str, raw: bytes) -> Analysis:
 Item = tuple[str, bytes]  # (source, raw)
 Task = tuple[asyncio.Future, list[Item]]
 
+ROUND = 100  # outbox rows per drain round; a full round is followed by another at once
 CHUNK = 16  # messages per task: one pickle each way and one wake-up of the loop per chunk
 AHEAD = 1  # batches fetched and with the workers beyond the one being written (2 was no faster)
 BATCH_BYTES = 64 * 1024 * 1024  # message bytes per batch, so memory stays bounded
@@ -614,8 +615,10 @@ class Daemon:
         failed_rounds = 0
         while not self.stop.is_set():
             self.outbox_wake.clear()
+            full = False
             try:
-                result = await outbox.drain(self.store, sender, lock=self.lock)
+                result = await outbox.drain(self.store, sender, lock=self.lock, limit=ROUND)
+                full = result.sent + result.deferred + result.failed >= ROUND
                 if result.deferred:
                     self.log.info("outbox_waiting", deferred=result.deferred)
                 if result.relay_error or result.reached:
@@ -629,6 +632,9 @@ class Daemon:
                 await self._sleep(
                     min(self.config.daemon.backoff_max_seconds, every * 2 ** (failed_rounds - 1))
                 )
+                continue
+            if full:  # more may be due: the next round at once, not after `outbox_seconds`
+                await asyncio.sleep(0)
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(_either(self.stop, self.outbox_wake)), every)
