@@ -57,6 +57,7 @@ bench: $(VENV)/.installed-test servers
 	$(BIN)/python bench/contacts.py
 	$(BIN)/python bench/imap.py
 	$(BIN)/python bench/chaos.py --short
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks build *.egg-info

@@ -713,7 +713,8 @@ def run(
         def settled() -> bool:
             return (
                 db.scalar("SELECT COUNT(*) FROM messages") >= len(items)
-                and db.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'") == 0
+                and db.scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
+                == 0
                 and servers.count(dc, USER, "INBOX") == 0
             )
 
