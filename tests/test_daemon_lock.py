@@ -157,3 +157,18 @@ def test_reading_commands_and_a_replay_into_another_database_run_beside_the_daem
     time.sleep(0.2)
     assert d.proc.poll() is None
     assert d.stop() == 0
+
+
+def test_the_same_database_through_a_symlink_is_the_same_lock(tmp_path):
+    real, elsewhere = tmp_path / "real", tmp_path / "elsewhere"
+    real.mkdir()
+    elsewhere.mkdir()
+    (real / "triage.db").touch()
+    (elsewhere / "triage.db").symlink_to(real / "triage.db")
+    first = _holder(real / "triage.db")
+    try:
+        with pytest.raises(daemon_lock.AlreadyRunning):
+            daemon_lock.acquire(elsewhere / "triage.db")
+    finally:
+        first.kill()
+        first.wait()

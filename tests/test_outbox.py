@@ -506,3 +506,44 @@ def test_a_wrong_relay_password_keeps_every_row_pending_and_raises_relay_failing
     health = outbox.relay_health(store)
     store.close()
     assert not health["failing"] and health["last_ok_at"] == "2026-03-10T14:32:00Z"
+
+
+def test_a_row_that_only_ever_fails_for_now_is_given_up_after_five_days(tmp_path, make_smtp_sink):
+    """A recipient answered 451 for ever would be retried every hour for ever."""
+    db = tmp_path / "t.db"
+    pending(db, 1)
+    sink = make_smtp_sink(reply_code=451)
+    assert drain(db, sink.port, now=NOW + timedelta(days=4)).deferred == 1
+    assert rows(db)[0][1] == "pending"
+    assert drain(db, sink.port, now=NOW + timedelta(days=5, hours=1)).failed == 1
+    ((_, status, attempts, error, _),) = rows(db)
+    assert (status, attempts) == ("failed", 2) and error.startswith("451")
+    assert "gave up" in error and "fix:" in error
+
+
+def test_once_told_to_stop_a_drainer_claims_no_further_row(tmp_path, smtp_sink, monkeypatch):
+    db = tmp_path / "t.db"
+    pending(db, 3)
+    stop = asyncio.Event()
+    opened = outbox.Sender.session
+
+    def session_that_stops(self):
+        session = opened(self)
+        send = session.send
+
+        async def send_then_stop(to, raw):
+            await send(to, raw)
+            stop.set()  # SIGTERM arrives while the first row is sent
+
+        session.send = send_then_stop
+        return session
+
+    monkeypatch.setattr(outbox.Sender, "session", session_that_stops)
+    store = Store(db)
+    sender = outbox.Sender(Smtp("127.0.0.1", smtp_sink.port, "none"), "support@msp.example")
+    try:
+        result = asyncio.run(outbox.drain(store, sender, now=lambda: NOW, stop=stop))
+    finally:
+        store.close()
+    assert result.sent == 1
+    assert [r[1] for r in rows(db)] == ["sent", "pending", "pending"]

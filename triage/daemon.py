@@ -617,7 +617,9 @@ class Daemon:
             self.outbox_wake.clear()
             full = False
             try:
-                result = await outbox.drain(self.store, sender, lock=self.lock, limit=ROUND)
+                result = await outbox.drain(
+                    self.store, sender, lock=self.lock, limit=ROUND, stop=self.stop
+                )
                 full = result.sent + result.deferred + result.failed >= ROUND
                 if result.deferred:
                     self.log.info("outbox_waiting", deferred=result.deferred)

@@ -96,8 +96,11 @@ class DaemonLock:
 
 
 def acquire(db: Path, now: datetime | None = None) -> DaemonLock:
-    """Take the lock beside `db`, or raise AlreadyRunning naming the process that has it."""
-    path = lock_path(Path(db))
+    """Take the lock beside `db`, or raise AlreadyRunning naming the process that has it.
+
+    Beside the file itself: a database reached through a symlink has one lock, not two.
+    """
+    path = lock_path(Path(db).resolve())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

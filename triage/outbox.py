@@ -34,6 +34,7 @@ __all__ = ["Result", "Sender", "drain", "ensure", "mark_sent", "relay_health", "
 
 RETRY_BASE = 30.0  # seconds; doubled per attempt
 RETRY_MAX = 3600.0
+GIVE_UP = timedelta(days=5)  # a row failing only for now this long after it was queued fails
 RELAY = "smtp"  # the key of the relay's row in relay_state
 
 
@@ -64,11 +65,19 @@ class Row:
     to: str
     raw: bytes
     attempts: int
+    queued_at: datetime | None
 
     @classmethod
     def from_db(cls, row: tuple) -> Row:
-        row_id, to, raw, attempts = row
-        return cls(row_id, to, raw.encode("utf-8") if isinstance(raw, str) else raw, attempts or 0)
+        row_id, to, raw, attempts, created = row
+        try:
+            queued = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+        except ValueError:
+            queued = None
+        if queued is not None and queued.tzinfo is None:
+            queued = queued.replace(tzinfo=UTC)
+        raw = raw.encode("utf-8") if isinstance(raw, str) else raw
+        return cls(row_id, to, raw, attempts or 0, queued)
 
 
 def claim(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | None:
@@ -88,7 +97,7 @@ def claim(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | Non
             " ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
             " OR (status = 'sending' AND lease_until <= ?))"
             " ORDER BY ticket_id IS NOT NULL, id LIMIT 1)"
-            " RETURNING id, to_addr, raw, attempts",
+            " RETURNING id, to_addr, raw, attempts, created_at",
             (owner, _iso(at + lease), now, now),
         ).fetchall()
         conn.execute("COMMIT")
@@ -140,11 +149,13 @@ async def drain(
     limit: int = 100,
     lock=None,
     owner: str | None = None,
+    stop=None,
 ) -> Result:
     """Claim and send up to `limit` due rows, one at a time; return what happened.
 
     `lock` (an asyncio.Lock) guards a database connection shared with the daemon's
     batches: it is held while rows are claimed and marked, never while talking to the relay.
+    `stop` (an asyncio.Event): once set, no further row is claimed.
     """
     logger = log.get(component="outbox")
     owner = owner or sender.owner
@@ -158,6 +169,8 @@ async def drain(
     relay_error: RelayError | None = None
     try:
         for _ in range(limit):
+            if stop is not None and stop.is_set():
+                break
             async with guard:
                 row = claim(store, owner, now(), sender.lease)
             if row is None:
@@ -171,17 +184,18 @@ async def drain(
                 break
             except Exception as exc:  # noqa: BLE001 - every other failure is this row's
                 problem = exc if isinstance(exc, RowError) else RowError(False, f"{exc!r}")
+                permanent, said = _verdict(row, problem, now())
                 async with guard:
-                    _record_failure(store, row, owner, problem.permanent, problem.said, now())
-                if problem.permanent:
-                    logger.warning("outbox_failed", row=row.id, to=row.to, error=problem.said)
+                    _record_failure(store, row, owner, permanent, said, now())
+                if permanent:
+                    logger.warning("outbox_failed", row=row.id, to=row.to, error=said)
                     failed += 1
                 else:
                     logger.info(
                         "outbox_deferred",
                         row=row.id,
                         to=row.to,
-                        error=problem.said,
+                        error=said,
                         attempt=row.attempts + 1,
                     )
                     deferred += 1
@@ -208,6 +222,17 @@ def _log_relay(logger, change: str | None, error: RelayError | None, sender: Sen
         logger.info("relay_still_failing", relay=where, kind=error.kind, error=error.said)
     elif change == "recovered":
         logger.info("relay_recovered", relay=where)
+
+
+def _verdict(row: Row, problem: RowError, at: datetime) -> tuple[bool, str]:
+    """(permanent, what to record): a row failing only for now is given up after GIVE_UP."""
+    if problem.permanent or row.queued_at is None or at - row.queued_at < GIVE_UP:
+        return problem.permanent, problem.said
+    return True, (
+        f"{problem.said[:300]} (gave up: failing since it was queued"
+        f" {row.queued_at:%Y-%m-%d %H:%M} UTC, {row.attempts + 1} attempts; fix: correct the"
+        " cause, then `triage outbox retry`)"
+    )
 
 
 def _record_failure(
