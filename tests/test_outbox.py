@@ -547,3 +547,15 @@ def test_once_told_to_stop_a_drainer_claims_no_further_row(tmp_path, smtp_sink, 
         store.close()
     assert result.sent == 1
     assert [r[1] for r in rows(db)] == ["sent", "pending", "pending"]
+
+
+def test_a_relay_without_starttls_is_a_tls_failure_of_the_relay(tmp_path, smtp_sink):
+    """tls = "starttls" against a relay that offers no STARTTLS: nothing is sent in clear."""
+    db = tmp_path / "t.db"
+    pending(db, 1)
+    log.get()
+    with capture_logs() as logs:
+        result = drain(db, smtp_sink.port, tls="starttls")
+    assert result.relay_error and "STARTTLS" in result.relay_error
+    assert [e["kind"] for e in logs if e["event"] == "relay_failing"] == ["tls"]
+    assert rows(db)[0][1:3] == ("pending", 0) and smtp_sink.messages() == []

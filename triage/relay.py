@@ -240,7 +240,9 @@ def _relay_error(exc: BaseException, cfg: Smtp) -> RelayError:
     untrusted = _untrusted(exc)
     if untrusted is not None:
         return RelayError("tls", f"certificate not trusted: {untrusted.verify_message}")
-    if isinstance(exc, ssl.SSLError) or "tls" in type(exc).__name__.lower():
+    if isinstance(exc, ssl.SSLError) or (
+        isinstance(exc, aiosmtplib.SMTPException) and "tls" in str(exc).lower()
+    ):  # a handshake that failed, or a relay that offers no STARTTLS
         return RelayError("tls", _said(exc))
     if isinstance(exc, aiosmtplib.SMTPException) and "auth" in str(exc).lower():
         return RelayError("auth", f"login as {cfg.username}: {_said(exc)}")
