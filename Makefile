@@ -18,7 +18,9 @@ $(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
-# Test servers: Dovecot from Debian's packages (the SMTP server, aiosmtpd, is a Python package).
+# Test servers: Dovecot and Postfix from Debian's packages (the SMTP sink, aiosmtpd, is a Python
+# package). Postfix is installed unconfigured ("No configuration"): no system instance is set up
+# or started; tests run private instances (tests/postfix.py).
 servers:
 	@command -v dovecot >/dev/null 2>&1 || ( \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -26,6 +28,14 @@ servers:
 	     (apt-get update -q >/dev/null && apt-get install -y -q dovecot-imapd >/dev/null)) || \
 	    echo "note: could not install dovecot-imapd; IMAP tests will skip"; \
 	  else echo "note: dovecot not installed (apt-get install dovecot-imapd); IMAP tests will skip"; fi)
+	@test -x /usr/lib/postfix/sbin/master || ( \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
+	    (DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && \
+	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null)) || \
+	    echo "note: could not install postfix; relay tests will skip"; \
+	  else echo "note: postfix not installed (apt-get install postfix); relay tests will skip"; fi)
 
 demo: $(VENV)/.installed
 	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks
@@ -47,6 +57,7 @@ bench: $(VENV)/.installed-test servers
 	$(BIN)/python bench/contacts.py
 	$(BIN)/python bench/imap.py
 	$(BIN)/python bench/chaos.py --short
+	$(BIN)/python bench/delivery.py
 
 clean:
 	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks build *.egg-info

@@ -99,8 +99,8 @@ class Plan:
     time_limit: float  # the whole run, setup to verdict
 
 
-# The short run's outage comes early: an acknowledgement deferred while the server is away is
-# retried 30 s later (triage.outbox.RETRY_BASE), and the run waits for that.
+# The short run's outage comes early: while the server is away the daemon's outbox rounds back
+# off (up to backoff_max_seconds), and the run waits for the rows to go once it is back.
 SHORT = Plan(
     name="short",
     count=200,
@@ -732,7 +732,8 @@ def run(
         def settled() -> bool:
             return (
                 db.scalar("SELECT COUNT(*) FROM messages") >= len(items)
-                and db.scalar("SELECT COUNT(*) FROM outbox WHERE status = 'pending'") == 0
+                and db.scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
+                == 0
                 and servers.count(dc, USER, "INBOX") == 0
             )
 

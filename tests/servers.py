@@ -536,6 +536,7 @@ class Dovecot:
         tls_port: int | None,
         tokens: Introspection | None = None,
         own_tokens: bool = False,
+        auth_socket: bool = False,
     ) -> None:
         self.root = root  # the instance folder (config, sockets, state, log, mail)
         self._link = link  # symlink in the caller's tmpdir when root is a private folder
@@ -543,6 +544,9 @@ class Dovecot:
         self.users = dict(users)
         self.tokens = tokens  # the introspection endpoint behind XOAUTH2/OAUTHBEARER, or None
         self._own_tokens = own_tokens  # started by start(): stopped by cleanup()
+        # With auth_socket: Dovecot's authentication for other servers (a private Postfix's
+        # SASL, smtpd_sasl_type = dovecot) on this socket, open to every local user.
+        self.auth_socket: Path | None = root / "run" / "auth-relay" if auth_socket else None
         self.port: int | None = port
         self.tls_port = tls_port
         self.instance_name = "triage-" + secrets.token_hex(5)
@@ -567,13 +571,17 @@ class Dovecot:
         users: dict[str, str] | None = None,
         oauth: bool | Introspection = False,
         timeout: float = 15.0,
+        auth_socket: bool = False,
     ) -> Dovecot:
         """Start a private instance: an `imap` listener (`port`; offers STARTTLS when tls) and,
         when tls, an `imaps` listener (`tls_port`) with a self-signed cert (`ca_file`).
 
         oauth=True also offers XOAUTH2 and OAUTHBEARER through Dovecot's oauth2 passdb, checked
         against a new `Introspection` endpoint (`tokens`, stopped by cleanup()); pass an
-        Introspection instead to use one the caller started and stops."""
+        Introspection instead to use one the caller started and stops.
+
+        auth_socket=True also serves Dovecot's authentication to other local servers on
+        `auth_socket` (a private Postfix checks SMTP AUTH against these users there)."""
         reason = skip_reason()
         if reason:
             raise RuntimeError(reason)
@@ -613,6 +621,7 @@ class Dovecot:
                     tls_port=tls_port,
                     tokens=tokens,
                     own_tokens=own_tokens,
+                    auth_socket=auth_socket,
                 )
                 dc._prepare()
                 try:
@@ -679,6 +688,11 @@ class Dovecot:
             "  driver = static",
             f"  args = uid={uid} gid={gid} home={self.home_root}/%u",
             "}",
+            *(
+                ["service auth {", "  unix_listener auth-relay {", "    mode = 0666", "  }", "}"]
+                if self.auth_socket
+                else []
+            ),
             "protocol imap {",
             "  mail_max_userip_connections = 50",
             "}",
@@ -1198,7 +1212,7 @@ class SmtpSink:
     SMTPDataError(code, ...); refused messages are kept under `folder/refused/`.
     tls=True: STARTTLS with a self-signed cert (`ca_file`), and required before MAIL.
     auth=(user, password): AUTH PLAIN/LOGIN required before MAIL (offered after STARTTLS when
-    tls, else over plain text)."""
+    tls, else over plain text). smtputf8=False: SMTPUTF8 is not offered (RFC 6531)."""
 
     host = HOST
 
@@ -1220,13 +1234,19 @@ class SmtpSink:
         auth: tuple[str, str] | None = None,
         port: int = 0,
         timeout: float = 15.0,
+        smtputf8: bool = True,
     ) -> SmtpSink:
         if reply_code is not None and not 400 <= reply_code <= 599:
             raise ValueError("reply_code must be a 4xx or 5xx code")
         folder = Path(tempfile.mkdtemp(prefix="smtp-sink-", dir=Path(tmpdir)))
         (folder / "messages").mkdir()
         (folder / "refused").mkdir()
-        config: dict = {"dir": str(folder), "reply_code": reply_code, "port": port}
+        config: dict = {
+            "dir": str(folder),
+            "reply_code": reply_code,
+            "port": port,
+            "smtputf8": smtputf8,
+        }
         if tls:
             cert, key = make_cert(folder, "smtp")
             config.update(cert=str(cert), key=str(key))
@@ -1382,7 +1402,7 @@ def _smtp_sink_main(folder: Path) -> None:
     kwargs = {
         "hostname": "localhost",  # no DNS lookup of the machine's name
         "decode_data": False,
-        "enable_SMTPUTF8": True,
+        "enable_SMTPUTF8": config.get("smtputf8", True),
         "tls_context": tls_context,
         "require_starttls": tls_context is not None,
         "auth_required": auth is not None,

@@ -212,3 +212,46 @@ def test_an_acknowledgement_stays_small_whatever_the_sender_writes():
     ack = render(facts_for(e, d, CONFIG), templates, CONFIG, NOW)
     assert ack.to == "a" * 64 + "@" + "b" * 250
     assert len(ack.raw) < 24_000, len(ack.raw)
+
+
+def _fields(raw: bytes) -> dict[str, str]:
+    """Header name (lower case) -> its value unfolded, from the raw bytes, decoded as UTF-8."""
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("utf-8")
+    out: dict[str, str] = {}
+    for line in head.replace("\r\n ", " ").replace("\r\n\t", " ").split("\r\n"):
+        name, _, value = line.partition(":")
+        out[name.lower()] = value.strip()
+    return out
+
+
+def test_addresses_and_message_ids_are_never_encoded_words():
+    """RFC 2047 §5: an encoded word never stands in an addr-spec or a msg-id. A customer's
+    mail program does not decode one there: threading broke and the To was unreadable."""
+    templates = Templates.load(shipped_rules() / "templates")
+    facts = dataclasses.replace(
+        JANE,
+        to="jürgen@müller.example",
+        in_reply_to="<abc.é@müller.example>",
+        references=("<r0@x.example>", "<abc.é@müller.example>"),
+    )
+    raw = render(facts, templates, CONFIG, NOW).raw
+    fields = _fields(raw)
+    assert fields["to"] == "jürgen@müller.example"
+    assert fields["in-reply-to"] == "<abc.é@müller.example>"
+    assert fields["references"] == "<r0@x.example> <abc.é@müller.example>"
+    assert fields["from"] == "support@msp.example"
+    parsed = email.message_from_bytes(raw, policy=policy.SMTPUTF8)
+    assert parsed["In-Reply-To"] == "<abc.é@müller.example>"
+
+
+def test_a_long_references_chain_is_folded_between_ids_and_a_monster_id_is_left_out():
+    templates = Templates.load(shipped_rules() / "templates")
+    ids = tuple(f"<{n}.{'x' * 150}@mail.example>" for n in range(11))
+    monster = "<" + "y" * 2000 + "@mail.example>"
+    facts = dataclasses.replace(JANE, in_reply_to=monster, references=(*ids, monster))
+    raw = render(facts, templates, CONFIG, NOW).raw
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    assert max(len(line) for line in head.split(b"\r\n")) <= 998
+    assert b"=?" not in head and b"yyyy" not in head
+    fields = _fields(raw)
+    assert fields["references"].split() == list(ids) and "in-reply-to" not in fields

@@ -32,19 +32,20 @@ def _print_table(title: str, columns: Sequence[str], rows: Iterable[Sequence[str
 def run(config_path) -> None:
     """Watch the configured mailboxes and turn their mail into tickets (the daemon).
 
-    Refuses to start on a broken configuration or rule file. SIGTERM finishes the
-    message in hand and exits; SIGHUP reloads rules and contacts.
+    Refuses to start on a broken configuration or rule file, and beside another
+    `triage run` on the same database (it names that one's pid, host and start).
+    SIGTERM finishes the message in hand and exits; SIGHUP reloads rules and contacts.
 
     Example:
 
     \b
         triage run --config /etc/triage/triage.toml
     """
-    from triage import daemon
+    from triage import daemon, daemon_lock
 
     try:
         code = daemon.run(config_path)
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, daemon_lock.LockError) as exc:
         raise click.ClickException(f"not starting: {exc}") from None
     sys.exit(code)
 
@@ -54,7 +55,7 @@ def run(config_path) -> None:
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def status(config_path, db_path, as_json) -> None:
-    """Mailbox health, backlog, outbox depth and tickets at risk, read from the database.
+    """Mailbox and relay health, backlog, outbox depth and tickets at risk, from the database.
 
     Works while the daemon runs: it reads what the daemon last recorded.
 
@@ -64,6 +65,7 @@ def status(config_path, db_path, as_json) -> None:
         triage status
     """
     from triage import mailbox_state, tracking
+    from triage import outbox as outbox_mod
     from triage import sla as sla_mod
 
     config = config_or_fail(config_path)
@@ -74,13 +76,20 @@ def status(config_path, db_path, as_json) -> None:
     outbox = dict(
         store.conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
     )
+    relay = outbox_mod.relay_health(store)
     at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
     breached = tracking.breached(store, now)
     store.close()
     if as_json:
         click.echo(
             json.dumps(
-                {"mailboxes": boxes, "outbox": outbox, "at_risk": at_risk, "breached": breached}
+                {
+                    "mailboxes": boxes,
+                    "relay": relay,
+                    "outbox": outbox,
+                    "at_risk": at_risk,
+                    "breached": breached,
+                }
             )
         )
         return
@@ -104,7 +113,15 @@ def status(config_path, db_path, as_json) -> None:
         )
     out = Console()
     out.print(table)
-    out.print(f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('failed', 0)} failed")
+    if relay and relay["failing"]:
+        out.print(
+            f"relay: FAILING since {relay['failing_since']} ({relay['failures']} rounds):"
+            f" {escape(relay['last_error'] or '')}"
+        )
+    elif relay:
+        out.print(f"relay: ok, last reached {relay['last_ok_at']}")
+    pending = outbox.get("pending", 0) + outbox.get("sending", 0)
+    out.print(f"outbox: {pending} pending, {outbox.get('failed', 0)} failed")
     out.print(f"tickets at risk: {len(at_risk)}; breached: {len(breached)}")
 
 
@@ -194,7 +211,7 @@ def outbox(ctx, config_path, db_path, as_json) -> None:
         store.db.query(
             "SELECT o.id, t.number AS ticket, o.to_addr, o.subject, o.status, o.attempts, o.last_error,"
             " o.created_at, o.next_attempt_at FROM outbox o LEFT JOIN tickets t ON t.id = o.ticket_id"
-            " WHERE o.status IN ('pending', 'failed', 'bounced') ORDER BY o.id"
+            " WHERE o.status IN ('pending', 'sending', 'failed', 'bounced') ORDER BY o.id"
         )
     )
     store.close()
@@ -246,6 +263,64 @@ def outbox_retry(config_path, db_path, row_id) -> None:
             f"no failed outbox row {row_id}; fix: `triage outbox` lists them"
         )
     click.echo(f"outbox row {row_id} queued again")
+
+
+@outbox.command("send")
+@CONFIG
+@DB
+@click.option("--once", is_flag=True, help="Send every row that is due, then exit.")
+def outbox_send(config_path, db_path, once) -> None:
+    """Send what the outbox holds that is due, then exit; safe beside a running daemon.
+
+    Each row is claimed before it is sent, so this command and the daemon (or two of
+    these) never send one row twice. Prints how many rows were sent, deferred and failed;
+    exits 1 when the relay itself fails (login, TLS, connection): the rows stay queued.
+
+    Example:
+
+    \b
+        triage outbox send --once --config /etc/triage/triage.toml
+    """
+    import asyncio
+
+    from triage import outbox as outbox_mod
+
+    if not once:
+        raise click.UsageError(
+            "give --once (send what is due, then exit); `triage run` sends continuously"
+        )
+    config = config_or_fail(config_path)
+    if config.smtp is None:
+        raise click.ClickException(
+            f"{config.path}: [smtp] is missing, so there is no relay to send through;"
+            ' fix: add an [smtp] table (host = "smtp.example.com", port, tls, username and'
+            " a password source), as in systemd/triage.toml.example"
+        )
+    store = open_store(config, db_path)
+    outbox_mod.ensure(store)
+    sender = outbox_mod.Sender(config.smtp, config.support_address)
+    limit = 100
+
+    async def until_done() -> list:
+        rounds = [await outbox_mod.drain(store, sender, limit=limit)]
+        while sum((rounds[-1].sent, rounds[-1].deferred, rounds[-1].failed)) == limit:
+            rounds.append(await outbox_mod.drain(store, sender, limit=limit))
+        return rounds
+
+    try:
+        rounds = asyncio.run(until_done())
+    finally:
+        store.close()
+    sent, deferred, failed = (
+        sum(getattr(r, f) for r in rounds) for f in ("sent", "deferred", "failed")
+    )
+    click.echo(f"{sent} sent, {deferred} deferred, {failed} failed")
+    if rounds[-1].relay_error:
+        raise click.ClickException(
+            f"the relay {config.smtp.host}:{config.smtp.port} is failing, so the rest stays"
+            f" queued: {rounds[-1].relay_error}; fix: check [smtp] in {config.path} (host,"
+            " port, tls, username, password source), then run this again"
+        )
 
 
 def register(cli: click.Group) -> None:

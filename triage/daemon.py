@@ -16,13 +16,14 @@ import hashlib
 import multiprocessing
 import os
 import random
+import secrets
 import signal
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from triage import contacts_store, log, mailbox_state, outbox, tracking
+from triage import alerts, contacts_store, daemon_lock, log, mailbox_state, outbox, tracking
 from triage import sla as sla_mod
 from triage.config import Config, load_config
 from triage.endpoints import Mailbox
@@ -83,6 +84,7 @@ def _analyse(source: str, raw: bytes) -> Analysis:
 Item = tuple[str, bytes]  # (source, raw)
 Task = tuple[asyncio.Future, list[Item]]
 
+ROUND = 100  # outbox rows per drain round; a full round is followed by another at once
 CHUNK = 16  # messages per task: one pickle each way and one wake-up of the loop per chunk
 AHEAD = 1  # batches fetched and with the workers beyond the one being written (2 was no faster)
 BATCH_BYTES = 64 * 1024 * 1024  # message bytes per batch, so memory stays bounded
@@ -240,6 +242,8 @@ class Daemon:
         self.stop = asyncio.Event()
         self.lock = asyncio.Lock()  # one batch in the store at a time
         self.health = {mb.name: Health() for mb in config.mailboxes}
+        relay = outbox.relay_health(self.store)
+        self.relay_error: str | None = relay["last_error"] if relay and relay["failing"] else None
         self.ready_sent = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -316,6 +320,8 @@ class Daemon:
                     uidvalidity=selected.uidvalidity,
                     exists=selected.exists,
                 )
+                if health.failing:
+                    self._recovered(mb, health, logger)
                 health.failures, health.failing, health.logged_in_once = 0, False, True
                 health.alerts_sent.clear()
                 delay = 1.0
@@ -508,24 +514,29 @@ class Daemon:
 
     def _alert(self, mb: Mailbox, kind: str, message: str) -> None:
         """A mail to the operator, queued in the outbox like any other (once per failing spell)."""
-        operator = self.config.daemon.operator
-        if not operator:
-            return
-        subject = f"triage: mailbox {mb.name} is failing ({kind})"
-        body = (
-            f"triage cannot read mailbox {mb.name} ({mb.username} at {mb.host}).\r\n\r\n{message}\r\n\r\n"
-            "Fix the cause; triage keeps retrying with backoff.\r\n"
+        now = datetime.now(UTC)
+        self._queue_alert(
+            alerts.mailbox_failing(self.config, mb, kind, message, now, secrets.token_hex(8))
         )
-        raw = (
-            f"From: {self.config.support_address}\r\nTo: {operator}\r\nSubject: {subject}\r\n"
-            "Auto-Submitted: auto-generated\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
-            + body
+
+    def _recovered(self, mb: Mailbox, health: Health, logger) -> None:
+        """A mailbox that was failing works again: said in the log, and the all-clear mailed."""
+        row = self.store.conn.execute(
+            "SELECT failing_since FROM mailbox_state WHERE mailbox = ?", (mb.name,)
+        ).fetchone()
+        since = row[0] if row else None
+        logger.info("mailbox_recovered", failures=health.failures, failing_since=since)
+        now = datetime.now(UTC)
+        self._queue_alert(
+            alerts.mailbox_recovered(
+                self.config, mb, since, health.failures, now, secrets.token_hex(8)
+            )
         )
-        self.store.conn.execute(
-            "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
-            " VALUES (NULL, ?, ?, NULL, ?, 'pending', 0, ?)",
-            (operator, subject, raw, mailbox_state.now_text()),
-        )
+
+    def _queue_alert(self, alert) -> None:
+        if alert is not None:
+            self.store.queue_alert(alert, datetime.now(UTC))
+            self.outbox_wake.set()
 
     def _set(self, mb: Mailbox, health: Health, state: str) -> None:
         if health.state != state and not (health.failing and state == "connecting"):
@@ -544,6 +555,8 @@ class Daemon:
         parts = []
         for name, h in self.health.items():
             parts.append(f"{name}: {'FAILING ' + h.last_error[:80] if h.failing else h.state}")
+        if self.relay_error:
+            parts.append(f"relay: FAILING {self.relay_error[:80]}")
         self.notifier.status("; ".join(parts) or "no mailboxes configured")
 
     # -- periodic work -------------------------------------------------------------
@@ -590,22 +603,43 @@ class Daemon:
                     )
 
     async def _outbox(self) -> None:
-        """Send what the outbox holds; woken by new acknowledgements, else every few seconds."""
+        """Send what the outbox holds; woken by new rows, else every `outbox_seconds`.
+
+        While the relay fails, rounds back off (doubling up to `backoff_max_seconds`) and new
+        rows do not wake it: each round is a login attempt, and a relay that sees failed
+        logins in a burst may lock the account.
+        """
         assert self.config.smtp is not None
         sender = outbox.Sender(self.config.smtp, self.config.support_address)
+        every = self.config.daemon.outbox_seconds
+        failed_rounds = 0
         while not self.stop.is_set():
             self.outbox_wake.clear()
+            full = False
             try:
-                result = await outbox.drain(self.store, sender, lock=self.lock)
+                result = await outbox.drain(
+                    self.store, sender, lock=self.lock, limit=ROUND, stop=self.stop
+                )
+                full = result.sent + result.deferred + result.failed >= ROUND
                 if result.deferred:
                     self.log.info("outbox_waiting", deferred=result.deferred)
+                if result.relay_error or result.reached:
+                    failed_rounds = failed_rounds + 1 if result.relay_error else 0
+                    if result.relay_error != self.relay_error:
+                        self.relay_error = result.relay_error
+                        self._status()
             except Exception:  # noqa: BLE001 - the next round tries again
                 self.log.exception("outbox_error")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.shield(_either(self.stop, self.outbox_wake)),
-                    self.config.daemon.outbox_seconds,
+            if failed_rounds:
+                await self._sleep(
+                    min(self.config.daemon.backoff_max_seconds, every * 2 ** (failed_rounds - 1))
                 )
+                continue
+            if full:  # more may be due: the next round at once, not after `outbox_seconds`
+                await asyncio.sleep(0)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(_either(self.stop, self.outbox_wake)), every)
 
     async def _sleep(self, seconds: float) -> None:
         """Wait `seconds`, or less when told to stop."""
@@ -632,16 +666,21 @@ async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
 
 
 def run(config_path: Path | None) -> int:
-    """Load, refuse to start on a broken configuration, then serve until told to stop."""
+    """Load, refuse to start on a broken configuration or beside another daemon on the same
+    database (daemon_lock.AlreadyRunning), then serve until told to stop."""
     config = load_config(config_path)
-    store = Store(config.db, config.ticket_prefix)
-    contacts = contacts_store.load(store)
-    store.close()
-    rules = Rules.load(config, contacts)
-    notifier = Notifier.from_env()
+    held = daemon_lock.acquire(config.db)
+    try:
+        store = Store(config.db, config.ticket_prefix)
+        contacts = contacts_store.load(store)
+        store.close()
+        rules = Rules.load(config, contacts)
+        notifier = Notifier.from_env()
 
-    async def main() -> int:
-        daemon = Daemon(config_path, config, rules, notifier)
-        return await daemon.run()
+        async def main() -> int:
+            daemon = Daemon(config_path, config, rules, notifier)
+            return await daemon.run()
 
-    return asyncio.run(main())
+        return asyncio.run(main())
+    finally:
+        held.release()

@@ -183,6 +183,34 @@ def _header(name: str, value: str) -> bytes:
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
+def _address_header(name: str, address: str) -> bytes:
+    """An address as it is: never an encoded word (RFC 2047 §5), UTF-8 when it is not ASCII
+    (RFC 6532; the relay then needs SMTPUTF8, which the outbox checks)."""
+    return f"{name}: {clean(address)}\r\n".encode()
+
+
+_ID_MAX = 900  # octets: a longer msg-id cannot stay on one line of at most 998
+_FOLD_AT = 78
+
+
+def _ids_header(name: str, ids: tuple[str, ...] | list[str]) -> bytes:
+    """Message-IDs, folded between ids and never encoded (an encoded word in a msg-id breaks
+    threading at the other end); an id that is empty, holds a space or cannot fit a line is
+    left out. No usable id: no header."""
+    kept = [m for m in (clean(i) for i in ids) if m and " " not in m and len(m.encode()) <= _ID_MAX]
+    if not kept:
+        return b""
+    lines: list[str] = []
+    line = f"{name}:"
+    for mid in kept:
+        if len(line.encode()) + 1 + len(mid.encode()) > _FOLD_AT and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + mid
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
 def _qp(text: str) -> bytes:
     return quopri.encodestring(text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8"))
 
@@ -212,16 +240,16 @@ def render(facts: AckFacts, templates: Templates, config: Config, now: datetime)
     }
     text, markup = templates.render(facts.kind, values)
     head = [
-        _header("From", config.support_address),
-        _header("To", facts.to),
+        _address_header("From", config.support_address),
+        _address_header("To", facts.to),
         _header("Subject", subject),
-        _header("Date", format_datetime(now)),
-        _header("Message-ID", message_id),
+        _header("Date", format_datetime(now)),  # the outbox sets it again when it is sent
+        _ids_header("Message-ID", [message_id]),
     ]
     if facts.in_reply_to:
-        head.append(_header("In-Reply-To", facts.in_reply_to))
+        head.append(_ids_header("In-Reply-To", [facts.in_reply_to]))
     if facts.references:
-        head.append(_header("References", " ".join(facts.references)))
+        head.append(_ids_header("References", facts.references))
     head += [
         b"Auto-Submitted: auto-replied\r\n",
         b"X-Auto-Response-Suppress: All\r\n",

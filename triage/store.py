@@ -97,6 +97,8 @@ class Store:
         for table, columns in (
             ("tickets", {"queue": str, "vip": int, "forwarded_by": str}),
             ("messages", {"fingerprint": str}),
+            # outbox claims: a drainer marks a row `sending`, its own, until lease_until
+            ("outbox", {"next_attempt_at": str, "claimed_by": str, "lease_until": str}),
         ):
             have = set(self.db[table].columns_dict)
             for name, kind in columns.items():
@@ -189,6 +191,9 @@ class Store:
                     "last_error": str,
                     "created_at": str,
                     "sent_at": str,
+                    "next_attempt_at": str,
+                    "claimed_by": str,
+                    "lease_until": str,
                 },
                 pk="id",
                 not_null={"to_addr", "status", "created_at"},
@@ -233,6 +238,20 @@ class Store:
                     "message_key": str,
                 },
                 pk="id",
+            )
+        if "relay_state" not in db.table_names():  # the SMTP relay's health, for `triage status`
+            db["relay_state"].create(
+                {
+                    "relay": str,
+                    "failing": int,
+                    "failing_since": str,
+                    "failures": int,
+                    "kind": str,
+                    "last_error": str,
+                    "last_ok_at": str,
+                    "updated_at": str,
+                },
+                pk="relay",
             )
         if "mailbox_state" not in db.table_names():
             db["mailbox_state"].create(
@@ -511,6 +530,20 @@ class Store:
             ),
         )
         self._event(ticket_id, key, "auto_reply_queued", at, {"to": ack.to})
+
+    def queue_alert(self, alert: Ack, now: datetime) -> None:
+        """A mail to the operator in the outbox, on no ticket: drained before acknowledgements."""
+        self.conn.execute(
+            "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
+            " VALUES (NULL, ?, ?, ?, ?, 'pending', 0, ?)",
+            (
+                alert.to,
+                alert.subject,
+                alert.message_id or None,
+                alert.raw.decode("utf-8"),
+                _iso(now),
+            ),
+        )
 
     def _event(
         self, ticket_id: int | None, key: str | None, kind: str, at: str | None, detail: dict
