@@ -60,6 +60,8 @@ KEPT_HEADERS = (
     "importance",
     "priority",
     "authentication-results",
+    "user-agent",  # the evidence model: a mail program a person types in, or mail software
+    "x-mailer",
 )
 
 # RFC 5322 lines end by 998 characters: a longer "id" is no Message-ID, and would be
@@ -109,6 +111,7 @@ class Email:
     defects: tuple[str, ...] = ()
     attached_from: str = ""  # From header of the first attached message (message/rfc822)
     fingerprint: str = ""  # what the author wrote, not how it travelled (see `fingerprint`)
+    header_names: frozenset[str] = frozenset()  # every header present, lower-case (evidence)
 
     @property
     def from_display(self) -> str:
@@ -458,6 +461,7 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         fingerprint=fingerprint(
             raw, from_addr, subject[0] if subject else "", date[0] if date else ""
         ),
+        header_names=frozenset(grouped),
     )
     return Reading(msg, head)
 
