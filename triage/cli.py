@@ -164,7 +164,7 @@ def _print_decisions(decisions: list[Decision], acks: list) -> None:
     tickets = Table(title="Tickets", show_lines=False)
     for col in ("ticket", "action", "priority", "due (UTC)", "from", "match", "subject"):
         tickets.add_column(col)
-    filtered = Table(title="Filtered, quarantined and duplicates")
+    filtered = Table(title="Filtered, held for review, quarantined and duplicates")
     for col in ("file", "action", "reason", "from / detail"):
         filtered.add_column(col)
     for d in decisions:
@@ -498,10 +498,11 @@ def sla_due(config_path, policy, plan, priority, at_text, tz) -> None:
 
 def _register_extensions() -> None:
     """Command groups that live in their own modules, attached to `cli`."""
-    from triage import commands_daemon, commands_sla
+    from triage import commands_daemon, commands_review, commands_sla
 
     commands_sla.register(cli)
     commands_daemon.register(cli)
+    commands_review.register(cli)
 
 
 _register_extensions()

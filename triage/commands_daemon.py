@@ -54,7 +54,7 @@ def run(config_path) -> None:
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def status(config_path, db_path, as_json) -> None:
-    """Mailbox health, backlog, outbox depth and tickets at risk, read from the database.
+    """Mailbox health, backlog, outbox depth, tickets at risk and mail held for review.
 
     Works while the daemon runs: it reads what the daemon last recorded.
 
@@ -63,7 +63,7 @@ def status(config_path, db_path, as_json) -> None:
     \b
         triage status
     """
-    from triage import mailbox_state, tracking
+    from triage import mailbox_state, review, tracking
     from triage import sla as sla_mod
 
     config = config_or_fail(config_path)
@@ -76,11 +76,18 @@ def status(config_path, db_path, as_json) -> None:
     )
     at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
     breached = tracking.breached(store, now)
+    held = review.count(store)
     store.close()
     if as_json:
         click.echo(
             json.dumps(
-                {"mailboxes": boxes, "outbox": outbox, "at_risk": at_risk, "breached": breached}
+                {
+                    "mailboxes": boxes,
+                    "outbox": outbox,
+                    "at_risk": at_risk,
+                    "breached": breached,
+                    "review": held,
+                }
             )
         )
         return
@@ -106,6 +113,7 @@ def status(config_path, db_path, as_json) -> None:
     out.print(table)
     out.print(f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('failed', 0)} failed")
     out.print(f"tickets at risk: {len(at_risk)}; breached: {len(breached)}")
+    out.print(f"held for review: {held}" + (" (triage review)" if held else ""))
 
 
 @click.group(invoke_without_command=True)
