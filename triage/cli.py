@@ -29,7 +29,7 @@ def _load(config_path: Path | None) -> tuple[Config, Rules]:
     try:
         config = load_config(config_path)
         return config, Rules.load(config, contacts_store.load_for(config))
-    except (ConfigError, RuleError, ValueError) as exc:
+    except (ConfigError, RuleError, ValueError) as exc:  # ConfigError also for evidence.toml
         raise _fail(str(exc)) from None
 
 
@@ -321,6 +321,10 @@ def check(config_path) -> None:
         f"filters  {config.filters_file}: {len(rules.filters.rules)} rules ({enabled} enabled)"
     )
     click.echo(f"priority {config.priority_file}: ok")
+    weak = sum(r.enabled and r.weak for r in rules.filters.rules)
+    click.echo(
+        f"evidence {rules.evidence.path}: {weak} weak rule(s) weighed; review needs {rules.evidence.needs} signs of a person"
+    )
     click.echo(
         f"replies  {config.rules_dir / 'templates'}: acknowledgement{' (with HTML)' if rules.templates.ack_html else ''} and held-sender templates render"
     )
