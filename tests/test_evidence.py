@@ -332,3 +332,81 @@ def test_needs_is_honoured(tmp_path):
     rules = Rules.load(replace(CONFIG, rules_dir=Path(rules_dir)))
     d = decided((FIXTURES / "38-sow-from-info-small-business.eml").read_bytes(), rules)
     assert d.action == Action.FILTERED
+
+
+def shop(
+    body: str = "the till prints blank receipts since this morning.\n\nThanks,\nAnna\n",
+    **headers: str,
+) -> bytes:
+    base = {
+        "From": "Anna Berg <info@berg-florist.example>",
+        "To": "support@msp.example",
+        "Subject": "Till prints blank receipts",
+        "Message-ID": "<a1b2c3@berg-florist.example>",
+    }
+    base.update({k.replace("_", "-"): v for k, v in headers.items()})
+    return build({k: v for k, v in base.items() if v}, body)
+
+
+@pytest.mark.parametrize(
+    ("raw", "action", "signal"),
+    [
+        (shop("Hi,\n" + "the till is broken.\n\nThanks,\nAnna\n"), Action.REVIEW, "greeting"),
+        (shop(), Action.FILTERED, "signature"),  # one sign of a person: not enough
+        (shop(User_Agent="Mozilla Thunderbird"), Action.REVIEW, "mail-client"),
+        (shop(Message_ID="<CAB7xQ2m@mail.gmail.com>"), Action.REVIEW, "mail-client"),
+        (
+            shop("Dear customer,\nthe till is broken.\n\nThanks,\nAnna\n"),
+            Action.FILTERED,
+            "signature",
+        ),
+        (
+            shop(User_Agent="Mozilla Thunderbird", Feedback_ID="a:b:c"),
+            Action.FILTERED,
+            "automation-headers",
+        ),
+        (shop(X_Mailer="PHPMailer 6.9.1"), Action.FILTERED, "mailer-software"),
+        (
+            shop("Hi,\nnew spring bouquets!\nTo unsubscribe click here.\nThanks,\nAnna\n"),
+            Action.FILTERED,
+            "bulk-wording",
+        ),
+        (
+            shop("Hi,\nI am out of the office until Monday.\n\nThanks,\nAnna\n"),
+            Action.FILTERED,
+            "auto-reply-wording",
+        ),
+    ],
+    ids=[
+        "greeting-and-signature",
+        "signature-alone",
+        "mail-client",
+        "webmail-message-id",
+        "generic-greeting",
+        "automation-header",
+        "mailer-software",
+        "bulk-wording",
+        "auto-reply-wording",
+    ],
+)
+def test_each_listed_sign_has_its_effect(raw, action, signal):
+    d = decided(raw)
+    assert d.action == action, d.reasons
+    assert signal in {s.name for s in d.evidence}
+
+
+def test_a_release_that_lost_the_race_makes_no_second_ticket(tmp_path, monkeypatch):
+    from triage import review
+
+    store = Store(tmp_path / "t.db")
+    recorder = Recorder(RULES, store)
+    raw = shop(User_Agent="Mozilla Thunderbird")
+    recorder.record(analyse(raw, "1.eml", RULES), NOW, raw=raw)
+    recorder.commit()
+    stale = review.find(store, "1")
+    assert review.release(store, RULES, "1", NOW).ticket == "T-000001"
+    store.save_review(raw, stale.sha256)  # the loser read the row and the bytes before the winner
+    monkeypatch.setattr(review, "find", lambda _store, _key: stale)
+    with pytest.raises(review.ReviewError, match="released meanwhile"):
+        review.release(store, RULES, "1", NOW)
+    assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 1

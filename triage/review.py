@@ -20,6 +20,7 @@ from triage.replies import capped_subject, clean
 from triage.store import Store
 
 DIGEST_EVERY = timedelta(hours=24)
+DIGEST_MAX = 200  # messages listed in one digest; `triage review` lists them all
 
 
 class ReviewError(ValueError):
@@ -129,7 +130,11 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
         store.conn.execute(
             "DELETE FROM events WHERE message_key = ? AND kind = 'review'", (held.key,)
         )
-        store.conn.execute("DELETE FROM messages WHERE id = ?", (held.id,))
+        gone = store.conn.execute(
+            "DELETE FROM messages WHERE id = ? AND action = 'review'", (held.id,)
+        ).rowcount
+        if gone != 1:  # another release won the write lock first
+            raise ReviewError(f"message {held.id} was released meanwhile; fix: `triage tickets`")
         recorder = Recorder(rules, store)
         decision = recorder.release(analysis, arrived, now)
         if decision.action not in (Action.TICKET, Action.APPEND):
@@ -200,8 +205,10 @@ def digest(store: Store, config: Config, now: datetime) -> Digest | None:
         "ticket (its deadline runs from its arrival) with the command shown under it.",
         "",
     ]
-    for h in held:
+    for h in held[:DIGEST_MAX]:
         lines += describe(h, "new" if h in new else "")
+    if len(held) > DIGEST_MAX:
+        lines += [f"... and {len(held) - DIGEST_MAX} more.", ""]
     lines.append("Everything in review: triage review (or triage review --json).")
     text = "\n".join(lines) + "\n"
     domain = sorted(config.own_domains)[0]
