@@ -336,7 +336,9 @@ def test_starttls_and_flag_mode(imap, daemon):
     assert d.stop() == 0
     assert d.count("INBOX") == 1  # flag mode leaves the message in place
     d.start()  # and a restart does not process it again
-    time.sleep(2)
+    # waited for, not slept on: a loaded machine can take over 2 s to start
+    wait_for(lambda: len(d.logged("mailbox_connected")) >= 2, 20, "the restarted daemon")
+    time.sleep(1)
     assert d.stop() == 0
     assert d.scalar("SELECT COUNT(*) FROM messages") == 1
 

@@ -34,9 +34,8 @@ class Action(StrEnum):
     FILTERED = "filtered"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
-    REVIEW = (
-        "review"  # only weak rules fired on mail that shows a person: kept for a person to look at
-    )
+    # Only weak rules fired, on mail that shows a person: held for a person to look at.
+    REVIEW = "review"
 
 
 @dataclass(frozen=True, slots=True)

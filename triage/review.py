@@ -65,15 +65,11 @@ class Held:
         ]
 
 
-_COLUMNS = (
-    "id, message_key, message_id, from_addr, subject, received_at, reason, source, sha256, decision"
-)
-
-
 def listing(store: Store) -> list[Held]:
     """Every message waiting for review, oldest first."""
     rows = store.conn.execute(
-        f"SELECT {_COLUMNS} FROM messages WHERE action = 'review' ORDER BY id"
+        "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
+        " sha256, decision FROM messages WHERE action = 'review' ORDER BY id"
     ).fetchall()
     return [_held(row) for row in rows]
 
@@ -95,12 +91,14 @@ def find(store: Store, key: str) -> Held:
     text = key.strip()
     if text.lstrip("#").isdigit():
         row = store.conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE id = ? AND action = 'review'",
+            "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
+            " sha256, decision FROM messages WHERE id = ? AND action = 'review'",
             (int(text.lstrip("#")),),
         ).fetchone()
     else:
         row = store.conn.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE message_key = ? AND action = 'review'",
+            "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
+            " sha256, decision FROM messages WHERE message_key = ? AND action = 'review'",
             (text,),
         ).fetchone()
     if row is None:
