@@ -168,15 +168,18 @@ def gather(
     if contact:
         signals.append(Signal("known-contact", PERSON, "contacts", contact, decisive=True))
     agent = _agent(email)
-    if agent:
-        name, value = agent
-        kind = _starts(value, vocabulary.mailers)
-        if kind:
-            signals.append(Signal("mailer-software", MACHINE, name, value))
-        elif _starts(value, vocabulary.mail_clients):
-            signals.append(Signal("mail-client", PERSON, name, value))
-    elif email.message_id and _composer(email.message_id, vocabulary.composer_message_ids):
-        signals.append(Signal("mail-client", PERSON, "Message-ID", email.message_id))
+    client = None
+    if agent and _starts(agent[1], vocabulary.mailers):
+        signals.append(Signal("mailer-software", MACHINE, agent[0], agent[1]))
+    elif agent and _starts(agent[1], vocabulary.mail_clients):
+        client = Signal("mail-client", PERSON, agent[0], agent[1])
+    composed = bool(email.message_id) and _composer(
+        email.message_id or "", vocabulary.composer_message_ids
+    )
+    if client is None and composed:
+        client = Signal("mail-client", PERSON, "Message-ID", email.message_id or "")
+    if client is not None:
+        signals.append(client)
     present = sorted(vocabulary.headers.intersection(email.header_names))
     if present:
         signals.append(Signal("automation-headers", MACHINE, "headers", ", ".join(present)))
