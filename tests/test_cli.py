@@ -121,3 +121,24 @@ def test_a_policy_without_plans_works_with_no_plan_configured(tmp_path):
         result.exit_code != 0
         and "[sla.plan] 'standard' is not a plan of msp-p1-p6" in result.output
     )
+
+
+def test_check_validates_the_evidence_file_and_a_mailbox_review_folder(tmp_path):
+    import shutil
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    config = tmp_path / "triage.toml"
+    config.write_text(f'[rules]\ndir = "{rules}"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--config", str(config)])
+    assert result.exit_code == 0 and f"evidence {rules / 'evidence.toml'}" in result.output
+    (rules / "evidence.toml").write_text("[review]\nneeds = 9\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--config", str(config)])
+    assert result.exit_code != 0
+    assert f"{rules / 'evidence.toml'}: [review.needs]" in result.output and "fix:" in result.output
+    config.write_text(
+        '[[mailbox]]\nname = "s"\nhost = "h"\nusername = "u"\npassword_env = "P"\nreview_folder = 3\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(cli, ["check", "--config", str(config)])
+    assert result.exit_code != 0 and "mailbox[0].review_folder" in result.output

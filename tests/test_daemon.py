@@ -169,11 +169,14 @@ def test_fixtures_become_tickets_and_land_in_the_right_folders(imap, daemon):
     want = {e["file"]: e for e in EXPECTED}
     processed = sum(want[p.name]["action"] in ("ticket", "append") for p in files)
     filtered = sum(want[p.name]["action"] == "filtered" for p in files)
-    assert (d.count("Triage/Processed"), d.count("Triage/Filtered"), d.count("Triage/Errors")) == (
-        processed,
-        filtered,
-        0,
-    )
+    held = sum(want[p.name]["action"] == "review" for p in files)
+    assert held == 2
+    assert (
+        d.count("Triage/Processed"),
+        d.count("Triage/Filtered"),
+        d.count("Triage/Review"),
+        d.count("Triage/Errors"),
+    ) == (processed, filtered, held, 0)
     assert d.scalar("SELECT COUNT(*) FROM tickets") == sum(
         want[p.name]["action"] == "ticket" for p in files
     )
@@ -333,7 +336,9 @@ def test_starttls_and_flag_mode(imap, daemon):
     assert d.stop() == 0
     assert d.count("INBOX") == 1  # flag mode leaves the message in place
     d.start()  # and a restart does not process it again
-    time.sleep(2)
+    # waited for, not slept on: a loaded machine can take over 2 s to start
+    wait_for(lambda: len(d.logged("mailbox_connected")) >= 2, 20, "the restarted daemon")
+    time.sleep(1)
     assert d.stop() == 0
     assert d.scalar("SELECT COUNT(*) FROM messages") == 1
 

@@ -110,10 +110,13 @@ def test_structural_header_rules(extra, expected):
     assert hit(human(**{k.replace("-", "_"): v for k, v in extra.items()})) == expected
 
 
-def test_own_message_id_domain_is_our_mail_coming_back():
-    assert hit(human(Message_ID="<T-000001.123@triage.invalid>")) == "own-message-id"
+def test_own_message_id_is_the_shape_of_our_acknowledgements_not_the_whole_domain():
+    assert hit(human(Message_ID="<T-000001.0123456789abcdef@triage.invalid>")) == "own-message-id"
     # A reply that merely references our message is a customer's answer, not our own mail.
-    assert hit(human(In_Reply_To="<T-000001.123@triage.invalid>")) is None
+    assert hit(human(In_Reply_To="<T-000001.0123456789abcdef@triage.invalid>")) is None
+    # People in our own domain write Message-IDs in it too (Thunderbird, Exchange, Apple Mail).
+    assert hit(human(Message_ID="<8d2e5b71-3c4f@triage.invalid>")) is None
+    assert hit(human(Message_ID="<T-000001.0123456789abcdef@elsewhere.example>")) is None
 
 
 def test_bounce_subject_rule_spares_a_human_asking_about_delivery():

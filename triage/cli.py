@@ -29,7 +29,7 @@ def _load(config_path: Path | None) -> tuple[Config, Rules]:
     try:
         config = load_config(config_path)
         return config, Rules.load(config, contacts_store.load_for(config))
-    except (ConfigError, RuleError, ValueError) as exc:
+    except (ConfigError, RuleError, ValueError) as exc:  # ConfigError also for evidence.toml
         raise _fail(str(exc)) from None
 
 
@@ -164,7 +164,7 @@ def _print_decisions(decisions: list[Decision], acks: list) -> None:
     tickets = Table(title="Tickets", show_lines=False)
     for col in ("ticket", "action", "priority", "due (UTC)", "from", "match", "subject"):
         tickets.add_column(col)
-    filtered = Table(title="Filtered, quarantined and duplicates")
+    filtered = Table(title="Filtered, held for review, quarantined and duplicates")
     for col in ("file", "action", "reason", "from / detail"):
         filtered.add_column(col)
     for d in decisions:
@@ -321,6 +321,10 @@ def check(config_path) -> None:
         f"filters  {config.filters_file}: {len(rules.filters.rules)} rules ({enabled} enabled)"
     )
     click.echo(f"priority {config.priority_file}: ok")
+    weak = sum(r.enabled and r.weak for r in rules.filters.rules)
+    click.echo(
+        f"evidence {rules.evidence.path}: {weak} weak rule(s) weighed; review needs {rules.evidence.needs} signs of a person"
+    )
     click.echo(
         f"replies  {config.rules_dir / 'templates'}: acknowledgement{' (with HTML)' if rules.templates.ack_html else ''} and held-sender templates render"
     )
@@ -498,10 +502,11 @@ def sla_due(config_path, policy, plan, priority, at_text, tz) -> None:
 
 def _register_extensions() -> None:
     """Command groups that live in their own modules, attached to `cli`."""
-    from triage import commands_daemon, commands_sla
+    from triage import commands_daemon, commands_review, commands_sla
 
     commands_sla.register(cli)
     commands_daemon.register(cli)
+    commands_review.register(cli)
 
 
 _register_extensions()

@@ -55,7 +55,7 @@ def run(config_path) -> None:
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
 def status(config_path, db_path, as_json) -> None:
-    """Mailbox and relay health, backlog, outbox depth and tickets at risk, from the database.
+    """Mailbox and relay health, backlog, outbox depth, tickets at risk and mail held for review.
 
     Works while the daemon runs: it reads what the daemon last recorded.
 
@@ -64,7 +64,7 @@ def status(config_path, db_path, as_json) -> None:
     \b
         triage status
     """
-    from triage import mailbox_state, tracking
+    from triage import mailbox_state, review, tracking
     from triage import outbox as outbox_mod
     from triage import sla as sla_mod
 
@@ -79,6 +79,7 @@ def status(config_path, db_path, as_json) -> None:
     relay = outbox_mod.relay_health(store)
     at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
     breached = tracking.breached(store, now)
+    held = review.count(store)
     store.close()
     if as_json:
         click.echo(
@@ -89,6 +90,7 @@ def status(config_path, db_path, as_json) -> None:
                     "outbox": outbox,
                     "at_risk": at_risk,
                     "breached": breached,
+                    "review": held,
                 }
             )
         )
@@ -123,6 +125,7 @@ def status(config_path, db_path, as_json) -> None:
     pending = outbox.get("pending", 0) + outbox.get("sending", 0)
     out.print(f"outbox: {pending} pending, {outbox.get('failed', 0)} failed")
     out.print(f"tickets at risk: {len(at_risk)}; breached: {len(breached)}")
+    out.print(f"held for review: {held}" + (" (triage review)" if held else ""))
 
 
 @click.group(invoke_without_command=True)

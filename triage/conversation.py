@@ -39,6 +39,8 @@ class Threads(Protocol):
 
     def acks_since(self, address: str, since: datetime) -> int: ...
 
+    def sent_by_us(self, message_id: str) -> bool: ...
+
 
 @dataclass(frozen=True, slots=True)
 class Thread:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from triage import alerts, contacts_store, daemon_lock, log, mailbox_state, outbox, tracking
+from triage import alerts, contacts_store, daemon_lock, log, mailbox_state, outbox, review, tracking
 from triage import sla as sla_mod
 from triage.config import Config, load_config
 from triage.endpoints import Mailbox
@@ -38,6 +38,7 @@ OUTCOME = {
     Action.TICKET: "processed",
     Action.APPEND: "processed",
     Action.FILTERED: "filtered",
+    Action.REVIEW: "review",
     Action.QUARANTINED: "errors",
 }
 
@@ -434,7 +435,12 @@ class Daemon:
             await self.analyser.collect(batch.tasks, self.config.daemon.message_timeout)
         )
         now = datetime.now(UTC)
-        outcomes: dict[str, list[int]] = {"processed": [], "filtered": [], "errors": []}
+        outcomes: dict[str, list[int]] = {
+            "processed": [],
+            "filtered": [],
+            "review": [],
+            "errors": [],
+        }
         again: dict[str, list[tuple[int, str]]] = {}  # duplicates with a Message-ID
         decisions: list[Decision] = []
         async with self.lock:
@@ -572,6 +578,13 @@ class Daemon:
                         )
                 except Exception:  # noqa: BLE001 - a failed check is retried next time
                     self.log.exception("sla_check_failed")
+                try:  # the same timer: the operator's daily digest of mail held for review
+                    sent = review.queue_digest(self.store, self.config, datetime.now(UTC))
+                    if sent is not None:
+                        self.log.info("review_digest_queued", to=sent.to, subject=sent.subject)
+                        self.outbox_wake.set()
+                except Exception:  # noqa: BLE001 - tried again at the next check
+                    self.log.exception("review_digest_failed")
             await self._sleep(self.config.daemon.sla_check_seconds)
 
     async def _stall_checks(self) -> None:

@@ -99,6 +99,7 @@ class Mailbox:
     processed_folder: str = "Triage/Processed"
     filtered_folder: str = "Triage/Filtered"
     errors_folder: str = "Triage/Errors"
+    review_folder: str = "Triage/Review"  # mail held for review (`triage review`)
     keyword: str = "$Triaged"
     ca_file: str | None = None
     poll_seconds: float = 60.0
@@ -151,6 +152,7 @@ _MAILBOX_KEYS = _ENDPOINT_KEYS | {
     "processed_folder",
     "filtered_folder",
     "errors_folder",
+    "review_folder",
     "keyword",
     "poll_seconds",
     "idle_seconds",
@@ -211,6 +213,7 @@ def parse_mailboxes(path: Path | str, raw: object) -> tuple[Mailbox, ...]:
                 processed_folder=_str(path, key, t, "processed_folder") or "Triage/Processed",
                 filtered_folder=_str(path, key, t, "filtered_folder") or "Triage/Filtered",
                 errors_folder=_str(path, key, t, "errors_folder") or "Triage/Errors",
+                review_folder=_str(path, key, t, "review_folder") or "Triage/Review",
                 keyword=_str(path, key, t, "keyword") or "$Triaged",
                 ca_file=_str(path, key, t, "ca_file") or None,
                 poll_seconds=_num(path, key, t, "poll_seconds", 60.0),

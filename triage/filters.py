@@ -6,9 +6,10 @@ answers one question, purely: which enabled rule, if any, does this Email hit?
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,11 @@ TESTS = (
     "matches",
     "present",
     "own_domain",
+    "sent_by_us",
 )
+STRENGTHS = ("strong", "weak")
+# Facts about a message that can answer (set aside) a weak rule; see triage/evidence.py.
+ANSWERS = ("envelope-rewritten",)
 _PHRASE_TESTS = ("begins_with", "contains", "equals")
 _LIST_TESTS = ("begins_with_any", "any_of")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
@@ -55,16 +60,33 @@ class Rule:
     enabled: bool = True
     line: int | None = None
     pattern: re.Pattern[str] | None = None
+    # strong: the rule alone filters. weak: a phrase that also catches people; when it is
+    # the only evidence and the mail shows a person, the mail goes to review instead.
+    strength: str = "strong"
+    answered_by: tuple[str, ...] = ()  # facts that set this rule's hit aside (ANSWERS)
 
-    def matches(self, values: tuple[str, ...], own_domains: frozenset[str]) -> str | None:
+    @property
+    def weak(self) -> bool:
+        return self.strength == "weak"
+
+    def matches(
+        self,
+        values: tuple[str, ...],
+        own_domains: frozenset[str],
+        ours: re.Pattern[str] | None = None,
+    ) -> str | None:
         """The value that fired, or None. `values` are already normalised."""
         for value in values:
-            if self._hit(value, own_domains):
+            if self._hit(value, own_domains, ours):
                 return value
         return None
 
-    def _hit(self, value: str, own_domains: frozenset[str]) -> bool:
+    def _hit(self, value: str, own_domains: frozenset[str], ours: re.Pattern[str] | None) -> bool:
         test = self.test
+        if test == "sent_by_us":
+            # The shape of the Message-IDs our acknowledgements carry (triage/replies.py
+            # `render`), in our domains; the outbox itself is asked in stage two.
+            return ours is not None and ours.fullmatch(value) is not None
         if test == "present":
             token = value.split(";", 1)[0].strip()
             return bool(token) and token not in self.excepted
@@ -96,14 +118,24 @@ class Hit:
         )
 
 
+@functools.lru_cache(maxsize=16)
+def our_message_ids(own_domains: frozenset[str], prefix: str) -> re.Pattern[str]:
+    """Message-IDs as `render` writes them, normalised: `<t-000123.<hex>@our.domain>`."""
+    domains = "|".join(re.escape(d.casefold()) for d in sorted(own_domains))
+    return re.compile(rf"<{re.escape(prefix.casefold())}\d+\.[0-9a-f]{{8,64}}@(?:{domains})>")
+
+
 @dataclass(frozen=True, slots=True)
 class FilterSet:
     rules: tuple[Rule, ...]
     own_domains: frozenset[str] = frozenset({"triage.invalid"})
     path: str = ""
+    ticket_prefix: str = "T-"
 
     @classmethod
-    def from_toml(cls, path: Path, own_domains: frozenset[str] | None = None) -> FilterSet:
+    def from_toml(
+        cls, path: Path, own_domains: frozenset[str] | None = None, ticket_prefix: str = "T-"
+    ) -> FilterSet:
         text = _read(path)
         try:
             data = tomllib.loads(text)
@@ -113,15 +145,39 @@ class FilterSet:
                 path, line, f"not valid TOML ({exc})", "correct the syntax at that line"
             ) from None
         rules = parse_rules(data, path, text)
-        return cls(rules, own_domains or frozenset({"triage.invalid"}), str(path))
+        return cls(rules, own_domains or frozenset({"triage.invalid"}), str(path), ticket_prefix)
+
+    @property
+    def sent_by_us(self) -> Rule | None:
+        """The enabled rule that recognises our own mail coming back, if any."""
+        return next((r for r in self.rules if r.enabled and r.test == "sent_by_us"), None)
 
     def first_match(self, email: Email, complete: Callable[[], Email] | None = None) -> Hit | None:
-        """The first enabled rule in file order that fires on `email`.
+        """The first enabled rule in file order that fires on `email`, strong or weak.
 
         `email` may be a head without bodies (body_kind "deferred"): the first
         rule that reads the body calls `complete` for the full message.
         """
+        for hit in self._hits(email, complete):
+            return hit
+        return None
+
+    def hits(self, email: Email, complete: Callable[[], Email] | None = None) -> tuple[Hit, ...]:
+        """The rules that fire, in file order, up to and including the first strong one.
+
+        No strong rule in the result means weak rules are the only evidence:
+        the pipeline then weighs them against the signs of a person.
+        """
+        found = []
+        for hit in self._hits(email, complete):
+            found.append(hit)
+            if not hit.rule.weak:
+                break
+        return tuple(found)
+
+    def _hits(self, email: Email, complete: Callable[[], Email] | None) -> Iterator[Hit]:
         cache: dict[str, tuple[str, ...]] = {}
+        ours = our_message_ids(self.own_domains, self.ticket_prefix)
         for rule in self.rules:
             if not rule.enabled:
                 continue
@@ -132,10 +188,9 @@ class FilterSet:
                 values = cache[rule.field] = field_values(email, rule.field)
             if not values:
                 continue
-            value = rule.matches(values, self.own_domains)
+            value = rule.matches(values, self.own_domains, ours)
             if value is not None:
-                return Hit(rule, value)
-        return None
+                yield Hit(rule, value)
 
 
 def field_values(email: Email, field: str) -> tuple[str, ...]:
@@ -209,7 +264,18 @@ class _KeyProblem(Exception):
         self.key, self.problem, self.fix = key, problem, fix
 
 
-_KNOWN_KEYS = {"id", "field", "test", "phrase", "phrases", "source", "except", "enabled"}
+_KNOWN_KEYS = {
+    "id",
+    "field",
+    "test",
+    "phrase",
+    "phrases",
+    "source",
+    "except",
+    "enabled",
+    "strength",
+    "answered_by",
+}
 
 
 def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
@@ -285,6 +351,32 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
             f"rule {rid!r}: 'enabled' must be true or false",
             "write enabled = false (no quotes)",
         )
+    strength = raw.get("strength", "strong")
+    if strength not in STRENGTHS:
+        raise _KeyProblem(
+            "strength",
+            f"rule {rid!r}: strength {strength!r} is not known",
+            'write strength = "strong" (filters alone) or "weak" (a phrase; review when a person shows)',
+        )
+    answered = raw.get("answered_by", [])
+    if not isinstance(answered, list) or not all(a in ANSWERS for a in answered):
+        raise _KeyProblem(
+            "answered_by",
+            f"rule {rid!r}: answered_by {answered!r} names an unknown fact",
+            f"use a list of {list(ANSWERS)}",
+        )
+    if answered and strength != "weak":
+        raise _KeyProblem(
+            "answered_by",
+            f"rule {rid!r}: only a weak rule can be answered",
+            'add strength = "weak" or remove answered_by',
+        )
+    if test == "sent_by_us" and field != "message_id":
+        raise _KeyProblem(
+            "test",
+            f"rule {rid!r}: test 'sent_by_us' reads Message-IDs only",
+            'write field = "message_id"',
+        )
     source = raw.get("source", "")
     if not isinstance(source, str) or not source.strip():
         raise RuleError(
@@ -303,6 +395,8 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
         enabled,
         line,
         pattern,
+        strength,
+        tuple(answered),
     )
 
 

@@ -37,7 +37,7 @@ class Recorder:
         """
         self.store.begin()
         try:
-            return _one(analysis, self.rules, self.store, now, self.seen)
+            return _one(analysis, self.rules, self.store, now, self.seen, raw)
         except Exception as exc:
             if _systemic(exc):
                 raise
@@ -59,6 +59,12 @@ class Recorder:
     def commit(self) -> None:
         self.store.commit()
         self.seen.clear()
+
+    def release(self, analysis: Analysis, arrived: datetime, now: datetime) -> Decision:
+        """A message a person let through, decided and written as on `arrived`; the
+        acknowledgement is dated `now`. The caller removed its review row first."""
+        self.store.begin()
+        return _one(analysis, self.rules, self.store, arrived, self.seen, ack_at=now)
 
 
 def _systemic(exc: Exception) -> bool:
@@ -105,8 +111,16 @@ def resolve_key(email: Email, store: Store, seen: dict[str, str]) -> tuple[str, 
 
 
 def _one(
-    analysis: Analysis, rules: Rules, store: Store, now: datetime, seen: dict[str, str]
+    analysis: Analysis,
+    rules: Rules,
+    store: Store,
+    now: datetime,
+    seen: dict[str, str],
+    raw: bytes | None = None,
+    ack_at: datetime | None = None,
 ) -> Decision:
+    """One message's rows. `ack_at`: when the acknowledgement is written, if not `now`
+    (a released review: the deadline runs from arrival, the reply is dated today)."""
     email = analysis.email
     if email is not None:
         key, is_duplicate, note = resolve_key(email, store, seen)
@@ -131,11 +145,15 @@ def _one(
         d = replace(d, message_key=key)
         if analysis.raw is not None and store.files is not None:
             store.save_quarantined(analysis.raw, analysis.raw_sha256)
+    if d.action == Action.REVIEW and store.files is not None:
+        kept = analysis.raw if analysis.raw is not None else raw
+        if kept is not None:
+            store.save_review(kept, email.sha256 if email is not None else analysis.raw_sha256)
     config = rules.config
 
     def ack(t: Decision) -> Ack:
         assert t.email is not None and t.ticket is not None
-        return render(facts_for(t.email, t, config), rules.templates, config, now)
+        return render(facts_for(t.email, t, config), rules.templates, config, ack_at or now)
 
     d = store.record(d, now, ack)
     if email is not None and note:

@@ -61,6 +61,8 @@ KEPT_HEADERS = (
     "importance",
     "priority",
     "authentication-results",
+    "user-agent",  # the evidence model: a mail program a person types in, or mail software
+    "x-mailer",
 )
 # Of those, the ones kept as they came: structured fields (addresses, Message-IDs, the
 # receiving server's results), where RFC 2047 has no place and decoding would let an
@@ -112,6 +114,7 @@ class Email:
     defects: tuple[str, ...] = ()
     attached_from: str = ""  # From header of the first attached message (message/rfc822)
     fingerprint: str = ""  # what the author wrote, not how it travelled (see `fingerprint`)
+    header_names: frozenset[str] = frozenset()  # every header present, lower-case (evidence)
 
     @property
     def from_display(self) -> str:
@@ -465,6 +468,7 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         fingerprint=fingerprint(
             raw, from_addr, subject[0] if subject else "", date[0] if date else ""
         ),
+        header_names=frozenset(grouped),
     )
     return Reading(msg, head)
 

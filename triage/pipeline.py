@@ -10,15 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from triage import contacts as contacts_mod
+from triage import evidence as evidence_mod
 from triage import message, routing
 from triage import priority as priority_mod
 from triage import sla as sla_mod
 from triage.authresults import Verdict
 from triage.bounces import Returned, returned
 from triage.bounds import Limits, MessageError
-from triage.config import Config, Queue
+from triage.config import Config, Queue, shipped_rules
 from triage.conversation import Threads, TicketRef, find_thread
 from triage.filters import FilterSet
 from triage.message import Email
@@ -33,6 +35,8 @@ class Action(StrEnum):
     FILTERED = "filtered"
     DUPLICATE = "duplicate"
     QUARANTINED = "quarantined"
+    # Only weak rules fired, on mail that shows a person: held for a person to look at.
+    REVIEW = "review"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class Rules:
     policy: sla_mod.Policy
     directory: contacts_mod.Directory
     templates: Templates
+    evidence: evidence_mod.Vocabulary
 
     @classmethod
     def load(cls, config: Config, contacts: tuple = ()) -> Rules:
@@ -76,14 +81,23 @@ class Rules:
                     ) from None
         return cls(
             config=config,
-            filters=FilterSet.from_toml(config.filters_file, config.own_domains),
+            filters=FilterSet.from_toml(
+                config.filters_file, config.own_domains, config.ticket_prefix
+            ),
             vocabulary=priority_mod.Vocabulary.from_toml(config.priority_file),
             policy=policy,
             directory=contacts_mod.Directory.build(
                 contacts, fuzzy_threshold=config.fuzzy_threshold
             ),
             templates=Templates.load(config.rules_dir / "templates"),
+            evidence=evidence_mod.Vocabulary.from_toml(evidence_file(config)),
         )
+
+
+def evidence_file(config: Config) -> Path:
+    """The rules folder's evidence.toml; a folder copied before it existed uses the shipped one."""
+    own = config.rules_dir / "evidence.toml"
+    return own if own.is_file() else shipped_rules() / "evidence.toml"
 
 
 @by_position
@@ -104,8 +118,10 @@ class Analysis:
     queue: Queue | None = None
     returned: Returned | None = None  # for filtered mail: what a bounce says it returns
     raw_sha256: str = ""
-    raw: bytes | None = field(default=None, repr=False)  # kept only for quarantine
+    raw: bytes | None = field(default=None, repr=False)  # kept for quarantine and review
     auth: Verdict | None = None  # what our boundary's Authentication-Results say of the From
+    # Only weak rules fired: the signals they are weighed against in `decide`.
+    evidence: tuple[evidence_mod.Signal, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +154,7 @@ class Decision:
     reply_suppressed: str | None = None
     bounce: Returned | None = None  # a bounce of one of our acknowledgements (linked_ticket)
     reasons: tuple[str, ...] = ()
+    evidence: tuple[evidence_mod.Signal, ...] = ()  # weak rules and the signs weighed against them
     email: Email | None = field(default=None, repr=False, compare=False)
 
     def as_json(self) -> dict:
@@ -160,28 +177,54 @@ class Decision:
             "queue": self.queue,
             "vip": self.vip,
             "reply_suppressed": self.reply_suppressed,
+            "evidence": [s.as_json() for s in self.evidence],
         }
 
 
-def analyse(raw: bytes, source: str, rules: Rules) -> Analysis:
-    """Stage one; never raises for anything the bytes contain."""
+def analyse(raw: bytes, source: str, rules: Rules, released: bool = False) -> Analysis:
+    """Stage one; never raises for anything the bytes contain.
+
+    `released`: a person let this message through (`triage review release`): no filter runs.
+    """
     email: Email | None = None
     try:
         reading = message.read(raw, Limits(max_bytes=rules.config.max_bytes))
         email = reading.head
-        hit = rules.filters.first_match(email, reading.complete)
-        if hit is not None:
-            # Filtered mail is recorded by its headers; its bodies are never needed.
+        hits = () if released else rules.filters.hits(email, reading.complete)
+        first = hits[0] if hits else None
+        if first is not None and not hits[-1].rule.weak:
+            # A strong rule: filtered, recorded by its headers; its bodies are never needed.
+            # The reason stays the first rule in file order, weak or not.
             return Analysis(
-                source, email, filter_id=hit.rule.id, filter_why=hit.why, returned=returned(raw)
+                source, email, filter_id=first.rule.id, filter_why=first.why, returned=returned(raw)
             )
         email = reading.complete()
-        return _analyse_email(email, source, rules)
+        result = _analyse_email(email, source, rules)
+        if first is None:
+            return result
+        # Only weak rules fired: weigh them against the signs of a person (in `decide`,
+        # which also knows whether this answers one of our tickets).
+        match = result.match
+        contact = (
+            match.contact.email
+            if match and match.contact and match.verified and match.kind in _KNOWN
+            else None
+        )
+        return replace(
+            result,
+            filter_id=first.rule.id,
+            filter_why=first.why,
+            returned=returned(raw),
+            evidence=evidence_mod.gather(email, hits, rules.evidence, contact),
+        )
     except MessageError as exc:
         return Analysis(source, None, exc.reason, exc.detail)
     except Exception as exc:  # noqa: BLE001 - hostile input must never stop a batch
         reason = "parse_error" if email is None else "pipeline_error"
         return Analysis(source, None, reason, f"{type(exc).__name__}: {exc}")
+
+
+_KNOWN = ("exact", "plus", "alias")  # matches that name the contact, not only their company
 
 
 def _analyse_email(email: Email, source: str, rules: Rules) -> Analysis:
@@ -220,8 +263,43 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
             email=email,
         )
     base = Decision(analysis.source, Action.TICKET, email.key, email.message_id, email=email)
+    ours = rules.filters.sent_by_us
+    if (
+        ours is not None
+        and (analysis.filter_id is None or analysis.evidence)
+        and email.message_id
+        and threads.sent_by_us(email.message_id)
+    ):
+        return replace(
+            base,
+            action=Action.FILTERED,
+            reason=ours.id,
+            reasons=(
+                f"filter {ours.id}: Message-ID {email.message_id} is in our outbox: our own mail came back",
+            ),
+        )
+    prelude: list[str] = []
+    if analysis.filter_id is not None and analysis.evidence:
+        verdict, signals = _weigh(analysis, email, rules, threads)
+        prelude = [
+            f"filter {analysis.filter_id} (weak): {analysis.filter_why}",
+            *(f"evidence {s.line()}" for s in signals),
+            f"evidence: {verdict.outcome}: {verdict.why}",
+        ]
+        if verdict.outcome == evidence_mod.REVIEW:
+            return replace(
+                base,
+                action=Action.REVIEW,
+                reason=analysis.filter_id,
+                reasons=(*prelude, "review: no ticket and no acknowledgement until released"),
+                evidence=signals,
+            )
+        if verdict.outcome == evidence_mod.TICKET:
+            d = _ticket_or_append(analysis, email, base, rules, threads, now)
+            return replace(d, reasons=(*prelude, *d.reasons), evidence=signals)
+        base = replace(base, evidence=signals)
     if analysis.filter_id is not None:
-        reasons = [f"filter {analysis.filter_id}: {analysis.filter_why}"]
+        reasons = prelude or [f"filter {analysis.filter_id}: {analysis.filter_why}"]
         bounced = analysis.returned
         ours = (
             threads.ticket_for_our_message(bounced.message_ids)
@@ -262,6 +340,28 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
             base, action=Action.FILTERED, reason=analysis.filter_id, reasons=tuple(reasons)
         )
     return _ticket_or_append(analysis, email, base, rules, threads, now)
+
+
+def _weigh(
+    analysis: Analysis, email: Email, rules: Rules, threads: Threads
+) -> tuple[evidence_mod.Verdict, tuple[evidence_mod.Signal, ...]]:
+    """Weak rules against the signs of a person, with the one fact only the store knows."""
+    match = analysis.match or contacts_mod.Match.none()
+    auth = analysis.auth or routing.authentication(email, rules.config)
+    thread = find_thread(
+        email,
+        threads,
+        rules.config.ticket_prefix,
+        company=routing.vouched_company(match, auth),
+        forged=auth.failed,
+    )
+    signals = analysis.evidence
+    # Only a reply that may append counts: a robot answering our acknowledgement names our
+    # Message-ID too, and a guessed token names any ticket.
+    reply_to = thread.ticket.number if thread.ticket is not None else None
+    if reply_to:
+        signals = (*signals, evidence_mod.reply_signal(reply_to))
+    return evidence_mod.weigh(signals, rules.evidence.needs), signals
 
 
 def _ticket_or_append(

@@ -64,7 +64,8 @@ def retry(store: Store, rules: Rules, message_id: int, now: datetime) -> Decisio
     path = store.files / "quarantine" / f"{key[7:]}.eml"
     if not path.is_file():
         raise RetryError(f"message {message_id}: {path} is missing")
-    analysis = analyse(path.read_bytes(), source or str(path), rules)
+    raw = path.read_bytes()
+    analysis = analyse(raw, source or str(path), rules)
     store.begin()
     try:
         store.conn.execute(
@@ -72,7 +73,7 @@ def retry(store: Store, rules: Rules, message_id: int, now: datetime) -> Decisio
         )
         store.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
         recorder = Recorder(rules, store)
-        decision = recorder.record(analysis, now)
+        decision = recorder.record(analysis, now, raw=raw)  # review keeps the bytes too
         if decision.action == Action.QUARANTINED:
             store.rollback()
             return decision

@@ -48,7 +48,7 @@ def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
 
 
 def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Analysis:
-    """Stage one plus the attachment store: bytes leave the worker only when kept for quarantine.
+    """Stage one plus the attachment store: bytes leave the worker only for quarantine or review.
 
     Shared by replay's workers and the daemon's.
     """
@@ -56,9 +56,13 @@ def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Anal
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
         return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
+    weighed = bool(result.evidence)  # only weak rules fired: may become a ticket or review
     if result.email is not None and result.email.attachments:
-        keep = files if result.filter_id is None else None
+        keep = files if result.filter_id is None or weighed else None
         result = replace(result, email=attachments.store_all(keep, result.email))
+    if weighed:
+        # Review keeps the bytes beside the database, so a release works without the mailbox.
+        result = replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
     return result
 
 

@@ -330,6 +330,13 @@ class Store:
                 return row[0]
         return None
 
+    def sent_by_us(self, message_id: str) -> bool:
+        """Whether `message_id` is one we sent (or queued): our own mail coming back. By index."""
+        row = self.conn.execute(
+            "SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1", (message_id,)
+        ).fetchone()
+        return row is not None
+
     def bounced_since(self, address: str, since: datetime) -> bool:
         row = self.conn.execute(
             "SELECT 1 FROM bounces WHERE address = ? AND permanent = 1 AND at >= ? LIMIT 1",
@@ -456,11 +463,18 @@ class Store:
                 ticket_id,
                 e.size if e else None,
                 e.body if e and d.action in (Action.TICKET, Action.APPEND) else None,
-                json.dumps({"reasons": list(d.reasons), "match": d.match, "priority": d.priority}),
+                json.dumps(
+                    {
+                        "reasons": list(d.reasons),
+                        "match": d.match,
+                        "priority": d.priority,
+                        **({"evidence": [s.as_json() for s in d.evidence]} if d.evidence else {}),
+                    }
+                ),
                 e.fingerprint if e else None,
             ),
         )
-        if d.action in (Action.FILTERED, Action.QUARANTINED):
+        if d.action in (Action.FILTERED, Action.QUARANTINED, Action.REVIEW):
             self._event(None, key, str(d.action), at, {"reason": d.reason})
         if d.bounce is not None and d.linked_ticket:
             self._record_bounce(d, key, at)
@@ -555,8 +569,22 @@ class Store:
 
     def save_quarantined(self, raw: bytes, sha256: str) -> Path:
         """Keep the bytes of a message we could not read, for `triage errors retry`."""
+        return self._keep("quarantine", raw, sha256)
+
+    def save_review(self, raw: bytes, sha256: str) -> Path:
+        """Keep the bytes of a message held for review, for `triage review release`."""
+        return self._keep("review", raw, sha256)
+
+    def kept(self, folder: str, sha256: str) -> Path | None:
+        """Where `save_quarantined` / `save_review` put these bytes, if they are there."""
+        if self.files is None:
+            return None
+        path = self.files / folder / f"{sha256}.eml"
+        return path if path.is_file() else None
+
+    def _keep(self, folder: str, raw: bytes, sha256: str) -> Path:
         assert self.files is not None
-        target = self.files / "quarantine" / f"{sha256}.eml"
+        target = self.files / folder / f"{sha256}.eml"
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)

@@ -20,7 +20,7 @@ import aioimaplib
 
 from triage.endpoints import Mailbox, SecretError
 
-OUTCOMES = ("processed", "filtered", "errors", "filed")  # filed: already in its folder
+OUTCOMES = ("processed", "filtered", "review", "errors", "filed")  # filed: already in its folder
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)$", re.DOTALL)
 _UID = re.compile(rb"UID (\d+)")
 _SIZE = re.compile(rb"RFC822\.SIZE (\d+)")
@@ -110,7 +110,12 @@ class ImapSession:
         self.capabilities = set(self.client.protocol.capabilities)
         self.delimiter = await self._delimiter()
         if mb.after == "move":
-            for folder in (mb.processed_folder, mb.filtered_folder, mb.errors_folder):
+            for folder in (
+                mb.processed_folder,
+                mb.filtered_folder,
+                mb.review_folder,
+                mb.errors_folder,
+            ):
                 await self._ensure_folder(folder)
         return await self._select()
 
@@ -409,6 +414,7 @@ class ImapSession:
         return {
             "processed": mb.processed_folder,
             "filtered": mb.filtered_folder,
+            "review": mb.review_folder,
             "errors": mb.errors_folder,
         }[outcome]
 

@@ -1,0 +1,413 @@
+"""Weak rules weighed against the signs of a person: nobody's mail is dropped silently.
+
+Each case is one message and one expected outcome (ticket, review or filtered), decided by
+the whole pipeline against an in-memory store, with our domain set to msp.example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from triage.config import Config
+from triage.contacts import Contact, Directory
+from triage.errors import ConfigError
+from triage.evidence import Vocabulary
+from triage.filters import FilterSet, RuleError
+from triage.ingest import Recorder
+from triage.pipeline import Action, Rules, analyse, decide
+from triage.replies import facts_for, render
+from triage.store import Store
+
+from .conftest import FIXTURES, ROOT, build
+
+NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
+CONFIG = replace(
+    Config(), own_domains=frozenset({"msp.example"}), support_address="support@msp.example"
+)
+RULES = Rules.load(CONFIG)
+
+
+def decided(raw: bytes, rules: Rules = RULES, store: Store | None = None):
+    store = store or Store(None, "T-")
+    return decide(analyse(raw, "test.eml", rules), rules, store, NOW)
+
+
+def thunderbird_forward_by_agent() -> bytes:
+    return build(
+        {
+            "Message-ID": "<8d2e5b71-3c4f-4a9e-b6d0-2f7a1c9e4b83@msp.example>",
+            "Date": "Thu, 05 Feb 2026 08:41:15 +0000",
+            "User-Agent": "Mozilla Thunderbird",
+            "Subject": "Fwd: VPN drops every ten minutes since yesterday",
+            "To": "support@msp.example",
+            "From": "Dana Okafor <dana.okafor@msp.example>",
+        },
+        "Customer called about this too.\n\nDana\n\n\n-------- Forwarded Message --------\n"
+        "Subject: \tVPN drops every ten minutes\nDate: \tWed, 4 Feb 2026 17:52:03 +0100\n"
+        "From: \tPriya Natarajan <priya@contoso-legal.example>\nTo: \tDana <dana.okafor@msp.example>\n\n"
+        "Hi Dana,\n\nthe VPN disconnects every ten minutes.\n\nThanks,\nPriya\n",
+    )
+
+
+def colleague_request() -> bytes:
+    return build(
+        {
+            "From": "Sam Lee <sam.lee@msp.example>",
+            "To": "support@msp.example",
+            "Subject": "Docking station no longer charges the laptop",
+            "Date": "Thu, 5 Feb 2026 09:03:41 +0000",
+            "Message-ID": "<6F1C2B3A4D5E4F60A7B8C9D0E1F2A3B4@msp.example>",
+            "X-Mailer": "Microsoft Outlook 16.0",
+        },
+        "Hi all,\n\nthe docking station at my desk stopped charging my laptop.\n\nThanks,\nSam\n",
+    )
+
+
+def reinjected_forward(envelope: str = "root@mailhost.northbridge-it.example") -> bytes:
+    return build(
+        {
+            "Return-Path": f"<{envelope}>",
+            "From": "Marta Kowalska <marta.kowalska.law@gmail.com>",
+            "Date": "Thu, 5 Feb 2026 11:19:51 +0100",
+            "Message-ID": "<CAB7xQ2mVw9P0yLr3nTz5Ke8sHd4uJf1aG6c@mail.gmail.com>",
+            "Subject": "Shared drive asks for my password again and again",
+            "To": "helpdesk@northbridge-it.example",
+        },
+        "Good morning,\n\nthe shared drive asks for my password every few minutes.\n\n"
+        "Best regards,\nMarta Kowalska\n",
+    )
+
+
+def test_a_technicians_thunderbird_forward_in_our_domain_is_a_ticket_for_the_customer():
+    d = decided(thunderbird_forward_by_agent())
+    assert (d.action, d.reason) == (Action.TICKET, None)
+    assert (d.requester, d.forwarded_by) == (
+        "priya@contoso-legal.example",
+        "dana.okafor@msp.example",
+    )
+
+
+def test_a_colleagues_own_request_from_our_domain_is_a_ticket():
+    d = decided(colleague_request())
+    assert (d.action, d.reason, d.requester) == (Action.TICKET, None, "sam.lee@msp.example")
+    assert d.due is not None
+
+
+def test_a_reinjected_forward_with_a_root_envelope_is_a_ticket_and_says_why():
+    d = decided(reinjected_forward())
+    assert (d.action, d.reason, d.requester) == (
+        Action.TICKET,
+        None,
+        "marta.kowalska.law@gmail.com",
+    )
+    envelope = next(s for s in d.evidence if s.name == "rule:envelope-system-sender")
+    assert "a forwarder rewrote it" in envelope.answered
+    assert any("set aside" in r for r in d.reasons)
+
+
+def test_a_cron_job_mailing_as_root_is_still_filtered():
+    raw = build(
+        {
+            "Return-Path": "<root@backup01.acme.example>",
+            "From": "root@backup01.acme.example",
+            "To": "support@msp.example",
+            "Subject": "Cron <root@backup01> /usr/local/bin/nightly-backup",
+            "Message-ID": "<20260305020001.1F2E3D@backup01.acme.example>",
+            "Date": "Thu, 5 Mar 2026 02:00:01 +0000",
+        },
+        "rsync: connection unexpectedly closed (0 bytes received so far)\n",
+    )
+    d = decided(raw)
+    assert (d.action, d.reason) == (Action.FILTERED, "envelope-system-sender")
+    assert not d.evidence[0].answered
+
+
+def test_an_info_address_small_business_first_mail_goes_to_review_with_both_sides():
+    d = decided((FIXTURES / "38-sow-from-info-small-business.eml").read_bytes())
+    assert (d.action, d.reason, d.ticket, d.auto_reply) == (
+        Action.REVIEW,
+        "sow-from-info",
+        None,
+        False,
+    )
+    sides = {(s.side, s.name) for s in d.evidence}
+    assert sides == {
+        ("machine", "rule:sow-from-info"),
+        ("person", "mail-client"),
+        ("person", "greeting"),
+        ("person", "signature"),
+    }
+
+
+def test_an_info_address_newsletter_is_still_filtered():
+    d = decided((FIXTURES / "66-sow-from-info-newsletter.eml").read_bytes())
+    assert (d.action, d.reason) == (Action.FILTERED, "sow-from-info")
+    assert "bulk-wording" in {s.name for s in d.evidence}
+
+
+def test_strong_rules_still_filter_outright_whatever_the_person_signs():
+    raw = (FIXTURES / "38-sow-from-info-small-business.eml").read_bytes()
+    d = decided(b"Auto-Submitted: auto-replied\r\n" + raw)
+    assert (d.action, d.reason, d.evidence) == (Action.FILTERED, "sow-from-info", ())
+    d = decided(b"List-Unsubscribe: <mailto:u@x.example>\r\n" + raw)
+    assert d.action == Action.FILTERED
+
+
+def test_a_known_contact_is_decisive_for_review():
+    raw = build(
+        {
+            "From": "Office <info@delgado-bakery.example>",
+            "To": "support@msp.example",
+            "Subject": "till",
+            "Message-ID": "<t1@delgado-bakery.example>",
+        },
+        "till is broken\n",
+    )
+    assert decided(raw).action == Action.FILTERED  # one weak rule, no sign of a person
+    rules = replace(
+        RULES,
+        directory=Directory.build(
+            (Contact("info@delgado-bakery.example", "Rosa Delgado", "Delgado Bakery"),)
+        ),
+    )
+    d = decided(raw, rules)
+    assert d.action == Action.REVIEW
+    assert [s.name for s in d.evidence if s.decisive] == ["known-contact"]
+
+
+def test_a_reply_into_one_of_our_tickets_is_decisive_for_review(tmp_path):
+    store = Store(tmp_path / "t.db")
+    recorder = Recorder(RULES, store)
+    first = build(
+        {
+            "From": "Jane <jane@acme.example>",
+            "To": "support@msp.example",
+            "Cc": "Front desk <info@acme.example>",  # on the ticket: may add to it
+            "Subject": "Printer",
+            "Message-ID": "<p1@acme.example>",
+        },
+        "Hello,\nthe printer is jammed.\nJane\n",
+    )
+    ticket = recorder.record(analyse(first, "1.eml", RULES), NOW)
+    recorder.commit()
+    reply = build(
+        {
+            "From": "Front desk <info@acme.example>",
+            "To": "support@msp.example",
+            "Subject": "Re: Printer",
+            "Message-ID": "<p2@acme.example>",
+            "In-Reply-To": "<p1@acme.example>",
+        },
+        "still jammed\n",
+    )
+    d = decided(reply, store=store)
+    assert d.action == Action.REVIEW
+    assert [s.detail for s in d.evidence if s.decisive] == [f"names {ticket.ticket}"]
+
+
+def test_our_own_acknowledgement_coming_back_is_filtered_by_its_message_id_shape():
+    """Our acknowledgement, forwarded back by a system that dropped its automation headers."""
+    first = decided(colleague_request().replace(b"sam.lee@msp.example", b"jo@acme.example"))
+    ack = render(
+        facts_for(first.email, replace(first, ticket="T-000007"), CONFIG),
+        RULES.templates,
+        CONFIG,
+        NOW,
+    )
+    stripped = b"".join(
+        line
+        for line in ack.raw.splitlines(keepends=True)
+        if not line.startswith((b"Auto-Submitted", b"Precedence", b"X-Auto-Response"))
+    )
+    d = decided(stripped)
+    assert (d.action, d.reason) == (Action.FILTERED, "own-message-id")
+    assert (
+        decided((FIXTURES / "58-own-message-id-loop.eml").read_bytes(), Rules.load(Config())).reason
+        == "own-message-id"
+    )
+
+
+def test_any_message_id_in_our_outbox_coming_back_is_filtered(tmp_path):
+    """The outbox is asked by index: a digest or alert we sent, forwarded back to us."""
+    store = Store(tmp_path / "t.db")
+    store.conn.execute(
+        "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
+        " VALUES (NULL, 'ops@msp.example', 'digest', '<review-digest.20260310.1a2b@msp.example>',"
+        " '', 'sent', 1, '2026-03-10T08:00:00Z')"
+    )
+    raw = build(
+        {
+            "From": "Ops <ops@msp.example>",
+            "To": "support@msp.example",
+            "Subject": "triage: 1 message waits for review",
+            "Message-ID": "<review-digest.20260310.1a2b@msp.example>",
+        },
+        "Hello,\nsee below.\nOps\n",
+    )
+    d = decided(raw, store=store)
+    assert (d.action, d.reason) == (Action.FILTERED, "own-message-id")
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1", ("x",)
+    ).fetchall()
+    assert "SEARCH outbox USING COVERING INDEX" in str(plan)
+    d = decided(raw, store=Store(None))  # the same mail, not in the outbox: a person's
+    assert d.action == Action.TICKET
+
+
+def test_disabling_the_rule_disables_the_outbox_check_too(tmp_path):
+    text = (ROOT / "rules" / "filters.toml").read_text(encoding="utf-8")
+    text = text.replace('test = "sent_by_us"\n', 'test = "sent_by_us"\nenabled = false\n')
+    (tmp_path / "filters.toml").write_text(text, encoding="utf-8")
+    filters = FilterSet.from_toml(tmp_path / "filters.toml", CONFIG.own_domains)
+    assert filters.sent_by_us is None
+    assert RULES.filters.sent_by_us is not None
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("[review]\nneeds = 0\n", "[review.needs] 0 is not a whole number 1-5"),
+        ('[person]\ngreetings = "hi"\n', "[person.greetings] must be a list of non-empty strings"),
+        ('[person]\ncolour = ["x"]\n', "[person.colour] is not a known key"),
+        ("[scores]\nx = 1\n", "[scores] is not a known table"),
+    ],
+)
+def test_a_bad_evidence_file_names_file_key_and_fix(tmp_path, text, needle):
+    path = tmp_path / "evidence.toml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError) as exc:
+        Vocabulary.from_toml(path)
+    assert str(path) in str(exc.value) and needle in str(exc.value) and "fix:" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        ('strength = "medium"\n', "strength 'medium' is not known"),
+        ('answered_by = ["envelope-rewritten"]\n', "only a weak rule can be answered"),
+        (
+            'strength = "weak"\nanswered_by = ["luck"]\n',
+            "answered_by ['luck'] names an unknown fact",
+        ),
+    ],
+)
+def test_rule_strength_is_validated(tmp_path, extra, needle):
+    path = tmp_path / "filters.toml"
+    path.write_text(
+        '[[rule]]\nid = "x"\nfield = "subject"\ntest = "contains"\nphrase = "spam"\n'
+        f'source = "test"\n{extra}',
+        encoding="utf-8",
+    )
+    with pytest.raises(RuleError) as exc:
+        FilterSet.from_toml(path)
+    assert needle in str(exc.value) and "fix:" in str(exc.value)
+
+
+def test_every_shipped_rule_says_strong_or_weak_and_structural_ones_are_strong():
+    weak = {r.id for r in RULES.filters.rules if r.weak}
+    assert {r.id for r in RULES.filters.rules if r.id.startswith("sow-")} <= weak
+    for structural in (
+        "auto-submitted",
+        "dsn-report",
+        "dsn-part",
+        "list-unsubscribe",
+        "own-message-id",
+    ):
+        assert structural not in weak
+
+
+def test_needs_is_honoured(tmp_path):
+    """Raising `needs` above what the bakery's mail shows sends it back to filtered."""
+    rules_dir = tmp_path / "rules"
+    import shutil
+
+    shutil.copytree(ROOT / "rules", rules_dir)
+    path = rules_dir / "evidence.toml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace("needs = 2", "needs = 4"), encoding="utf-8"
+    )
+    rules = Rules.load(replace(CONFIG, rules_dir=Path(rules_dir)))
+    d = decided((FIXTURES / "38-sow-from-info-small-business.eml").read_bytes(), rules)
+    assert d.action == Action.FILTERED
+
+
+def shop(
+    body: str = "the till prints blank receipts since this morning.\n\nThanks,\nAnna\n",
+    **headers: str,
+) -> bytes:
+    base = {
+        "From": "Anna Berg <info@berg-florist.example>",
+        "To": "support@msp.example",
+        "Subject": "Till prints blank receipts",
+        "Message-ID": "<a1b2c3@berg-florist.example>",
+    }
+    base.update({k.replace("_", "-"): v for k, v in headers.items()})
+    return build({k: v for k, v in base.items() if v}, body)
+
+
+@pytest.mark.parametrize(
+    ("raw", "action", "signal"),
+    [
+        (shop("Hi,\n" + "the till is broken.\n\nThanks,\nAnna\n"), Action.REVIEW, "greeting"),
+        (shop(), Action.FILTERED, "signature"),  # one sign of a person: not enough
+        (shop(User_Agent="Mozilla Thunderbird"), Action.REVIEW, "mail-client"),
+        (shop(Message_ID="<CAB7xQ2m@mail.gmail.com>"), Action.REVIEW, "mail-client"),
+        (
+            shop("Dear customer,\nthe till is broken.\n\nThanks,\nAnna\n"),
+            Action.FILTERED,
+            "signature",
+        ),
+        (
+            shop(User_Agent="Mozilla Thunderbird", Feedback_ID="a:b:c"),
+            Action.FILTERED,
+            "automation-headers",
+        ),
+        (shop(X_Mailer="PHPMailer 6.9.1"), Action.FILTERED, "mailer-software"),
+        (
+            shop("Hi,\nnew spring bouquets!\nTo unsubscribe click here.\nThanks,\nAnna\n"),
+            Action.FILTERED,
+            "bulk-wording",
+        ),
+        (
+            shop("Hi,\nI am out of the office until Monday.\n\nThanks,\nAnna\n"),
+            Action.FILTERED,
+            "auto-reply-wording",
+        ),
+    ],
+    ids=[
+        "greeting-and-signature",
+        "signature-alone",
+        "mail-client",
+        "webmail-message-id",
+        "generic-greeting",
+        "automation-header",
+        "mailer-software",
+        "bulk-wording",
+        "auto-reply-wording",
+    ],
+)
+def test_each_listed_sign_has_its_effect(raw, action, signal):
+    d = decided(raw)
+    assert d.action == action, d.reasons
+    assert signal in {s.name for s in d.evidence}
+
+
+def test_a_release_that_lost_the_race_makes_no_second_ticket(tmp_path, monkeypatch):
+    from triage import review
+
+    store = Store(tmp_path / "t.db")
+    recorder = Recorder(RULES, store)
+    raw = shop(User_Agent="Mozilla Thunderbird")
+    recorder.record(analyse(raw, "1.eml", RULES), NOW, raw=raw)
+    recorder.commit()
+    stale = review.find(store, "1")
+    assert review.release(store, RULES, "1", NOW).ticket == "T-000001"
+    store.save_review(raw, stale.sha256)  # the loser read the row and the bytes before the winner
+    monkeypatch.setattr(review, "find", lambda _store, _key: stale)
+    with pytest.raises(review.ReviewError, match="released meanwhile"):
+        review.release(store, RULES, "1", NOW)
+    assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 1
