@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from triage.cli import cli
 
+from .conftest import FIXTURES as FIXTURES_DIR
 from .conftest import ROOT
 
 
@@ -121,3 +122,60 @@ def test_a_policy_without_plans_works_with_no_plan_configured(tmp_path):
         result.exit_code != 0
         and "[sla.plan] 'standard' is not a plan of msp-p1-p6" in result.output
     )
+
+
+def test_every_command_given_db_uses_that_database_contacts_included(tmp_path):
+    """`--db PATH` means the same database for every command: the configured one is never
+    opened, created or read (contacts imported with --db are the ones replay matches)."""
+    import json
+
+    from .conftest import human
+
+    configured = tmp_path / "configured.db"
+    config = tmp_path / "triage.toml"
+    config.write_text(f'[store]\ndb = "{configured}"\n', encoding="utf-8")
+    db = tmp_path / "given.db"
+    mail = tmp_path / "jane.eml"
+    mail.write_bytes(human(From="Jane Doe <jane.doe@acme.example>", Message_ID="<db@x>"))
+
+    def run(*args: str) -> str:
+        result = CliRunner(env={"COLUMNS": "200"}).invoke(
+            cli, [*args, "--config", str(config), "--db", str(db)]
+        )
+        assert result.exit_code in (0, 1, 2), result.output  # status and sla check: 0/1/2
+        assert not configured.exists(), f"{args} opened the configured database"
+        return result.stdout
+
+    run("contacts", "import", str(ROOT / "fixtures" / "contacts.csv"))
+    (line,) = run("replay", "--json", "--now", "2026-03-10T14:30:00Z", str(mail)).splitlines()
+    replayed = json.loads(line)
+    assert (replayed["contact"], replayed["match"]) == ("jane.doe@acme.example", "exact")
+    explained = run("explain", "--now", "2026-03-10T14:30:00Z", str(mail))
+    assert "contact: exact" in explained and "duplicate" not in explained
+    assert "T-000001" in run("tickets")
+    assert "jane.doe@acme.example" in run("contacts", "list")
+    assert "Acme" in run("contacts", "show", "jane.doe@acme.example")
+    assert "approved" in run("contacts", "approve", "newcomer@acme.example")
+    assert "first response recorded" in run(
+        "ticket", "respond", "T-000001", "--at", "2026-03-10T15:00:00Z"
+    )
+    assert "0 sla_breached" in run("sla", "check", "--now", "2026-03-10T16:00:00Z")
+    assert '"tickets": 1' in run("report", "--now", "2026-03-10T16:00:00Z", "--json")
+    run("status")
+    run("errors")
+    run("outbox")
+
+
+def test_explain_with_a_db_that_does_not_exist_says_so(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            "--db",
+            str(tmp_path / "typo.db"),
+            str(FIXTURES_DIR / "01-plain-text-request.eml"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'typo.db'}: no database here" in result.output
+    assert not (tmp_path / "typo.db").exists()

@@ -23,12 +23,16 @@ def _fail(message: str) -> click.ClickException:
     return click.ClickException(message)
 
 
-def _load(config_path: Path | None) -> tuple[Config, Rules]:
+def _load(config_path: Path | None, db_path: Path | None = None) -> tuple[Config, Rules]:
+    """Config and rules, with the contacts of `db_path` (the configured database when None)."""
+    from dataclasses import replace
+
     from triage import contacts_store  # the directory lives in the database
 
     try:
         config = load_config(config_path)
-        return config, Rules.load(config, contacts_store.load_for(config))
+        where = config if db_path is None else replace(config, db=db_path)
+        return config, Rules.load(config, contacts_store.load_for(where))
     except (ConfigError, RuleError, ValueError) as exc:
         raise _fail(str(exc)) from None
 
@@ -84,7 +88,7 @@ def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, 
 
     if db_path and dry_run:
         raise click.UsageError("--db and --dry-run exclude each other: choose one")
-    config, rules = _load(config_path)
+    config, rules = _load(config_path, db_path)
     now = _now(now_text)
     store = Store(None if dry_run else (db_path or config.db), config.ticket_prefix)
     store.outbox_status = "replay"
@@ -214,8 +218,12 @@ def explain(config_path, db_path, now_text, path) -> None:
     """
     from triage.store import Store
 
-    config, rules = _load(config_path)
-    store = Store(db_path if db_path and db_path.exists() else None, config.ticket_prefix)
+    if db_path is not None and not db_path.is_file():
+        raise _fail(
+            f"{db_path}: no database here; fix: give the --db of `triage replay` or `triage run`"
+        )
+    config, rules = _load(config_path, db_path)
+    store = Store(db_path, config.ticket_prefix) if db_path else Store(None, config.ticket_prefix)
     analysis = analyse(path.read_bytes(), str(path), rules)
     d = decide(analysis, rules, store, _now(now_text))
     store.close()
