@@ -140,6 +140,13 @@ def test_sla_check_pair():
     assert values(SLA_TIMER, "WantedBy", "Install") == ["timers.target"]
 
 
+def test_sla_check_warning_and_critical_exits_do_not_fail_the_unit():
+    """`triage sla check` exits 1 (at risk) and 2 (breached) for monitors; for systemd those
+    are results, not failures of the unit (3, cannot tell, still is one)."""
+    allowed = " ".join(values(SLA_SERVICE, "SuccessExitStatus")).split()
+    assert sorted(allowed) == ["1", "2"]
+
+
 # --------------------------------------------------------------------------- example config
 
 

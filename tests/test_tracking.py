@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -82,7 +82,9 @@ class Desk:
         return out
 
     def check(self, now: str) -> str:
-        return self.run("sla", "check", "--now", now).stdout
+        result = self.run("sla", "check", "--now", now, ok=False)
+        assert result.exit_code in (0, 1, 2), result.output  # ok, warning, critical
+        return result.stdout
 
     def respond(self, number: str, when: str, ok: bool = True):
         return self.run("ticket", "respond", number, "--at", when, ok=ok)
@@ -365,3 +367,48 @@ def test_due_events_pure_rules():
     assert len(owed.problems) == 1 and owed.problems[0].startswith("T-000007: ")
     late = tracking.due_events(tickets, {}, policies, at("2026-03-10T12:30:00Z"))
     assert [(t.number, f) for t, f in late.warn] == [("T-000006", 0.75)]
+
+
+def test_sla_check_exits_0_ok_1_at_risk_2_breached(desk):
+    (d,) = desk.mail(TUE_0900, "URGENT: server down")  # P1, due 11:00
+    assert desk.run("sla", "check", "--now", "2026-03-10T10:00:00Z", ok=False).exit_code == 0
+    at_risk = desk.run("sla", "check", "--now", "2026-03-10T10:45:00Z", ok=False)
+    assert at_risk.exit_code == 1 and "WARNING: 1 ticket at risk" in at_risk.stdout
+    late = desk.run("sla", "check", "--now", "2026-03-10T11:01:00Z", ok=False)
+    assert late.exit_code == 2 and "CRITICAL: 1 ticket breached" in late.stdout
+    desk.respond(d["ticket"], "2026-03-10T11:30:00Z")
+    assert desk.run("sla", "check", "--now", "2026-03-10T12:00:00Z", ok=False).exit_code == 0
+
+
+def test_sla_check_that_cannot_tell_exits_3(tmp_path):
+    desk = Desk(tmp_path)
+    assert desk.run("sla", "check", ok=False).exit_code == 3  # no database
+    assert desk.run("sla", "check", "--now", "yesterday", ok=False).exit_code == 3
+    assert desk.run("sla", "check", "--no-such-option", ok=False).exit_code == 3
+
+
+def test_a_now_in_the_future_is_a_preview_that_writes_nothing(desk):
+    """A --now later than the clock would write breaches that have not happened (they are
+    permanent): it shows what would be written, and writes nothing."""
+    desk.run("replay", "--db", str(desk.db), str(_one_mail(desk.dir)))  # created now
+    later = desk.run("sla", "check", "--now", "2099-01-05T12:00:00Z", ok=False)
+    assert later.exit_code == 2
+    assert "preview" in later.stdout and "1 sla_breached would be written" in later.stdout
+    assert desk.events("sla_breached") == [] and desk.events("sla_warning") == []
+    desk.check(tracking.iso(datetime.now(UTC)))  # the real check at the real time
+    assert desk.events("sla_breached") == []
+
+
+def _one_mail(folder: Path) -> Path:
+    path = folder / "now.eml"
+    path.write_bytes(
+        build(
+            {
+                "From": "Now <now@acme.example>",
+                "To": "support@triage.invalid",
+                "Subject": "URGENT: server down",
+                "Message-ID": "<now@mail.acme.example>",
+            }
+        )
+    )
+    return path
