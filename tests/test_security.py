@@ -186,7 +186,8 @@ def test_secrets_never_reach_logs_output_database_or_errors(tmp_path, make_smtp_
             lambda: any(e.get("kind") == "secret" for e in oauth.logged("mailbox_failing")),
             "the failed token command",
         )
-        status = triage("status", "--config", str(d.config), env=env)
+        status = triage("status", "--config", str(d.config), env=env, check=False)
+        assert status.returncode == 2  # critical: the mailbox is failing
         outputs += [status.stdout, status.stderr]
 
         texts = {

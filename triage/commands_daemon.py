@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triage.cli_common import CONFIG, DB, config_or_fail, open_store
+from triage import monitoring
+from triage.cli_common import CONFIG, DB, config_or_fail, instant, open_store
 from triage.config import ConfigError
 
 
@@ -49,41 +50,57 @@ def run(config_path) -> None:
     sys.exit(code)
 
 
-@click.command()
+@click.command(cls=monitoring.Command)
 @CONFIG
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-def status(config_path, db_path, as_json) -> None:
+@click.option(
+    "--now", "now_text", help="The instant at-risk and breached are judged at (default: now)."
+)
+def status(config_path, db_path, as_json, now_text) -> None:
     """Mailbox health, backlog, outbox depth and tickets at risk, read from the database.
 
-    Works while the daemon runs: it reads what the daemon last recorded.
+    Works while the daemon runs: it reads what the daemon last recorded. Exits
+    0 ok, 1 warning (a ticket at risk, an outbox row failed, a reload rejected),
+    2 critical (a mailbox failing, a ticket breached), 3 cannot tell.
 
     Example:
 
     \b
         triage status
     """
-    from triage import mailbox_state, tracking
+    from triage import mailbox_state, reloads, tracking
     from triage import sla as sla_mod
 
+    now = instant(now_text, "--now")
     config = config_or_fail(config_path)
     store = open_store(config, db_path)
     mailbox_state.ensure(store)
-    now = datetime.now(UTC)
     boxes = mailbox_state.rows(store)
     outbox = dict(
         store.conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
     )
     at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
     breached = tracking.breached(store, now)
+    rejected = reloads.rejected(store)
     store.close()
+    verdict = monitoring.status_verdict(
+        boxes, outbox, len(at_risk), len(breached), rejected.error if rejected else None
+    )
     if as_json:
         click.echo(
             json.dumps(
-                {"mailboxes": boxes, "outbox": outbox, "at_risk": at_risk, "breached": breached}
+                {
+                    "mailboxes": boxes,
+                    "outbox": outbox,
+                    "at_risk": at_risk,
+                    "breached": breached,
+                    "reload_rejected": rejected.as_json() if rejected else None,
+                    "verdict": verdict.as_json(),
+                }
             )
         )
-        return
+        sys.exit(verdict.code)
     table = Table(title="Mailboxes")
     for col in ("mailbox", "state", "last message", "backlog", "failures", "last error"):
         table.add_column(col)
@@ -106,6 +123,15 @@ def status(config_path, db_path, as_json) -> None:
     out.print(table)
     out.print(f"outbox: {outbox.get('pending', 0)} pending, {outbox.get('failed', 0)} failed")
     out.print(f"tickets at risk: {len(at_risk)}; breached: {len(breached)}")
+    if rejected:
+        out.print(
+            f"reload rejected at {rejected.at}, running on the rules loaded before: "
+            f"{rejected.error}",
+            markup=False,
+            highlight=False,
+        )
+    out.print(verdict.line(), markup=False, highlight=False)
+    sys.exit(verdict.code)
 
 
 @click.group(invoke_without_command=True)
