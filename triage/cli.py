@@ -42,6 +42,7 @@ def _now(value: str | None) -> datetime:
 
 
 @click.group()
+@click.version_option(package_name="triage", prog_name="triage", message="%(prog)s %(version)s")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
