@@ -8,8 +8,12 @@ standard, 24/5, UTC) and are checked with `sla.due` rather than assumed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -412,3 +416,54 @@ def _one_mail(folder: Path) -> Path:
         )
     )
     return path
+
+
+HOLD = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+@contextlib.contextmanager
+def write_lock_held(db: Path, seconds: float):
+    """Another process holds the database's write lock (as the daemon does while it writes a
+    batch) for `seconds`; stopped by its pid at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_ticket_respond_waits_for_a_writer_that_holds_the_lock_briefly(desk):
+    (d,) = desk.mail(TUE_0900, "URGENT: server down")
+    with write_lock_held(desk.db, 1.5):
+        started = time.monotonic()
+        result = desk.respond(d["ticket"], "2026-03-10T10:00:00Z")
+        assert time.monotonic() - started >= 1.0  # it waited...
+    assert "first response recorded" in result.output  # ...and succeeded
+    assert desk.column(d["ticket"], "first_response_at") == "2026-03-10T10:00:00Z"
+
+
+def test_a_lock_held_too_long_is_a_clear_error_not_a_traceback(desk, monkeypatch):
+    from triage import cli_common
+
+    monkeypatch.setattr(cli_common, "WAIT_SECONDS", 0.5)
+    (d,) = desk.mail(TUE_0900, "URGENT: server down")
+    with write_lock_held(desk.db, 60):
+        result = desk.respond(d["ticket"], "2026-03-10T10:00:00Z", ok=False)
+        check = desk.run("sla", "check", "--now", "2026-03-10T10:00:00Z", ok=False)
+    assert result.exit_code == 1 and not isinstance(result.exception, sqlite3.Error)
+    assert f"{desk.db}: the database is locked by another process" in result.output
+    assert "fix:" in result.output and "Traceback" not in result.output
+    assert desk.column(d["ticket"], "first_response_at") is None
+    assert check.exit_code == 3 and "locked" in check.output  # a monitor: cannot tell

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from triage import log
-from triage.cli_common import CONFIG, DB, config_or_fail, instant, open_store
+from triage.cli_common import CONFIG, DB, Group, config_or_fail, instant, open_store, store_at
 from triage.config import Config, ConfigError, load_config
 from triage.filters import RuleError
 from triage.pipeline import Action, Decision, Rules, analyse, decide
@@ -41,7 +41,7 @@ def _now(value: str | None) -> datetime:
     return instant(value, "--now")
 
 
-@click.group()
+@click.group(cls=Group)
 @click.version_option(package_name="triage", prog_name="triage", message="%(prog)s %(version)s")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
@@ -85,13 +85,12 @@ def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, 
     """
     from triage.replay import replay as run
     from triage.sources.files import iter_paths
-    from triage.store import Store
 
     if db_path and dry_run:
         raise click.UsageError("--db and --dry-run exclude each other: choose one")
     config, rules = _load(config_path, db_path)
     now = _now(now_text)
-    store = Store(None if dry_run else (db_path or config.db), config.ticket_prefix)
+    store = store_at(None if dry_run else (db_path or config.db), config.ticket_prefix)
     store.outbox_status = "replay"
     first_outbox = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
     decisions: list[Decision] = []
@@ -217,14 +216,13 @@ def explain(config_path, db_path, now_text, path) -> None:
     \b
         triage explain fixtures/emails/12-severity1.eml
     """
-    from triage.store import Store
 
     if db_path is not None and not db_path.is_file():
         raise _fail(
             f"{db_path}: no database here; fix: give the --db of `triage replay` or `triage run`"
         )
     config, rules = _load(config_path, db_path)
-    store = Store(db_path, config.ticket_prefix) if db_path else Store(None, config.ticket_prefix)
+    store = store_at(db_path, config.ticket_prefix)
     analysis = analyse(path.read_bytes(), str(path), rules)
     d = decide(analysis, rules, store, _now(now_text))
     store.close()
@@ -270,7 +268,6 @@ def tickets(config_path, db_path, open_only, breached, at_risk, now_text, as_jso
     """
     from triage import sla as sla_mod
     from triage import tracking
-    from triage.store import Store
 
     config = _config_only(config_path)
     path = db_path or config.db
@@ -278,7 +275,7 @@ def tickets(config_path, db_path, open_only, breached, at_risk, now_text, as_jso
         raise _fail(
             f"{path}: no database here; fix: run `triage replay` or `triage run` first, or pass --db"
         )
-    store = Store(path, config.ticket_prefix)
+    store = store_at(path, config.ticket_prefix)
     now = _now(now_text)
     rows = list(store.tickets(open_only))
     if breached:

@@ -7,6 +7,7 @@ verdicts are pure: facts in, (code, reasons) out.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -87,8 +88,16 @@ class Command(click.Command):
             raise
 
     def invoke(self, ctx: click.Context):
+        from triage.cli_common import busy_error
+
         try:
             return super().invoke(ctx)
         except click.ClickException as exc:
             exc.exit_code = UNKNOWN
             raise
+        except sqlite3.OperationalError as exc:
+            friendly = busy_error(exc)
+            if friendly is None:
+                raise
+            friendly.exit_code = UNKNOWN
+            raise friendly from None
