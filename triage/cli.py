@@ -312,14 +312,29 @@ def _config_only(config_path: Path | None) -> Config:
 
 @cli.command()
 @CONFIG
-def check(config_path) -> None:
-    """Validate the configuration and every rule file; exit non-zero on the first problem.
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also log in to every mailbox and the SMTP relay and say what was found.",
+)
+def check(config_path, connect) -> None:
+    """Validate the configuration, every rule file and every file they name; exit non-zero
+    on a problem, naming the file, the key and the fix.
+
+    Without a network it checks ranges, that files exist, that password files are
+    private and that rules, contacts and CA files are not writable by everyone.
+    With --connect it logs in to each mailbox (IMAP) and the relay (SMTP): the
+    folder and its messages, the server's capabilities, whether the login works.
 
     Example:
 
     \b
         triage check --config /etc/triage/triage.toml
     """
+    import asyncio
+
+    from triage import preflight, probes
+
     config, rules = _load(config_path)
     enabled = sum(r.enabled for r in rules.filters.rules)
     click.echo(f"config   {config.path}")
@@ -333,6 +348,36 @@ def check(config_path) -> None:
     click.echo(
         f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan or rules.policy.default_plan}, time zone {config.timezone}"
     )
+    click.echo(f"store    {config.db}")
+    if config.contacts_file is not None:
+        click.echo(f"contacts {config.contacts_file}")
+    for mb in config.mailboxes:
+        click.echo(
+            f"mailbox  {mb.name}: {mb.username} at {mb.host}:{mb.port} ({mb.tls}), "
+            f"folder {mb.folder}, then {mb.after}, password from {mb.secret}"
+        )
+    if config.smtp is not None:
+        smtp = config.smtp
+        login = (
+            f"login {smtp.username}, password from {smtp.secret}" if smtp.username else "no login"
+        )
+        click.echo(f"smtp     {smtp.host}:{smtp.port} ({smtp.tls}), {login}")
+    findings = preflight.check(config)
+    for finding in findings:
+        click.echo(f"{finding.level:8} {finding}")
+    errors = [f for f in findings if f.level == preflight.ERROR]
+    if errors:
+        raise _fail(f"{len(errors)} problem(s) above; first: {errors[0]}")
+    if connect:
+        if not config.mailboxes and config.smtp is None:
+            click.echo("connect  nothing to connect to: no [[mailbox]] and no [smtp]")
+        results = asyncio.run(probes.all_of(config.mailboxes, config.smtp))
+        for probe in results:
+            for line in probe.lines():
+                click.echo(line)
+        failed = [p for p in results if not p.ok]
+        if failed:
+            raise _fail("; ".join(f"{p.what}: {p.found[0]}" for p in failed))
     click.echo("ok")
 
 
@@ -348,11 +393,14 @@ def _store_for(config_path: Path | None, db_path: Path | None):
 @contacts.command("import")
 @CONFIG
 @DB
-@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "csv_path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 def contacts_import(config_path, db_path, csv_path) -> None:
     """Import or update contacts from a CSV file (email, name, company, site, plan, timezone, vip, aliases).
 
     Good rows import even when others are rejected; every rejection names its line.
+    Without a file, the one named by [contacts] file is imported.
 
     Example:
 
@@ -361,6 +409,16 @@ def contacts_import(config_path, db_path, csv_path) -> None:
     """
     from triage import contacts_csv, contacts_store
 
+    if csv_path is None:
+        configured = _config_only(config_path).contacts_file
+        if configured is None:
+            raise click.UsageError(
+                "no CSV file given and none configured; fix: give FILE.csv, or set"
+                ' [contacts] file = "/etc/triage/contacts.csv"'
+            )
+        if not configured.is_file():
+            raise _fail(f"{configured}: [contacts.file] does not exist; fix: give the CSV's path")
+        csv_path = configured
     try:
         result = contacts_csv.parse(csv_path.read_bytes(), str(csv_path))
     except ValueError as exc:

@@ -41,9 +41,16 @@ def run(config_path) -> None:
     \b
         triage run --config /etc/triage/triage.toml
     """
-    from triage import daemon
+    from triage import daemon, log, preflight
+    from triage.config import load_config
 
     try:
+        # What `triage check` would refuse is logged, not refused: a mailbox whose
+        # password cannot be read fails loudly on its own and the others keep running.
+        for finding in preflight.check(load_config(config_path)):
+            log.get(component="daemon").warning(
+                "config_problem", problem=str(finding), severity=finding.level
+            )
         code = daemon.run(config_path)
     except (ConfigError, ValueError) as exc:
         raise click.ClickException(f"not starting: {exc}") from None
