@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
-
 import click
 import pytest
 from click.testing import CliRunner
@@ -82,34 +80,6 @@ def test_bad_config_is_refused_with_key_and_fix(tmp_path, text, needle):
     result = CliRunner().invoke(cli, ["check", "--config", str(config)])
     assert result.exit_code != 0
     assert needle in result.output and "fix" in result.output
-
-
-def test_wheel_ships_the_rules(tmp_path):
-    """An installed wheel finds rules/ without a checkout beside it."""
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    wheel = next(tmp_path.glob("triage-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for rule in (ROOT / "rules").rglob("*.toml"):
-        assert f"triage/rules/{rule.relative_to(ROOT / 'rules')}" in names
 
 
 def test_a_policy_without_plans_works_with_no_plan_configured(tmp_path):
