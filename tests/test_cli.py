@@ -149,3 +149,47 @@ def test_explain_with_a_db_that_does_not_exist_says_so(tmp_path):
     assert result.exit_code == 1
     assert f"{tmp_path / 'typo.db'}: no database here" in result.output
     assert not (tmp_path / "typo.db").exists()
+
+
+def _example(name: str) -> str:
+    """The command line under "Example:" in `triage NAME --help`."""
+    text = CliRunner().invoke(cli, [*name.split(), "--help"], terminal_width=200).output
+    after = text.split("Example:", 1)[1]
+    return next(line.strip() for line in after.splitlines() if line.strip())
+
+
+NOT_RUN = {"run"}  # the daemon: it runs until stopped (tests/test_daemon.py runs it)
+
+
+@pytest.mark.parametrize(("name", "cmd"), ALL, ids=[n for n, _ in ALL])
+def test_the_example_in_the_help_runs(name, cmd, tmp_path, monkeypatch):
+    """Each help's example is a valid command line that runs (against the shipped fixtures)
+    without a usage error or a traceback; an answer such as "no ticket T-000123" is fine."""
+    import shlex
+    import shutil
+
+    if name in NOT_RUN:
+        pytest.skip("runs until stopped")
+    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
+    config = tmp_path / "triage.toml"
+    config.write_text(f'[store]\ndb = "{tmp_path / "triage.db"}"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"TRIAGE_CONFIG": str(config), "COLUMNS": "200"})
+    assert runner.invoke(cli, ["contacts", "import", "fixtures/contacts.csv"]).exit_code == 0
+    assert (
+        runner.invoke(cli, ["replay", "--now", "2026-03-06T16:30:00Z", "fixtures/emails"]).exit_code
+        == 0
+    )
+    line = _example(name)
+    words = shlex.split(line)
+    assert words[0] == "triage" and " ".join(words[1:]).startswith(name), line
+    words = [
+        {
+            "/etc/triage/triage.toml": str(config),
+            "/var/lib/triage/triage.db": str(tmp_path / "triage.db"),
+        }.get(w, w)
+        for w in words[1:]
+    ]
+    result = runner.invoke(cli, words)
+    assert "Usage:" not in result.output, f"{line}\n{result.output}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception

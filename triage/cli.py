@@ -214,7 +214,7 @@ def explain(config_path, db_path, now_text, path) -> None:
     Example:
 
     \b
-        triage explain fixtures/emails/12-severity1.eml
+        triage explain fixtures/emails/12-severity1-subject.eml
     """
 
     if db_path is not None and not db_path.is_file():
