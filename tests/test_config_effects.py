@@ -910,3 +910,21 @@ ROWS = {fn: "+".join(k for k in sorted(EFFECTS) if EFFECTS[k] is fn) for fn in E
 def test_setting_has_its_effect(row, env):
     """One row (for one key, or for a few keys that only act together)."""
     row(env)
+
+
+def test_every_key_is_documented():
+    """docs/configuration.md names every key, in its section's part of the page."""
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    parts = {}
+    for block in page.split("\n## ")[1:]:
+        heading, _, text = block.partition("\n")
+        for section in config_mod._SCHEMA:
+            if f"`[{section}]`" in heading or f"`[[{section}]]`" in heading:
+                parts[section] = text
+    missing = []
+    for key in sorted(schema_keys()):
+        section, name = key.split(".")
+        text = parts.get(section, "")
+        if f"`{key}`" not in page and f"`{name}`" not in text:
+            missing.append(key)
+    assert not missing, f"keys not in docs/configuration.md: {missing}"
