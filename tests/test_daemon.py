@@ -46,6 +46,7 @@ class Daemon:
         self.db = tmp / "triage.db"
         self.log = tmp / "daemon.log"
         (tmp / "pw").write_text(str(options.pop("password", "secret")) + "\n")
+        (tmp / "pw").chmod(0o600)  # as `triage check` wants a password file
         mailbox = {
             "name": "support",
             "host": "127.0.0.1",

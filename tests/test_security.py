@@ -535,6 +535,7 @@ def test_rendering_never_formats_with_str_format():
 @pytest.mark.parametrize("section", ["mailbox", "smtp"])
 def test_plain_text_is_refused_unless_allowed(tmp_path, section):
     (tmp_path / "pw").write_text("x\n")
+    (tmp_path / "pw").chmod(0o600)  # a password file open to all is refused on its own
     body = 'host = "mail.example"\ntls = "none"\nusername = "u"\npassword_file = "pw"\n'
     head = '[[mailbox]]\nname = "support"\n' if section == "mailbox" else "[smtp]\n"
     config = tmp_path / "triage.toml"

@@ -78,12 +78,13 @@ class Store:
             pass
 
     def _open(self, where: str) -> None:
-        self.conn = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        self.conn = sqlite3.connect(
+            where, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )  # timeout: SQLite's busy timeout, how long a write waits for another's lock
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA wal_autocheckpoint=1000")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
         self.db = sqlite_utils.Database(self.conn)
         self._ensure_schema()
         self._in_batch = False
