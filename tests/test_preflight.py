@@ -166,3 +166,21 @@ def test_contacts_import_without_a_file_imports_the_configured_one(tmp_path):
     result = CliRunner().invoke(cli, ["contacts", "import", "--config", str(config)])
     assert result.exit_code == 0, result.output
     assert result.output.startswith(f"{tmp_path / 'contacts.csv'}: ") and " added" in result.output
+
+
+def test_files_named_in_the_config_are_found_beside_it_from_any_folder(tmp_path, monkeypatch):
+    """The daemon runs from /; a relative password_file or ca_file is relative to the config
+    file, like [store] db and [rules] dir, or check and the daemon would disagree."""
+    from triage.config import load_config
+
+    from .servers import make_cert
+
+    secret_file(tmp_path, 0o600)
+    cert, _key = make_cert(tmp_path)
+    config = mailbox(tmp_path, password_file="imap-password", ca_file=cert.name)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert check(config).exit_code == 0
+    (mb,) = load_config(config).mailboxes
+    assert mb.secret.reveal() == "secret" and mb.ca_file == str(tmp_path / cert.name)

@@ -217,7 +217,7 @@ def parse_mailboxes(path: Path | str, raw: object) -> tuple[Mailbox, ...]:
                 filtered_folder=_folder(path, key, t, "filtered_folder", "Triage/Filtered"),
                 errors_folder=_folder(path, key, t, "errors_folder", "Triage/Errors"),
                 keyword=_keyword(path, key, t),
-                ca_file=_str(path, key, t, "ca_file") or None,
+                ca_file=_beside(path, _str(path, key, t, "ca_file")) if t.get("ca_file") else None,
                 poll_seconds=_num(path, key, t, "poll_seconds", 60.0),
                 idle_seconds=_num(path, key, t, "idle_seconds", 25 * 60.0, high=IDLE_MAX),
                 batch=_int(path, key, t, "batch", 100, high=BATCH_MAX),
@@ -252,7 +252,7 @@ def parse_smtp(path: Path | str, raw: object) -> Smtp | None:
         tls=tls,
         username=username,
         secret=_password(path, "smtp", t, required=username is not None),
-        ca_file=_str(path, "smtp", t, "ca_file") or None,
+        ca_file=_beside(path, _str(path, "smtp", t, "ca_file")) if t.get("ca_file") else None,
         timeout=_num(path, "smtp", t, "timeout", 30.0),
     )
 
@@ -322,10 +322,19 @@ def _password(path: Path | str, key: str, t: dict, required: bool) -> Secret | N
     k, value = given[0]
     if not isinstance(value, str) or not value:
         raise ConfigError(path, f"{key}.{k}", "must be a non-empty string", f'write {k} = "..."')
+    if k == "password_file":
+        value = _beside(path, value)
     return Secret(
         {"password_file": "file", "password_env": "env", "password_credential": "credential"}[k],
         value,
     )
+
+
+def _beside(path: Path | str, value: str) -> str:
+    """A file named in the config: relative to the config file, like every path in it (the
+    daemon runs from /, `triage check` from wherever the operator stands)."""
+    named = Path(value)
+    return str(named if named.is_absolute() else Path(path).parent / named)
 
 
 def _str(path: Path | str, key: str, t: dict, name: str, required: bool = False) -> str:
