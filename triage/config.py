@@ -219,7 +219,9 @@ _TABLES_ELSEWHERE = ("queue", "mailbox", "smtp", "daemon")
 QUEUE_KEYS = ("name", "address", "plan", "priority")
 MAX_BYTES_LIMIT = 1024**3  # a message is held in memory while it is read: 1 GiB at most
 _PREFIX = re.compile(r"[A-Za-z0-9._-]{1,16}")
-_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\\\"]+@[A-Za-z0-9.-]+\.?[A-Za-z0-9-]*")
+_ADDRESS = re.compile(
+    r"[^@\s<>()\[\],;:\\\"]+@[A-Za-z0-9.-]+"
+)  # a plain address, no name or comment
 
 
 def _ranged(
