@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import zipfile
-
 import click
 import pytest
 from click.testing import CliRunner
 
 from triage.cli import cli
 
+from .conftest import FIXTURES as FIXTURES_DIR
 from .conftest import ROOT
 
 
@@ -83,34 +82,6 @@ def test_bad_config_is_refused_with_key_and_fix(tmp_path, text, needle):
     assert needle in result.output and "fix" in result.output
 
 
-def test_wheel_ships_the_rules(tmp_path):
-    """An installed wheel finds rules/ without a checkout beside it."""
-    import subprocess
-    import sys
-
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(tmp_path),
-            str(ROOT),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    wheel = next(tmp_path.glob("triage-*.whl"))
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for rule in (ROOT / "rules").rglob("*.toml"):
-        assert f"triage/rules/{rule.relative_to(ROOT / 'rules')}" in names
-
-
 def test_a_policy_without_plans_works_with_no_plan_configured(tmp_path):
     config = tmp_path / "triage.toml"
     config.write_text('[sla]\npolicy = "msp-p1-p6"\n', encoding="utf-8")
@@ -142,3 +113,104 @@ def test_check_validates_the_evidence_file_and_a_mailbox_review_folder(tmp_path)
     )
     result = CliRunner().invoke(cli, ["check", "--config", str(config)])
     assert result.exit_code != 0 and "mailbox[0].review_folder" in result.output
+
+
+def test_every_command_given_db_uses_that_database_contacts_included(tmp_path):
+    """`--db PATH` means the same database for every command: the configured one is never
+    opened, created or read (contacts imported with --db are the ones replay matches)."""
+    import json
+
+    from .conftest import human
+
+    configured = tmp_path / "configured.db"
+    config = tmp_path / "triage.toml"
+    config.write_text(f'[store]\ndb = "{configured}"\n', encoding="utf-8")
+    db = tmp_path / "given.db"
+    mail = tmp_path / "jane.eml"
+    mail.write_bytes(human(From="Jane Doe <jane.doe@acme.example>", Message_ID="<db@x>"))
+
+    def run(*args: str) -> str:
+        result = CliRunner(env={"COLUMNS": "200"}).invoke(
+            cli, [*args, "--config", str(config), "--db", str(db)]
+        )
+        assert result.exit_code in (0, 1, 2), result.output  # status and sla check: 0/1/2
+        assert not configured.exists(), f"{args} opened the configured database"
+        return result.stdout
+
+    run("contacts", "import", str(ROOT / "fixtures" / "contacts.csv"))
+    (line,) = run("replay", "--json", "--now", "2026-03-10T14:30:00Z", str(mail)).splitlines()
+    replayed = json.loads(line)
+    assert (replayed["contact"], replayed["match"]) == ("jane.doe@acme.example", "exact")
+    explained = run("explain", "--now", "2026-03-10T14:30:00Z", str(mail))
+    assert "contact: exact" in explained and "duplicate" not in explained
+    assert "T-000001" in run("tickets")
+    assert "jane.doe@acme.example" in run("contacts", "list")
+    assert "Acme" in run("contacts", "show", "jane.doe@acme.example")
+    assert "approved" in run("contacts", "approve", "newcomer@acme.example")
+    assert "first response recorded" in run(
+        "ticket", "respond", "T-000001", "--at", "2026-03-10T15:00:00Z"
+    )
+    assert "0 sla_breached" in run("sla", "check", "--now", "2026-03-10T16:00:00Z")
+    assert '"tickets": 1' in run("report", "--now", "2026-03-10T16:00:00Z", "--json")
+    run("status")
+    run("errors")
+    run("outbox")
+
+
+def test_explain_with_a_db_that_does_not_exist_says_so(tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        [
+            "explain",
+            "--db",
+            str(tmp_path / "typo.db"),
+            str(FIXTURES_DIR / "01-plain-text-request.eml"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'typo.db'}: no database here" in result.output
+    assert not (tmp_path / "typo.db").exists()
+
+
+def _example(name: str) -> str:
+    """The command line under "Example:" in `triage NAME --help`."""
+    text = CliRunner().invoke(cli, [*name.split(), "--help"], terminal_width=200).output
+    after = text.split("Example:", 1)[1]
+    return next(line.strip() for line in after.splitlines() if line.strip())
+
+
+NOT_RUN = {"run"}  # the daemon: it runs until stopped (tests/test_daemon.py runs it)
+
+
+@pytest.mark.parametrize(("name", "cmd"), ALL, ids=[n for n, _ in ALL])
+def test_the_example_in_the_help_runs(name, cmd, tmp_path, monkeypatch):
+    """Each help's example is a valid command line that runs (against the shipped fixtures)
+    without a usage error or a traceback; an answer such as "no ticket T-000123" is fine."""
+    import shlex
+    import shutil
+
+    if name in NOT_RUN:
+        pytest.skip("runs until stopped")
+    shutil.copytree(ROOT / "fixtures", tmp_path / "fixtures")
+    config = tmp_path / "triage.toml"
+    config.write_text(f'[store]\ndb = "{tmp_path / "triage.db"}"\n', encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner(env={"TRIAGE_CONFIG": str(config), "COLUMNS": "200"})
+    assert runner.invoke(cli, ["contacts", "import", "fixtures/contacts.csv"]).exit_code == 0
+    assert (
+        runner.invoke(cli, ["replay", "--now", "2026-03-06T16:30:00Z", "fixtures/emails"]).exit_code
+        == 0
+    )
+    line = _example(name)
+    words = shlex.split(line)
+    assert words[0] == "triage" and " ".join(words[1:]).startswith(name), line
+    words = [
+        {
+            "/etc/triage/triage.toml": str(config),
+            "/var/lib/triage/triage.db": str(tmp_path / "triage.db"),
+        }.get(w, w)
+        for w in words[1:]
+    ]
+    result = runner.invoke(cli, words)
+    assert "Usage:" not in result.output, f"{line}\n{result.output}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -235,6 +236,53 @@ def test_a_reused_message_id_is_a_new_message_but_a_second_copy_is_not(tmp_path)
     assert [o["action"] for o in out] == ["ticket", "duplicate", "ticket"]
     again = lines(triage("replay", "--db", str(db), "--json", "--now", NOW, str(folder)))
     assert [o["action"] for o in again] == ["duplicate", "duplicate", "duplicate"]
+
+
+def test_a_second_copy_with_only_another_date_header_is_a_duplicate(tmp_path):
+    """A relay or a client that re-sends rewrites Date; the message (and its ticket) is one."""
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    first = human(Message_ID="<dated@x>", Date="Tue, 10 Mar 2026 09:12:00 +0000")
+    (folder / "1.eml").write_bytes(first)
+    (folder / "2.eml").write_bytes(
+        human(Message_ID="<dated@x>", Date="Tue, 10 Mar 2026 10:47:31 +0100")
+    )
+    db = tmp_path / "t.db"
+    out = lines(triage("replay", "--db", str(db), "--json", "--now", NOW, str(folder)))
+    assert [(o["action"], o["auto_reply"]) for o in out] == [("ticket", True), ("duplicate", False)]
+    rows = sqlite3.connect(db).execute("SELECT COUNT(*) FROM tickets").fetchone()[0]
+    acks = sqlite3.connect(db).execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+    assert (rows, acks) == (1, 1)
+
+
+def test_messages_stored_with_the_dated_fingerprint_of_earlier_releases_stay_duplicates(tmp_path):
+    """Releases before this one put the Date header in the fingerprint; a copy fetched again
+    after an upgrade (a rescan, a crash before the move) must not open a second ticket."""
+    from triage.message import read
+
+    folder = tmp_path / "mail"
+    folder.mkdir()
+    plain = human(Message_ID="<old@x>", Subject="first")
+    reused = human(Message_ID="<old@x>", Subject="second", body="another text\n")
+    (folder / "1.eml").write_bytes(plain)
+    (folder / "2.eml").write_bytes(reused)
+    db = tmp_path / "t.db"
+    out = lines(triage("replay", "--db", str(db), "--json", "--now", NOW, str(folder)))
+    assert [o["action"] for o in out] == ["ticket", "ticket"]
+    # rewrite what was stored as an earlier release stored it
+    conn = sqlite3.connect(db)
+    for raw in (plain, reused):
+        email = read(raw).head
+        new_key = "<old@x>" if b"first" in raw else f"<old@x>#{email.fingerprint}"
+        old_key = "<old@x>" if b"first" in raw else f"<old@x>#{email.old_fingerprint}"
+        conn.execute(
+            "UPDATE messages SET message_key = ?, fingerprint = ? WHERE message_key = ?",
+            (old_key, email.old_fingerprint, new_key),
+        )
+    conn.commit()
+    conn.close()
+    again = lines(triage("replay", "--db", str(db), "--json", "--now", NOW, str(folder)))
+    assert [o["action"] for o in again] == ["duplicate", "duplicate"]
 
 
 def test_a_folder_is_read_in_path_order_component_by_component(tmp_path):

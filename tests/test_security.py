@@ -185,7 +185,8 @@ def test_secrets_never_reach_logs_output_database_or_errors(tmp_path, make_smtp_
             lambda: any(e.get("kind") == "secret" for e in oauth.logged("mailbox_failing")),
             "the failed token command",
         )
-        status = triage("status", "--config", str(d.config), env=env)
+        status = triage("status", "--config", str(d.config), env=env, check=False)
+        assert status.returncode == 2  # critical: the mailbox is failing
         outputs += [status.stdout, status.stderr]
 
         texts = {
@@ -534,6 +535,7 @@ def test_rendering_never_formats_with_str_format():
 @pytest.mark.parametrize("section", ["mailbox", "smtp"])
 def test_plain_text_is_refused_unless_allowed(tmp_path, section):
     (tmp_path / "pw").write_text("x\n")
+    (tmp_path / "pw").chmod(0o600)  # a password file open to all is refused on its own
     body = 'host = "mail.example"\ntls = "none"\nusername = "u"\npassword_file = "pw"\n'
     head = '[[mailbox]]\nname = "support"\n' if section == "mailbox" else "[smtp]\n"
     config = tmp_path / "triage.toml"

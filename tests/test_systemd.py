@@ -140,6 +140,20 @@ def test_sla_check_pair():
     assert values(SLA_TIMER, "WantedBy", "Install") == ["timers.target"]
 
 
+@pytest.mark.parametrize("unit", [SERVICE, SLA_SERVICE], ids=lambda p: p.name)
+def test_journald_reads_the_level_of_each_log_line(unit):
+    """triage prefixes each line with its syslog priority when stderr is the journal."""
+    assert values(unit, "SyslogLevelPrefix") == ["yes"]
+    assert values(unit, "StandardError") in ([], ["journal"])
+
+
+def test_sla_check_warning_and_critical_exits_do_not_fail_the_unit():
+    """`triage sla check` exits 1 (at risk) and 2 (breached) for monitors; for systemd those
+    are results, not failures of the unit (3, cannot tell, still is one)."""
+    allowed = " ".join(values(SLA_SERVICE, "SuccessExitStatus")).split()
+    assert sorted(allowed) == ["1", "2"]
+
+
 # --------------------------------------------------------------------------- example config
 
 

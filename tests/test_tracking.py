@@ -8,9 +8,13 @@ standard, 24/5, UTC) and are checked with `sla.due` rather than assumed.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from datetime import datetime
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -82,7 +86,9 @@ class Desk:
         return out
 
     def check(self, now: str) -> str:
-        return self.run("sla", "check", "--now", now).stdout
+        result = self.run("sla", "check", "--now", now, ok=False)
+        assert result.exit_code in (0, 1, 2), result.output  # ok, warning, critical
+        return result.stdout
 
     def respond(self, number: str, when: str, ok: bool = True):
         return self.run("ticket", "respond", number, "--at", when, ok=ok)
@@ -365,3 +371,99 @@ def test_due_events_pure_rules():
     assert len(owed.problems) == 1 and owed.problems[0].startswith("T-000007: ")
     late = tracking.due_events(tickets, {}, policies, at("2026-03-10T12:30:00Z"))
     assert [(t.number, f) for t, f in late.warn] == [("T-000006", 0.75)]
+
+
+def test_sla_check_exits_0_ok_1_at_risk_2_breached(desk):
+    (d,) = desk.mail(TUE_0900, "URGENT: server down")  # P1, due 11:00
+    assert desk.run("sla", "check", "--now", "2026-03-10T10:00:00Z", ok=False).exit_code == 0
+    at_risk = desk.run("sla", "check", "--now", "2026-03-10T10:45:00Z", ok=False)
+    assert at_risk.exit_code == 1 and "WARNING: 1 ticket at risk" in at_risk.stdout
+    late = desk.run("sla", "check", "--now", "2026-03-10T11:01:00Z", ok=False)
+    assert late.exit_code == 2 and "CRITICAL: 1 ticket breached" in late.stdout
+    desk.respond(d["ticket"], "2026-03-10T11:30:00Z")
+    assert desk.run("sla", "check", "--now", "2026-03-10T12:00:00Z", ok=False).exit_code == 0
+
+
+def test_sla_check_that_cannot_tell_exits_3(tmp_path):
+    desk = Desk(tmp_path)
+    assert desk.run("sla", "check", ok=False).exit_code == 3  # no database
+    assert desk.run("sla", "check", "--now", "yesterday", ok=False).exit_code == 3
+    assert desk.run("sla", "check", "--no-such-option", ok=False).exit_code == 3
+
+
+def test_a_now_in_the_future_is_a_preview_that_writes_nothing(desk):
+    """A --now later than the clock would write breaches that have not happened (they are
+    permanent): it shows what would be written, and writes nothing."""
+    desk.run("replay", "--db", str(desk.db), str(_one_mail(desk.dir)))  # created now
+    later = desk.run("sla", "check", "--now", "2099-01-05T12:00:00Z", ok=False)
+    assert later.exit_code == 2
+    assert "preview" in later.stdout and "1 sla_breached would be written" in later.stdout
+    assert desk.events("sla_breached") == [] and desk.events("sla_warning") == []
+    desk.check(tracking.iso(datetime.now(UTC)))  # the real check at the real time
+    assert desk.events("sla_breached") == []
+
+
+def _one_mail(folder: Path) -> Path:
+    path = folder / "now.eml"
+    path.write_bytes(
+        build(
+            {
+                "From": "Now <now@acme.example>",
+                "To": "support@triage.invalid",
+                "Subject": "URGENT: server down",
+                "Message-ID": "<now@mail.acme.example>",
+            }
+        )
+    )
+    return path
+
+
+HOLD = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+conn.execute("COMMIT")
+"""
+
+
+@contextlib.contextmanager
+def write_lock_held(db: Path, seconds: float):
+    """Another process holds the database's write lock (as the daemon does while it writes a
+    batch) for `seconds`; stopped by its pid at the end."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD, str(db), str(seconds)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_ticket_respond_waits_for_a_writer_that_holds_the_lock_briefly(desk):
+    (d,) = desk.mail(TUE_0900, "URGENT: server down")
+    with write_lock_held(desk.db, 1.5):
+        started = time.monotonic()
+        result = desk.respond(d["ticket"], "2026-03-10T10:00:00Z")
+        assert time.monotonic() - started >= 1.0  # it waited...
+    assert "first response recorded" in result.output  # ...and succeeded
+    assert desk.column(d["ticket"], "first_response_at") == "2026-03-10T10:00:00Z"
+
+
+def test_a_lock_held_too_long_is_a_clear_error_not_a_traceback(desk, monkeypatch):
+    from triage import cli_common
+
+    monkeypatch.setattr(cli_common, "WAIT_SECONDS", 0.5)
+    (d,) = desk.mail(TUE_0900, "URGENT: server down")
+    with write_lock_held(desk.db, 60):
+        result = desk.respond(d["ticket"], "2026-03-10T10:00:00Z", ok=False)
+        check = desk.run("sla", "check", "--now", "2026-03-10T10:00:00Z", ok=False)
+    assert result.exit_code == 1 and not isinstance(result.exception, sqlite3.Error)
+    assert f"{desk.db}: the database is locked by another process" in result.output
+    assert "fix:" in result.output and "Traceback" not in result.output
+    assert desk.column(d["ticket"], "first_response_at") is None
+    assert check.exit_code == 3 and "locked" in check.output  # a monitor: cannot tell

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from triage import log
-from triage.cli_common import CONFIG, DB, config_or_fail, instant, open_store
+from triage.cli_common import CONFIG, DB, Group, config_or_fail, instant, open_store, store_at
 from triage.config import Config, ConfigError, load_config
 from triage.filters import RuleError
 from triage.pipeline import Action, Decision, Rules, analyse, decide
@@ -23,12 +23,16 @@ def _fail(message: str) -> click.ClickException:
     return click.ClickException(message)
 
 
-def _load(config_path: Path | None) -> tuple[Config, Rules]:
+def _load(config_path: Path | None, db_path: Path | None = None) -> tuple[Config, Rules]:
+    """Config and rules, with the contacts of `db_path` (the configured database when None)."""
+    from dataclasses import replace
+
     from triage import contacts_store  # the directory lives in the database
 
     try:
         config = load_config(config_path)
-        return config, Rules.load(config, contacts_store.load_for(config))
+        where = config if db_path is None else replace(config, db=db_path)
+        return config, Rules.load(config, contacts_store.load_for(where))
     except (ConfigError, RuleError, ValueError) as exc:  # ConfigError also for evidence.toml
         raise _fail(str(exc)) from None
 
@@ -37,7 +41,8 @@ def _now(value: str | None) -> datetime:
     return instant(value, "--now")
 
 
-@click.group()
+@click.group(cls=Group)
+@click.version_option(package_name="triage", prog_name="triage", message="%(prog)s %(version)s")
 @click.option(
     "--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"])
 )
@@ -80,13 +85,12 @@ def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, 
     """
     from triage.replay import replay as run
     from triage.sources.files import iter_paths
-    from triage.store import Store
 
     if db_path and dry_run:
         raise click.UsageError("--db and --dry-run exclude each other: choose one")
-    config, rules = _load(config_path)
+    config, rules = _load(config_path, db_path)
     now = _now(now_text)
-    store = Store(None if dry_run else (db_path or config.db), config.ticket_prefix)
+    store = store_at(None if dry_run else (db_path or config.db), config.ticket_prefix)
     store.outbox_status = "replay"
     first_outbox = store.conn.execute("SELECT COALESCE(MAX(id), 0) FROM outbox").fetchone()[0]
     decisions: list[Decision] = []
@@ -210,12 +214,15 @@ def explain(config_path, db_path, now_text, path) -> None:
     Example:
 
     \b
-        triage explain fixtures/emails/12-severity1.eml
+        triage explain fixtures/emails/12-severity1-subject.eml
     """
-    from triage.store import Store
 
-    config, rules = _load(config_path)
-    store = Store(db_path if db_path and db_path.exists() else None, config.ticket_prefix)
+    if db_path is not None and not db_path.is_file():
+        raise _fail(
+            f"{db_path}: no database here; fix: give the --db of `triage replay` or `triage run`"
+        )
+    config, rules = _load(config_path, db_path)
+    store = store_at(db_path, config.ticket_prefix)
     analysis = analyse(path.read_bytes(), str(path), rules)
     d = decide(analysis, rules, store, _now(now_text))
     store.close()
@@ -261,7 +268,6 @@ def tickets(config_path, db_path, open_only, breached, at_risk, now_text, as_jso
     """
     from triage import sla as sla_mod
     from triage import tracking
-    from triage.store import Store
 
     config = _config_only(config_path)
     path = db_path or config.db
@@ -269,7 +275,7 @@ def tickets(config_path, db_path, open_only, breached, at_risk, now_text, as_jso
         raise _fail(
             f"{path}: no database here; fix: run `triage replay` or `triage run` first, or pass --db"
         )
-    store = Store(path, config.ticket_prefix)
+    store = store_at(path, config.ticket_prefix)
     now = _now(now_text)
     rows = list(store.tickets(open_only))
     if breached:
@@ -306,14 +312,29 @@ def _config_only(config_path: Path | None) -> Config:
 
 @cli.command()
 @CONFIG
-def check(config_path) -> None:
-    """Validate the configuration and every rule file; exit non-zero on the first problem.
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also log in to every mailbox and the SMTP relay and say what was found.",
+)
+def check(config_path, connect) -> None:
+    """Validate the configuration, every rule file and every file they name; exit non-zero
+    on a problem, naming the file, the key and the fix.
+
+    Without a network it checks ranges, that files exist, that password files are
+    private and that rules, contacts and CA files are not writable by everyone.
+    With --connect it logs in to each mailbox (IMAP) and the relay (SMTP): the
+    folder and its messages, the server's capabilities, whether the login works.
 
     Example:
 
     \b
         triage check --config /etc/triage/triage.toml
     """
+    import asyncio
+
+    from triage import preflight, probes
+
     config, rules = _load(config_path)
     enabled = sum(r.enabled for r in rules.filters.rules)
     click.echo(f"config   {config.path}")
@@ -331,6 +352,36 @@ def check(config_path) -> None:
     click.echo(
         f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan or rules.policy.default_plan}, time zone {config.timezone}"
     )
+    click.echo(f"store    {config.db}")
+    if config.contacts_file is not None:
+        click.echo(f"contacts {config.contacts_file}")
+    for mb in config.mailboxes:
+        click.echo(
+            f"mailbox  {mb.name}: {mb.username} at {mb.host}:{mb.port} ({mb.tls}), "
+            f"folder {mb.folder}, then {mb.after}, password from {mb.secret}"
+        )
+    if config.smtp is not None:
+        smtp = config.smtp
+        login = (
+            f"login {smtp.username}, password from {smtp.secret}" if smtp.username else "no login"
+        )
+        click.echo(f"smtp     {smtp.host}:{smtp.port} ({smtp.tls}), {login}")
+    findings = preflight.check(config)
+    for finding in findings:
+        click.echo(f"{finding.level:8} {finding}")
+    errors = [f for f in findings if f.level == preflight.ERROR]
+    if errors:
+        raise _fail(f"{len(errors)} problem(s) above; first: {errors[0]}")
+    if connect:
+        if not config.mailboxes and config.smtp is None:
+            click.echo("connect  nothing to connect to: no [[mailbox]] and no [smtp]")
+        results = asyncio.run(probes.all_of(config.mailboxes, config.smtp))
+        for probe in results:
+            for line in probe.lines():
+                click.echo(line)
+        failed = [p for p in results if not p.ok]
+        if failed:
+            raise _fail("; ".join(f"{p.what}: {p.found[0]}" for p in failed))
     click.echo("ok")
 
 
@@ -346,11 +397,14 @@ def _store_for(config_path: Path | None, db_path: Path | None):
 @contacts.command("import")
 @CONFIG
 @DB
-@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "csv_path", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 def contacts_import(config_path, db_path, csv_path) -> None:
     """Import or update contacts from a CSV file (email, name, company, site, plan, timezone, vip, aliases).
 
     Good rows import even when others are rejected; every rejection names its line.
+    Without a file, the one named by [contacts] file is imported.
 
     Example:
 
@@ -359,6 +413,16 @@ def contacts_import(config_path, db_path, csv_path) -> None:
     """
     from triage import contacts_csv, contacts_store
 
+    if csv_path is None:
+        configured = _config_only(config_path).contacts_file
+        if configured is None:
+            raise click.UsageError(
+                "no CSV file given and none configured; fix: give FILE.csv, or set"
+                ' [contacts] file = "/etc/triage/contacts.csv"'
+            )
+        if not configured.is_file():
+            raise _fail(f"{configured}: [contacts.file] does not exist; fix: give the CSV's path")
+        csv_path = configured
     try:
         result = contacts_csv.parse(csv_path.read_bytes(), str(csv_path))
     except ValueError as exc:

@@ -12,7 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triage.cli_common import CONFIG, DB, config_or_fail, open_store
+from triage import monitoring
+from triage.cli_common import CONFIG, DB, config_or_fail, instant, open_store
 from triage.config import ConfigError
 
 
@@ -41,37 +42,49 @@ def run(config_path) -> None:
     \b
         triage run --config /etc/triage/triage.toml
     """
-    from triage import daemon, daemon_lock
+    from triage import daemon, daemon_lock, log, preflight
+    from triage.config import load_config
 
     try:
+        # What `triage check` would refuse is logged, not refused: a mailbox whose
+        # password cannot be read fails loudly on its own and the others keep running.
+        for finding in preflight.check(load_config(config_path)):
+            log.get(component="daemon").warning(
+                "config_problem", problem=str(finding), severity=finding.level
+            )
         code = daemon.run(config_path)
     except (ConfigError, ValueError, daemon_lock.LockError) as exc:
         raise click.ClickException(f"not starting: {exc}") from None
     sys.exit(code)
 
 
-@click.command()
+@click.command(cls=monitoring.Command)
 @CONFIG
 @DB
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
-def status(config_path, db_path, as_json) -> None:
+@click.option(
+    "--now", "now_text", help="The instant at-risk and breached are judged at (default: now)."
+)
+def status(config_path, db_path, as_json, now_text) -> None:
     """Mailbox and relay health, backlog, outbox depth, tickets at risk and mail held for review.
 
-    Works while the daemon runs: it reads what the daemon last recorded.
+    Works while the daemon runs: it reads what the daemon last recorded. Exits
+    0 ok, 1 warning (a ticket at risk, an outbox row failed, a reload rejected),
+    2 critical (a mailbox failing, a ticket breached), 3 cannot tell.
 
     Example:
 
     \b
         triage status
     """
-    from triage import mailbox_state, review, tracking
+    from triage import mailbox_state, reloads, review, tracking
     from triage import outbox as outbox_mod
     from triage import sla as sla_mod
 
+    now = instant(now_text, "--now")
     config = config_or_fail(config_path)
     store = open_store(config, db_path)
     mailbox_state.ensure(store)
-    now = datetime.now(UTC)
     boxes = mailbox_state.rows(store)
     outbox = dict(
         store.conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
@@ -80,7 +93,17 @@ def status(config_path, db_path, as_json) -> None:
     at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
     breached = tracking.breached(store, now)
     held = review.count(store)
+    rejected = reloads.rejected(store)
     store.close()
+    verdict = monitoring.status_verdict(
+        boxes,
+        outbox,
+        len(at_risk),
+        len(breached),
+        rejected.error if rejected else None,
+        relay=relay,
+        review=held,
+    )
     if as_json:
         click.echo(
             json.dumps(
@@ -91,10 +114,12 @@ def status(config_path, db_path, as_json) -> None:
                     "at_risk": at_risk,
                     "breached": breached,
                     "review": held,
+                    "reload_rejected": rejected.as_json() if rejected else None,
+                    "verdict": verdict.as_json(),
                 }
             )
         )
-        return
+        sys.exit(verdict.code)
     table = Table(title="Mailboxes")
     for col in ("mailbox", "state", "last message", "backlog", "failures", "last error"):
         table.add_column(col)
@@ -126,6 +151,15 @@ def status(config_path, db_path, as_json) -> None:
     out.print(f"outbox: {pending} pending, {outbox.get('failed', 0)} failed")
     out.print(f"tickets at risk: {len(at_risk)}; breached: {len(breached)}")
     out.print(f"held for review: {held}" + (" (triage review)" if held else ""))
+    if rejected:
+        out.print(
+            f"reload rejected at {rejected.at}, running on the rules loaded before: "
+            f"{rejected.error}",
+            markup=False,
+            highlight=False,
+        )
+    out.print(verdict.line(), markup=False, highlight=False)
+    sys.exit(verdict.code)
 
 
 @click.group(invoke_without_command=True)

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
+from triage import monitoring
 from triage.cli_common import CONFIG, DB, config_or_fail, instant, open_store
 
 
@@ -84,7 +86,7 @@ def ticket_respond(config_path, db_path, at_text, number) -> None:
 # --------------------------------------------------------------------------- sla check
 
 
-@click.command("check")
+@click.command("check", cls=monitoring.Command)
 @CONFIG
 @DB
 @click.option("--now", "now_text", help="The instant to check at, ISO 8601 (default: now).")
@@ -92,7 +94,9 @@ def sla_check(config_path, db_path, now_text) -> None:
     """Write sla_warning (75 % of open time used) and sla_breached events, once per ticket.
 
     Meant for a systemd timer; the daemon runs the same check. Running it
-    again writes nothing new.
+    again writes nothing new. A --now later than the clock is a preview: it
+    prints what would be written and writes nothing (a breach is permanent).
+    Exits 0 ok, 1 a ticket at risk, 2 a ticket breached, 3 cannot tell.
 
     Example:
 
@@ -102,21 +106,38 @@ def sla_check(config_path, db_path, now_text) -> None:
     from triage import tracking
 
     now = instant(now_text, "--now")
+    clock = datetime.now(UTC)
+    preview = now > clock
     config, store, _path = _open(config_path, db_path)
     try:
-        result = tracking.check(store, _policies(config), now)
+        policies = _policies(config)
+        if preview:
+            result = tracking.preview(store, policies, now)
+        else:
+            result = tracking.check(store, policies, now)
+        verdict = monitoring.sla_verdict(
+            len(tracking.at_risk(store, policies, now)),
+            len(tracking.breached(store, now)),
+            len(result.problems),
+        )
     finally:
         store.close()
+    done = "would be written" if preview else "written"
+    head = f"{tracking.iso(now)}: "
+    if preview:
+        head += f"preview (--now is later than the clock, {tracking.iso(clock)}): "
     click.echo(
-        f"{tracking.iso(now)}: {len(result.warned)} sla_warning written"
-        f"{_numbers(result.warned)}, {len(result.breached)} sla_breached written"
-        f"{_numbers(result.breached)}"
+        f"{head}{len(result.warned)} sla_warning {done}{_numbers(result.warned)}, "
+        f"{len(result.breached)} sla_breached {done}{_numbers(result.breached)}"
+        + ("; nothing written" if preview else "")
     )
     for problem in result.problems:
         click.echo(
             f"progress unknown, no warning for {problem}; fix: restore the policy file or label",
             err=True,
         )
+    click.echo(verdict.line())
+    sys.exit(verdict.code)
 
 
 def _numbers(numbers: tuple[str, ...]) -> str:

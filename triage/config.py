@@ -164,27 +164,58 @@ def load_config(path: Path | None) -> Config:
         )
     own = frozenset(d.lower() for d in domains) if domains else defaults.own_domains
     contacts_file = get("contacts", "file", None)
+    support = str(get("identity", "support_address", f"support@{sorted(own)[0]}")).strip().lower()
+    _address(path, "identity.support_address", support)
+    agents = [str(a).strip().lower() for a in get("identity", "agents", [])]
+    for agent in agents:
+        _address(path, "identity.agents", agent)
+    prefix = str(get("identity", "ticket_prefix", defaults.ticket_prefix))
+    if not _PREFIX.fullmatch(prefix):
+        raise ConfigError(
+            path,
+            "identity.ticket_prefix",
+            f"{prefix!r} is not 1 to 16 letters, digits, '.', '_' or '-'",
+            'write ticket_prefix = "T-"',
+        )
+    db = rel(str(get("store", "db", "triage.db")))
+    if db.is_dir() or not str(get("store", "db", "triage.db")).strip():
+        raise ConfigError(
+            path, "store.db", f"{db} is a folder, not a database file", 'write db = "triage.db"'
+        )
+    never_reply = get("replies", "never_reply", defaults.never_reply)
+    if not all(isinstance(x, str) and x.strip() for x in never_reply):
+        raise ConfigError(
+            path,
+            "replies.never_reply",
+            "must be a list of address beginnings",
+            'write never_reply = ["mailer-daemon", "noreply"]',
+        )
     return Config(
         path=str(path),
         rules_dir=rules_dir,
-        db=rel(str(get("store", "db", "triage.db"))),
+        db=db,
         own_domains=own,
-        support_address=str(
-            get("identity", "support_address", f"support@{sorted(own)[0]}")
-        ).lower(),
-        ticket_prefix=str(get("identity", "ticket_prefix", "T-")),
+        support_address=support,
+        ticket_prefix=prefix,
         policy=str(get("sla", "policy", defaults.policy)),
         plan=str(get("sla", "plan", "")) or None,
         timezone=tz,
         unknown_senders=unknown,
-        fuzzy_threshold=float(get("contacts", "fuzzy_threshold", defaults.fuzzy_threshold)),
-        never_reply=tuple(
-            str(x).lower() for x in get("replies", "never_reply", defaults.never_reply)
+        fuzzy_threshold=float(
+            _ranged(path, "contacts.fuzzy_threshold", get, defaults.fuzzy_threshold, 50, 100, "92")
         ),
-        max_bytes=int(get("limits", "max_bytes", defaults.max_bytes)),
+        never_reply=tuple(x.strip().lower() for x in never_reply),
+        bounce_days=int(_ranged(path, "replies.bounce_days", get, defaults.bounce_days, 0, 3650)),
+        max_acks_per_day=int(
+            _ranged(path, "replies.max_per_day", get, defaults.max_acks_per_day, 1, 1000)
+        ),
+        hold_notice=bool(get("replies", "hold_notice", defaults.hold_notice)),
+        max_bytes=int(
+            _ranged(path, "limits.max_bytes", get, defaults.max_bytes, 1024, MAX_BYTES_LIMIT)
+        ),
         contacts_file=rel(str(contacts_file)) if contacts_file else None,
         vip_raise=_vip_raise(path, get("contacts", "vip_raise", 1)),
-        agents=frozenset(str(a).strip().lower() for a in get("identity", "agents", [])),
+        agents=frozenset(agents),
         authserv_ids=_authserv_ids(path, get("identity", "authserv_ids", [])),
         queues=queues,
         mailboxes=mailboxes,
@@ -194,6 +225,35 @@ def load_config(path: Path | None) -> Config:
 
 
 _TABLES_ELSEWHERE = ("queue", "mailbox", "smtp", "daemon")
+QUEUE_KEYS = ("name", "address", "plan", "priority")
+MAX_BYTES_LIMIT = 1024**3  # a message is held in memory while it is read: 1 GiB at most
+_PREFIX = re.compile(r"[A-Za-z0-9._-]{1,16}")
+_ADDRESS = re.compile(
+    r"[^@\s<>()\[\],;:\\\"]+@[A-Za-z0-9.-]+"
+)  # a plain address, no name or comment
+
+
+def _ranged(
+    path: Path, key: str, get, default: float, low: float, high: float, example: str = ""
+) -> float:
+    """The number at `key` ("section.name"), refused outside [low, high] with the range named."""
+    section, name = key.split(".")
+    value = get(section, name, default)
+    if not low <= value <= high:
+        raise ConfigError(
+            path,
+            key,
+            f"{value!r} is outside the range {low:g} to {high:g}",
+            f"write {name} = {example or default}",
+        )
+    return value
+
+
+def _address(path: Path, key: str, value: str) -> None:
+    if not _ADDRESS.fullmatch(value):
+        raise ConfigError(
+            path, key, f"{value!r} is not a plain address", 'write "someone@example.com"'
+        )
 
 
 _AUTHSERV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -233,7 +293,7 @@ def _queues(path: Path, raw: object) -> tuple[Queue, ...]:
         key = f"queue[{n}]"
         if not isinstance(table, dict):
             raise ConfigError(path, key, "must be a table", "write [[queue]] on its own line")
-        extra = set(table) - {"name", "address", "plan", "priority"}
+        extra = set(table) - set(QUEUE_KEYS)
         if extra:
             raise ConfigError(
                 path,

@@ -23,7 +23,17 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from triage import alerts, contacts_store, daemon_lock, log, mailbox_state, outbox, review, tracking
+from triage import (
+    alerts,
+    contacts_store,
+    daemon_lock,
+    log,
+    mailbox_state,
+    outbox,
+    reloads,
+    review,
+    tracking,
+)
 from triage import sla as sla_mod
 from triage.config import Config, load_config
 from triage.endpoints import Mailbox
@@ -256,6 +266,7 @@ class Daemon:
         self.log.info(
             "daemon_started", mailboxes=[mb.name for mb in self.config.mailboxes], pid=os.getpid()
         )
+        reloads.record(self.store, reloads.STARTED)  # a rejection before this restart is over
         tasks = [
             asyncio.create_task(self._mailbox(mb), name=f"mailbox:{mb.name}")
             for mb in self.config.mailboxes
@@ -294,6 +305,7 @@ class Daemon:
             rules = Rules.load(config, contacts_store.load(self.store))
         except Exception as exc:  # noqa: BLE001 - any broken file: keep running on the old rules
             self.log.error("reload_rejected", error=str(exc))
+            reloads.record(self.store, reloads.REJECTED, str(exc))  # for `triage status`
             self.notifier.status(f"reload rejected: {str(exc).splitlines()[0]}")
             self.notifier.ready()
             return
@@ -301,6 +313,7 @@ class Daemon:
             self.rules = rules
             self.recorder = Recorder(rules, self.store)
             self.analyser.reload(rules)
+            reloads.record(self.store, reloads.RELOADED)
         self.log.info("reloaded", contacts=len(rules.directory), filters=len(rules.filters.rules))
         self.notifier.ready()
         self._status()

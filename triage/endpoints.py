@@ -8,6 +8,7 @@ Every error names the file, the key and the fix, like the rest of the config.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,10 @@ from triage.errors import ConfigError
 
 TLS_MODES = ("tls", "starttls", "none")
 AFTER_MODES = ("move", "flag", "delete")
+IDLE_MAX = 29 * 60.0  # RFC 2177: a server may log out a client idle for 30 minutes
+BATCH_MAX = 10_000
+_ATOM = re.compile(r"\$?[A-Za-z0-9_.-]{1,64}")
+_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\\\"]+@[A-Za-z0-9.-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,22 +208,22 @@ def parse_mailboxes(path: Path | str, raw: object) -> tuple[Mailbox, ...]:
             Mailbox(
                 name=name,
                 host=_str(path, key, t, "host", required=True),
-                port=_int(path, key, t, "port", 993 if tls == "tls" else 143),
+                port=_port(path, key, t, 993 if tls == "tls" else 143),
                 tls=tls,
                 username=_str(path, key, t, "username", required=True),
                 secret=secret,
                 oauth=oauth,
-                folder=_str(path, key, t, "folder") or "INBOX",
+                folder=_folder(path, key, t, "folder", "INBOX"),
                 after=after,
-                processed_folder=_str(path, key, t, "processed_folder") or "Triage/Processed",
-                filtered_folder=_str(path, key, t, "filtered_folder") or "Triage/Filtered",
-                errors_folder=_str(path, key, t, "errors_folder") or "Triage/Errors",
-                review_folder=_str(path, key, t, "review_folder") or "Triage/Review",
-                keyword=_str(path, key, t, "keyword") or "$Triaged",
-                ca_file=_str(path, key, t, "ca_file") or None,
+                processed_folder=_folder(path, key, t, "processed_folder", "Triage/Processed"),
+                filtered_folder=_folder(path, key, t, "filtered_folder", "Triage/Filtered"),
+                errors_folder=_folder(path, key, t, "errors_folder", "Triage/Errors"),
+                review_folder=_folder(path, key, t, "review_folder", "Triage/Review"),
+                keyword=_keyword(path, key, t),
+                ca_file=_beside(path, _str(path, key, t, "ca_file")) if t.get("ca_file") else None,
                 poll_seconds=_num(path, key, t, "poll_seconds", 60.0),
-                idle_seconds=_num(path, key, t, "idle_seconds", 25 * 60.0),
-                batch=_int(path, key, t, "batch", 100),
+                idle_seconds=_num(path, key, t, "idle_seconds", 25 * 60.0, high=IDLE_MAX),
+                batch=_int(path, key, t, "batch", 100, high=BATCH_MAX),
                 timeout=_num(path, key, t, "timeout", 30.0),
                 use_idle=_bool(path, key, t, "use_idle", True),
             )
@@ -246,11 +251,11 @@ def parse_smtp(path: Path | str, raw: object) -> Smtp | None:
     username = _str(path, "smtp", t, "username") or None
     return Smtp(
         host=_str(path, "smtp", t, "host", required=True),
-        port=_int(path, "smtp", t, "port", {"tls": 465, "starttls": 587, "none": 25}[tls]),
+        port=_port(path, "smtp", t, {"tls": 465, "starttls": 587, "none": 25}[tls]),
         tls=tls,
         username=username,
         secret=_password(path, "smtp", t, required=username is not None),
-        ca_file=_str(path, "smtp", t, "ca_file") or None,
+        ca_file=_beside(path, _str(path, "smtp", t, "ca_file")) if t.get("ca_file") else None,
         timeout=_num(path, "smtp", t, "timeout", 30.0),
     )
 
@@ -261,7 +266,7 @@ def parse_daemon(path: Path | str, raw: object) -> Daemon:
         message_timeout=_num(path, "daemon", t, "message_timeout", 30.0),
         alert_after_failures=_int(path, "daemon", t, "alert_after_failures", 5),
         stalled_minutes=_num(path, "daemon", t, "stalled_minutes", 15.0),
-        operator=_str(path, "daemon", t, "operator") or None,
+        operator=_operator(path, t),
         sla_check_seconds=_num(path, "daemon", t, "sla_check_seconds", 300.0),
         backoff_max_seconds=_num(path, "daemon", t, "backoff_max_seconds", 300.0),
         outbox_seconds=_num(path, "daemon", t, "outbox_seconds", 15.0),
@@ -320,10 +325,19 @@ def _password(path: Path | str, key: str, t: dict, required: bool) -> Secret | N
     k, value = given[0]
     if not isinstance(value, str) or not value:
         raise ConfigError(path, f"{key}.{k}", "must be a non-empty string", f'write {k} = "..."')
+    if k == "password_file":
+        value = _beside(path, value)
     return Secret(
         {"password_file": "file", "password_env": "env", "password_credential": "credential"}[k],
         value,
     )
+
+
+def _beside(path: Path | str, value: str) -> str:
+    """A file named in the config: relative to the config file, like every path in it (the
+    daemon runs from /, `triage check` from wherever the operator stands)."""
+    named = Path(value)
+    return str(named if named.is_absolute() else Path(path).parent / named)
 
 
 def _str(path: Path | str, key: str, t: dict, name: str, required: bool = False) -> str:
@@ -338,7 +352,9 @@ def _str(path: Path | str, key: str, t: dict, name: str, required: bool = False)
     return value.strip()
 
 
-def _int(path: Path | str, key: str, t: dict, name: str, default: int) -> int:
+def _int(
+    path: Path | str, key: str, t: dict, name: str, default: int, high: int | None = None
+) -> int:
     value = t.get(name, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(
@@ -347,16 +363,78 @@ def _int(path: Path | str, key: str, t: dict, name: str, default: int) -> int:
             f"{value!r} is not a positive whole number",
             f"write {name} = {default}",
         )
+    _at_most(path, f"{key}.{name}", value, 1, high, f"write {name} = {default}")
     return value
 
 
-def _num(path: Path | str, key: str, t: dict, name: str, default: float) -> float:
+def _num(
+    path: Path | str, key: str, t: dict, name: str, default: float, high: float | None = None
+) -> float:
     value = t.get(name, default)
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ConfigError(
             path,
             f"{key}.{name}",
             f"{value!r} is not a positive number",
-            f"write {name} = {default}",
+            f"write {name} = {default:g}",
         )
+    _at_most(path, f"{key}.{name}", value, 0, high, f"write {name} = {default:g}")
     return float(value)
+
+
+def _at_most(
+    path: Path | str, key: str, value: float, low: float, high: float | None, fix: str
+) -> None:
+    if high is not None and value > high:
+        raise ConfigError(path, key, f"{value!r} is outside the range {low:g} to {high:g}", fix)
+
+
+def _port(path: Path | str, key: str, t: dict, default: int) -> int:
+    value = t.get("port", default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ConfigError(
+            path,
+            f"{key}.port",
+            f"{value!r} is outside the range 1 to 65535",
+            f"write port = {default} (or the port the server listens on)",
+        )
+    return value
+
+
+def _folder(path: Path | str, key: str, t: dict, name: str, default: str) -> str:
+    if name not in t:
+        return default
+    value = _str(path, key, t, name)
+    if not value or not value.isprintable():
+        raise ConfigError(
+            path,
+            f"{key}.{name}",
+            f"{t[name]!r} is not a folder name",
+            f'write {name} = "{default}"',
+        )
+    return value
+
+
+def _keyword(path: Path | str, key: str, t: dict) -> str:
+    """An IMAP keyword (RFC 3501 flag-keyword: an atom; a leading backslash is a system flag)."""
+    value = _str(path, key, t, "keyword") or "$Triaged"
+    if not _ATOM.fullmatch(value):
+        raise ConfigError(
+            path,
+            f"{key}.keyword",
+            f"{value!r} is not an IMAP keyword (letters, digits and $_.-, no spaces, no backslash)",
+            'write keyword = "$Triaged"',
+        )
+    return value
+
+
+def _operator(path: Path | str, t: dict) -> str | None:
+    value = _str(path, "daemon", t, "operator") or None
+    if value is not None and not _ADDRESS.fullmatch(value):
+        raise ConfigError(
+            path,
+            "daemon.operator",
+            f"{value!r} is not a plain address",
+            'write operator = "ops@example.com"',
+        )
+    return value

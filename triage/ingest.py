@@ -95,19 +95,25 @@ def resolve_key(email: Email, store: Store, seen: dict[str, str]) -> tuple[str, 
     """(key, is_duplicate, note): a stored Message-ID is a duplicate only if the content agrees.
 
     A re-fetch or second delivery of one message is a no-op; a different message
-    that reuses a Message-ID is kept under the ID plus its fingerprint.
+    that reuses a Message-ID is kept under the ID plus its fingerprint. What an
+    earlier release stored under its fingerprint (Date included) still counts.
     """
     key = email.key
-    for candidate in (key, f"{key}#{email.fingerprint}"):
-        stored = seen.get(candidate)
-        if stored is None:
-            stored = store.fingerprint_of(candidate)
-        if stored is None:
-            note = None if candidate == key else f"Message-ID {key} reused by a different message"
-            return candidate, False, note
-        if stored in ("", email.fingerprint) or not email.message_id:
-            return candidate, True, None
-    return key, True, None
+
+    def stored_at(candidate: str) -> str | None:
+        found = seen.get(candidate)
+        return found if found is not None else store.fingerprint_of(candidate)
+
+    first = stored_at(key)
+    if first is None:
+        return key, False, None
+    ours = {email.fingerprint, email.old_fingerprint} - {""}
+    if first == "" or first in ours or not email.message_id:
+        return key, True, None
+    for mark in (email.fingerprint, email.old_fingerprint):
+        if mark and stored_at(f"{key}#{mark}") is not None:
+            return f"{key}#{mark}", True, None
+    return f"{key}#{email.fingerprint}", False, f"Message-ID {key} reused by a different message"
 
 
 def _one(

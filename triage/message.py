@@ -115,6 +115,7 @@ class Email:
     attached_from: str = ""  # From header of the first attached message (message/rfc822)
     fingerprint: str = ""  # what the author wrote, not how it travelled (see `fingerprint`)
     header_names: frozenset[str] = frozenset()  # every header present, lower-case (evidence)
+    old_fingerprint: str = ""  # the one earlier releases stored: Date included
 
     @property
     def from_display(self) -> str:
@@ -465,9 +466,7 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         size=len(raw),
         sha256=sha,
         attached_from=_raw_text(attached_from, hint) if attached_from else "",
-        fingerprint=fingerprint(
-            raw, from_addr, subject[0] if subject else "", date[0] if date else ""
-        ),
+        **_fingerprints(raw, from_addr, subject[0] if subject else "", date[0] if date else ""),
         header_names=frozenset(grouped),
     )
     return Reading(msg, head)
@@ -490,20 +489,34 @@ def _raw_text(value: object, hint: str | None) -> str:
     return unfold(_undo_surrogates(str(value), hint))
 
 
-def fingerprint(raw: bytes, sender: str, subject: str, date: str) -> str:
-    """A hash of author, subject, date and body bytes, blind to transit headers and line endings.
+def fingerprint(raw: bytes, sender: str, subject: str) -> str:
+    """A hash of author, subject and body bytes, blind to transport and date headers.
 
-    Two copies of one message (a re-fetch, a second delivery route) agree; two
-    different messages that reuse a Message-ID (some clients and tests do) differ.
+    Two copies of one message (a re-fetch, a second delivery route, a relay or a
+    client that rewrote Date) agree; two different messages that reuse a
+    Message-ID (some clients and tests do) differ in what they say.
+    """
+    return _fingerprints(raw, sender, subject, "")["fingerprint"]
+
+
+def _fingerprints(raw: bytes, sender: str, subject: str, date: str) -> dict[str, str]:
+    """`fingerprint`, and the one releases before it stored (the Date header included).
+
+    The old one is kept beside the new so that a message stored by an earlier
+    release and fetched again after an upgrade is still known as a duplicate.
     """
     end = header_end(raw)
     gap = 2 if raw.startswith(b"\n\n", end) else 4
     body = raw[end + gap :] if end < len(raw) else b""
+    body = body.replace(b"\r\n", b"\n")
     h = hashlib.sha256()
-    for part in (sender.lower(), subject, date.strip()):
+    for part in (sender.lower(), subject):
         h.update(part.encode("utf-8", "surrogateescape") + b"\0")
-    h.update(body.replace(b"\r\n", b"\n"))
-    return h.hexdigest()[:24]
+    old = h.copy()
+    old.update(date.strip().encode("utf-8", "surrogateescape") + b"\0")
+    h.update(body)
+    old.update(body)
+    return {"fingerprint": h.hexdigest()[:24], "old_fingerprint": old.hexdigest()[:24]}
 
 
 def _with_bodies(msg: email.message.Message, head: Email) -> Email:

@@ -47,9 +47,13 @@ def _iso(value: datetime | None) -> str | None:
 class Store:
     """The database and the attachment folder beside it."""
 
-    def __init__(self, path: Path | None, prefix: str = "T-") -> None:
-        """`path` None: an in-memory database for dry runs (same rules, nothing kept)."""
+    def __init__(self, path: Path | None, prefix: str = "T-", busy_timeout: float = 5.0) -> None:
+        """`path` None: an in-memory database for dry runs (same rules, nothing kept).
+
+        `busy_timeout`: seconds a write waits while another process holds the lock.
+        """
         self.prefix = prefix
+        self.busy_timeout = busy_timeout
         if path is None:
             self._open(":memory:")
             self.path = None
@@ -74,12 +78,13 @@ class Store:
             pass
 
     def _open(self, where: str) -> None:
-        self.conn = sqlite3.connect(where, isolation_level=None, check_same_thread=False)
+        self.conn = sqlite3.connect(
+            where, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )  # timeout: SQLite's busy timeout, how long a write waits for another's lock
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA wal_autocheckpoint=1000")
         self.conn.execute("PRAGMA foreign_keys=ON")
-        self.conn.execute("PRAGMA busy_timeout=5000")
         self.db = sqlite_utils.Database(self.conn)
         self._ensure_schema()
         self._in_batch = False

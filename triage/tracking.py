@@ -395,6 +395,22 @@ def check(
     return result
 
 
+def preview(
+    store: Store,
+    policies: Mapping[str, sla_mod.Policy],
+    now: datetime,
+    threshold: float = THRESHOLD,
+) -> CheckResult:
+    """What `check` would write at `now`, written nowhere (for a `now` not yet reached)."""
+    owed = due_events(tracked(store), written_kinds(store), policies, now, threshold)
+    return CheckResult(
+        now,
+        tuple(t.number for t, _ in owed.warn),
+        tuple(t.number for t in owed.breach),
+        owed.problems,
+    )
+
+
 def at_risk(
     store: Store,
     policies: Mapping[str, sla_mod.Policy],
