@@ -14,19 +14,37 @@ from pathlib import Path
 
 from triage.message import Email
 
-FIELDS_FIXED = ("from", "subject", "body", "report_type", "part_types", "message_id")
+FIELDS_FIXED = (
+    "from",
+    "subject",
+    "body",
+    "report_type",
+    "part_types",
+    "message_id",
+    "links",
+    "tracking_links",
+    "images",
+    "header_names",
+)
+# Fields read from the bodies: a rule on one of them makes the filters complete the message.
+BODY_FIELDS = frozenset({"body", "links", "tracking_links", "images"})
 TESTS = (
     "begins_with",
     "contains",
     "equals",
     "begins_with_any",
+    "contains_any",
     "any_of",
     "matches",
     "present",
     "own_domain",
+    "at_least",
 )
 _PHRASE_TESTS = ("begins_with", "contains", "equals")
-_LIST_TESTS = ("begins_with_any", "any_of")
+_LIST_TESTS = ("begins_with_any", "contains_any", "any_of")
+# A category names what a rule's mail is; `spam` is listed apart (`triage filtered`).
+CATEGORIES = ("bounce", "autoreply", "report", "bulk", "notification", "spam", "loop")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
 
@@ -55,6 +73,10 @@ class Rule:
     enabled: bool = True
     line: int | None = None
     pattern: re.Pattern[str] | None = None
+    category: str = ""
+    weak: bool = False  # content, not structure: evidence a person's mail can also show
+    value: float | None = None  # for at_least
+    key: str = ""  # for at_least: read the number after KEY (KEY:5; or KEY=5) in the value
 
     def matches(self, values: tuple[str, ...], own_domains: frozenset[str]) -> str | None:
         """The value that fired, or None. `values` are already normalised."""
@@ -76,9 +98,12 @@ class Rule:
         if test == "any_of":
             token = value.split(";", 1)[0].strip()
             return token in self.phrases
+        if test == "at_least":
+            number = _number_in(value, self.key)
+            return number is not None and self.value is not None and number >= self.value
         if test in ("begins_with", "begins_with_any"):
             return value.startswith(self.phrases)
-        if test == "contains":
+        if test in ("contains", "contains_any"):
             return any(p in value for p in self.phrases)
         return value in self.phrases  # equals
 
@@ -91,9 +116,12 @@ class Hit:
     @property
     def why(self) -> str:
         shown = self.value if len(self.value) <= 80 else self.value[:77] + "..."
-        return (
-            f"{self.rule.field} {self.rule.test.replace('_', ' ')} → {shown!r} ({self.rule.source})"
-        )
+        rule = self.rule
+        test = rule.test.replace("_", " ")
+        if rule.test == "at_least":
+            test = f"{rule.key + ' ' if rule.key else ''}at least {rule.value:g}"
+        weak = ", weak evidence" if rule.weak else ""
+        return f"{rule.field} {test} → {shown!r} ({rule.source}{weak})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +143,25 @@ class FilterSet:
         rules = parse_rules(data, path, text)
         return cls(rules, own_domains or frozenset({"triage.invalid"}), str(path))
 
+    @property
+    def header_names(self) -> frozenset[str]:
+        """The headers the enabled rules read: the parser keeps these (see `message.read`)."""
+        return frozenset(
+            r.field[7:] for r in self.rules if r.enabled and r.field.startswith("header:")
+        )
+
     def first_match(self, email: Email, complete: Callable[[], Email] | None = None) -> Hit | None:
         """The first enabled rule in file order that fires on `email`.
 
         `email` may be a head without bodies (body_kind "deferred"): the first
-        rule that reads the body calls `complete` for the full message.
+        rule that reads the bodies (body, links, images) calls `complete` for the
+        full message, so mail a header rule catches never pays for its bodies.
         """
         cache: dict[str, tuple[str, ...]] = {}
         for rule in self.rules:
             if not rule.enabled:
                 continue
-            if rule.field == "body" and email.body_kind == "deferred" and complete is not None:
+            if rule.field in BODY_FIELDS and email.body_kind == "deferred" and complete is not None:
                 email = complete()
             values = cache.get(rule.field)
             if values is None:
@@ -153,7 +189,24 @@ _FIELD_GETTERS: dict[str, Callable[[Email], tuple[str, ...]]] = {
     "report_type": lambda e: e.report_types,
     "part_types": lambda e: e.part_types,
     "message_id": lambda e: (e.message_id or "",),
+    "links": lambda e: (str(e.links),),
+    "tracking_links": lambda e: (str(e.tracking_links),),
+    "images": lambda e: (str(e.images),),
+    "header_names": lambda e: e.header_names,
 }
+
+
+def _number_in(value: str, key: str) -> float | None:
+    """The number at the start of `value`, or after `key:` / `key=` in a `;` or `,` list.
+
+    `SCL:5` in X-Forefront-Antispam-Report, `score=7.1` in X-Spam-Status, a bare `5`
+    in X-MS-Exchange-Organization-SCL. No number: None (the rule does not fire).
+    """
+    if key:
+        found = re.search(rf"(?:^|[;,\s]){re.escape(key)}\s*[:=]\s*([-+]?\d+(?:\.\d+)?)", value)
+        return float(found.group(1)) if found else None
+    found = _NUMBER.match(value.strip())
+    return float(found.group(0)) if found else None
 
 
 def parse_rules(data: dict, path: Path, text: str = "") -> tuple[Rule, ...]:
@@ -209,7 +262,20 @@ class _KeyProblem(Exception):
         self.key, self.problem, self.fix = key, problem, fix
 
 
-_KNOWN_KEYS = {"id", "field", "test", "phrase", "phrases", "source", "except", "enabled"}
+_KNOWN_KEYS = {
+    "id",
+    "field",
+    "test",
+    "phrase",
+    "phrases",
+    "source",
+    "except",
+    "enabled",
+    "category",
+    "weak",
+    "value",
+    "key",
+}
 
 
 def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
@@ -273,6 +339,40 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
                 'add phrases = ["first", "second"]',
             )
         phrases = tuple(normalise(p) for p in listed)
+    value = raw.get("value")
+    key = raw.get("key", "")
+    if test == "at_least":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _KeyProblem(
+                "test" if value is None else "value",
+                f"rule {rid!r}: test 'at_least' needs a number 'value' (got {value!r})",
+                "add value = 5 (no quotes)",
+            )
+        if not isinstance(key, str) or (key and not re.fullmatch(r"[A-Za-z0-9_-]+", key)):
+            raise _KeyProblem(
+                "key",
+                f"rule {rid!r}: 'key' must be a name such as SCL or score",
+                'write key = "SCL" (letters, digits, - and _), or leave it out',
+            )
+    elif value is not None or key:
+        name = "value" if value is not None else "key"
+        raise _KeyProblem(
+            name,
+            f"rule {rid!r}: {name!r} is read only by test 'at_least'",
+            f'remove {name}, or use test = "at_least"',
+        )
+    category = raw.get("category", "")
+    if category and category not in CATEGORIES:
+        raise _KeyProblem(
+            "category",
+            f"rule {rid!r}: category {category!r} is not known",
+            f"use one of {list(CATEGORIES)}",
+        )
+    weak = raw.get("weak", False)
+    if not isinstance(weak, bool):
+        raise _KeyProblem(
+            "weak", f"rule {rid!r}: 'weak' must be true or false", "write weak = true (no quotes)"
+        )
     excepted = raw.get("except", [])
     if not isinstance(excepted, list) or not all(isinstance(p, str) for p in excepted):
         raise _KeyProblem(
@@ -303,6 +403,10 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
         enabled,
         line,
         pattern,
+        category,
+        weak,
+        float(value) if test == "at_least" else None,
+        key.casefold() if isinstance(key, str) else "",
     )
 
 

@@ -68,6 +68,17 @@ _MSGID = re.compile(r"<([^<>\s]{1,998})>")
 _ATOM_ADDR = r"[^<>\s,;:()\"\\\[\]@]+@[^<>\s,;:()\"\\\[\]@]+"
 _PLAIN_ONE = re.compile(rf"\s*(?:([^<>,;:()\"\\\[\]@]*?)\s*<({_ATOM_ADDR})>|({_ATOM_ADDR}))\s*")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# Bulk mailers' HTML: how many links and images, and how many links carry a per-recipient
+# token (a long opaque path or query segment), a click redirect or campaign parameters.
+_HREF = re.compile(r"""href\s*=\s*["']?\s*(https?://[^"'\s>]{1,2000})""", re.IGNORECASE)
+_IMG = re.compile(r"<img\b", re.IGNORECASE)
+_TRACKING = re.compile(
+    r"[?&/=][A-Za-z0-9_%.-]{24,}|[?&]utm_|/(?:click|track|trk|ls/click|wf/click|c|r)/"
+    r"|[?&](?:e|mc_eid|mkt_tok|_hsenc)=",
+    re.IGNORECASE,
+)
+# HTML read for those counts: enough for any newsletter; a bigger part is not read further.
+_MARKUP_SCAN = 1_000_000
 
 
 @by_position
@@ -109,6 +120,10 @@ class Email:
     defects: tuple[str, ...] = ()
     attached_from: str = ""  # From header of the first attached message (message/rfc822)
     fingerprint: str = ""  # what the author wrote, not how it travelled (see `fingerprint`)
+    links: int = 0  # http(s) links in the HTML body (filled with the bodies)
+    tracking_links: int = 0  # of those, links that carry a per-recipient token or click redirect
+    images: int = 0  # <img> tags in the HTML body
+    header_names: tuple[str, ...] = ()  # every header the message carries, lower case
 
     @property
     def from_display(self) -> str:
@@ -124,8 +139,9 @@ class Email:
 
     @classmethod
     def from_bytes(cls, raw: bytes, limits: Limits = Limits()) -> Email:
-        """Parse one message; raise `MessageError` for what must be quarantined."""
-        return read(raw, limits).complete()
+        """Parse one message with every header kept; raise `MessageError` for what must be
+        quarantined. (The pipeline keeps only the headers its rules read: `read`.)"""
+        return read(raw, limits, None).complete()
 
 
 def _decode(value: object, hint: str | None = None) -> str:
@@ -405,8 +421,14 @@ class Reading:
         return self._full
 
 
-def read(raw: bytes, limits: Limits = Limits()) -> Reading:
-    """Headers and MIME outline of `raw`; raise `MessageError` for what must be quarantined."""
+def read(
+    raw: bytes, limits: Limits = Limits(), keep: frozenset[str] | None = frozenset()
+) -> Reading:
+    """Headers and MIME outline of `raw`; raise `MessageError` for what must be quarantined.
+
+    `keep` names further headers (lower case) to keep beside KEPT_HEADERS: those
+    the filter rules read, so a rule on any header is one that can fire. None keeps all.
+    """
     precheck(raw, limits)
     try:
         msg = email.message_from_bytes(raw, _class=counting_parser(limits.max_parts))
@@ -423,6 +445,9 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         return [_decode(v, hint) for v in grouped.get(name, ())]
 
     headers = {name: tuple(values(name)) for name in KEPT_HEADERS if name in grouped}
+    for name in grouped if keep is None else keep:
+        if name in grouped and name not in headers:
+            headers[name] = tuple(values(name))
     from_pairs = parse_addresses(values("from"))
     from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
     if not from_addr and from_name:
@@ -455,6 +480,7 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
         size=len(raw),
         sha256=sha,
         attached_from=_decode(attached_from, hint) if attached_from else "",
+        header_names=tuple(grouped),
         fingerprint=fingerprint(
             raw, from_addr, subject[0] if subject else "", date[0] if date else ""
         ),
@@ -499,9 +525,27 @@ def _with_bodies(msg: email.message.Message, head: Email) -> Email:
         body = body[:MAX_BODY_CHARS]
         defects.append(f"body cut at {MAX_BODY_CHARS:,} characters")
     body = _clean(body)
+    links, tracking, images = _markup_counts(html)
     return replace(
-        head, body=body, body_kind=kind, attachments=tuple(files), defects=tuple(defects)
+        head,
+        body=body,
+        body_kind=kind,
+        attachments=tuple(files),
+        defects=tuple(defects),
+        links=links,
+        tracking_links=tracking,
+        images=images,
     )
+
+
+def _markup_counts(html: list[str]) -> tuple[int, int, int]:
+    """Links, tracking links and images of the HTML parts (the filters' density fields)."""
+    if not html:
+        return 0, 0, 0
+    markup = "\n".join(html)[:_MARKUP_SCAN]
+    hrefs = _HREF.findall(markup)
+    tracking = sum(1 for h in hrefs if _TRACKING.search(h))
+    return len(hrefs), tracking, len(_IMG.findall(markup))
 
 
 def parse_addresses(values: list[str]) -> list[tuple[str, str]]:

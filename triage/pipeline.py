@@ -165,7 +165,9 @@ def analyse(raw: bytes, source: str, rules: Rules) -> Analysis:
     """Stage one; never raises for anything the bytes contain."""
     email: Email | None = None
     try:
-        reading = message.read(raw, Limits(max_bytes=rules.config.max_bytes))
+        reading = message.read(
+            raw, Limits(max_bytes=rules.config.max_bytes), rules.filters.header_names
+        )
         email = reading.head
         hit = rules.filters.first_match(email, reading.complete)
         if hit is not None:
