@@ -96,6 +96,7 @@ class Analysis:
     error_detail: str = ""
     filter_id: str | None = None
     filter_why: str = ""
+    filter_category: str = ""  # the rule's category ("spam" is listed apart)
     level: int = 3
     priority_evidence: tuple[str, ...] = ()
     match: contacts_mod.Match | None = None
@@ -115,6 +116,7 @@ class Decision:
     message_key: str | None
     message_id: str | None
     reason: str | None = None
+    category: str | None = None  # of the filter rule that fired (e.g. "spam")
     ticket: str | None = None
     linked_ticket: str | None = None
     priority: str | None = None
@@ -145,6 +147,7 @@ class Decision:
             "message_id": self.message_id,
             "action": str(self.action),
             "reason": self.reason,
+            "category": self.category,
             "ticket": self.ticket,
             "priority": self.priority,
             "contact": self.contact,
@@ -173,7 +176,12 @@ def analyse(raw: bytes, source: str, rules: Rules) -> Analysis:
         if hit is not None:
             # Filtered mail is recorded by its headers; its bodies are never needed.
             return Analysis(
-                source, email, filter_id=hit.rule.id, filter_why=hit.why, returned=returned(raw)
+                source,
+                email,
+                filter_id=hit.rule.id,
+                filter_why=hit.why,
+                filter_category=hit.rule.category,
+                returned=returned(raw),
             )
         email = reading.complete()
         return _analyse_email(email, source, rules)
@@ -236,12 +244,17 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
                 base,
                 action=Action.FILTERED,
                 reason=analysis.filter_id,
+                category=analysis.filter_category or None,
                 linked_ticket=ours.number,
                 bounce=bounced,
                 reasons=tuple(reasons),
             )
         return replace(
-            base, action=Action.FILTERED, reason=analysis.filter_id, reasons=tuple(reasons)
+            base,
+            action=Action.FILTERED,
+            reason=analysis.filter_id,
+            category=analysis.filter_category or None,
+            reasons=tuple(reasons),
         )
     return _ticket_or_append(analysis, email, base, rules, threads, now)
 

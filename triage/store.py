@@ -426,12 +426,22 @@ class Store:
                 ticket_id,
                 e.size if e else None,
                 e.body if e and d.action in (Action.TICKET, Action.APPEND) else None,
-                json.dumps({"reasons": list(d.reasons), "match": d.match, "priority": d.priority}),
+                json.dumps(
+                    {
+                        "reasons": list(d.reasons),
+                        "match": d.match,
+                        "priority": d.priority,
+                        "category": d.category,
+                    }
+                ),
                 e.fingerprint if e else None,
             ),
         )
         if d.action in (Action.FILTERED, Action.QUARANTINED):
-            self._event(None, key, str(d.action), at, {"reason": d.reason})
+            detail = {"reason": d.reason}
+            if d.category:
+                detail["category"] = d.category
+            self._event(None, key, str(d.action), at, detail)
         if d.bounce is not None and d.linked_ticket:
             self._record_bounce(d, key, at)
         if e is not None and d.action in (Action.TICKET, Action.APPEND):
@@ -517,6 +527,25 @@ class Store:
         """Ticket rows in number order (deadline filters live in triage.tracking)."""
         sql = "SELECT * FROM tickets" + (" WHERE status != 'closed'" if open_only else "")
         yield from self.db.query(sql + " ORDER BY id")
+
+    def filtered(
+        self, category: str | None = None, reason: str | None = None, limit: int = 100
+    ) -> list[dict]:
+        """Filtered messages, newest first; `category` is the filter rule's (e.g. spam)."""
+        sql = (
+            "SELECT id, received_at, reason, json_extract(decision, '$.category') AS category,"
+            " from_addr, subject, message_id, source FROM messages WHERE action = 'filtered'"
+        )
+        args: list = []
+        if category:
+            sql += " AND json_extract(decision, '$.category') = ?"
+            args.append(category)
+        if reason:
+            sql += " AND reason = ?"
+            args.append(reason)
+        sql += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return list(self.db.query(sql, args))
 
     def outbox(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[dict]:
         marks = ",".join("?" for _ in statuses)
