@@ -337,3 +337,14 @@ def test_new_rule_keys_are_validated_with_line_and_fix(tmp_path, text, needle):
         FilterSet.from_toml(path)
     message = str(exc.value)
     assert str(path) in message and needle in message and "fix:" in message
+
+
+def test_link_counting_is_linear_on_hostile_markup():
+    """`href=` and 500,000 spaces: the link pattern once took quadratic time on this."""
+    import time
+
+    body = "<html><body><a href=" + " " * 500_000 + "x</a>" + "<a href=" * 20_000 + "</body></html>"
+    start = time.perf_counter()
+    email = Email.from_bytes(human(Content_Type="text/html; charset=utf-8", body=body))
+    assert time.perf_counter() - start < 2.0
+    assert email.links == 0

@@ -70,7 +70,8 @@ _PLAIN_ONE = re.compile(rf"\s*(?:([^<>,;:()\"\\\[\]@]*?)\s*<({_ATOM_ADDR})>|({_A
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # Bulk mailers' HTML: how many links and images, and how many links carry a per-recipient
 # token (a long opaque path or query segment), a click redirect or campaign parameters.
-_HREF = re.compile(r"""href\s*=\s*["']?\s*(https?://[^"'\s>]{1,2000})""", re.IGNORECASE)
+# Possessive: "href=" and a long run of spaces would otherwise be tried in quadratic time.
+_HREF = re.compile(r"""href\s*+=\s*+["']?+\s*+(https?://[^"'\s>]{1,2000})""", re.IGNORECASE)
 _IMG = re.compile(r"<img\b", re.IGNORECASE)
 _TRACKING = re.compile(
     r"[?&/=][A-Za-z0-9_%.-]{24,}|[?&]utm_|/(?:click|track|trk|ls/click|wf/click|c|r)/"
