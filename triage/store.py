@@ -532,20 +532,15 @@ class Store:
         self, category: str | None = None, reason: str | None = None, limit: int = 100
     ) -> list[dict]:
         """Filtered messages, newest first; `category` is the filter rule's (e.g. spam)."""
-        sql = (
-            "SELECT id, received_at, reason, json_extract(decision, '$.category') AS category,"
-            " from_addr, subject, message_id, source FROM messages WHERE action = 'filtered'"
+        return list(
+            self.db.query(
+                "SELECT id, received_at, reason, json_extract(decision, '$.category') AS category,"
+                " from_addr, subject, message_id, source FROM messages WHERE action = 'filtered'"
+                " AND (:category IS NULL OR json_extract(decision, '$.category') = :category)"
+                " AND (:reason IS NULL OR reason = :reason) ORDER BY id DESC LIMIT :limit",
+                {"category": category or None, "reason": reason or None, "limit": limit},
+            )
         )
-        args: list = []
-        if category:
-            sql += " AND json_extract(decision, '$.category') = ?"
-            args.append(category)
-        if reason:
-            sql += " AND reason = ?"
-            args.append(reason)
-        sql += " ORDER BY id DESC LIMIT ?"
-        args.append(limit)
-        return list(self.db.query(sql, args))
 
     def outbox(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[dict]:
         marks = ",".join("?" for _ in statuses)
