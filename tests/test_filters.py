@@ -189,6 +189,7 @@ def test_bad_rule_file_names_file_line_and_fix(tmp_path, text, needle):
         ({"X-Mailer": "phplist v3.6"}, "bulk-mailer-software"),
         ({"X-Mailer": "Microsoft Outlook 16.0"}, None),
         ({"Return-Path": "<bounce-md_1.2.v1-abc@mandrillapp.example>"}, "envelope-bounce-address"),
+        ({"Return-Path": "<bounce-md_1.2.v1-abc@acme.example>"}, None),  # From is acme.example
         ({"Return-Path": "<list-bounces@lists.example>"}, None),  # a list's envelope, not VERP
         ({"Return-Path": "<SRS0=ab=cd=acme.example=jane@fwd.example>"}, None),  # a forward
         ({"From": "Acme <newsletter@acme.example>"}, "from-bulk-sender"),
@@ -348,3 +349,22 @@ def test_link_counting_is_linear_on_hostile_markup():
     email = Email.from_bytes(human(Content_Type="text/html; charset=utf-8", body=body))
     assert time.perf_counter() - start < 2.0
     assert email.links == 0
+
+
+@pytest.mark.parametrize(
+    ("return_path", "expected"),
+    [
+        ("<bounce-md_1.2.v1-abc@mandrillapp.example>", "envelope-bounce-address"),
+        ("<bounces+123-ab-jane=acme.example@sendgrid.example>", "envelope-bounce-address"),
+        # The sender's own system at the sender's own domain: no service sending for someone.
+        ("<bounce-483920@acme.example>", None),
+        ("<bounce-483920@mail.acme.example>", None),
+    ],
+)
+def test_bounce_envelope_counts_only_at_another_domain_than_from(return_path, expected):
+    assert hit(human(Return_Path=return_path)) == expected
+
+
+def test_a_bounce_envelope_without_a_token_is_not_a_mailing():
+    """`bounce-483920@` at another domain is a plain envelope, not a service's VERP address."""
+    assert hit(human(Return_Path="<bounce-483920@initech.example>")) is None

@@ -25,6 +25,7 @@ FIELDS_FIXED = (
     "tracking_links",
     "images",
     "header_names",
+    "foreign_return_path",
 )
 # Fields read from the bodies: a rule on one of them makes the filters complete the message.
 BODY_FIELDS = frozenset({"body", "links", "tracking_links", "images"})
@@ -193,7 +194,24 @@ _FIELD_GETTERS: dict[str, Callable[[Email], tuple[str, ...]]] = {
     "tracking_links": lambda e: (str(e.tracking_links),),
     "images": lambda e: (str(e.images),),
     "header_names": lambda e: e.header_names,
+    "foreign_return_path": lambda e: _foreign_return_path(e),
 }
+
+
+def _site(address: str) -> str:
+    """The last two labels of an address's domain: mail.acme.example and acme.example agree."""
+    domain = address.rsplit("@", 1)[-1].strip("<> \t").rstrip(".").casefold()
+    return ".".join(domain.split(".")[-2:]) if "@" in address else ""
+
+
+def _foreign_return_path(email: Email) -> tuple[str, ...]:
+    """The envelope sender when it is at another site than From (a mail service sending for
+    someone), else nothing: a person's own envelope is at their own domain."""
+    path = email.first("return-path")
+    site = _site(path)
+    if not site or site == _site(email.from_addr):
+        return ()
+    return (path,)
 
 
 def _number_in(value: str, key: str) -> float | None:
