@@ -368,3 +368,11 @@ def test_bounce_envelope_counts_only_at_another_domain_than_from(return_path, ex
 def test_a_bounce_envelope_without_a_token_is_not_a_mailing():
     """`bounce-483920@` at another domain is a plain envelope, not a service's VERP address."""
     assert hit(human(Return_Path="<bounce-483920@initech.example>")) is None
+
+
+def test_footer_phrases_count_only_at_the_end_and_view_online_only_at_the_start():
+    """A person quoting a footer mid-text keeps their ticket; the same words as a footer do not."""
+    filler = "The backup job failed again on the file server, please have a look. " * 40
+    assert hit(human(body=f"Hi,\nthe mail said 'click here to unsubscribe'.\n{filler}")) is None
+    assert hit(human(body=f"{filler}\nClick here to unsubscribe.\n")) == "unsubscribe-footer"
+    assert hit(human(body=f"{filler}\nView this email in your browser\n")) is None
