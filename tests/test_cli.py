@@ -214,3 +214,48 @@ def test_the_example_in_the_help_runs(name, cmd, tmp_path, monkeypatch):
     result = runner.invoke(cli, words)
     assert "Usage:" not in result.output, f"{line}\n{result.output}"
     assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+
+
+def test_filtered_lists_spam_apart_and_replay_json_carries_the_category(tmp_path):
+    """Spam verdicts are filtered (no ticket, no acknowledgement) but listed by category."""
+    import json
+    import shutil
+
+    from .conftest import FIXTURES
+
+    mail = tmp_path / "mail"
+    mail.mkdir()
+    for name in (
+        "71-spam-flag-spamassassin.eml",
+        "74-spam-scl-exchange.eml",
+        "01-plain-text-request.eml",
+        "52-list-unsubscribe-newsletter.eml",
+    ):
+        shutil.copy(FIXTURES / name, mail / name)
+    db = tmp_path / "t.db"
+    runner = CliRunner()
+    result = runner.invoke(
+        cli, ["replay", "--db", str(db), "--json", "--now", "2026-03-10T14:30:00Z", str(mail)]
+    )
+    assert result.exit_code == 0, result.output
+    out = {
+        json.loads(line)["source"].rsplit("/", 1)[-1]: json.loads(line)
+        for line in result.output.splitlines()
+        if line.startswith("{")
+    }
+    spam = out["71-spam-flag-spamassassin.eml"]
+    assert (spam["action"], spam["reason"], spam["category"], spam["auto_reply"]) == (
+        "filtered",
+        "spam-flag",
+        "spam",
+        False,
+    )
+    assert out["01-plain-text-request.eml"]["category"] is None
+    listed = runner.invoke(cli, ["filtered", "--db", str(db), "--category", "spam", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = [json.loads(line) for line in listed.output.splitlines()]
+    assert sorted(r["reason"] for r in rows) == ["spam-flag", "spam-scl"]
+    everything = runner.invoke(cli, ["filtered", "--db", str(db), "--json"])
+    assert len(everything.output.splitlines()) == 3  # the newsletter too, not the request
+    wrong = runner.invoke(cli, ["filtered", "--db", str(db), "--category", "spamm"])
+    assert wrong.exit_code != 0 and "spam" in wrong.output

@@ -123,7 +123,8 @@ def test_a_cron_job_mailing_as_root_is_still_filtered():
     )
     d = decided(raw)
     assert (d.action, d.reason) == (Action.FILTERED, "envelope-system-sender")
-    assert not d.evidence[0].answered
+    # the envelope is not set aside, and a strong rule on the cron subject decides anyway
+    assert d.evidence == () and "decided by the strong rule cron-output" in d.reasons[0]
 
 
 def test_an_info_address_small_business_first_mail_goes_to_review_with_both_sides():

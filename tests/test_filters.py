@@ -168,3 +168,214 @@ def test_bad_rule_file_names_file_line_and_fix(tmp_path, text, needle):
         FilterSet.from_toml(path)
     message = str(exc.value)
     assert str(path) in message and needle in message and "fix:" in message
+
+
+# --- Machine mail without marking headers (docs/signals.md) ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        ({"X-Spam-Flag": "YES"}, "spam-flag"),
+        ({"X-Spam-Flag": "NO"}, None),
+        ({"X-Spam-Status": "Yes, score=7.1 required=5.0"}, "spam-status"),
+        ({"X-Spam-Status": "No, score=-0.9 required=5.0"}, None),
+        ({"X-Spam": "Yes"}, "spam-rspamd"),
+        ({"X-MS-Exchange-Organization-SCL": "5"}, "spam-scl"),
+        ({"X-MS-Exchange-Organization-SCL": "9"}, "spam-scl"),
+        ({"X-MS-Exchange-Organization-SCL": "4"}, None),
+        ({"X-MS-Exchange-Organization-SCL": "-1"}, None),  # bypassed, e.g. our own relay
+        ({"X-Forefront-Antispam-Report": "CIP:192.0.2.1;CTRY:;SCL:6;SFV:SPM;"}, "spam-forefront"),
+        ({"X-Forefront-Antispam-Report": "CIP:192.0.2.1;CTRY:;SCL:1;SFV:NSPM;"}, None),
+        ({"X-Forefront-Antispam-Report": "CIP:192.0.2.1;PCL:9;"}, None),  # no SCL at all
+        ({"X-MC-User": "abc123"}, "bulk-mailer-header"),
+        ({"X-Mailer": "phplist v3.6"}, "bulk-mailer-software"),
+        ({"X-Mailer": "Microsoft Outlook 16.0"}, None),
+        ({"Return-Path": "<bounce-md_1.2.v1-abc@mandrillapp.example>"}, "envelope-bounce-address"),
+        ({"Return-Path": "<bounce-md_1.2.v1-abc@acme.example>"}, None),  # From is acme.example
+        ({"Return-Path": "<list-bounces@lists.example>"}, None),  # a list's envelope, not VERP
+        ({"Return-Path": "<SRS0=ab=cd=acme.example=jane@fwd.example>"}, None),  # a forward
+        ({"From": "Acme <newsletter@acme.example>"}, "from-bulk-sender"),
+        ({"From": "oracle@db1.acme.example"}, "from-system-sender"),
+        ({"From": "Jane Oracle <jane.oracle@acme.example>"}, None),
+        ({"Subject": "Cron <root@web1> /usr/local/bin/backup.sh"}, "cron-output"),
+        ({"Subject": "Our cron <jobs> fail since Monday"}, None),
+        ({"Subject": "Scanned from MX-3071"}, "subject-scanner-fax"),
+        ({"Subject": "Automatyczna odpowiedź: urlop"}, "subject-auto-reply"),
+    ],
+)
+def test_machine_mail_without_marking_headers(extra, expected):
+    assert hit(human(**{k.replace("-", "_"): v for k, v in extra.items()})) == expected
+
+
+def html(body: str) -> bytes:
+    return human(Content_Type="text/html; charset=utf-8", body=f"<html><body>{body}</body></html>")
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('<a href="https://x.example/a">our site</a><p>Printer jammed again.</p>', None),
+        (
+            "".join(
+                f'<a href="https://t.example/ls/click?upn=u{i}.AbCdEfGhIjKlMnOpQrStUvWxYz">x</a>'
+                for i in range(5)
+            ),
+            "tracking-links",
+        ),
+        (
+            "".join(
+                f'<a href="https://t.example/ls/click?upn=u{i}.AbCdEfGhIjKlMnOpQrStUvWxYz">x</a>'
+                for i in range(4)
+            ),
+            None,
+        ),
+        ("".join(f'<img src="https://c.example/{i}.png">' for i in range(10)), "image-heavy-html"),
+        ("".join(f'<img src="https://c.example/{i}.png">' for i in range(3)), None),
+        ("<p>View this email in your browser</p>", "view-online-phrase"),
+        ("<p>Zum Abmelden: Newsletter abbestellen</p>", "unsubscribe-footer"),
+        # A person asking to be taken off a list is a request, not a newsletter.
+        ("<p>Please unsubscribe me from your mailing list.</p>", None),
+    ],
+)
+def test_density_and_phrase_rules_read_the_html(body, expected):
+    assert hit(html(body)) == expected
+
+
+def test_link_image_and_tracking_counts():
+    email = Email.from_bytes(
+        html(
+            '<a href="https://a.example/">a</a><a href="http://b.example/x?utm_source=nl">b</a>'
+            '<img src="x.png"><IMG SRC="y.png">'
+        )
+    )
+    assert (email.links, email.tracking_links, email.images) == (2, 1, 2)
+
+
+def test_a_header_rule_never_pays_for_the_bodies():
+    """Mail caught by a header rule before any body rule is decided on its head alone.
+
+    The new content rules sit at the end of the file: with the one early body rule of
+    the documented list disabled (as an operator may), no header-caught mail reads bodies.
+    """
+    import dataclasses
+
+    from triage.message import read
+
+    rules = dataclasses.replace(
+        SHIPPED,
+        rules=tuple(
+            dataclasses.replace(r, enabled=False) if r.id == "sow-body-out-of-office" else r
+            for r in SHIPPED.rules
+        ),
+    )
+
+    def complete():
+        raise AssertionError("the bodies were read")
+
+    for extra, rule_id in (
+        ({"X_Spam_Flag": "YES"}, "spam-flag"),
+        ({"X_MC_User": "abc"}, "bulk-mailer-header"),
+        ({"Subject": "Cron <root@db1> rman.sh"}, "cron-output"),
+    ):
+        reading = read(human(**extra), keep=rules.header_names)
+        assert rules.first_match(reading.head, complete).rule.id == rule_id
+
+
+def test_a_rule_on_any_header_fires_in_the_pipeline(tmp_path, rules):
+    """The parser keeps the headers the rules name (it used to keep a fixed list only)."""
+    import dataclasses
+
+    from triage.pipeline import analyse
+
+    path = _write(
+        tmp_path,
+        '[[rule]]\nid = "vendor"\nfield = "header:x-vendor-campaign"\ntest = "present"\n'
+        'source = "test"\n',
+    )
+    mine = dataclasses.replace(rules, filters=FilterSet.from_toml(path))
+    analysis = analyse(human(X_Vendor_Campaign="spring-2026"), "m.eml", mine)
+    assert analysis.filter_id == "vendor"
+
+
+def test_spam_rules_carry_the_spam_category_and_are_weak():
+    spam = [r for r in SHIPPED.rules if r.category == "spam"]
+    assert {r.id for r in spam} == {
+        "spam-flag",
+        "spam-status",
+        "spam-rspamd",
+        "spam-scl",
+        "spam-forefront",
+    }
+    assert all(r.weak for r in spam)
+    hit_ = SHIPPED.first_match(Email.from_bytes(human(X_Spam_Flag="YES")))
+    assert "weak evidence" in hit_.why
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (RULE.replace('test = "contains"', 'test = "at_least"'), "needs a number 'value'"),
+        (
+            RULE.replace('test = "contains"', 'test = "at_least"') + 'value = "5"\n',
+            ":7: rule 'x': test 'at_least' needs a number 'value'",
+        ),
+        (RULE + "value = 5\n", ":7: rule 'x': 'value' is read only by test 'at_least'"),
+        (
+            RULE.replace('test = "contains"', 'test = "at_least"') + 'value = 5\nkey = "S C L"\n',
+            ":8: rule 'x': 'key' must be a name",
+        ),
+        (RULE + 'category = "junk"\n', ":7: rule 'x': category 'junk' is not known"),
+        (RULE + 'strength = "soft"\n', ":7: rule 'x': strength 'soft' is not known"),
+        (
+            RULE.replace('test = "contains"', 'test = "contains_any"').replace(
+                'phrase = "spam"', 'phrase = "x"'
+            ),
+            "needs 'phrases', a list of strings",
+        ),
+    ],
+)
+def test_new_rule_keys_are_validated_with_line_and_fix(tmp_path, text, needle):
+    path = _write(tmp_path, text)
+    with pytest.raises(RuleError) as exc:
+        FilterSet.from_toml(path)
+    message = str(exc.value)
+    assert str(path) in message and needle in message and "fix:" in message
+
+
+def test_link_counting_is_linear_on_hostile_markup():
+    """`href=` and 500,000 spaces: the link pattern once took quadratic time on this."""
+    import time
+
+    body = "<html><body><a href=" + " " * 500_000 + "x</a>" + "<a href=" * 20_000 + "</body></html>"
+    start = time.perf_counter()
+    email = Email.from_bytes(human(Content_Type="text/html; charset=utf-8", body=body))
+    assert time.perf_counter() - start < 2.0
+    assert email.links == 0
+
+
+@pytest.mark.parametrize(
+    ("return_path", "expected"),
+    [
+        ("<bounce-md_1.2.v1-abc@mandrillapp.example>", "envelope-bounce-address"),
+        ("<bounces+123-ab-jane=acme.example@sendgrid.example>", "envelope-bounce-address"),
+        # The sender's own system at the sender's own domain: no service sending for someone.
+        ("<bounce-483920@acme.example>", None),
+        ("<bounce-483920@mail.acme.example>", None),
+    ],
+)
+def test_bounce_envelope_counts_only_at_another_domain_than_from(return_path, expected):
+    assert hit(human(Return_Path=return_path)) == expected
+
+
+def test_a_bounce_envelope_without_a_token_is_not_a_mailing():
+    """`bounce-483920@` at another domain is a plain envelope, not a service's VERP address."""
+    assert hit(human(Return_Path="<bounce-483920@initech.example>")) is None
+
+
+def test_footer_phrases_count_only_at_the_end_and_view_online_only_at_the_start():
+    """A person quoting a footer mid-text keeps their ticket; the same words as a footer do not."""
+    filler = "The backup job failed again on the file server, please have a look. " * 40
+    assert hit(human(body=f"Hi,\nthe mail said 'click here to unsubscribe'.\n{filler}")) is None
+    assert hit(human(body=f"{filler}\nClick here to unsubscribe.\n")) == "unsubscribe-footer"
+    assert hit(human(body=f"{filler}\nView this email in your browser\n")) is None

@@ -566,11 +566,12 @@ def sla_due(config_path, policy, plan, priority, at_text, tz) -> None:
 
 def _register_extensions() -> None:
     """Command groups that live in their own modules, attached to `cli`."""
-    from triage import commands_daemon, commands_review, commands_sla
+    from triage import commands_daemon, commands_filtered, commands_review, commands_sla
 
     commands_sla.register(cli)
     commands_daemon.register(cli)
     commands_review.register(cli)
+    commands_filtered.register(cli)
 
 
 _register_extensions()

@@ -10,28 +10,53 @@ import functools
 import re
 import tomllib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.message import Email
 
-FIELDS_FIXED = ("from", "subject", "body", "report_type", "part_types", "message_id")
+FIELDS_FIXED = (
+    "from",
+    "subject",
+    "body",
+    "report_type",
+    "part_types",
+    "message_id",
+    "body_head",
+    "body_tail",
+    "links",
+    "tracking_links",
+    "images",
+    "header_names",
+    "foreign_return_path",
+)
+# Fields read from the bodies: a rule on one of them makes the filters complete the message.
+BODY_FIELDS = frozenset({"body", "body_head", "body_tail", "links", "tracking_links", "images"})
+# Where newsletters put their "view online" line and their footer: reading only there is
+# cheaper than the whole body, and a phrase in the middle of a person's text does not count.
+HEAD_CHARS = 600
+TAIL_CHARS = 1_200
 TESTS = (
     "begins_with",
     "contains",
     "equals",
     "begins_with_any",
+    "contains_any",
     "any_of",
     "matches",
     "present",
     "own_domain",
     "sent_by_us",
+    "at_least",
 )
 STRENGTHS = ("strong", "weak")
 # Facts about a message that can answer (set aside) a weak rule; see triage/evidence.py.
 ANSWERS = ("envelope-rewritten",)
 _PHRASE_TESTS = ("begins_with", "contains", "equals")
-_LIST_TESTS = ("begins_with_any", "any_of")
+_LIST_TESTS = ("begins_with_any", "contains_any", "any_of")
+# A category names what a rule's mail is; `spam` is listed apart (`triage filtered`).
+CATEGORIES = ("bounce", "autoreply", "report", "bulk", "notification", "spam", "loop")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
 
@@ -64,6 +89,10 @@ class Rule:
     # the only evidence and the mail shows a person, the mail goes to review instead.
     strength: str = "strong"
     answered_by: tuple[str, ...] = ()  # facts that set this rule's hit aside (ANSWERS)
+    category: str = ""
+    value: float | None = None  # for at_least
+    key: str = ""  # for at_least: read the number after KEY (KEY:5; or KEY=5) in the value
+    phrase_set: frozenset[str] = frozenset()  # for any_of
 
     @property
     def weak(self) -> bool:
@@ -96,11 +125,15 @@ class Rule:
         if test == "matches":
             return self.pattern is not None and self.pattern.search(value) is not None
         if test == "any_of":
-            token = value.split(";", 1)[0].strip()
-            return token in self.phrases
+            token = value.split(";", 1)[0].strip() if ";" in value else value
+            return token in self.phrase_set
+        if test == "at_least":
+            number = _number_in(value, self.key)
+            return number is not None and self.value is not None and number >= self.value
         if test in ("begins_with", "begins_with_any"):
             return value.startswith(self.phrases)
-        if test == "contains":
+        if test in ("contains", "contains_any"):
+            # `in` per phrase: 4× faster than one regular expression of them all
             return any(p in value for p in self.phrases)
         return value in self.phrases  # equals
 
@@ -113,9 +146,12 @@ class Hit:
     @property
     def why(self) -> str:
         shown = self.value if len(self.value) <= 80 else self.value[:77] + "..."
-        return (
-            f"{self.rule.field} {self.rule.test.replace('_', ' ')} → {shown!r} ({self.rule.source})"
-        )
+        rule = self.rule
+        test = rule.test.replace("_", " ")
+        if rule.test == "at_least":
+            test = f"{rule.key + ' ' if rule.key else ''}at least {rule.value:g}"
+        weak = ", weak evidence" if rule.weak else ""
+        return f"{rule.field} {test} → {shown!r} ({rule.source}{weak})"
 
 
 @functools.lru_cache(maxsize=16)
@@ -152,11 +188,21 @@ class FilterSet:
         """The enabled rule that recognises our own mail coming back, if any."""
         return next((r for r in self.rules if r.enabled and r.test == "sent_by_us"), None)
 
+    header_names: frozenset[str] = field(default=frozenset(), init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The headers the enabled rules read, once: the parser keeps these (`message.read`).
+        names = frozenset(
+            r.field[7:] for r in self.rules if r.enabled and r.field.startswith("header:")
+        )
+        object.__setattr__(self, "header_names", names)
+
     def first_match(self, email: Email, complete: Callable[[], Email] | None = None) -> Hit | None:
         """The first enabled rule in file order that fires on `email`, strong or weak.
 
         `email` may be a head without bodies (body_kind "deferred"): the first
-        rule that reads the body calls `complete` for the full message.
+        rule that reads the bodies (body, links, images) calls `complete` for the
+        full message, so mail a header rule catches never pays for its bodies.
         """
         for hit in self._hits(email, complete):
             return hit
@@ -181,11 +227,17 @@ class FilterSet:
         for rule in self.rules:
             if not rule.enabled:
                 continue
-            if rule.field == "body" and email.body_kind == "deferred" and complete is not None:
+            if rule.field in BODY_FIELDS and email.body_kind == "deferred" and complete is not None:
                 email = complete()
             values = cache.get(rule.field)
             if values is None:
-                values = cache[rule.field] = field_values(email, rule.field)
+                if rule.field in _BODY_PARTS:  # a slice of the body, normalised once
+                    body = cache.get("body")
+                    if body is None:
+                        body = cache["body"] = field_values(email, "body")
+                    values = cache[rule.field] = tuple(_BODY_PARTS[rule.field](b) for b in body)
+                else:
+                    values = cache[rule.field] = field_values(email, rule.field)
             if not values:
                 continue
             value = rule.matches(values, self.own_domains, ours)
@@ -197,6 +249,8 @@ def field_values(email: Email, field: str) -> tuple[str, ...]:
     """The normalised strings a rule on `field` looks at."""
     if field.startswith("header:"):
         return tuple(normalise(v) for v in email.header(field[7:]))
+    if field == "header_names":  # lower-case tokens already
+        return email.header_names
     getter = _FIELD_GETTERS[field]
     return tuple(normalise(v) for v in getter(email) if v)
 
@@ -205,10 +259,52 @@ _FIELD_GETTERS: dict[str, Callable[[Email], tuple[str, ...]]] = {
     "from": lambda e: (e.from_addr, e.from_display) if e.from_name else (e.from_addr,),
     "subject": lambda e: (e.subject,),
     "body": lambda e: (e.body,),
+    "body_head": lambda e: (normalise(e.body)[:HEAD_CHARS],),
+    "body_tail": lambda e: (normalise(e.body)[-TAIL_CHARS:],),
     "report_type": lambda e: e.report_types,
     "part_types": lambda e: e.part_types,
     "message_id": lambda e: (e.message_id or "",),
+    "links": lambda e: (str(e.links),),
+    "tracking_links": lambda e: (str(e.tracking_links),),
+    "images": lambda e: (str(e.images),),
+    "header_names": lambda e: e.header_names,
+    "foreign_return_path": lambda e: _foreign_return_path(e),
 }
+
+
+_BODY_PARTS: dict[str, Callable[[str], str]] = {
+    "body_head": lambda b: b[:HEAD_CHARS],
+    "body_tail": lambda b: b[-TAIL_CHARS:],
+}
+
+
+def _site(address: str) -> str:
+    """The last two labels of an address's domain: mail.acme.example and acme.example agree."""
+    domain = address.rsplit("@", 1)[-1].strip("<> \t").rstrip(".").casefold()
+    return ".".join(domain.split(".")[-2:]) if "@" in address else ""
+
+
+def _foreign_return_path(email: Email) -> tuple[str, ...]:
+    """The envelope sender when it is at another site than From (a mail service sending for
+    someone), else nothing: a person's own envelope is at their own domain."""
+    path = email.first("return-path")
+    site = _site(path)
+    if not site or site == _site(email.from_addr):
+        return ()
+    return (path,)
+
+
+def _number_in(value: str, key: str) -> float | None:
+    """The number at the start of `value`, or after `key:` / `key=` in a `;` or `,` list.
+
+    `SCL:5` in X-Forefront-Antispam-Report, `score=7.1` in X-Spam-Status, a bare `5`
+    in X-MS-Exchange-Organization-SCL. No number: None (the rule does not fire).
+    """
+    if key:
+        found = re.search(rf"(?:^|[;,\s]){re.escape(key)}\s*[:=]\s*([-+]?\d+(?:\.\d+)?)", value)
+        return float(found.group(1)) if found else None
+    found = _NUMBER.match(value.strip())
+    return float(found.group(0)) if found else None
 
 
 def parse_rules(data: dict, path: Path, text: str = "") -> tuple[Rule, ...]:
@@ -275,6 +371,9 @@ _KNOWN_KEYS = {
     "enabled",
     "strength",
     "answered_by",
+    "category",
+    "value",
+    "key",
 }
 
 
@@ -339,6 +438,35 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
                 'add phrases = ["first", "second"]',
             )
         phrases = tuple(normalise(p) for p in listed)
+    value = raw.get("value")
+    key = raw.get("key", "")
+    if test == "at_least":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _KeyProblem(
+                "test" if value is None else "value",
+                f"rule {rid!r}: test 'at_least' needs a number 'value' (got {value!r})",
+                "add value = 5 (no quotes)",
+            )
+        if not isinstance(key, str) or (key and not re.fullmatch(r"[A-Za-z0-9_-]+", key)):
+            raise _KeyProblem(
+                "key",
+                f"rule {rid!r}: 'key' must be a name such as SCL or score",
+                'write key = "SCL" (letters, digits, - and _), or leave it out',
+            )
+    elif value is not None or key:
+        name = "value" if value is not None else "key"
+        raise _KeyProblem(
+            name,
+            f"rule {rid!r}: {name!r} is read only by test 'at_least'",
+            f'remove {name}, or use test = "at_least"',
+        )
+    category = raw.get("category", "")
+    if category and category not in CATEGORIES:
+        raise _KeyProblem(
+            "category",
+            f"rule {rid!r}: category {category!r} is not known",
+            f"use one of {list(CATEGORIES)}",
+        )
     excepted = raw.get("except", [])
     if not isinstance(excepted, list) or not all(isinstance(p, str) for p in excepted):
         raise _KeyProblem(
@@ -397,6 +525,10 @@ def _one_rule(raw: object, path: Path, line: int | None) -> Rule:
         pattern,
         strength,
         tuple(answered),
+        category,
+        float(value) if test == "at_least" else None,
+        key.casefold() if isinstance(key, str) else "",
+        frozenset(phrases) if test == "any_of" else frozenset(),
     )
 
 

@@ -73,6 +73,18 @@ RAW_HEADERS = frozenset({"return-path", "in-reply-to", "references", "authentica
 # copied into every acknowledgement's In-Reply-To and References.
 _MSGID = re.compile(r"<([^<>\s]{1,998})>")
 _SURROGATES = re.compile("[\ud800-\udfff]")
+# Bulk mailers' HTML: how many links and images, and how many links carry a per-recipient
+# token (a long opaque path or query segment), a click redirect or campaign parameters.
+# Possessive: "href=" and a long run of spaces would otherwise be tried in quadratic time.
+_HREF = re.compile(r"""href\s*+=\s*+["']?+\s*+(https?://[^"'\s>]{1,2000})""", re.IGNORECASE)
+_IMG = re.compile(r"<img\b", re.IGNORECASE)
+_TRACKING = re.compile(
+    r"[?&/=][A-Za-z0-9_%.-]{24,}|[?&]utm_|/(?:click|track|trk|ls/click|wf/click|c|r)/"
+    r"|[?&](?:e|mc_eid|mkt_tok|_hsenc)=",
+    re.IGNORECASE,
+)
+# HTML read for those counts: enough for any newsletter; a bigger part is not read further.
+_MARKUP_SCAN = 1_000_000
 
 
 @by_position
@@ -114,8 +126,11 @@ class Email:
     defects: tuple[str, ...] = ()
     attached_from: str = ""  # From header of the first attached message (message/rfc822)
     fingerprint: str = ""  # what the author wrote, not how it travelled (see `fingerprint`)
-    header_names: frozenset[str] = frozenset()  # every header present, lower-case (evidence)
+    header_names: frozenset[str] = frozenset()  # every header present, lower-case
     old_fingerprint: str = ""  # the one earlier releases stored: Date included
+    links: int = 0  # http(s) links in the HTML body (filled with the bodies)
+    tracking_links: int = 0  # of those, links that carry a per-recipient token or click redirect
+    images: int = 0  # <img> tags in the HTML body
 
     @property
     def from_display(self) -> str:
@@ -131,8 +146,9 @@ class Email:
 
     @classmethod
     def from_bytes(cls, raw: bytes, limits: Limits = Limits()) -> Email:
-        """Parse one message; raise `MessageError` for what must be quarantined."""
-        return read(raw, limits).complete()
+        """Parse one message with every header kept; raise `MessageError` for what must be
+        quarantined. (The pipeline keeps only the headers its rules read: `read`.)"""
+        return read(raw, limits, None).complete()
 
 
 def _decode(value: object, hint: str | None = None) -> str:
@@ -412,8 +428,14 @@ class Reading:
         return self._full
 
 
-def read(raw: bytes, limits: Limits = Limits()) -> Reading:
-    """Headers and MIME outline of `raw`; raise `MessageError` for what must be quarantined."""
+def read(
+    raw: bytes, limits: Limits = Limits(), keep: frozenset[str] | None = frozenset()
+) -> Reading:
+    """Headers and MIME outline of `raw`; raise `MessageError` for what must be quarantined.
+
+    `keep` names further headers (lower case) to keep beside KEPT_HEADERS: those
+    the filter rules read, so a rule on any header is one that can fire. None keeps all.
+    """
     precheck(raw, limits)
     try:
         msg = email.message_from_bytes(raw, _class=counting_parser(limits.max_parts))
@@ -432,11 +454,13 @@ def read(raw: bytes, limits: Limits = Limits()) -> Reading:
     def verbatim(name: str) -> list[str]:
         return [_raw_text(v, hint) for v in grouped.get(name, ())]
 
-    headers = {
-        name: tuple(verbatim(name) if name in RAW_HEADERS else values(name))
-        for name in KEPT_HEADERS
-        if name in grouped
-    }
+    def kept(name: str) -> tuple[str, ...]:
+        return tuple(verbatim(name) if name in RAW_HEADERS else values(name))
+
+    headers = {name: kept(name) for name in KEPT_HEADERS if name in grouped}
+    for name in grouped if keep is None else keep:
+        if name in grouped and name not in headers:
+            headers[name] = kept(name)
     from_name, from_addr = mailbox(verbatim("from"), hint)
     message_ids = _ids(tuple(grouped.get("message-id", ())))
     message_id = message_ids[0] if message_ids else None
@@ -540,9 +564,27 @@ def _with_bodies(msg: email.message.Message, head: Email) -> Email:
         body = body[:MAX_BODY_CHARS]
         defects.append(f"body cut at {MAX_BODY_CHARS:,} characters")
     body = _clean(body)
+    links, tracking, images = _markup_counts(html)
     return replace(
-        head, body=body, body_kind=kind, attachments=tuple(files), defects=tuple(defects)
+        head,
+        body=body,
+        body_kind=kind,
+        attachments=tuple(files),
+        defects=tuple(defects),
+        links=links,
+        tracking_links=tracking,
+        images=images,
     )
+
+
+def _markup_counts(html: list[str]) -> tuple[int, int, int]:
+    """Links, tracking links and images of the HTML parts (the filters' density fields)."""
+    if not html:
+        return 0, 0, 0
+    markup = "\n".join(html)[:_MARKUP_SCAN]
+    hrefs = _HREF.findall(markup)
+    tracking = sum(1 for h in hrefs if _TRACKING.search(h))
+    return len(hrefs), tracking, len(_IMG.findall(markup))
 
 
 _EMAIL_HEADERS = frozenset(

@@ -111,6 +111,7 @@ class Analysis:
     error_detail: str = ""
     filter_id: str | None = None
     filter_why: str = ""
+    filter_category: str = ""  # the rule's category ("spam" is listed apart)
     level: int = 3
     priority_evidence: tuple[str, ...] = ()
     match: contacts_mod.Match | None = None
@@ -133,6 +134,7 @@ class Decision:
     message_key: str | None
     message_id: str | None
     reason: str | None = None
+    category: str | None = None  # of the filter rule that fired (e.g. "spam")
     ticket: str | None = None
     linked_ticket: str | None = None
     priority: str | None = None
@@ -164,6 +166,7 @@ class Decision:
             "message_id": self.message_id,
             "action": str(self.action),
             "reason": self.reason,
+            "category": self.category,
             "ticket": self.ticket,
             "priority": self.priority,
             "contact": self.contact,
@@ -188,7 +191,9 @@ def analyse(raw: bytes, source: str, rules: Rules, released: bool = False) -> An
     """
     email: Email | None = None
     try:
-        reading = message.read(raw, Limits(max_bytes=rules.config.max_bytes))
+        reading = message.read(
+            raw, Limits(max_bytes=rules.config.max_bytes), rules.filters.header_names
+        )
         email = reading.head
         hits = () if released else rules.filters.hits(email, reading.complete)
         first = hits[0] if hits else None
@@ -196,7 +201,14 @@ def analyse(raw: bytes, source: str, rules: Rules, released: bool = False) -> An
             # A strong rule: filtered, recorded by its headers; its bodies are never needed.
             # The reason stays the first rule in file order, weak or not.
             return Analysis(
-                source, email, filter_id=first.rule.id, filter_why=first.why, returned=returned(raw)
+                source,
+                email,
+                filter_id=first.rule.id,
+                filter_why=first.why
+                if first is hits[-1]
+                else f"{first.why}; decided by the strong rule {hits[-1].rule.id}: {hits[-1].why}",
+                filter_category=_category(hits),
+                returned=returned(raw),
             )
         email = reading.complete()
         result = _analyse_email(email, source, rules)
@@ -214,6 +226,7 @@ def analyse(raw: bytes, source: str, rules: Rules, released: bool = False) -> An
             result,
             filter_id=first.rule.id,
             filter_why=first.why,
+            filter_category=_category(hits),
             returned=returned(raw),
             evidence=evidence_mod.gather(email, hits, rules.evidence, contact),
         )
@@ -225,6 +238,11 @@ def analyse(raw: bytes, source: str, rules: Rules, released: bool = False) -> An
 
 
 _KNOWN = ("exact", "plus", "alias")  # matches that name the contact, not only their company
+
+
+def _category(hits) -> str:
+    """The category of the first rule that fired with one ("spam" is listed apart)."""
+    return next((h.rule.category for h in hits if h.rule.category), "")
 
 
 def _analyse_email(email: Email, source: str, rules: Rules) -> Analysis:
@@ -300,6 +318,7 @@ def decide(analysis: Analysis, rules: Rules, threads: Threads, now: datetime) ->
         base = replace(base, evidence=signals)
     if analysis.filter_id is not None:
         reasons = prelude or [f"filter {analysis.filter_id}: {analysis.filter_why}"]
+        base = replace(base, category=analysis.filter_category or None)
         bounced = analysis.returned
         ours = (
             threads.ticket_for_our_message(bounced.message_ids)

@@ -474,13 +474,17 @@ class Store:
                         "match": d.match,
                         "priority": d.priority,
                         **({"evidence": [s.as_json() for s in d.evidence]} if d.evidence else {}),
+                        "category": d.category,
                     }
                 ),
                 e.fingerprint if e else None,
             ),
         )
         if d.action in (Action.FILTERED, Action.QUARANTINED, Action.REVIEW):
-            self._event(None, key, str(d.action), at, {"reason": d.reason})
+            detail = {"reason": d.reason}
+            if d.category:
+                detail["category"] = d.category
+            self._event(None, key, str(d.action), at, detail)
         if d.bounce is not None and d.linked_ticket:
             self._record_bounce(d, key, at)
         if e is not None and d.action in (Action.TICKET, Action.APPEND):
@@ -602,6 +606,20 @@ class Store:
         """Ticket rows in number order (deadline filters live in triage.tracking)."""
         sql = "SELECT * FROM tickets" + (" WHERE status != 'closed'" if open_only else "")
         yield from self.db.query(sql + " ORDER BY id")
+
+    def filtered(
+        self, category: str | None = None, reason: str | None = None, limit: int = 100
+    ) -> list[dict]:
+        """Filtered messages, newest first; `category` is the filter rule's (e.g. spam)."""
+        return list(
+            self.db.query(
+                "SELECT id, received_at, reason, json_extract(decision, '$.category') AS category,"
+                " from_addr, subject, message_id, source FROM messages WHERE action = 'filtered'"
+                " AND (:category IS NULL OR json_extract(decision, '$.category') = :category)"
+                " AND (:reason IS NULL OR reason = :reason) ORDER BY id DESC LIMIT :limit",
+                {"category": category or None, "reason": reason or None, "limit": limit},
+            )
+        )
 
     def outbox(self, statuses: tuple[str, ...] = ("pending", "failed")) -> list[dict]:
         marks = ",".join("?" for _ in statuses)
