@@ -194,6 +194,34 @@ def test_hand_forward_by_an_agent_names_the_customer(env):
     assert ticket_row(env.db, out[0]["ticket"])["requester"] == "jane@acme.example"
 
 
+@pytest.mark.parametrize(
+    ("subject", "from_line"),
+    [
+        (
+            "I: Stampante bloccata",
+            "Da: Jane Doe <jane@acme.example>\nInviato: martedì 10 marzo 2026",
+        ),
+        ("PD: Drukarka", "Od: Jane Doe <jane@acme.example>\nWysłano: wtorek, 10 marca 2026"),
+        ("转发: 打印机无法使用", "发件人: Jane Doe <jane@acme.example>\n发送时间: 2026年3月10日"),
+        ("転送: プリンター", "差出人: Jane Doe <jane@acme.example>\n送信日時: 2026年3月10日"),
+        ("VB: Skrivaren", "Från: Jane Doe <jane@acme.example>\nSkickat: den 10 mars 2026"),
+    ],
+)
+def test_hand_forward_with_a_localized_subject_names_the_customer(env, subject, from_line):
+    """Outlook in Italian, Polish, Chinese, Japanese and Swedish: no marker line, only the
+    localized forward prefix and the localized From line open the forwarded block."""
+    forward = msg(
+        "agent@partner.example",
+        subject=subject,
+        body=f"Please take this one.\n\n{from_line}\nSubject: x\n\nThe printer is jammed.\n",
+    )
+    out = env(forward)
+    assert (out[0]["requester"], out[0]["forwarded_by"]) == (
+        "jane@acme.example",
+        "agent@partner.example",
+    )
+
+
 def test_queues_route_by_recipient(env):
     env.configure(
         '[[queue]]\nname = "urgent"\naddress = "urgent@msp.example"\npriority = "P1"\n'

@@ -18,10 +18,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from triage.config import Config
 from triage.conversation import token_pattern
 from triage.message import Email
+from triage.subjects import bare as bare_subject
 from triage.templates import Templates
 
 _CRLF = re.compile(r"[\r\n\x00]+")
-_PREFIXES = re.compile(r"^\s*((re|fwd?|aw|sv|vs|antw|wg)\s*:\s*)+", re.IGNORECASE)
 
 
 _BULK = ("bulk", "junk", "list", "auto_reply")
@@ -103,10 +103,9 @@ def capped_subject(subject: str, limit: int = SUBJECT_MAX) -> str:
 
 
 def ack_subject(subject: str, number: str, prefix: str) -> str:
-    """`[#T-000123] original subject`, without Re:/token pile-ups."""
-    bare = token_pattern(prefix).sub("", clean(subject))
-    bare = _PREFIXES.sub("", bare).strip() or "(no subject)"
-    return f"[#{number}] {bare}"
+    """`[#T-000123] original subject`, without pile-ups of tokens or of prefixes in any language."""
+    rest = bare_subject(token_pattern(prefix).sub("", clean(subject))) or "(no subject)"
+    return f"[#{number}] {rest}"
 
 
 @dataclass(frozen=True, slots=True)
