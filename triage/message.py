@@ -22,7 +22,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 
 import mailparser
 
-from triage import charsets
+from triage import charsets, tnef
 from triage.bounds import (
     MAX_BODY_CHARS,
     Limits,
@@ -359,6 +359,17 @@ def _attachment(item: dict) -> Attachment:
     )
 
 
+def _file(filename: str, content_type: str, data: bytes) -> Attachment:
+    """An attachment unpacked from a container (winmail.dat)."""
+    return Attachment(
+        _clean(filename), content_type, len(data), hashlib.sha256(data).hexdigest(), data
+    )
+
+
+def _file_parts(a: Attachment) -> tuple[str, str, bytes]:
+    return a.filename, a.content_type, a.data
+
+
 def _bodies_fallback(msg: email.message.Message) -> tuple[list[str], list[str], list[Attachment]]:
     """Text, HTML and attachments straight from the stdlib tree.
 
@@ -528,6 +539,10 @@ def _with_bodies(
     except Exception as exc:  # noqa: BLE001 - mail-parser bugs must not lose a message
         defects.append(f"mail-parser failed ({type(exc).__name__}); read with the stdlib")
         plain, html, files = _bodies_fallback(msg)
+    files, tnef_text, tnef_html, notes = tnef.expand(files, _file, _file_parts)
+    defects.extend(notes)
+    if not plain and not html:  # Outlook may send the body only inside winmail.dat
+        plain, html = ([tnef_text] if tnef_text else []), ([tnef_html] if tnef_html else [])
     if plain:
         body, kind = "\n".join(plain), "plain"
     elif html:
