@@ -263,3 +263,79 @@ def test_contacts_reimport_updates_and_reports_rejects(env, tmp_path):
         cli, ["contacts", "show", "--config", str(env.config), "jane@acme.example"]
     )
     assert "Jane D." in show.output and "basic" in show.output
+
+
+def ack_text(db, number: str) -> str:
+    """The plain-text part of the acknowledgement queued for ticket `number`."""
+    import email as email_lib
+
+    raw = (
+        sqlite3.connect(db)
+        .execute(
+            "SELECT o.raw FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE t.number = ?",
+            (number,),
+        )
+        .fetchone()[0]
+    )
+    parsed = email_lib.message_from_bytes(raw if isinstance(raw, bytes) else raw.encode())
+    part = next(p for p in parsed.walk() if p.get_content_type() == "text/plain")
+    return part.get_payload(decode=True).decode("utf-8")
+
+
+def test_an_unknown_sender_is_told_the_priority_without_claims_about_their_systems(env):
+    """ "critical: a service is down" went to a stranger's sales enquiry that said URGENT."""
+    out = env(
+        msg("buyer@unknown.example", subject="URGENT: pricing for 50 seats"),
+        msg("Bob Stone <bob.stone@gmail.com>", subject="URGENT: pricing"),  # a name is no proof
+        msg("jane@acme.example", subject="URGENT: file server down"),
+        msg("someone.new@acme.example", subject="URGENT: my mailbox is down"),  # known company
+    )
+    assert [(o["match"], o["priority"], o["auto_reply"]) for o in out] == [
+        ("none", "P1", True),
+        ("fuzzy", "P1", True),
+        ("exact", "P1", True),
+        ("domain", "P1", True),
+    ]
+    texts = [ack_text(env.db, o["ticket"]) for o in out]
+    for stranger in texts[:2]:
+        assert "Priority: P1 (urgent)" in stranger
+        assert "down" not in stranger and "cannot work" not in stranger
+    for known in texts[2:]:
+        assert "Priority: P1 (critical: a service is down or many people cannot work)" in known
+
+
+def test_the_ceiling_for_unknown_senders_is_off_by_default_and_caps_only_them(env):
+    def messages(run: str) -> tuple[bytes, ...]:
+        return (
+            msg("buyer@unknown.example", subject=f"URGENT: pricing {run}"),
+            msg("Bob Stone <bob.stone@gmail.com>", subject=f"URGENT: pricing too {run}"),
+            msg("someone.new@acme.example", subject=f"URGENT: server down {run}"),  # new employee
+            msg("jane@acme.example", subject=f"URGENT: server down too {run}"),
+            msg("buyer2@unknown.example", subject=f"question {run}", To="urgent@msp.example"),
+        )
+
+    queue = '[[queue]]\nname = "urgent"\naddress = "urgent@msp.example"\npriority = "P1"\n'
+    env.configure(queue)
+    assert [o["priority"] for o in env(*messages("a"))] == ["P1", "P1", "P1", "P1", "P1"]
+
+    env.configure(f'[contacts]\nunknown_ceiling = "P2"\n{queue}')
+    out = env(*messages("b"))
+    assert [o["priority"] for o in out] == ["P2", "P2", "P1", "P1", "P2"]
+    assert ticket_row(env.db, out[0]["ticket"])["priority"] == "P2"
+    assert out[0]["due"] != out[3]["due"]  # the deadline follows the capped priority
+    explained = CliRunner().invoke(
+        cli,
+        ["explain", "--config", str(env.config), str(next(env.db.parent.glob("in1/00.eml")))],
+    )
+    assert "unknown_ceiling" in explained.output
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [('"P9"', "contacts.unknown_ceiling"), ("2", "contacts.unknown_ceiling")],
+)
+def test_a_bad_ceiling_is_refused_by_check(env, value, problem):
+    env.configure(f"[contacts]\nunknown_ceiling = {value}\n")
+    result = CliRunner().invoke(cli, ["check", "--config", str(env.config)])
+    assert result.exit_code != 0
+    assert problem in result.output and "fix:" in result.output

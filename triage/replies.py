@@ -133,6 +133,7 @@ class AckFacts:
     timezone: str
     requester_name: str
     kind: str = "ack"  # ack | held
+    stranger: bool = False  # unknown sender: the level's name only, no claim about their systems
 
 
 def facts_for(email: Email, d, config: Config) -> AckFacts:
@@ -150,6 +151,7 @@ def facts_for(email: Email, d, config: Config) -> AckFacts:
         d.timezone or config.timezone,
         d.requester_name or email.from_name,
         "held" if d.status == "pending-approval" else "ack",
+        d.stranger,
     )
 
 
@@ -191,7 +193,9 @@ def render(facts: AckFacts, templates: Templates, config: Config, now: datetime)
         "ticket": facts.number,
         "subject": original or "(no subject)",
         "priority": facts.priority or "normal",
-        "meaning": templates.meanings.get(facts.level or 3, ""),
+        "meaning": (templates.plain_meanings if facts.stranger else templates.meanings).get(
+            facts.level or 3, ""
+        ),
         "due": when,
         "response": f"We will answer by {when}."
         if facts.due
