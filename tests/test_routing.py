@@ -339,3 +339,16 @@ def test_a_bad_ceiling_is_refused_by_check(env, value, problem):
     result = CliRunner().invoke(cli, ["check", "--config", str(env.config)])
     assert result.exit_code != 0
     assert problem in result.output and "fix:" in result.output
+
+
+def test_a_forged_known_address_is_capped_like_a_stranger(env):
+    """DMARC failed: the From proves nothing, so the ceiling applies (and no acknowledgement)."""
+    env.configure('[contacts]\nunknown_ceiling = "P3"\n')
+    forged = msg(
+        "jane@acme.example",
+        subject="URGENT: wire the money today",
+        Authentication_Results="mx.msp.example; dmarc=fail header.from=acme.example",
+    )
+    genuine = msg("jane@acme.example", subject="URGENT: file server down")
+    out = env(forged, genuine)
+    assert [(o["priority"], o["auto_reply"]) for o in out] == [("P3", False), ("P1", True)]
