@@ -103,3 +103,14 @@ def test_prefix_is_configurable_and_numbers_are_six_digits():
     assert ticket_number("HD-", 42) == "HD-000042"
     assert token_pattern("HD-").search("Re: [#HD-000042] x").group(1) == "000042"
     assert token_pattern("HD-").search("Re: [#T-000042] x") is None
+
+
+def test_a_localized_reply_prefix_alone_is_no_proof_and_explain_says_so():
+    t = thread(Subject="AW: WG: Drucker im Büro", Message_ID="<9@x>")
+    assert t.ticket is None and t.linked is None
+    assert "AW: WG:" in t.why
+
+
+def test_a_token_behind_localized_prefixes_still_threads():
+    t = thread(Subject="AW: WG: [#T-000001] Drucker", From="bob@acme.example", Message_ID="<10@x>")
+    assert t.ticket == T1

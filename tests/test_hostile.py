@@ -27,6 +27,7 @@ import gzip
 import io
 import json
 import resource
+import struct
 import time
 import tracemalloc
 import zipfile
@@ -155,6 +156,25 @@ def attachment(
 
 
 TEXT = b"Content-Type: text/plain; charset=utf-8\r\n\r\nHello, the printer is jammed.\r\n"
+
+
+def _tnef_object(level: int, name: int, kind: int, data: bytes) -> bytes:
+    return struct.pack("<BHHI", level, name, kind, len(data)) + data + b"\0\0"
+
+
+_TNEF_HEAD = struct.pack("<IH", 0x223E9F78, 1)
+
+
+def _tnef_props() -> bytes:
+    return _TNEF_HEAD + _tnef_object(1, 0x9003, 6, struct.pack("<I", 0xFFFFFFFF) + b"\2\0\1\0")
+
+
+def _tnef_values() -> bytes:
+    return _TNEF_HEAD + _tnef_object(1, 0x9003, 6, struct.pack("<IHHI", 1, 0x1002, 1, 0x0FFFFFFF))
+
+
+def _tnef_objects(count: int) -> bytes:
+    return _TNEF_HEAD + _tnef_object(1, 0x1234, 6, b"x") * count
 
 
 @functools.cache
@@ -404,6 +424,49 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
             )
             + b"\r\n"
             + base64.encodebytes(gzip_bomb()[: 64 << 10])
+        ),
+        "ticket",
+    ),
+    # winmail.dat: tnefparse's loops trust the counts in the file (triage/tnef.py)
+    "winmail.dat claiming four billion properties": (
+        lambda: (
+            head()
+            + multipart([TEXT, attachment(_tnef_props(), b"winmail.dat", b"application/ms-tnef")])
+        ),
+        "ticket",
+    ),
+    "winmail.dat claiming 268 million values": (
+        lambda: (
+            head()
+            + multipart([TEXT, attachment(_tnef_values(), b"winmail.dat", b"application/ms-tnef")])
+        ),
+        "ticket",
+    ),
+    "winmail.dat of 1,000,000 tiny objects (12 MB)": (
+        lambda: (
+            head()
+            + multipart(
+                [TEXT, attachment(_tnef_objects(1_000_000), b"winmail.dat", b"application/ms-tnef")]
+            )
+        ),
+        "ticket",
+    ),
+    # charsets guessed for 8-bit text that declares none
+    "8 MB of undeclared 8-bit text": (
+        lambda: head(Content_Type=b"text/plain") + b"\r\n" + bytes(range(128, 256)) * 65_536,
+        "ticket",
+    ),
+    "1,000 undeclared 8-bit parts, each a different guess": (
+        lambda: (
+            head()
+            + multipart(
+                [
+                    b"Content-Type: text/plain\r\n\r\n"
+                    + bytes([128 + i % 128, 200, 150 + i % 90]) * 300
+                    + b"\r\n"
+                    for i in range(990)
+                ]
+            )
         ),
         "ticket",
     ),

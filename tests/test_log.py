@@ -20,8 +20,10 @@ log.setup("debug", json=True)
 logger = log.get(component="test")
 logger.info("started")
 logger.warning("odd")
-try:
+def login(password):
     {}["missing"]
+try:
+    login("hunter2-secret")
 except KeyError:
     logger.exception("message_store_failed", source="m1")
 logger.error("mailbox_failing")
@@ -56,7 +58,7 @@ def test_json_logs_keep_the_traceback_as_data(tmp_path):
     assert "exc_info" not in failed
     (exception,) = failed["exception"]
     assert exception["exc_type"] == "KeyError" and exception["exc_value"] == "'missing'"
-    assert exception["frames"][-1]["name"] == "<module>"
+    assert exception["frames"][-1]["name"] == "login"
     assert failed["level"] == "error" and failed["source"] == "m1"
 
 
@@ -77,3 +79,14 @@ def test_version():
     result = CliRunner().invoke(cli, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"triage {version('triage')}"
+
+
+def test_a_traceback_never_carries_the_values_of_local_variables(tmp_path):
+    """Frames' locals hold what the code was handling: a password being sent, a customer's
+    message. The traceback keeps where it happened, never those values."""
+    lines = run(tmp_path)
+    failed = next(json.loads(x) for x in lines if "message_store_failed" in x)
+    frames = failed["exception"][0]["frames"]
+    assert [f["name"] for f in frames][-1] == "login"
+    assert "hunter2-secret" not in "\n".join(lines)
+    assert all("locals" not in f for f in frames)

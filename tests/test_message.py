@@ -9,7 +9,7 @@ import pytest
 
 from triage.message import Email, Limits, MessageError
 
-from .conftest import build, human
+from .conftest import CORPUS, build, human, needs_corpus
 
 
 def test_fields_of_a_plain_message():
@@ -255,3 +255,113 @@ def test_an_encoded_word_never_spells_the_author_of_an_attached_message():
 def test_message_ids_are_read_from_the_raw_header():
     e = Email.from_bytes(human(In_Reply_To="=?utf-8?q?=3Cabc=40x=3E?=", References="<r@x>"))
     assert e.in_reply_to == () and e.references == ("<r@x>",)
+
+
+# --- Charsets that are missing, wrong, or narrower than what clients write ---------------
+
+JA = "お世話になっております。サーバーが停止しました。至急ご確認ください。"
+ZH_HANS = "您好，服务器从今天早上开始无法连接，请尽快处理。谢谢！"
+ZH_HANT = "您好，伺服器從今天早上開始無法連線，請儘快處理。謝謝！"
+HEAD = (
+    b"From: a@b.example\r\nTo: support@msp.example\r\nSubject: s\r\n"
+    b"Message-ID: <cs@b.example>\r\nDate: Tue, 10 Mar 2026 09:12:00 +0000\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("mime", "data", "text"),
+    [
+        (b"", JA.encode("iso2022_jp"), JA),  # no MIME headers at all
+        (b"Content-Type: text/plain\r\n", JA.encode("iso2022_jp"), JA),
+        # Declared, 7bit: the most common Japanese mail, which mail-parser returns as escapes.
+        (b"Content-Type: text/plain; charset=ISO-2022-JP\r\n", JA.encode("iso2022_jp"), JA),
+        (
+            b"Content-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n",
+            JA.encode("cp932"),
+            JA,
+        ),
+        (b"Content-Type: text/plain; charset=us-ascii\r\n", JA.encode("cp932"), JA),
+        (b"", JA.encode("euc_jp"), JA),
+        (b"", ZH_HANS.encode("gbk"), ZH_HANS),
+        (b"", ZH_HANT.encode("big5"), ZH_HANT),
+        (b"", JA.encode("utf-8"), JA),  # UTF-8 is tried first
+        (
+            b"Content-Type: text/plain; charset=us-ascii\r\n",
+            "Grüße aus München".encode("cp1252"),
+            "Grüße aus München",
+        ),
+        # Declared with a name narrower than what the client wrote: Outlook's extensions.
+        (
+            b"Content-Type: text/plain; charset=shift_jis\r\n",
+            "①②③ ㈱山本".encode("cp932"),
+            "①②③ ㈱山本",
+        ),
+        (
+            b"Content-Type: text/plain; charset=iso-2022-jp\r\n",
+            b'\x1b$B-!-"\x1b(B \x1b$B-j;3K\\\x1b(B',
+            "①② ㈱山本",
+        ),
+        (b"Content-Type: text/plain; charset=gb2312\r\n", "喆服务器".encode("gbk"), "喆服务器"),
+    ],
+)
+def test_undeclared_and_misdeclared_charsets_are_read_as_written(mime, data, text):
+    raw = HEAD + (b"MIME-Version: 1.0\r\n" + mime if mime else b"") + b"\r\n" + data + b"\r\n"
+    assert Email.from_bytes(raw).body.strip() == text
+
+
+@pytest.mark.parametrize(
+    ("subject", "text"),
+    [
+        ("障害".encode("iso2022_jp") + b" report", "障害 report"),  # raw ISO-2022-JP
+        ("サーバーが停止しました".encode("cp932"), "サーバーが停止しました"),
+        ("サーバーが停止しました".encode("euc_jp"), "サーバーが停止しました"),
+        ("服务器停止了".encode("gbk"), "服务器停止了"),
+        ("Müller GmbH".encode("cp1252"), "Müller GmbH"),
+        (
+            b"=?shift_jis?B?" + base64.b64encode("①サーバー".encode("cp932")) + b"?=",
+            "①サーバー",
+        ),
+    ],
+)
+def test_raw_8bit_and_iso2022_headers_are_read_as_written(subject, text):
+    raw = HEAD.replace(b"Subject: s", b"Subject: " + subject) + b"\r\nbody\r\n"
+    assert Email.from_bytes(raw).subject == text
+
+
+@needs_corpus
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("bounce/sisimai-26.eml", "このメールは「m-FILTER」が自動的に生成"),  # ISO-2022-JP, 7bit
+        ("bounce/sisimai-29.eml", "エラー(テストメッセージとしての)"),
+    ],
+)
+def test_real_iso2022jp_bodies_are_read_not_shown_as_escapes(name, expected):
+    email = Email.from_bytes((CORPUS / name).read_bytes())
+    assert expected in email.body and "\x1b" not in email.body
+
+
+@needs_corpus
+def test_real_koi8_subject_without_a_content_type_is_read():
+    """bestpractical/rt's russian-subject-no-content-type: KOI8-R, no MIME headers."""
+    assert Email.from_bytes((CORPUS / "human/rt-10.eml").read_bytes()).subject == "тест тест"
+
+
+def test_charset_guessing_is_bounded_on_hostile_bodies():
+    import random
+    import time
+
+    rng = random.Random(5)
+    parts = b"".join(
+        b"--B\r\nContent-Type: text/plain\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + bytes(rng.randrange(128, 256) for _ in range(2000))
+        + b"\r\n"
+        for _ in range(200)
+    )
+    big = bytes(rng.randrange(128, 256) for _ in range(2_000_000))
+    for body in (parts + b"--B--\r\n", big):
+        ctype = b"Content-Type: multipart/mixed; boundary=B\r\n" if body is not big else b""
+        raw = HEAD + b"MIME-Version: 1.0\r\n" + ctype + b"\r\n" + body
+        started = time.perf_counter()
+        Email.from_bytes(raw)
+        assert time.perf_counter() - started < 3

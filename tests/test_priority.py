@@ -17,6 +17,7 @@ from triage.priority import (
     Evidence,
     PriorityError,
     Vocabulary,
+    _is_cjk,
     infer,
     own_text,
 )
@@ -32,6 +33,10 @@ ENTRIES = [
     for kind in ("declared", "words")
     for phrase in table.get(kind, [])
 ]
+
+
+UNSPACED = [e for e in ENTRIES if _is_cjk(e[2])]  # Japanese, Chinese, Korean
+SPACED = [e for e in ENTRIES if not _is_cjk(e[2])]
 
 
 def level(subject: str, body: str = "", headers: dict[str, str] | None = None) -> int:
@@ -74,7 +79,18 @@ def test_every_entry_sets_its_level_in_subject_and_body(lvl, kind, phrase):
     )
 
 
-@pytest.mark.parametrize(("lvl", "kind", "phrase"), ENTRIES)
+@pytest.mark.parametrize(("lvl", "kind", "phrase"), UNSPACED)
+def test_every_cjk_entry_matches_without_spaces_around_it(lvl, kind, phrase):
+    """Japanese, Chinese and Korean write no spaces between words: the word counts inside
+    a sentence and glued to a Latin product name."""
+    for text in (f"サーバーが{phrase}しました", f"VPN{phrase}のお知らせ", f"系统{phrase}了"):
+        result = infer(text, "", {}, VOCAB)
+        assert [(e.word, e.level, e.negated) for e in result.evidence] == [(phrase, lvl, False)], (
+            text
+        )
+
+
+@pytest.mark.parametrize(("lvl", "kind", "phrase"), SPACED)
 def test_every_entry_matches_whole_words_only(lvl, kind, phrase):
     """Glued to other letters or digits an entry is no evidence (a shorter entry inside a
     longer one, like 'is down' in 'production is down', still is)."""
@@ -399,3 +415,120 @@ def test_equivalent_spellings_in_one_level_are_fine(tmp_path):
         write(tmp_path, '[levels.1]\ndeclared = ["Sev1", "Sev 1", "sev-1"]\n')
     )
     assert infer("SEV 1", "", {}, vocab).level == 1
+
+
+# --- the languages customers write ---------------------------------------------------------
+
+SIG_DE = "\n\nMit freundlichen Grüßen\nJürgen Haas\nNotfall-Hotline: 0800 123 456\nDringend? Rufen Sie an."
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "expected"),
+    [
+        # German
+        ("Störung im Netzwerk", "", 2),
+        ("Dringend: Server ausgefallen", "", 1),
+        ("Totalausfall Telefonanlage", "", 1),
+        ("Prio 1: Kasse geht nicht", "", 1),
+        ("Drucker", "Es ist nicht dringend, bitte bei Gelegenheit ansehen.", 3),
+        ("Drucker", "Nicht so dringend.", 3),
+        ("Drucker", "Kein Notfall, nur eine Frage.", 4),
+        ("Drucker druckt leere Seiten", "Hallo,\nder Drucker druckt leere Seiten." + SIG_DE, 3),
+        (
+            "AW: Drucker",
+            "Danke, erledigt.\n\nAm 10.03.2026 um 09:12 schrieb Jane <jane@acme.example>:\nDringend! Server ausgefallen",
+            3,
+        ),
+        (
+            "AW: Drucker",
+            "Danke.\n\nVon: Jane Doe\nGesendet: Dienstag, 10. März 2026 09:12\nAn: Support\n"
+            "Betreff: dringend\n\nServer ausgefallen",
+            3,
+        ),
+        ("AW: Drucker", "Danke.\n\n-----Ursprüngliche Nachricht-----\nDringend!", 3),
+        # French
+        ("Panne serveur", "", 1),
+        ("Serveur hors service", "", 1),
+        ("Imprimante", "Ce n'est pas urgent.", 3),
+        ("Imprimante", "Rien d'urgent, merci.", 3),
+        ("Imprimante", "Sans urgence.", 3),
+        (
+            "Imprimante",
+            "Bonjour,\nl'imprimante bourre.\n\nCordialement\nAmélie\nEn cas d'urgence : 04 00 00 00 00",
+            3,
+        ),
+        (
+            "TR: Imprimante",
+            "Voir ci-dessous.\n\nDe : Jane\nEnvoyé : mardi 10 mars 2026\nObjet : URGENT\n\npanne",
+            3,
+        ),
+        # Spanish
+        ("Servidor caído", "", 1),
+        ("Es urgente: no puedo facturar", "", 1),
+        ("Impresora", "No es urgente, gracias.", 3),
+        ("Impresora", "Nada urgente.", 3),
+        ("Consulta", "No es muy urgente.", 4),
+        (
+            "RE: Impresora",
+            "Gracias.\n\nEl mar, 10 mar 2026 a las 9:12, Jane (<jane@acme.example>) escribió:\nurgente, servidor caído",
+            3,
+        ),
+        (
+            "Impresora",
+            "Hola,\nno imprime.\n\nSaludos cordiales\nAna\nEn caso de emergencia: 600 000 000",
+            3,
+        ),
+        # Japanese
+        ("サーバー停止", "", 1),
+        ("【至急】VPNに接続できません", "", 1),
+        ("VPN", "急ぎません。お時間のあるときにご確認ください。", 3),
+        ("VPN", "至急ではありませんが、ご確認をお願いします。", 3),
+        ("VPN", "緊急ではないです。", 3),
+        ("VPN", "サーバーは停止していません。", 3),
+        ("請求書について", "ご確認ください。\n緊急連絡先：090-1234-5678", 3),
+        (
+            "VPN",
+            "VPNにつながりません。\n\nよろしくお願いいたします。\n\n山本\n大至急の場合はお電話ください",
+            3,
+        ),
+        (
+            "RE: VPN",
+            "ありがとうございます。\n\n差出人: 山本\n送信日時: 2026年3月10日 9:12\n件名: 至急\n\nサーバー停止",
+            3,
+        ),
+        (
+            "Re: VPN",
+            "ありがとうございます。\n\n2026年3月10日(火) 9:12 Jane Doe <jane@acme.example>:\n至急お願いします",
+            3,
+        ),
+        ("ＶＰＮ", "＞ 至急お願いします\n解決しました。", 3),
+        # Chinese
+        ("服务器宕机", "", 1),
+        ("打印机", "不紧急，谢谢。", 3),
+        ("打印机", "不是很紧急。", 3),
+        ("打印机", "请尽快处理。", 2),
+        # Korean
+        ("서버 장애", "", 1),
+        ("프린터", "긴급하지 않습니다.", 3),
+    ],
+)
+def test_words_and_traps_in_the_languages_customers_write(subject, body, expected):
+    assert level(subject, body) == expected
+
+
+def test_a_japanese_negation_is_shown_with_its_word():
+    result = infer("VPN", "至急ではありませんが、ご確認ください。", {}, VOCAB)
+    assert [(e.word, e.negated) for e in result.evidence] == [("至急ではありません", True)]
+
+
+def test_infer_is_fast_on_a_2kb_japanese_body():
+    body = ("いつもお世話になっております。本日朝から自宅からVPNに接続できなくなりました。" * 28)[
+        :2000
+    ]
+    samples = []
+    for _ in range(300):
+        start = time.perf_counter()
+        infer("VPNに接続できません", body, {}, VOCAB)
+        samples.append(time.perf_counter() - start)
+    median = statistics.median(samples)
+    assert median < 150e-6, f"median {median * 1e6:.0f} µs"

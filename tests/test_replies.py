@@ -42,6 +42,14 @@ NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
         ("Re: [#T-000001] Re: [#T-000001] Printer", "[#T-000001] Printer"),
         ("", "[#T-000001] (no subject)"),
         ("Evil\r\nBcc: victim@example.com", "[#T-000001] Evil Bcc: victim@example.com"),
+        ("AW: WG: [#T-000001] Drucker", "[#T-000001] Drucker"),  # German Outlook
+        ("RE : TR : Imprimante", "[#T-000001] Imprimante"),  # French, spaced colons
+        ("SV: VS: Skrivaren", "[#T-000001] Skrivaren"),
+        ("RIF: R: I: Stampante", "[#T-000001] Stampante"),
+        ("Odp: Re[2]: Drukarka", "[#T-000001] Drukarka"),
+        ("返信: 転送: VPNに接続できません", "[#T-000001] VPNに接続できません"),
+        ("回复：[#T-000001] 打印机", "[#T-000001] 打印机"),
+        ("Re-install the driver", "[#T-000001] Re-install the driver"),
     ],
 )
 def test_subject_has_one_token_no_pile_up_and_no_header_injection(subject, expected):
@@ -208,6 +216,7 @@ def test_an_acknowledgement_stays_small_whatever_the_sender_writes():
         timezone="UTC",
         requester_name="",
         status="open",
+        stranger=True,
     )
     ack = render(facts_for(e, d, CONFIG), templates, CONFIG, NOW)
     assert ack.to == "a" * 64 + "@" + "b" * 250

@@ -195,6 +195,34 @@ def test_hand_forward_by_an_agent_names_the_customer(env):
     assert ticket_row(env.db, out[0]["ticket"])["requester"] == "jane@acme.example"
 
 
+@pytest.mark.parametrize(
+    ("subject", "from_line"),
+    [
+        (
+            "I: Stampante bloccata",
+            "Da: Jane Doe <jane@acme.example>\nInviato: martedì 10 marzo 2026",
+        ),
+        ("PD: Drukarka", "Od: Jane Doe <jane@acme.example>\nWysłano: wtorek, 10 marca 2026"),
+        ("转发: 打印机无法使用", "发件人: Jane Doe <jane@acme.example>\n发送时间: 2026年3月10日"),
+        ("転送: プリンター", "差出人: Jane Doe <jane@acme.example>\n送信日時: 2026年3月10日"),
+        ("VB: Skrivaren", "Från: Jane Doe <jane@acme.example>\nSkickat: den 10 mars 2026"),
+    ],
+)
+def test_hand_forward_with_a_localized_subject_names_the_customer(env, subject, from_line):
+    """Outlook in Italian, Polish, Chinese, Japanese and Swedish: no marker line, only the
+    localized forward prefix and the localized From line open the forwarded block."""
+    forward = msg(
+        "agent@partner.example",
+        subject=subject,
+        body=f"Please take this one.\n\n{from_line}\nSubject: x\n\nThe printer is jammed.\n",
+    )
+    out = env(forward)
+    assert (out[0]["requester"], out[0]["forwarded_by"]) == (
+        "jane@acme.example",
+        "agent@partner.example",
+    )
+
+
 def test_queues_route_by_recipient(env):
     env.configure(
         '[[queue]]\nname = "urgent"\naddress = "urgent@msp.example"\npriority = "P1"\n'
@@ -446,3 +474,92 @@ def test_check_refuses_a_bad_authserv_id(env, value, needle):
     result = CliRunner().invoke(cli, ["check", "--config", str(env.config)])
     assert result.exit_code != 0 and needle in result.output
     assert "identity.authserv_ids" in result.output and "fix:" in result.output
+
+
+def ack_text(db, number: str) -> str:
+    """The plain-text part of the acknowledgement queued for ticket `number`."""
+    import email as email_lib
+
+    raw = (
+        sqlite3.connect(db)
+        .execute(
+            "SELECT o.raw FROM outbox o JOIN tickets t ON t.id = o.ticket_id WHERE t.number = ?",
+            (number,),
+        )
+        .fetchone()[0]
+    )
+    parsed = email_lib.message_from_bytes(raw if isinstance(raw, bytes) else raw.encode())
+    part = next(p for p in parsed.walk() if p.get_content_type() == "text/plain")
+    return part.get_payload(decode=True).decode("utf-8")
+
+
+def test_an_unknown_sender_is_told_the_priority_without_claims_about_their_systems(env):
+    """ "critical: a service is down" went to a stranger's sales enquiry that said URGENT."""
+    out = env(
+        msg("buyer@unknown.example", subject="URGENT: pricing for 50 seats"),
+        msg("Bob Stone <bob.stone@gmail.com>", subject="URGENT: pricing"),  # a name is no proof
+        msg("jane@acme.example", subject="URGENT: file server down"),
+        msg("someone.new@acme.example", subject="URGENT: my mailbox is down"),  # known company
+    )
+    assert [(o["match"], o["priority"], o["auto_reply"]) for o in out] == [
+        ("none", "P1", True),
+        ("fuzzy", "P1", True),
+        ("exact", "P1", True),
+        ("domain", "P1", True),
+    ]
+    texts = [ack_text(env.db, o["ticket"]) for o in out]
+    for stranger in texts[:2]:
+        assert "Priority: P1 (urgent)" in stranger
+        assert "down" not in stranger and "cannot work" not in stranger
+    for known in texts[2:]:
+        assert "Priority: P1 (critical: a service is down or many people cannot work)" in known
+
+
+def test_the_ceiling_for_unknown_senders_is_off_by_default_and_caps_only_them(env):
+    def messages(run: str) -> tuple[bytes, ...]:
+        return (
+            msg("buyer@unknown.example", subject=f"URGENT: pricing {run}"),
+            msg("Bob Stone <bob.stone@gmail.com>", subject=f"URGENT: pricing too {run}"),
+            msg("someone.new@acme.example", subject=f"URGENT: server down {run}"),  # new employee
+            msg("jane@acme.example", subject=f"URGENT: server down too {run}"),
+            msg("buyer2@unknown.example", subject=f"question {run}", To="urgent@msp.example"),
+        )
+
+    queue = '[[queue]]\nname = "urgent"\naddress = "urgent@msp.example"\npriority = "P1"\n'
+    env.configure(queue)
+    assert [o["priority"] for o in env(*messages("a"))] == ["P1", "P1", "P1", "P1", "P1"]
+
+    env.configure(f'[contacts]\nunknown_ceiling = "P2"\n{queue}')
+    out = env(*messages("b"))
+    assert [o["priority"] for o in out] == ["P2", "P2", "P1", "P1", "P2"]
+    assert ticket_row(env.db, out[0]["ticket"])["priority"] == "P2"
+    assert out[0]["due"] != out[3]["due"]  # the deadline follows the capped priority
+    explained = CliRunner().invoke(
+        cli,
+        ["explain", "--config", str(env.config), str(next(env.db.parent.glob("in1/00.eml")))],
+    )
+    assert "unknown_ceiling" in explained.output
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [('"P9"', "contacts.unknown_ceiling"), ("2", "contacts.unknown_ceiling")],
+)
+def test_a_bad_ceiling_is_refused_by_check(env, value, problem):
+    env.configure(f"[contacts]\nunknown_ceiling = {value}\n")
+    result = CliRunner().invoke(cli, ["check", "--config", str(env.config)])
+    assert result.exit_code != 0
+    assert problem in result.output and "fix:" in result.output
+
+
+def test_a_forged_known_address_is_capped_like_a_stranger(env):
+    """DMARC failed: the From proves nothing, so the ceiling applies (and no acknowledgement)."""
+    env.configure('[contacts]\nunknown_ceiling = "P3"\n')
+    forged = msg(
+        "jane@acme.example",
+        subject="URGENT: wire the money today",
+        Authentication_Results="mx.msp.example; dmarc=fail header.from=acme.example",
+    )
+    genuine = msg("jane@acme.example", subject="URGENT: file server down")
+    out = env(forged, genuine)
+    assert [(o["priority"], o["auto_reply"]) for o in out] == [("P3", False), ("P1", True)]

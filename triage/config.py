@@ -51,6 +51,8 @@ class Config:
     plan: str | None = None  # None: the policy's own default plan (connectwise: standard)
     timezone: str = "UTC"
     unknown_senders: str = "ticket"  # ticket | hold | ignore
+    # Most urgent priority for a sender matched to no contact and no known company (None: off).
+    unknown_ceiling: str | None = None
     fuzzy_threshold: float = 92.0
     vip_raise: int = 1  # Priority Connect: levels a VIP's ticket is raised
     agents: frozenset[str] = frozenset()  # staff addresses whose hand-forwards name the customer
@@ -95,7 +97,13 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "rules": {"dir": str},
     "store": {"db": str},
     "sla": {"policy": str, "plan": str, "timezone": str},
-    "contacts": {"unknown": str, "fuzzy_threshold": (int, float), "file": str, "vip_raise": int},
+    "contacts": {
+        "unknown": str,
+        "unknown_ceiling": str,
+        "fuzzy_threshold": (int, float),
+        "file": str,
+        "vip_raise": int,
+    },
     "replies": {"never_reply": list, "bounce_days": int, "max_per_day": int, "hold_notice": bool},
     "limits": {"max_bytes": int},
 }
@@ -201,6 +209,7 @@ def load_config(path: Path | None) -> Config:
         plan=str(get("sla", "plan", "")) or None,
         timezone=tz,
         unknown_senders=unknown,
+        unknown_ceiling=str(get("contacts", "unknown_ceiling", "")).strip() or None,
         fuzzy_threshold=float(
             _ranged(path, "contacts.fuzzy_threshold", get, defaults.fuzzy_threshold, 50, 100, "92")
         ),

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from triage.message import Email
+from triage.subjects import Subject
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +87,11 @@ def find_thread(
     else:
         found = token_pattern(prefix).search(email.subject)
         if not found:
-            return Thread(None, None, "no reference to a stored message and no ticket token")
+            why = "no reference to a stored message and no ticket token"
+            prefixes = Subject.parse(email.subject).prefixes
+            if prefixes:  # say so: a subject is no proof, so "AW: Drucker" alone opens a ticket
+                why += f" (the subject starts {': '.join(prefixes)}:, which alone proves nothing)"
+            return Thread(None, None, why)
         number = ticket_number(prefix, int(found.group(1)))
         ref = threads.ticket_by_number(number)
         if ref is None:

@@ -12,6 +12,7 @@ import re
 from email.utils import getaddresses
 
 from triage.message import Email, mailbox
+from triage.subjects import is_forward
 
 # Lines that open an inline forward in the common clients (Gmail, Apple Mail,
 # Outlook, Thunderbird, and their German, French and Spanish forms).
@@ -24,13 +25,16 @@ _MARKER = re.compile(
     r"|begin forwarded message:|_{10,}|anfang der weitergeleiteten nachricht:)\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
+# The From line of a forwarded block, as Outlook and the others write it in English,
+# German, French/Spanish/Portuguese, Dutch, Italian, Polish/Czech, Swedish, Danish/Norwegian,
+# Turkish, Japanese, Chinese (simplified, traditional) and Korean.
 _FROM = re.compile(
-    r"^[^\S\n]*(?:[*>]+[^\S\n]*)?(?:from|von|de)\s*:\s*(?:\*+\s*)?(.+)$",
+    r"^[^\S\n]*(?:[*>]+[^\S\n]*)?(?:from|von|de|van|da|od|från|fra|kimden|差出人|发件人|寄件者|보낸 사람)"
+    r"[^\S\n]*[:：][^\S\n]*(?:\*+[^\S\n]*)?(.+)$",
     re.IGNORECASE | re.MULTILINE,
 )
 _MAILTO = re.compile(r"\[mailto:([^\[\]]+)\]")
 MAX_FROM_LINE = 1000  # the stdlib address parser is slow; a real From line is short
-_FWD_SUBJECT = re.compile(r"^\s*(?:fwd?|fw|wg|tr|rv|doorst)\s*:", re.IGNORECASE)
 
 
 def original_author(email: Email) -> tuple[str, str] | None:
@@ -39,7 +43,7 @@ def original_author(email: Email) -> tuple[str, str] | None:
         name, address = mailbox([email.attached_from[:MAX_FROM_LINE]])
         if "@" in address:
             return name, address
-    if not (_FWD_SUBJECT.match(email.subject) or _MARKER.search(email.body)):
+    if not (is_forward(email.subject) or _MARKER.search(email.body)):
         return None
     marker = _MARKER.search(email.body)
     start = marker.end() if marker else 0

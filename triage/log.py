@@ -43,6 +43,13 @@ def stderr_is_journal() -> bool:
     return (st.st_dev, st.st_ino) == (device, inode)
 
 
+# Tracebacks as data, without the frames' local variables: those hold what the code was
+# handling (a password on its way to the server, a customer's message), never for a log.
+_TRACEBACKS = structlog.processors.ExceptionRenderer(
+    structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+)
+
+
 def _syslog_prefix(_logger: object, method: str, line: str) -> str:
     return f"<{_PRIORITY.get(method, 6)}>{line}"
 
@@ -57,7 +64,7 @@ def setup(level: str = "info", json: bool | None = None) -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if as_json:
-        processors += [structlog.processors.dict_tracebacks, structlog.processors.JSONRenderer()]
+        processors += [_TRACEBACKS, structlog.processors.JSONRenderer()]
     else:
         processors.append(structlog.dev.ConsoleRenderer(colors=False))
     if stderr_is_journal():

@@ -23,6 +23,7 @@ from email.utils import parsedate_to_datetime
 
 import mailparser
 
+from triage import charsets, tnef
 from triage.addresses import addresses, first_mailbox, unfold
 from triage.bounds import (
     MAX_BODY_CHARS,
@@ -165,6 +166,8 @@ def _decode(value: object, hint: str | None = None) -> str:
             text = "".join(
                 _decode_words(piece, hint) + sep for piece, sep in _pieces(text, DECODE_PIECE)
             )
+    if "\x1b" in text:  # raw ISO-2022-JP, which no charset declaration announces
+        text = charsets.unescape(text)
     return " ".join(text.split())
 
 
@@ -214,43 +217,51 @@ def _chunk(data: bytes | str, charset: str | None, hint: str | None = None) -> s
     if isinstance(data, str):
         return _clean(data)
     if charset in (None, "unknown-8bit"):
-        for guess in ("utf-8", hint):
+        for guess in ("utf-8", charsets.codec_for(hint)):
             if guess:
                 try:
                     return _clean(data.decode(guess))
                 except (UnicodeError, LookupError, ValueError):
                     pass
         return data.decode("latin-1")
-    try:
-        return _clean(data.decode(charset, "replace"))
-    except (UnicodeError, LookupError, ValueError):  # unknown, or a codec that cannot "replace"
-        return data.decode("utf-8", "replace")
+    return _clean(charsets.decode(data, charset))
 
 
 def _walk(
     msg: email.message.Message, limits: Limits
-) -> tuple[list[str], list[str], str | None, str]:
+) -> tuple[list[str], list[str], str | None, str, list[tuple[email.message.Message, str | None]]]:
     """Content types and report types of every part, and the first declared text charset.
 
-    Also the From header of the first attached message, for hand-forwarded mail.
+    Also the From header of the first attached message, for hand-forwarded mail, and
+    the body text parts whose charset `charsets.settle` must look at (none declared,
+    an ASCII name, or a name with a wider superset).
     Bounded in depth and count; iterative, so nesting cannot exhaust the stack.
     """
     part_types: list[str] = []
     report_types: list[str] = []
     hint: str | None = None
     attached_from = ""
-    stack: list[tuple[email.message.Message, int]] = [(msg, 0)]
+    unsettled: list[tuple[email.message.Message, str | None]] = []
+    stack: list[tuple[email.message.Message, int, bool]] = [(msg, 0, False)]
     while stack:
-        part, depth = stack.pop()
+        part, depth, attached = stack.pop()
         if depth > limits.max_depth:
             raise MessageError("too_deep", f"MIME nesting deeper than {limits.max_depth}")
         if len(part_types) >= limits.max_parts:
             raise MessageError("too_many_parts", f"more than {limits.max_parts} MIME parts")
         ctype = _clean(part.get_content_type())
         part_types.append(ctype)
-        if hint is None and ctype.startswith("text/"):
+        if ctype.startswith("text/"):
             charset = part.get_param("charset")
-            hint = charset.lower() if isinstance(charset, str) and charset.isascii() else None
+            declared = charset.lower() if isinstance(charset, str) and charset.isascii() else None
+            if hint is None:
+                hint = declared
+            if (
+                not attached
+                and (declared is None or declared in _UNSETTLED)
+                and part.get_content_disposition() != "attachment"
+            ):
+                unsettled.append((part, declared))
         if ctype == "multipart/report":
             report = part.get_param("report-type")
             if isinstance(report, str) and report:
@@ -267,8 +278,12 @@ def _walk(
             if isinstance(inner, email.message.Message):
                 attached_from = str(inner.get("from", "") or "")
         if isinstance(payload, list):
-            stack.extend((child, depth + 1) for child in reversed(payload))
-    return part_types, report_types, hint, attached_from
+            inner_attached = attached or ctype == "message/rfc822"
+            stack.extend((child, depth + 1, inner_attached) for child in reversed(payload))
+    return part_types, report_types, hint, attached_from, unsettled
+
+
+_UNSETTLED = charsets.ASCII_NAMES | charsets.SUPERSETS.keys()
 
 
 def _flatten(part: email.message.Message) -> str:
@@ -367,6 +382,17 @@ def _attachment(item: dict) -> Attachment:
     )
 
 
+def _file(filename: str, content_type: str, data: bytes) -> Attachment:
+    """An attachment unpacked from a container (winmail.dat)."""
+    return Attachment(
+        _clean(filename), content_type, len(data), hashlib.sha256(data).hexdigest(), data
+    )
+
+
+def _file_parts(a: Attachment) -> tuple[str, str, bytes]:
+    return a.filename, a.content_type, a.data
+
+
 def _bodies_fallback(msg: email.message.Message) -> tuple[list[str], list[str], list[Attachment]]:
     """Text, HTML and attachments straight from the stdlib tree.
 
@@ -395,11 +421,7 @@ def _bodies_fallback(msg: email.message.Message) -> tuple[list[str], list[str], 
                 )
             )
             continue
-        charset = part.get_content_charset() or "utf-8"
-        try:
-            text = data.decode(charset, "replace")
-        except (UnicodeError, LookupError, ValueError):
-            text = data.decode("utf-8", "replace")
+        text = _unescaped(charsets.decode(data, part.get_content_charset() or "utf-8"))
         if ctype == "text/html":
             html.append(text)
         elif ctype.startswith("text/"):
@@ -414,17 +436,23 @@ class Reading:
     only what they cannot decide from it (and every ticket) pays for `complete`.
     """
 
-    __slots__ = ("_msg", "head", "_full")
+    __slots__ = ("_msg", "head", "_full", "_unsettled")
 
-    def __init__(self, msg: email.message.Message, head: Email) -> None:
+    def __init__(
+        self,
+        msg: email.message.Message,
+        head: Email,
+        unsettled: list[tuple[email.message.Message, str | None]] | None = None,
+    ) -> None:
         self._msg = msg
         self.head = head
         self._full: Email | None = None
+        self._unsettled = unsettled or []
 
     def complete(self) -> Email:
         """`head` with body, attachments and defects filled in (computed once)."""
         if self._full is None:
-            self._full = _with_bodies(self._msg, self.head)
+            self._full = _with_bodies(self._msg, self.head, self._unsettled)
         return self._full
 
 
@@ -446,7 +474,9 @@ def read(
         grouped.setdefault(name.lower(), []).append(value)
     if not grouped.keys() & _EMAIL_HEADERS:
         raise MessageError("not_email", "no From, To, Subject, Date or Message-ID header")
-    part_types, report_types, hint, attached_from = _walk(msg, limits)
+    part_types, report_types, hint, attached_from, unsettled = _walk(msg, limits)
+    if hint is None or hint in charsets.ASCII_NAMES:
+        hint = _header_charset(grouped) or hint
 
     def values(name: str) -> list[str]:
         return [_decode(v, hint) for v in grouped.get(name, ())]
@@ -493,7 +523,22 @@ def read(
         **_fingerprints(raw, from_addr, subject[0] if subject else "", date[0] if date else ""),
         header_names=frozenset(grouped),
     )
-    return Reading(msg, head)
+    return Reading(msg, head, unsettled)
+
+
+def _header_charset(grouped: dict[str, list[str]]) -> str | None:
+    """One guess for the raw 8-bit bytes in this message's headers, when no text part
+    declares a charset to read them with (None when every header is ASCII)."""
+    raw = [
+        v for values in grouped.values() for v in values if isinstance(v, str) and not v.isascii()
+    ]
+    if not raw:
+        return None
+    try:
+        data = "\n".join(raw).encode("ascii", "surrogateescape")
+    except UnicodeEncodeError:
+        return None
+    return charsets.guess(data)
 
 
 def mailbox(values: list[str], hint: str | None = None) -> tuple[str, str]:
@@ -543,17 +588,26 @@ def _fingerprints(raw: bytes, sender: str, subject: str, date: str) -> dict[str,
     return {"fingerprint": h.hexdigest()[:24], "old_fingerprint": old.hexdigest()[:24]}
 
 
-def _with_bodies(msg: email.message.Message, head: Email) -> Email:
-    defects: list[str] = []
+def _with_bodies(
+    msg: email.message.Message,
+    head: Email,
+    unsettled: list[tuple[email.message.Message, str | None]] = (),  # type: ignore[assignment]
+) -> Email:
+    defects: list[str] = list(charsets.settle(unsettled))
     try:
         parsed = _Lean(msg)
-        plain, html = list(parsed.text_plain), list(parsed.text_html)
+        plain = [_unescaped(t) for t in parsed.text_plain]
+        html = [_unescaped(t) for t in parsed.text_html]
         files = [_attachment(a) for a in parsed.attachments]
     except RecursionError:
         raise MessageError("too_deep", "MIME nesting too deep to parse") from None
     except Exception as exc:  # noqa: BLE001 - mail-parser bugs must not lose a message
         defects.append(f"mail-parser failed ({type(exc).__name__}); read with the stdlib")
         plain, html, files = _bodies_fallback(msg)
+    files, tnef_text, tnef_html, notes = tnef.expand(files, _file, _file_parts)
+    defects.extend(notes)
+    if not plain and not html:  # Outlook may send the body only inside winmail.dat
+        plain, html = ([tnef_text] if tnef_text else []), ([tnef_html] if tnef_html else [])
     if plain:
         body, kind = "\n".join(plain), "plain"
     elif html:
@@ -585,6 +639,11 @@ def _markup_counts(html: list[str]) -> tuple[int, int, int]:
     hrefs = _HREF.findall(markup)
     tracking = sum(1 for h in hrefs if _TRACKING.search(h))
     return len(hrefs), tracking, len(_IMG.findall(markup))
+
+
+def _unescaped(text: str) -> str:
+    """mail-parser hands 7-bit ISO-2022-JP text back as escape codes, declared or not."""
+    return charsets.unescape(text) if "\x1b" in text else text
 
 
 _EMAIL_HEADERS = frozenset(

@@ -66,6 +66,15 @@ class Rules:
                 f"{config.path}: [sla.plan] {config.plan!r} is not a plan of {policy.name}; "
                 f"fix: use one of {known}"
             )
+        if config.unknown_ceiling is not None:
+            try:
+                policy.rank_of(config.unknown_ceiling)
+            except sla_mod.SlaError:
+                raise sla_mod.SlaError(
+                    f"{config.path}: [contacts.unknown_ceiling] {config.unknown_ceiling!r} is not "
+                    f"a priority of {policy.name}; fix: use one of "
+                    f"{', '.join(policy.labels.values())}, or remove the key to turn the ceiling off"
+                ) from None
         for queue in config.queues:
             if queue.plan is not None and queue.plan not in policy.plans:
                 raise sla_mod.SlaError(
@@ -149,6 +158,7 @@ class Decision:
     status: str = "open"  # of a new ticket: open | pending-approval
     match: str = "none"
     verified: bool = False
+    stranger: bool = False  # matched to no contact and no known company (see `_is_stranger`)
     due: datetime | None = None
     deadline: sla_mod.Deadline | None = None
     timezone: str | None = None  # the zone the deadline was computed in
@@ -406,7 +416,10 @@ def _ticket_or_append(
         forged=auth.failed,
     )
     reasons.append(f"conversation: {thread.why}")
+    stranger = _is_stranger(match, auth)
     label, level = _priority(analysis, match, queue, policy, config.vip_raise, reasons)
+    if stranger and config.unknown_ceiling is not None:
+        label, level = _ceiling(label, level, policy, config.unknown_ceiling, reasons)
     fields = dict(
         priority=label,
         level=level,
@@ -414,6 +427,7 @@ def _ticket_or_append(
         company=match.company,
         match=match.kind,
         verified=match.verified,
+        stranger=stranger,
         requester=requester.address,
         requester_name=requester.name,
         forwarded_by=requester.forwarded_by,
@@ -494,6 +508,29 @@ def _priority(
         reasons.append(f"priority: queue {queue.name} ({queue.address}) sets {label}")
     reasons.append(f"priority: level {level} → {label} ({policy.name})")
     return label, level
+
+
+def _is_stranger(match: contacts_mod.Match, auth: routing.Verdict) -> bool:
+    """Matched to no contact and no known company by address: a display name alone (fuzzy)
+    proves nothing, and a From domain that failed authentication proves nothing either."""
+    return match.kind in ("none", "fuzzy") or auth.failed
+
+
+def _ceiling(
+    label: str, level: int, policy: sla_mod.Policy, ceiling: str, reasons: list[str]
+) -> tuple[str, int]:
+    """No more urgent than `ceiling` ([contacts] unknown_ceiling), queues included."""
+    top = policy.rank_of(ceiling)
+    if policy.rank_of(label) >= top:
+        return label, level
+    capped = policy.labels[top]
+    while level < 4 and policy.rank_of(policy.label_for_level(level)) < top:
+        level += 1
+    reasons.append(
+        f"priority: {label} capped at {capped}: the sender matches no contact and no known "
+        "company ([contacts] unknown_ceiling)"
+    )
+    return capped, level
 
 
 def duplicate(analysis: Analysis) -> Decision:

@@ -10,8 +10,12 @@ Decisions, in the order they apply:
     and the signature (after a "-- " line) are dropped. E-mail addresses and URLs are
     blanked so "p1-team@acme.example" is no evidence.
   * Whole words only, case-insensitive; separators are tolerated ("Sev-1", "sev 1").
+    Words written in Han, kana or Hangul are matched wherever they stand: those
+    languages put no spaces around words ("サーバーが停止しました").
   * A negation ("not urgent", "no major impact") cancels the word it negates; the word
-    is kept as evidence with negated=True so `triage explain` can show it.
+    is kept as evidence with negated=True so `triage explain` can show it. Cues come
+    before the word ("nicht dringend", "pas urgent", "不紧急") or, in Japanese and
+    Korean, after it ("至急ではありません", "急ぎません", "긴급하지 않습니다").
   * The subject outranks the body: if the subject holds any (non-negated) evidence the
     body does not influence the level. Within one place a *declared* label ("Sev 3")
     outranks descriptive words ("critical"), then the most urgent level wins.
@@ -29,6 +33,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from triage.owntext import own_text
+
 DEFAULT_LEVEL = 3
 LEVELS = (1, 2, 3, 4)
 
@@ -43,15 +49,15 @@ _TOKEN = re.compile(r"\d+|[^\W\d_]+(?:['’][^\W\d_]+)*")
 _NOISE = re.compile(
     r"(?<![\w.+\-])[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+|\b(?:https?|ftp)://\S+|\bwww\.\S+"
 )
-_ORIGINAL = re.compile(r"-{2,}\s*original message\s*-{2,}")
-_WROTE = ("wrote:", "schrieb:", "a écrit :", "a écrit:")
+# Scripts written without spaces between words: Han, kana, Hangul.
+_CJK_START = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
 # A match starts on the character before the word, which proves the left word boundary
 # and lets the regex engine skip ahead with a bitmap test: exact ASCII non-word characters
 # for ASCII text (the usual case, ~3x faster), any non-word character otherwise.
 _BEFORE_ASCII = r"[\x00-\x2f\x3a-\x40\x5b-\x5e\x60\x7b-\x7f]"
 _BEFORE_ANY = r"[^\w]"
 _LEVEL_KEYS = {"name", "declared", "words"}
-_NEGATION_KEYS = {"phrases", "cues", "fillers"}
+_NEGATION_KEYS = {"phrases", "cues", "fillers", "after"}
 
 
 class PriorityError(ValueError):
@@ -106,12 +112,17 @@ class Vocabulary:
     negation_phrases: tuple[str, ...]
     negation_cues: tuple[str, ...]
     negation_fillers: tuple[str, ...]
+    negation_after: tuple[str, ...] = ()
     source: str = "<memory>"
     _ascii: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
     _any: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
     _entries: Mapping[str, _Entry] = field(repr=False, compare=False, default_factory=dict)
     _words: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
     _cue_tail: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+    _cjk: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+    _cjk_words: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+    _cjk_cue_tail: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+    _after: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Vocabulary:
@@ -188,7 +199,10 @@ class Vocabulary:
             raise PriorityError(source, "negations", "must be a table", 'phrases = ["not urgent"]')
         for unknown in set(negations) - _NEGATION_KEYS:
             raise PriorityError(
-                source, "negations", f"has unknown key {unknown!r}", "use phrases, cues or fillers"
+                source,
+                "negations",
+                f"has unknown key {unknown!r}",
+                "use phrases, cues, fillers or after",
             )
         return cls._compiled(
             declared=tuple(sorted(declared.items())),
@@ -196,6 +210,7 @@ class Vocabulary:
             negation_phrases=_strings(negations.get("phrases", []), source, "negations", "phrases"),
             negation_cues=_strings(negations.get("cues", []), source, "negations", "cues"),
             negation_fillers=_strings(negations.get("fillers", []), source, "negations", "fillers"),
+            negation_after=_strings(negations.get("after", []), source, "negations", "after"),
             source=source,
         )
 
@@ -203,29 +218,47 @@ class Vocabulary:
     def _compiled(cls, **values: object) -> Vocabulary:
         blank = cls(**values)  # type: ignore[arg-type]
         entries: dict[str, _Entry] = {}
+        # Words in Han, kana or Hangul go to their own regex, matched without word
+        # boundaries: those scripts put no spaces between words.
         trie: dict[str, dict] = {}
         words_only: dict[str, dict] = {}
+        cjk: dict[str, dict] = {}
+        cjk_words: dict[str, dict] = {}
         for table, declared in ((blank.declared, True), (blank.words, False)):
             for level, phrases in table:
                 for phrase in phrases:
-                    for target in (trie, words_only):
+                    pair = (cjk, cjk_words) if _is_cjk(phrase) else (trie, words_only)
+                    for target in pair:
                         _insert(target, _atoms(phrase), _Entry(level, declared), entries)
         for phrase in blank.negation_phrases:
             # In the same regex, so a negation phrase starting earlier swallows the word
             # it negates ("not urgent"); the word is then found again inside it.
-            if not _insert(trie, _atoms(phrase), _Entry(0, False), entries):
+            target = cjk if _is_cjk(phrase) else trie
+            if not _insert(target, _atoms(phrase), _Entry(0, False), entries):
                 raise PriorityError(
                     blank.source,
                     "negations",
                     f"'phrases' holds {phrase!r}, which is also a level word",
                     "keep it in one place",
                 )
-        cue_tail = None
-        if blank.negation_cues:
-            fillers = "|".join(_fragment(f) for f in blank.negation_fillers)
+        cue_tail = cjk_cue_tail = after = None
+        spaced = [c for c in blank.negation_cues if not _is_cjk(c)]
+        unspaced = [c for c in blank.negation_cues if _is_cjk(c)]
+        if spaced:
+            fillers = "|".join(_fragment(f) for f in blank.negation_fillers if not _is_cjk(f))
             filler = rf"(?:(?:{fillers}){_SEP_CUE}){{0,2}}" if fillers else ""
-            cue_alts = "|".join(_fragment(c) for c in blank.negation_cues)
+            cue_alts = "|".join(_fragment(c) for c in spaced)
             cue_tail = re.compile(rf"(?<!\w)(?:{cue_alts}){_SEP_CUE}{filler}\Z")
+        if unspaced:  # "不紧急", "不是很紧急": the cue and a filler sit right before the word
+            fillers = "|".join(_fragment(f) for f in blank.negation_fillers if _is_cjk(f))
+            filler = rf"(?:{fillers})?" if fillers else ""
+            cue_alts = "|".join(_fragment(c) for c in unspaced)
+            cjk_cue_tail = re.compile(rf"(?:{cue_alts})\s*{filler}\s*\Z")
+        if blank.negation_after:  # "至急ではありません": the cue follows the word
+            alts = "|".join(
+                re.escape(a.lower()).replace(r"\ ", r"\s*") for a in blank.negation_after
+            )
+            after = re.compile(rf"\s*(?:{alts})")
         return cls(
             **values,  # type: ignore[arg-type]
             _ascii=re.compile(_BEFORE_ASCII + _emit(trie)),
@@ -233,6 +266,10 @@ class Vocabulary:
             _words=re.compile(_BEFORE_ANY + _emit(words_only)),
             _entries=entries,
             _cue_tail=cue_tail,
+            _cjk=re.compile(_emit(cjk, bounded=False)) if cjk else None,
+            _cjk_words=re.compile(_emit(cjk_words, bounded=False)) if cjk_words else None,
+            _cjk_cue_tail=cjk_cue_tail,
+            _after=after,
         )
 
     def scan(self, text: str, where: str) -> tuple[Evidence, ...]:
@@ -241,8 +278,9 @@ class Vocabulary:
         if "@" in low or "://" in low or "www." in low:
             low = _NOISE.sub(lambda m: " " * len(m.group()), low)
         original = " " + text if len(text) + 1 == len(low) else low  # lower() may change lengths
-        pattern = self._ascii if low.isascii() else self._any
-        found: list[Evidence] = []
+        ascii_only = low.isascii()
+        pattern = self._ascii if ascii_only else self._any
+        found: list[tuple[int, Evidence]] = []
         for m in pattern.finditer(low):  # type: ignore[union-attr]
             start, end = m.start() + 1, m.end()
             entry = self._entries[m.lastgroup]  # type: ignore[index]
@@ -250,14 +288,42 @@ class Vocabulary:
                 phrase = " ".join(original[start:end].split())
                 for inner in self._words.finditer(low, start - 1, end):  # type: ignore[union-attr]
                     e = self._entries[inner.lastgroup]  # type: ignore[index]
-                    found.append(Evidence(phrase, where, e.level, True, e.declared))
+                    found.append((start, Evidence(phrase, where, e.level, True, e.declared)))
                 continue
             cue = self._cue_tail and self._cue_tail.search(low, max(0, start - 48), start)
             if cue:  # show the negation with the word: "not really urgent"
                 start = cue.start()
             word = " ".join(original[start:end].split())
-            found.append(Evidence(word, where, entry.level, bool(cue), entry.declared))
-        return tuple(found)
+            found.append((start, Evidence(word, where, entry.level, bool(cue), entry.declared)))
+        if self._cjk is not None and not ascii_only:
+            found.extend(self._scan_unspaced(low, original, where))
+            found.sort(key=lambda pair: pair[0])
+        return tuple(e for _, e in found)
+
+    def _scan_unspaced(self, low: str, original: str, where: str) -> list[tuple[int, Evidence]]:
+        """Han, kana and Hangul words, wherever they stand; cues before or after them."""
+        found: list[tuple[int, Evidence]] = []
+        for m in self._cjk.finditer(low):  # type: ignore[union-attr]
+            start, end = m.start(), m.end()
+            entry = self._entries[m.lastgroup]  # type: ignore[index]
+            if entry.level == 0:  # a negation phrase ("緊急連絡先", "至急ではない")
+                phrase = original[start:end]
+                for inner in self._cjk_words.finditer(low, start, end):  # type: ignore[union-attr]
+                    e = self._entries[inner.lastgroup]  # type: ignore[index]
+                    found.append((start, Evidence(phrase, where, e.level, True, e.declared)))
+                continue
+            before = self._cjk_cue_tail and self._cjk_cue_tail.search(
+                low, max(0, start - 12), start
+            )
+            after = self._after and self._after.match(low, end)
+            if before:
+                start = before.start()
+            if after:
+                end = after.end()
+            word = " ".join(original[start:end].split())
+            negated = bool(before or after)
+            found.append((start, Evidence(word, where, entry.level, negated, entry.declared)))
+        return found
 
 
 def infer(subject: str, body: str, headers: Mapping[str, str], vocab: Vocabulary) -> PriorityResult:
@@ -271,34 +337,6 @@ def infer(subject: str, body: str, headers: Mapping[str, str], vocab: Vocabulary
         level -= 1
     header_evidence = tuple(Evidence(w, "header", level) for w in from_headers)
     return PriorityResult(level, in_subject + in_body + header_evidence, raised)
-
-
-def own_text(body: str) -> str:
-    """The part of a body the sender wrote: no quoted reply, no forwarded block, no signature."""
-    if not body:
-        return ""
-    lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
-    kept = []
-    for i, line in enumerate(lines):
-        stripped = line.strip()
-        if line in ("-- ", "--"):
-            break
-        if stripped.startswith(">"):
-            continue
-        low = stripped.lower()
-        if low.startswith("-") and _ORIGINAL.fullmatch(low):
-            break
-        if low.startswith(("on ", "am ", "le ")) and (
-            low.endswith(_WROTE)
-            or (i + 1 < len(lines) and lines[i + 1].strip().lower().endswith(_WROTE))
-        ):
-            break
-        if low.startswith("from:") and any(
-            nxt.strip().lower().startswith(("sent:", "date:")) for nxt in lines[i + 1 : i + 4]
-        ):
-            break
-        kept.append(line)
-    return "\n".join(kept)
 
 
 def _choose(evidence: Iterable[Evidence]) -> int | None:
@@ -369,11 +407,17 @@ def _insert(trie: dict, atoms: list[str], entry: _Entry, entries: dict[str, _Ent
     return True
 
 
-def _emit(node: dict) -> str:
+def _is_cjk(phrase: str) -> bool:
+    """Written in a script without spaces between words (it starts with Han, kana, Hangul)."""
+    return bool(_CJK_START.match(phrase.strip()))
+
+
+def _emit(node: dict, bounded: bool = True) -> str:
     """The trie as one regex: shared prefixes are tested once, longer phrases first."""
-    alternatives = [atom + _emit(child) for atom, child in sorted(node.items()) if atom]
+    alternatives = [atom + _emit(child, bounded) for atom, child in sorted(node.items()) if atom]
     if "" in node:  # an empty named group marks which phrase ended here
-        alternatives.append(rf"(?!\w)(?P<{node['']}>)")
+        boundary = r"(?!\w)" if bounded else ""
+        alternatives.append(rf"{boundary}(?P<{node['']}>)")
     if len(alternatives) == 1:
         return alternatives[0]
     return "(?:" + "|".join(alternatives) + ")"

@@ -19,10 +19,10 @@ from triage.addresses import sendable
 from triage.config import Config
 from triage.conversation import token_pattern
 from triage.message import Email
+from triage.subjects import bare as bare_subject
 from triage.templates import Templates
 
 _CRLF = re.compile(r"[\r\n\x00]+")
-_PREFIXES = re.compile(r"^\s*((re|fwd?|aw|sv|vs|antw|wg)\s*:\s*)+", re.IGNORECASE)
 
 
 _BULK = ("bulk", "junk", "list", "auto_reply")
@@ -113,10 +113,9 @@ def capped_subject(subject: str, limit: int = SUBJECT_MAX) -> str:
 
 
 def ack_subject(subject: str, number: str, prefix: str) -> str:
-    """`[#T-000123] original subject`, without Re:/token pile-ups."""
-    bare = token_pattern(prefix).sub("", clean(subject))
-    bare = _PREFIXES.sub("", bare).strip() or "(no subject)"
-    return f"[#{number}] {bare}"
+    """`[#T-000123] original subject`, without pile-ups of tokens or of prefixes in any language."""
+    rest = bare_subject(token_pattern(prefix).sub("", clean(subject))) or "(no subject)"
+    return f"[#{number}] {rest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +143,7 @@ class AckFacts:
     timezone: str
     requester_name: str
     kind: str = "ack"  # ack | held
+    stranger: bool = False  # unknown sender: the level's name only, no claim about their systems
 
 
 def facts_for(email: Email, d, config: Config) -> AckFacts:
@@ -161,6 +161,7 @@ def facts_for(email: Email, d, config: Config) -> AckFacts:
         d.timezone or config.timezone,
         d.requester_name or email.from_name,
         "held" if d.status == "pending-approval" else "ack",
+        d.stranger,
     )
 
 
@@ -230,7 +231,9 @@ def render(facts: AckFacts, templates: Templates, config: Config, now: datetime)
         "ticket": facts.number,
         "subject": original or "(no subject)",
         "priority": facts.priority or "normal",
-        "meaning": templates.meanings.get(facts.level or 3, ""),
+        "meaning": (templates.plain_meanings if facts.stranger else templates.meanings).get(
+            facts.level or 3, ""
+        ),
         "due": when,
         "response": f"We will answer by {when}."
         if facts.due

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import string
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.errors import ConfigError
@@ -37,17 +37,24 @@ _SAMPLE = {
 }
 
 
+# Said to a sender matched to no contact and no known company, whose systems we know
+# nothing about: the level's name only (meanings.toml [unknown_sender] overrides it).
+PLAIN_MEANINGS = {1: "urgent", 2: "high", 3: "normal", 4: "low"}
+
+
 @dataclass(frozen=True, slots=True)
 class Templates:
     ack_text: string.Template
     ack_html: string.Template | None
     held_text: string.Template
     meanings: dict[int, str]
+    plain_meanings: dict[int, str] = field(default_factory=lambda: dict(PLAIN_MEANINGS))
 
     @classmethod
     def load(cls, folder: Path) -> Templates:
         meanings_file = folder / "meanings.toml"
         meanings: dict[int, str] = {}
+        plain = dict(PLAIN_MEANINGS)
         if meanings_file.is_file():
             try:
                 data = tomllib.loads(meanings_file.read_text(encoding="utf-8"))
@@ -55,21 +62,15 @@ class Templates:
                 raise ConfigError(
                     meanings_file, "-", f"not valid TOML ({exc})", "correct the syntax"
                 ) from None
-            for key, value in data.get("meaning", {}).items():
-                if not key.isdigit() or not isinstance(value, str):
-                    raise ConfigError(
-                        meanings_file,
-                        f"meaning.{key}",
-                        "must be a level number and a text",
-                        '1 = "critical: ..."',
-                    )
-                meanings[int(key)] = value
+            meanings = _levels(meanings_file, data, "meaning", '1 = "critical: ..."')
+            plain.update(_levels(meanings_file, data, "unknown_sender", '1 = "urgent"'))
         html_file = folder / "ack.html"
         return cls(
             _template(folder / "ack.txt"),
             _template(html_file) if html_file.is_file() else None,
             _template(folder / "held.txt"),
             meanings,
+            plain,
         )
 
     def render(self, which: str, values: dict[str, str]) -> tuple[str, str | None]:
@@ -81,6 +82,19 @@ class Templates:
         if self.ack_html is not None:
             markup = self.ack_html.substitute({k: html.escape(v) for k, v in values.items()})
         return text, markup
+
+
+def _levels(path: Path, data: dict, table: str, example: str) -> dict[int, str]:
+    """[table] of level number -> text, validated."""
+    values = data.get(table, {})
+    if not isinstance(values, dict):
+        raise ConfigError(path, table, "must be a table", f"write [{table}] then {example}")
+    out: dict[int, str] = {}
+    for key, value in values.items():
+        if not key.isdigit() or not isinstance(value, str):
+            raise ConfigError(path, f"{table}.{key}", "must be a level number and a text", example)
+        out[int(key)] = value
+    return out
 
 
 def _template(path: Path) -> string.Template:
