@@ -976,6 +976,14 @@ def _check(plan, items, dc, sinks, daemon, db, feeder, chaos, diff) -> list[str]
         for e in logged
         if e.get("level") in ("error", "critical") or e.get("event") == "mailbox_error"
     )
+    # A planned SMTP outage is a relay failing; each must end with the relay's all-clear.
+    relay = Counter(e.get("event") for e in logged if str(e.get("event")).startswith("relay_"))
+    if plan.outages:
+        errors.pop("relay_failing", None)
+    if relay["relay_failing"] > relay["relay_recovered"]:
+        diff(
+            f"relay_failing {relay['relay_failing']} times, relay_recovered only {relay['relay_recovered']}"
+        )
     for c, name in ((chaos["kill"], "kills"), (chaos["restart"], "Dovecot restarts")):
         planned = plan.kills if name == "kills" else plan.restarts
         if c != planned:

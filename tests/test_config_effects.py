@@ -229,6 +229,19 @@ def _ticket_prefix(env: Env) -> None:
     assert "[#HD-000001]" in outbox(store)[0][1]
 
 
+@effect("identity.authserv_ids")
+def _authserv_ids(env: Env) -> None:
+    # The topmost Authentication-Results says the From failed DMARC. By default the topmost
+    # header is believed (our boundary added it): no acknowledgement to a forged sender.
+    # Named authserv_ids that are not its author make it a header anyone could have written.
+    mail = request(Authentication_Results="mx.msp.example; dmarc=fail header.from=acme.example")
+    (believed,), _ = env.triage("", mail, name="plain.toml")
+    env.db.unlink()
+    (foreign,), _ = env.triage('[identity]\nauthserv_ids = ["mx.corp.example"]\n', mail)
+    assert (believed.auto_reply, foreign.auto_reply) == (False, True)
+    assert "failed authentication" in (believed.reply_suppressed or "")
+
+
 FORWARD = (
     "Please have a look.\n\n---------- Forwarded message ---------\n"
     "From: Jane Doe <jane.doe@acme.example>\nSubject: printer\n\nThe printer is jammed.\n"
@@ -341,6 +354,16 @@ def _contacts_unknown(env: Env) -> None:
     (d,), store = env.triage('[contacts]\nunknown = "ignore"\n', request())
     assert (d.action, d.reason) == ("filtered", "unknown-sender")
     assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone() == (0,)
+
+
+@effect("contacts.unknown_ceiling")
+def _unknown_ceiling(env: Env) -> None:
+    mail = request(From="Someone <someone@stranger.example>", Subject="URGENT: server down")
+    (plain,), _ = env.triage("", mail, name="plain.toml")
+    env.db.unlink()
+    (capped,), _ = env.triage('[contacts]\nunknown_ceiling = "P3"\n', mail)
+    assert (plain.priority, capped.priority) == ("P1", "P3")
+    assert capped.due > plain.due
 
 
 @effect("contacts.fuzzy_threshold")
@@ -576,10 +599,15 @@ def _mailbox_after(env: Env) -> None:
     assert not any("Processed" in f for f in servers.folders(dc, "support"))
 
 
-@effect("mailbox.processed_folder", "mailbox.filtered_folder", "mailbox.errors_folder")
+@effect(
+    "mailbox.processed_folder",
+    "mailbox.filtered_folder",
+    "mailbox.review_folder",
+    "mailbox.errors_folder",
+)
 def _mailbox_target_folders(env: Env) -> None:
     dc = env.dovecot()
-    targets = {"processed": "Done", "filtered": "Robots", "errors": "Broken"}
+    targets = {"processed": "Done", "filtered": "Robots", "review": "Held", "errors": "Broken"}
     mb = env.mailbox(dc, **{f"{k}_folder": v for k, v in targets.items()})
     for outcome, folder in targets.items():
         servers.append(dc, "support", "INBOX", request(Message_ID=f"<{outcome}@x>"))
@@ -816,10 +844,18 @@ def _outbox_seconds(env: Env) -> None:
 
 
 def sent_through(smtp: endpoints.Smtp, sink: servers.SmtpSink) -> dict:
-    from triage.outbox import Sender
+    from triage.relay import Sender
 
     raw = build({"From": "support@msp.example", "To": "jane@acme.example", "Subject": "hi"})
-    asyncio.run(Sender(smtp, "support@msp.example").send("jane@acme.example", raw))
+
+    async def send() -> None:
+        session = Sender(smtp, "support@msp.example").session()
+        try:
+            await session.send("jane@acme.example", raw)
+        finally:
+            await session.close()
+
+    asyncio.run(send())
     return sink.envelopes()[-1]
 
 

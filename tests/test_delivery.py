@@ -110,9 +110,10 @@ def test_a_wrong_relay_password_is_relay_failing_in_the_log_status_and_systemd_u
         failing = d.logged("relay_failing")[0]
         assert failing["kind"] == "auth" and "535" in failing["error"]
         wait_for(lambda: any("relay: FAILING" in s for s in notes.statuses), 10, "STATUS=")
-        status = json.loads(d.cli("status", "--json").stdout)
+        status = json.loads(d.cli("status", "--json", codes=(2,)).stdout)  # critical
         assert status["relay"]["failing"] and "535" in status["relay"]["last_error"]
-        assert "relay: FAILING" in d.cli("status").stdout
+        assert status["verdict"]["reasons"] == ["relay failing (auth)"]
+        assert "relay: FAILING" in d.cli("status", codes=(2,)).stdout
         # rows are not failed by the relay's fault, and no one sends a row twice
         assert {r for r in d.query("SELECT status, attempts FROM outbox")} <= {
             ("pending", 0),
