@@ -18,7 +18,13 @@ $(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
-# Test servers: Dovecot from Debian's packages (the SMTP server, aiosmtpd, is a Python package).
+# Test servers: Dovecot and Cyrus IMAP from Debian's packages (the SMTP server, aiosmtpd, is a
+# Python package). Debian's cyrus-imapd conflicts with dovecot-imapd (both provide imap-server):
+# cyrus-common (master, tools, libraries) and sasl2-bin are installed, and cyrus-imapd's imapd is
+# unpacked into CYRUS_IMAPD with dpkg-deb, not installed (tests/support/cyrus.py looks there).
+CYRUS_IMAPD := /usr/local/lib/triage-tests/cyrus-imapd
+CYRUS_DEBS := cyrus-common sasl2-bin
+
 servers:
 	@command -v dovecot >/dev/null 2>&1 || ( \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -26,6 +32,15 @@ servers:
 	     (apt-get update -q >/dev/null && apt-get install -y -q dovecot-imapd >/dev/null)) || \
 	    echo "note: could not install dovecot-imapd; IMAP tests will skip"; \
 	  else echo "note: dovecot not installed (apt-get install dovecot-imapd); IMAP tests will skip"; fi)
+	@test -x /usr/lib/cyrus/bin/imapd -o -x $(CYRUS_IMAPD)/usr/lib/cyrus/bin/imapd || ( \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    (apt-get install -y -q --no-install-recommends $(CYRUS_DEBS) >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(CYRUS_DEBS) >/dev/null)) && \
+	    debs=$$(mktemp -d) && (cd $$debs && apt-get download -q cyrus-imapd >/dev/null 2>&1) && \
+	    mkdir -p $(CYRUS_IMAPD) && dpkg-deb -x $$debs/cyrus-imapd_*.deb $(CYRUS_IMAPD) && rm -rf $$debs || \
+	    echo "note: could not set up Cyrus IMAP; its tests will skip"; \
+	  else echo "note: Cyrus IMAP not set up (run make servers as root); its tests will skip"; fi)
 
 demo: $(VENV)/.installed
 	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks
