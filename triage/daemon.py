@@ -214,12 +214,14 @@ class Health:
     """What `triage status` and the STATUS= line say about one mailbox."""
 
     state: str = "starting"
-    failures: int = 0
+    failures: int = 0  # sessions in a row that failed before filing anything
     failing: bool = False
     logged_in_once: bool = False
     last_error: str = ""
     stalled_since: datetime | None = None
     alerts_sent: set[str] = field(default_factory=set)
+    filed: bool = False  # this session has filed a batch (or found nothing to file)
+    progress_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # the stall clock
 
 
 class Daemon:
@@ -307,6 +309,7 @@ class Daemon:
         delay = 1.0
         while not self.stop.is_set():
             session = ImapSession(mb)
+            health.filed = False
             try:
                 self._set(mb, health, "connecting")
                 selected = await session.open()
@@ -316,21 +319,18 @@ class Daemon:
                     uidvalidity=selected.uidvalidity,
                     exists=selected.exists,
                 )
-                health.failures, health.failing, health.logged_in_once = 0, False, True
-                health.alerts_sent.clear()
-                delay = 1.0
-                mailbox_state.update(
-                    self.store,
-                    mb.name,
-                    failures=0,
-                    failing=0,
-                    last_error="",
-                    last_ok_at=mailbox_state.now_text(),
-                )
+                # A login is not health: the failure count and the backoff go on until this
+                # session files mail (_filed). Reset here, a server that takes the login but
+                # refuses every move was retried about once a second and never reported.
+                health.logged_in_once = True
+                mailbox_state.update(self.store, mb.name, last_ok_at=mailbox_state.now_text())
                 self._maybe_ready()
                 await self._serve(mb, session, selected, logger)
             except ImapError as exc:
-                await self._failed(mb, health, logger, exc.kind, str(exc))
+                message = str(exc)
+                if exc.kind == "config" and self.config_path is not None:
+                    message = f"{self.config_path}: {message}"
+                await self._failed(mb, health, logger, exc.kind, message)
             except (TimeoutError, OSError, ConnectionError) as exc:
                 await self._failed(mb, health, logger, "connect", f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # noqa: BLE001 - never crash the daemon on one mailbox
@@ -340,6 +340,8 @@ class Daemon:
                 await session.close()
             if self.stop.is_set():
                 break
+            if health.filed:
+                delay = 1.0  # this session worked: a new fault starts the backoff again
             # Exponential backoff with jitter, bounded: never a busy loop.
             wait = min(self.config.daemon.backoff_max_seconds, delay) * random.uniform(0.5, 1.0)
             logger.info(
@@ -362,6 +364,8 @@ class Daemon:
             self._set(mb, self.health[mb.name], "fetching")
             uids = await session.unprocessed(last_uid)
             mailbox_state.update(self.store, mb.name, backlog=len(uids))
+            if not uids:
+                self._filed(mb)  # nothing waits: as good as filed
             last_uid = max(
                 last_uid, await self._drain(mb, session, selected.uidvalidity, uids, logger)
             )
@@ -400,6 +404,7 @@ class Daemon:
                     break
                 batch = pending.popleft()
                 await self._process(mb, session, batch, logger)
+                self._filed(mb)
                 done, written = max(done, *batch.uids), written + len(batch.uids)
                 mailbox_state.update(
                     self.store, mb.name, last_uid=done, backlog=len(uids) - written
@@ -453,6 +458,9 @@ class Daemon:
                 else:
                     outcomes[self._outcome(d)].append(f.uid)
             self.recorder.commit()
+        # Logged as committed: a move that fails next must not hide what was decided and stored.
+        for d in decisions:
+            log_decision(logger, d)
         # A duplicate may have been filed already (its copy here is a ghost) or not.
         outcomes["filed"] = []
         for outcome, pairs in again.items():
@@ -462,8 +470,6 @@ class Daemon:
         # Only now, with the rows committed, does the server hear about these messages.
         for outcome, uids in outcomes.items():
             await session.ack(uids, outcome)
-        for d in decisions:
-            log_decision(logger, d)
         if decisions:
             mailbox_state.update(self.store, mb.name, last_message_at=mailbox_state.now_text())
         if any(d.auto_reply for d in decisions):
@@ -479,6 +485,21 @@ class Daemon:
         return OUTCOME[d.action]
 
     # -- health ------------------------------------------------------------------
+    def _filed(self, mb: Mailbox) -> None:
+        """A batch is filed on the server (or nothing waits): the stall clock starts again, and
+        the first time in a session, the failure count too."""
+        health = self.health[mb.name]
+        health.progress_at = datetime.now(UTC)
+        if health.filed:
+            return
+        health.filed = True
+        was_failing = health.failing
+        health.failures, health.failing, health.last_error = 0, False, ""
+        health.alerts_sent.clear()
+        mailbox_state.update(self.store, mb.name, failures=0, failing=0, last_error="")
+        if was_failing:
+            self._status()
+
     async def _failed(self, mb: Mailbox, health: Health, logger, kind: str, message: str) -> None:
         health.failures += 1
         health.last_error = message
@@ -486,7 +507,7 @@ class Daemon:
             "mailbox_connection_failed", kind=kind, error=message, attempt=health.failures
         )
         loud = (
-            kind in ("auth", "tls", "secret", "stalled")
+            kind in ("auth", "tls", "secret", "stalled", "config")
             or health.failures >= self.config.daemon.alert_after_failures
         )
         fields: dict[str, object] = {
@@ -503,7 +524,7 @@ class Daemon:
         mailbox_state.update(self.store, mb.name, **fields)
         health.state = str(fields["state"])
         self._status()
-        if kind in ("auth", "tls", "secret"):
+        if kind in ("auth", "tls", "secret", "config"):
             self._maybe_ready()  # systemd should see us running and failing loudly, not hanging in start
 
     def _alert(self, mb: Mailbox, kind: str, message: str) -> None:
@@ -562,7 +583,12 @@ class Daemon:
             await self._sleep(self.config.daemon.sla_check_seconds)
 
     async def _stall_checks(self) -> None:
-        """A mailbox that holds mail while nothing is ingested for a while is failing too."""
+        """A mailbox that holds mail while nothing is filed for a while is failing too.
+
+        The clock runs from the last batch filed (or the last look that found nothing
+        waiting, or the start), never from a login: a server that takes every login and
+        refuses every move is stalled.
+        """
         limit = self.config.daemon.stalled_minutes * 60
         while not self.stop.is_set():
             await self._sleep(min(60.0, limit / 4))
@@ -571,14 +597,7 @@ class Daemon:
                 health = self.health.get(row["mailbox"])
                 if health is None or health.failing or not row.get("backlog"):
                     continue
-                last = max(
-                    filter(None, (row.get("last_message_at"), row.get("last_ok_at"))), default=None
-                )
-                if last is None:
-                    continue
-                idle_for = (
-                    now - datetime.fromisoformat(last.replace("Z", "+00:00"))
-                ).total_seconds()
+                idle_for = (now - health.progress_at).total_seconds()
                 if idle_for > limit:
                     mb = next(m for m in self.config.mailboxes if m.name == row["mailbox"])
                     await self._failed(
@@ -586,7 +605,7 @@ class Daemon:
                         health,
                         self.log.bind(mailbox=mb.name),
                         "stalled",
-                        f"{row['backlog']} message(s) waiting and nothing ingested for {idle_for / 60:.0f} minutes",
+                        f"{row['backlog']} message(s) waiting and nothing filed for {idle_for / 60:.0f} minutes",
                     )
 
     async def _outbox(self) -> None:
