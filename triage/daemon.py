@@ -3,7 +3,8 @@
 One task per mailbox, one for the periodic SLA check, one for the watchdog.
 Parsing runs in worker processes under a per-message time limit, so one poison
 message never blocks the rest; a message is moved, flagged or deleted on the
-server only after the commit that holds it. SIGTERM finishes the batch in hand;
+server only after the commit that holds it. SIGTERM or SIGINT, to the daemon or
+its whole process group, finishes the batch in hand (a second one stops at once);
 SIGHUP reloads rules and contacts, keeping the old ones if the new are broken.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import hashlib
 import multiprocessing
 import os
@@ -32,6 +32,7 @@ from triage.pipeline import Action, Analysis, Decision, Rules
 from triage.replay import stage_one
 from triage.sources.imap import Fetched, ImapError, ImapSession
 from triage.store import Store
+from triage.workers import finished, init_worker, stop_pool
 
 OUTCOME = {
     Action.TICKET: "processed",
@@ -41,33 +42,14 @@ OUTCOME = {
 }
 
 _worker: tuple[Rules, Path | None] | None = None
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+STOP_GRACE = 20.0  # seconds to finish the batch in hand after SIGTERM (the unit allows 30)
+CANCEL_GRACE = 3.0  # then seconds for what was cut short to close its connections
 
 
 def _init_worker(rules: Rules, files: Path | None, parent: int) -> None:
     global _worker
     _worker = (rules, files)
-    _die_with(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-def _die_with(parent: int) -> None:
-    """SIGKILL this worker when the daemon dies, however it dies (Linux; elsewhere nothing).
-
-    An idle worker notices its parent is gone; one busy with a poison message does not, and
-    after a `kill -9` of the daemon (the OOM killer, a supervisor that signals only the main
-    pid) it went on spinning, alone, for ever.
-    """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return
-    if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        return
-    if os.getppid() != parent:  # it died before the line above: no signal will come
-        os._exit(1)
+    init_worker(parent)  # the parent decides when workers stop
 
 
 def _analyse_chunk(items: list[tuple[str, bytes]]) -> list[Analysis]:
@@ -105,6 +87,7 @@ class Analyser:
         self.files = files
         self.workers = workers or os.cpu_count() or 1
         self.pool = self._start()
+        self.retired: list = []  # pools replaced by a reload, finishing what they were given
         self.waiting: dict[asyncio.Future, list[Item]] = {}
 
     def _start(self):
@@ -117,6 +100,7 @@ class Analyser:
         self.rules = rules
         old, self.pool = self.pool, self._start()
         old.close()  # it finishes what it was given
+        self.retired = [p for p in self.retired if not finished(p)] + [old]
 
     def submit(self, items: list[Item], chunk: int = CHUNK) -> list[Task]:
         """Start stage one on every item now; `collect` the results later."""
@@ -173,7 +157,7 @@ class Analyser:
 
     def _replace_pool(self, first: list[Item]) -> list[Task]:
         """A worker is stuck: a new pool that runs `first` one by one, then what else waited."""
-        self.pool.terminate()
+        stop_pool(self.pool)
         self.pool = self._start()
         others = [(f, part) for f, part in self.waiting.items() if not f.done()]
         alone = self.submit(first, chunk=1)
@@ -182,8 +166,10 @@ class Analyser:
         return alone
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        """Stop every worker, waiting a bounded time (see workers.stop_pool)."""
+        for pool in (*self.retired, self.pool):
+            stop_pool(pool)
+        self.retired.clear()
 
 
 def _settle(future: asyncio.Future, result, exc) -> None:
@@ -240,6 +226,7 @@ class Daemon:
         self.recorder = Recorder(rules, self.store)
         self.analyser = Analyser(rules, self.store.files)
         self.stop = asyncio.Event()
+        self.hurry = asyncio.Event()  # a second signal: stop now, not after the batch in hand
         self.lock = asyncio.Lock()  # one batch in the store at a time
         self.health = {mb.name: Health() for mb in config.mailboxes}
         self.ready_sent = False
@@ -268,10 +255,7 @@ class Daemon:
         await self.stop.wait()
         self.notifier.stopping()
         self.log.info("daemon_stopping")
-        done, pending = await asyncio.wait(tasks, timeout=20)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._wind_down(tasks)
         for name in self.health:
             mailbox_state.update(self.store, name, state="stopped")
         self.analyser.close()
@@ -279,8 +263,37 @@ class Daemon:
         self.log.info("daemon_stopped")
         return 0
 
+    async def _wind_down(self, tasks: list[asyncio.Task]) -> None:
+        """Let each task finish what it holds (the batch in hand is committed and filed), for
+        STOP_GRACE at most or until a second signal; then cancel what is left, which closes
+        its connection. What was cancelled before its commit is fetched again next time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE
+        pending = set(tasks)
+        hurry = asyncio.ensure_future(self.hurry.wait())
+        try:
+            while pending and not self.hurry.is_set() and loop.time() < deadline:
+                done, _ = await asyncio.wait(
+                    pending | {hurry},
+                    timeout=deadline - loop.time(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                pending -= done
+        finally:
+            hurry.cancel()
+        if pending:
+            self.log.warning("stop_cut_short", tasks=sorted(t.get_name() for t in pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=CANCEL_GRACE)
+
     def _request_stop(self, sig: int) -> None:
-        self.log.info("signal_received", signal=signal.Signals(sig).name)
+        name = signal.Signals(sig).name
+        if self.stop.is_set():
+            self.log.warning("stop_hurried", signal=name)  # stop now: the batch in hand waits
+            self.hurry.set()
+            return
+        self.log.info("signal_received", signal=name)
         self.stop.set()
 
     async def reload(self) -> None:
