@@ -47,7 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import HOST, free_port, make_cert, proc_fields, wait_for_port
+from tests.servers import HOST, free_port, make_cert, wait_for_port
+from tests.support import procs
 
 LIBEXEC = Path("/usr/lib/cyrus/bin")  # cyrus-common: master, ctl_cyrusdb; cyrus-imapd: imapd
 IMAPD_UNPACKED = Path("/usr/local/lib/triage-tests/cyrus-imapd")  # dpkg-deb -x cyrus-imapd_*.deb
@@ -139,7 +140,7 @@ class Cyrus:
         _sweep_orphans(shared)
         root = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=shared))
         os.chmod(root, 0o755)
-        (root / "owner").write_text(f"{os.getpid()} {_starttime(os.getpid())}")
+        (root / "owner").write_text(f"{os.getpid()} {procs.starttime(os.getpid())}")
         link = tmp / root.name
         link.symlink_to(root, target_is_directory=True)
         cy = cls(root, link, users, idled)
@@ -156,7 +157,8 @@ class Cyrus:
     def _prepare(self) -> None:
         cyrus = pwd.getpwnam("cyrus")
         root = self.root
-        for name in ("conf", "part", "proc", "lock", "socket", "sieve"):
+        # conf/socket: each imapd in IDLE binds conf/socket/idle.PID there for idled to reach it
+        for name in ("conf", "conf/socket", "part", "proc", "lock", "sieve"):
             (root / name).mkdir()
             os.chown(root / name, cyrus.pw_uid, cyrus.pw_gid)
         sasldb = root / "sasldb2"
@@ -184,9 +186,9 @@ class Cyrus:
             f"proc_path: {root / 'proc'}",
             f"mboxname_lockpath: {root / 'lock'}",
             f"sievedir: {root / 'sieve'}",
-            f"idlesocket: {root / 'socket' / 'idle'}",
-            f"notifysocket: {root / 'socket' / 'notify'}",
-            f"lmtpsocket: {root / 'socket' / 'lmtp'}",
+            f"idlesocket: {root / 'conf' / 'socket' / 'idle'}",
+            f"notifysocket: {root / 'conf' / 'socket' / 'notify'}",
+            f"lmtpsocket: {root / 'conf' / 'socket' / 'lmtp'}",
             "altnamespace: no",
             "unixhierarchysep: no",
             "hashimapspool: true",
@@ -274,8 +276,8 @@ class Cyrus:
             recorded = int(self.pid_file.read_text().split()[0])
             if recorded != pid:
                 raise RuntimeError(f"{self.pid_file} names {recorded}, but our master is {pid}")
-        if str(self.cyrus_conf) not in _cmdline(pid):
-            raise RuntimeError(f"pid {pid} is not our cyrus master: {_cmdline(pid)}")
+        if str(self.cyrus_conf) not in procs.cmdline(pid):
+            raise RuntimeError(f"pid {pid} is not our cyrus master: {procs.cmdline(pid)}")
         return pid
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -286,7 +288,7 @@ class Cyrus:
             return
         if proc.poll() is None:
             pid = self._master_pid()
-            children = _descendants(pid)
+            children = procs.descendants(pid)
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout)
@@ -294,8 +296,8 @@ class Cyrus:
                 proc.kill()
                 proc.wait(10)
             for child, start in children:
-                if _starttime(child) == start and str(self.config_path) in " ".join(
-                    _cmdline(child)
+                if procs.starttime(child) == start and str(self.config_path) in " ".join(
+                    procs.cmdline(child)
                 ):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(child, signal.SIGKILL)
@@ -337,44 +339,16 @@ class Cyrus:
         return f"<Cyrus imap={self.port} imaps={self.tls_port} {state}>"
 
 
-def _starttime(pid: int) -> int | None:
-    fields = proc_fields(pid)
-    return int(fields[19]) if fields else None
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return []
-    return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
-
-
-def _descendants(pid: int) -> list[tuple[int, int]]:
-    """(pid, starttime) of every descendant of pid, from one look at /proc."""
-    children: dict[int, list[tuple[int, int]]] = {}
-    for entry in os.listdir("/proc"):
-        fields = proc_fields(entry) if entry.isdigit() else None
-        if fields is not None:
-            children.setdefault(int(fields[1]), []).append((int(entry), int(fields[19])))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child[0])
-    return out
-
-
 def _sweep_orphans(tempdir: Path) -> None:
     """Remove instance folders whose maker died without cleanup() and whose master is gone."""
     for d in tempdir.glob(_PREFIX + "*"):
         with contextlib.suppress(OSError, ValueError):
             master = int((d / "master.pid").read_text().split()[0])
-            if str(d / "cyrus.conf") in _cmdline(master):
+            if str(d / "cyrus.conf") in procs.cmdline(master):
                 continue  # running
         try:
             pid, start = (int(x) for x in (d / "owner").read_text().split())
         except (OSError, ValueError):
             continue
-        if _starttime(pid) != start:
+        if procs.starttime(pid) != start:
             shutil.rmtree(d, ignore_errors=True)
