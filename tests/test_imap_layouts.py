@@ -111,6 +111,25 @@ def test_the_watched_folder_and_explicit_full_names_follow_the_namespace(prefixe
     assert "INBOX.INBOX.Done" not in servers.folders(prefixed, "support")
 
 
+@needs_cyrus
+def test_on_cyrus_with_idled_new_mail_becomes_a_ticket_within_two_seconds(tmp_path):
+    """Debian's cyrus.conf leaves idled off: IDLE then hears of new mail only at imapd's next
+    poll (about a minute; docs/operations.md). With idled it is at once."""
+    server = cyrus.Cyrus.start(tmp_path / "cyrus", idled=True)
+    try:
+        with killed_after(lambda: Daemon(tmp_path, server, mailbox={"poll_seconds": 600})) as make:
+            d = make().start()
+            wait_for(lambda: d.query("SELECT state FROM mailbox_state") == [("idle",)], 20, "idle")
+            time.sleep(0.5)
+            sent = time.monotonic()
+            servers.append(server, "support", "INBOX", human(Message_ID="<idle@x>"))
+            wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 10, "the ticket")
+            assert time.monotonic() - sent < 2.0
+            assert d.stop() == 0
+    finally:
+        server.cleanup()
+
+
 @pytest.mark.parametrize(
     ("kind", "name", "full"),
     [
