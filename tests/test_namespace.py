@@ -9,8 +9,7 @@ from triage.sources.namespace import Namespace, listed
 CYRUS = b'(("INBOX." ".")) (("user." ".")) (("" "."))'  # Cyrus 3.6, Debian's default layout
 DOVECOT = b'(("" ".")) NIL NIL'  # Dovecot 2.3, Maildir++ layout, no prefix
 DOVECOT_INBOX = b'(("INBOX." ".")) NIL NIL'  # Dovecot with namespace inbox { prefix = INBOX. }
-GMAIL = b'(("" "/")) NIL NIL'
-EXCHANGE = b'(("" "/")) NIL NIL'
+SLASH = b'(("" "/")) NIL NIL'  # a server that separates levels with "/"
 EXTENDED = b'(("" "/" "X-PARAM" ("FLAG1" "FLAG2"))) NIL (("#shared/" "/"))'  # RFC 2342 ext.
 
 
@@ -20,7 +19,7 @@ EXTENDED = b'(("" "/" "X-PARAM" ("FLAG1" "FLAG2"))) NIL (("#shared/" "/"))'  # R
         (CYRUS, "INBOX.", ".", ("user.", "")),
         (DOVECOT, "", ".", ()),
         (DOVECOT_INBOX, "INBOX.", ".", ()),
-        (GMAIL, "", "/", ()),
+        (SLASH, "", "/", ()),
         (EXTENDED, "", "/", ("#shared/",)),
         (b'(("" NIL)) NIL NIL', "", "", ()),  # a flat server: no hierarchy at all
         (b'(("Mail\\\\Box\\"/" "/")) NIL NIL', 'Mail\\Box"/', "/", ()),  # quoted escapes
@@ -53,7 +52,7 @@ def test_an_answer_without_a_readable_personal_namespace_gives_none(answer):
         (DOVECOT, "INBOX", "INBOX"),
         (DOVECOT_INBOX, "Triage/Errors", "INBOX.Triage.Errors"),
         (DOVECOT_INBOX, "Support", "INBOX.Support"),  # the watched folder too
-        (GMAIL, "Triage/Processed", "Triage/Processed"),
+        (SLASH, "Triage/Processed", "Triage/Processed"),
         (EXTENDED, "#shared/Triage", "#shared/Triage"),
     ],
 )
