@@ -68,8 +68,20 @@ def exit_within(proc: subprocess.Popen, bound: float) -> tuple[int, float]:
     return code, time.monotonic() - started
 
 
-def assert_none_left(workers: list[tuple[int, int]]) -> None:
+def assert_none_left(workers: list[tuple[int, int]], config=None) -> None:
+    """The workers seen are gone, and (given the daemon's config) no process of that daemon
+    runs anywhere, orphans included: a worker is a fork with the daemon's command line."""
     wait_for(lambda: not any(procs.alive(*w) for w in workers), 5, "the workers to be gone")
+    if config is not None:
+        wait_for(lambda: not running_with(str(config)), 5, "no process of this daemon")
+
+
+def running_with(argument: str) -> list[int]:
+    return [
+        int(pid)
+        for pid in os.listdir("/proc")
+        if pid.isdigit() and argument in procs.cmdline(int(pid))
+    ]
 
 
 @needs_dovecot
@@ -93,7 +105,7 @@ def test_the_daemon_finishes_the_batch_in_hand_and_stops(imap, tmp_path, sig, wh
         signal_it(d.proc, sig, whom)
         code, took = exit_within(d.proc, 10)
         assert code == 0
-        assert_none_left(workers)
+        assert_none_left(workers, d.config)
         stored = d.scalar("SELECT COUNT(*) FROM messages")
         # the batch in hand was finished: what is stored is filed, the rest is still waiting
         assert (d.count("Triage/Processed"), d.count("INBOX")) == (stored, 150 - stored)
@@ -154,6 +166,26 @@ def test_one_signal_with_a_stuck_message_stops_before_systemd_would_kill(imap, t
         assert_none_left(workers)
         assert d.count("INBOX") == 1 and d.scalar("SELECT COUNT(*) FROM messages") == 0
         assert d.logged("stop_cut_short")
+
+
+@needs_dovecot
+def test_a_reload_asked_for_while_stopping_leaves_no_worker_behind(imap, tmp_path):
+    rules = rules_with_slow_rule(tmp_path)
+    servers.append(imap, "support", "INBOX", human(Message_ID="<stuck@x>", Subject="a" * 60 + "!"))
+    options = {"daemon": {"message_timeout": 120}, "extra": f'[rules]\ndir = "{rules}"'}
+    with killed_after(lambda: Daemon(tmp_path, imap, **options)) as make:
+        d = start_in_own_session(make())
+        workers = workers_of(d.proc.pid)
+        wait_for(lambda: d.query("SELECT backlog FROM mailbox_state") == [(1,)], 20, "the fetch")
+        signal_it(d.proc, signal.SIGTERM, "main")
+        time.sleep(0.5)
+        signal_it(d.proc, signal.SIGHUP, "main")
+        time.sleep(0.5)
+        signal_it(d.proc, signal.SIGTERM, "main")
+        code, took = exit_within(d.proc, 5)
+        assert code == 0
+        assert_none_left(workers, d.config)
+        assert not d.logged("reloaded")
 
 
 def _replay(tmp_path, n: int) -> tuple[subprocess.Popen, object]:
