@@ -104,7 +104,12 @@ def analyses(
 
 
 class _Stop:
-    """The first SIGTERM or SIGINT asks the run to end after the message in hand."""
+    """The first SIGTERM or SIGINT asks the run to end after the message in hand.
+
+    The handler only notes the signal: it runs between two bytecodes of whatever the main
+    thread was doing, and logging from it deadlocked on the log's lock when that was a
+    log line (stage two logs one per message).
+    """
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -115,7 +120,6 @@ class _Stop:
             os.kill(os.getpid(), sig)
             return
         self.signal = sig
-        log.get(component="replay").warning("signal_received", signal=signal.Signals(sig).name)
 
 
 @contextlib.contextmanager
@@ -170,4 +174,6 @@ def replay(
             stream.close()  # stops the workers now, not when the generator is collected
         flush()
         summary.interrupted = stop.signal
+    if summary.interrupted is not None:
+        logger.warning("replay_interrupted", signal=signal.Signals(summary.interrupted).name)
     return summary
