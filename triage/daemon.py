@@ -308,6 +308,8 @@ class Daemon:
             self.notifier.ready()
             return
         async with self.lock:
+            if self.stop.is_set():
+                return  # stopping: a new worker pool now would only be stopped again
             self.rules = rules
             self.recorder = Recorder(rules, self.store)
             self.analyser.reload(rules)
