@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triage.sources.namespace import Namespace, listed
+from triage.sources.namespace import Namespace, listed, same_folder
 
 CYRUS = b'(("INBOX." ".")) (("user." ".")) (("" "."))'  # Cyrus 3.6, Debian's default layout
 DOVECOT = b'(("" ".")) NIL NIL'  # Dovecot 2.3, Maildir++ layout, no prefix
@@ -88,7 +88,8 @@ def test_list_lines_give_flags_delimiter_and_name():
         b'(\\Noselect \\HasChildren) "/" "Triage/Pro\\"x"',
         b"() NIL Flat",
         b'(\\HasNoChildren) "\\\\" Back',
-        b'(\\HasNoChildren) "." {12}',  # a name sent as a literal: not read here
+        b'(\\HasNoChildren) "." {12}',  # a name sent as a literal: the next line
+        bytearray(b'Odd "name" x'),
         b"List completed (0.001 secs).",
     ]
     assert listed(lines) == [
@@ -96,4 +97,18 @@ def test_list_lines_give_flags_delimiter_and_name():
         ("\\noselect \\haschildren", "/", 'Triage/Pro"x'),
         ("", "", "Flat"),
         ("\\hasnochildren", "\\", "Back"),
+        ("\\hasnochildren", ".", 'Odd "name" x'),
     ]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("INBOX.Done", "INBOX.Done", True),
+        ("inbox.Done", "INBOX.Done", True),  # INBOX in any case
+        ("INBOX.done", "INBOX.Done", False),  # the other levels exactly
+        ("Triage.Processed", "triage.processed", False),
+    ],
+)
+def test_folder_names_compare_with_inbox_in_any_case(a, b, same):
+    assert same_folder(a, b) is same

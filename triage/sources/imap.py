@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import aioimaplib
 
 from triage.endpoints import Mailbox, SecretError
-from triage.sources.namespace import Namespace, listed
+from triage.sources.namespace import Namespace, listed, same_folder
 
 OUTCOMES = ("processed", "filtered", "errors", "filed")  # filed: already in its folder
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)$", re.DOTALL)
@@ -289,7 +289,7 @@ class ImapSession:
         assert self.client is not None
         response = await self._timed(self.client.list('""', quote(full)))
         return response.result == "OK" and any(
-            name == full and "\\noselect" not in flags and "\\nonexistent" not in flags
+            same_folder(name, full) and "\\noselect" not in flags and "\\nonexistent" not in flags
             for flags, _delimiter, name in listed(response.lines)
         )
 

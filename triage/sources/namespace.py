@@ -84,18 +84,22 @@ class Namespace:
 def listed(lines: list) -> list[tuple[str, str, str]]:
     """(flags in lower case, delimiter, name) of each folder in the lines of a LIST answer.
 
-    Lines that are not a folder (the tagged status, a name sent as a literal) are skipped.
+    A name sent as a literal ({n}) is the line that follows; other lines (the tagged
+    status) are skipped.
     """
     out = []
-    for line in lines:
+    for n, line in enumerate(lines):
         found = _LIST.match(bytes(line)) if isinstance(line, bytes | bytearray) else None
         if not found:
             continue
         name = found.group("name")
         if name.startswith(b'"') and name.endswith(b'"') and len(name) >= 2:
             name = re.sub(rb"\\(.)", rb"\1", name[1:-1])
-        elif name.startswith(b"{"):
-            continue
+        elif re.fullmatch(rb"\{\d+\}", name):
+            following = lines[n + 1] if n + 1 < len(lines) else None
+            if not isinstance(following, bytes | bytearray):
+                continue
+            name = bytes(following)
         delimiter = (found.group("delim") or b"").removeprefix(b"\\")
         out.append(
             (
@@ -105,6 +109,13 @@ def listed(lines: list) -> list[tuple[str, str, str]]:
             )
         )
     return out
+
+
+def same_folder(a: str, b: str) -> bool:
+    """Two server names of one folder: equal, but INBOX (and the levels below it) in any case."""
+    if a[:5].upper() == "INBOX" and b[:5].upper() == "INBOX":
+        return a[5:] == b[5:]
+    return a == b
 
 
 def _starts_with(name: str, prefix: str) -> bool:
