@@ -206,8 +206,12 @@ def test_a_session_that_logs_in_but_cannot_file_counts_as_failing(cyrus_server, 
         triaged = d.logged("message_triaged")
         assert triaged and triaged[0]["action"] == "ticket"
         assert d.scalar("SELECT COUNT(*) FROM tickets") == 1
+        assert "FAILING" in d.cli("status").stdout
         assert d.stop() == 0
     assert servers.count(cyrus_server, "support", "INBOX") == 1
+    assert ("ops@msp.example", "triage: mailbox support is failing (protocol)") in d.query(
+        "SELECT to_addr, subject FROM outbox"
+    )
 
 
 @needs_cyrus
