@@ -18,9 +18,16 @@ $(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(VENV)/.installed $@
 
-# Test servers: Dovecot and Postfix from Debian's packages (the SMTP sink, aiosmtpd, is a Python
-# package). Postfix is installed unconfigured ("No configuration"): no system instance is set up
-# or started; tests run private instances (tests/postfix.py).
+# Test servers: Dovecot, Postfix and Cyrus IMAP from Debian's packages (the SMTP sink, aiosmtpd,
+# is a Python package). Postfix is installed unconfigured ("No configuration"): no system
+# instance is set up or started; tests run private instances (tests/postfix.py). It is installed
+# before Cyrus, whose packages would otherwise pull in another mail server. Debian's cyrus-imapd
+# conflicts with dovecot-imapd (both provide imap-server): cyrus-common (master, tools,
+# libraries) and sasl2-bin are installed, and cyrus-imapd's imapd is unpacked into CYRUS_IMAPD
+# with dpkg-deb, not installed (tests/support/cyrus.py looks there).
+CYRUS_IMAPD := /usr/local/lib/triage-tests/cyrus-imapd
+CYRUS_DEBS := cyrus-common sasl2-bin
+
 servers:
 	@command -v dovecot >/dev/null 2>&1 || ( \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -36,6 +43,15 @@ servers:
 	      DEBIAN_FRONTEND=noninteractive apt-get install -y -q postfix >/dev/null)) || \
 	    echo "note: could not install postfix; relay tests will skip"; \
 	  else echo "note: postfix not installed (apt-get install postfix); relay tests will skip"; fi)
+	@test -x /usr/lib/cyrus/bin/imapd -o -x $(CYRUS_IMAPD)/usr/lib/cyrus/bin/imapd || ( \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    (apt-get install -y -q --no-install-recommends $(CYRUS_DEBS) >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $(CYRUS_DEBS) >/dev/null)) && \
+	    debs=$$(mktemp -d) && (cd $$debs && apt-get download -q cyrus-imapd >/dev/null 2>&1) && \
+	    mkdir -p $(CYRUS_IMAPD) && dpkg-deb -x $$debs/cyrus-imapd_*.deb $(CYRUS_IMAPD) && rm -rf $$debs || \
+	    echo "note: could not set up Cyrus IMAP; its tests will skip"; \
+	  else echo "note: Cyrus IMAP not set up (run make servers as root); its tests will skip"; fi)
 
 demo: $(VENV)/.installed
 	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks

@@ -232,8 +232,10 @@ def messages(count: int, seed: int) -> list[Item]:
 # --------------------------------------------------------------------------- processes
 
 
-def _group(pgid: int, mark: str = "") -> list[int]:
-    """Live pids whose process group is pgid (and whose command line holds `mark`)."""
+def _group(sid: int, mark: str = "") -> list[int]:
+    """Live pids of the session `sid` (and whose command line holds `mark`): a daemon started
+    in its own session and everything it started, its parse workers included, which run in
+    process groups of their own; what systemd's cgroup is to the service."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -245,7 +247,7 @@ def _group(pgid: int, mark: str = "") -> list[int]:
             cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X") and mark.encode() in cmdline:
+        if int(fields[3]) == sid and fields[0] not in (b"Z", b"X") and mark.encode() in cmdline:
             out.append(int(entry))
     return out
 
@@ -259,19 +261,19 @@ def _cpu_seconds(pid: int) -> float:
 
 
 class Daemon:
-    """`triage run` as a subprocess in its own process group, logging JSON lines to a file."""
+    """`triage run` as a subprocess in its own session, logging JSON lines to a file."""
 
     def __init__(self, config: Path, log: Path) -> None:
         self.config = config
         self.log = log
         self.proc: subprocess.Popen | None = None
         self.starts = 0
-        self.killed: list[int] = []  # process groups of daemons that were killed or stopped
-        self.orphans = 0  # processes still in such a group seconds after its daemon ended
+        self.killed: list[int] = []  # sessions of daemons that were killed or stopped
+        self.orphans = 0  # processes still in such a session seconds after its daemon ended
         self.exits: list[int] = []  # statuses of daemons that ended by themselves
 
     def start(self) -> None:
-        # its own process group: what systemd's cgroup is to the service
+        # its own session: what systemd's cgroup is to the service
         self.proc = servers.run_daemon(self.config, self.log, start_new_session=True)
         self.starts += 1
 
@@ -307,15 +309,15 @@ class Daemon:
         return rc
 
     def reap(self, grace: float) -> None:
-        """Wait up to `grace` for what the dead daemons left in their groups (parse workers) to
+        """Wait up to `grace` for what the dead daemons left in their sessions (parse workers) to
         end by themselves; count and SIGKILL what is still there, as systemd would. Only
-        processes running our command line are touched: a group id can be reused."""
+        processes running our command line are touched: a session id can be reused."""
         ours = str(self.config)
         deadline = time.monotonic() + grace
         while any(_group(g, ours) for g in self.killed) and time.monotonic() < deadline:
             time.sleep(0.05)
-        for pgid in self.killed:
-            for pid in _group(pgid, ours):
+        for sid in self.killed:
+            for pid in _group(sid, ours):
                 self.orphans += 1
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)

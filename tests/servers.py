@@ -537,6 +537,7 @@ class Dovecot:
         tokens: Introspection | None = None,
         own_tokens: bool = False,
         auth_socket: bool = False,
+        namespace_prefix: str = "",
     ) -> None:
         self.root = root  # the instance folder (config, sockets, state, log, mail)
         self._link = link  # symlink in the caller's tmpdir when root is a private folder
@@ -547,6 +548,7 @@ class Dovecot:
         # With auth_socket: Dovecot's authentication for other servers (a private Postfix's
         # SASL, smtpd_sasl_type = dovecot) on this socket, open to every local user.
         self.auth_socket: Path | None = root / "run" / "auth-relay" if auth_socket else None
+        self.namespace_prefix = namespace_prefix  # the personal namespace's prefix ("" or "INBOX.")
         self.port: int | None = port
         self.tls_port = tls_port
         self.instance_name = "triage-" + secrets.token_hex(5)
@@ -570,11 +572,16 @@ class Dovecot:
         tls: bool = True,
         users: dict[str, str] | None = None,
         oauth: bool | Introspection = False,
+        namespace_prefix: str = "",
         timeout: float = 15.0,
         auth_socket: bool = False,
     ) -> Dovecot:
         """Start a private instance: an `imap` listener (`port`; offers STARTTLS when tls) and,
         when tls, an `imaps` listener (`tls_port`) with a self-signed cert (`ca_file`).
+
+        namespace_prefix="INBOX." keeps the user's folders under INBOX (NAMESPACE answers
+        `(("INBOX." "."))`), as Courier, Cyrus and many hosting providers do: a folder outside
+        the prefix ("Triage.Processed") is then refused.
 
         oauth=True also offers XOAUTH2 and OAUTHBEARER through Dovecot's oauth2 passdb, checked
         against a new `Introspection` endpoint (`tokens`, stopped by cleanup()); pass an
@@ -589,6 +596,8 @@ class Dovecot:
         for user, password in users.items():
             if not re.fullmatch(r"[A-Za-z0-9._@+-]+", user) or any(c in password for c in ":\n"):
                 raise ValueError(f"unsupported user or password for the passwd-file: {user!r}")
+        if namespace_prefix not in ("", "INBOX."):
+            raise ValueError(f"namespace_prefix must be '' or 'INBOX.', not {namespace_prefix!r}")
         tmp = Path(tmpdir).resolve()
         tmp.mkdir(parents=True, exist_ok=True)
         tokens = Introspection.start() if oauth is True else oauth or None
@@ -622,6 +631,7 @@ class Dovecot:
                     tokens=tokens,
                     own_tokens=own_tokens,
                     auth_socket=auth_socket,
+                    namespace_prefix=namespace_prefix,
                 )
                 dc._prepare()
                 try:
@@ -696,6 +706,7 @@ class Dovecot:
             "protocol imap {",
             "  mail_max_userip_connections = 50",
             "}",
+            *self._namespace(),
             "service imap-login {",
             "  inet_listener imap {",
             "    address = 127.0.0.1",
@@ -721,6 +732,18 @@ class Dovecot:
         )
         if check.returncode != 0:
             raise RuntimeError(f"doveconf rejected {self.config_path}:\n{check.stderr}")
+
+    def _namespace(self) -> list[str]:
+        """The inbox namespace's lines for dovecot.conf when it has a prefix (Maildir++: ".")."""
+        if not self.namespace_prefix:
+            return []
+        return [
+            "namespace inbox {",
+            "  inbox = yes",
+            f"  prefix = {self.namespace_prefix}",
+            "  separator = .",
+            "}",
+        ]
 
     def _oauth2_passdb(self) -> list[str]:
         """With tokens: the oauth2 passdb's lines for dovecot.conf, after writing its args file.

@@ -82,7 +82,7 @@ def test_a_worker_busy_with_a_poison_message_dies_with_its_sigkilled_daemon(imap
     ).config
     servers.append(imap, "support", "INBOX", human(Message_ID="<stuck@x>", Subject="a" * 60 + "!"))
     d = chaos.Daemon(config, tmp_path / "daemon.log")
-    d.start()  # in its own process group, so what it leaves behind can be found
+    d.start()  # in its own session, so what it leaves behind can be found
     pid = d.proc.pid
     try:
         busy = lambda: any(  # noqa: E731 - a worker is spinning on the poison message

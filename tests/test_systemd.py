@@ -110,6 +110,8 @@ def test_daemon_service():
     assert one["Restart"] == "on-failure"
     assert one["RestartSec"] == "5"
     assert one["TimeoutStopSec"] == "30"
+    # SIGTERM to the main process, which stops its workers itself (tests/test_stopping.py)
+    assert one["KillMode"] == "mixed"
     assert values(SERVICE, "Environment") == ["PYTHONUNBUFFERED=1"]
     assert values(SERVICE, "RestrictAddressFamilies") == ["AF_INET AF_INET6 AF_UNIX"]
     # it must reach the mail servers

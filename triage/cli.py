@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -130,6 +131,10 @@ def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, 
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
     where = "nothing stored (dry run)" if dry_run else f"stored in {db_path or config.db}"
     err.print(f"{summary.total} message(s): {counts or 'none'}; {where}")
+    if summary.interrupted is not None:
+        name = signal.Signals(summary.interrupted).name
+        err.print(f"interrupted by {name}: the messages above are stored; run again for the rest")
+        sys.exit(128 + summary.interrupted)  # the shell's convention for a signalled stop
     if readable == 0:
         raise _fail(
             f"nothing could be read from {', '.join(map(str, paths))}: no .eml file, maildir or mbox found, or none readable"

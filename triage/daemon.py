@@ -3,7 +3,8 @@
 One task per mailbox, one for the periodic SLA check, one for the watchdog.
 Parsing runs in worker processes under a per-message time limit, so one poison
 message never blocks the rest; a message is moved, flagged or deleted on the
-server only after the commit that holds it. SIGTERM finishes the batch in hand;
+server only after the commit that holds it. SIGTERM or SIGINT, to the daemon or
+its whole process group, finishes the batch in hand (a second one stops at once);
 SIGHUP reloads rules and contacts, keeping the old ones if the new are broken.
 """
 
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import hashlib
 import multiprocessing
 import os
@@ -43,6 +43,7 @@ from triage.pipeline import Action, Analysis, Decision, Rules
 from triage.replay import stage_one
 from triage.sources.imap import Fetched, ImapError, ImapSession
 from triage.store import Store
+from triage.workers import finished, init_worker, stop_pool
 
 OUTCOME = {
     Action.TICKET: "processed",
@@ -53,33 +54,14 @@ OUTCOME = {
 }
 
 _worker: tuple[Rules, Path | None] | None = None
-_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+STOP_GRACE = 20.0  # seconds to finish the batch in hand after SIGTERM (the unit allows 30)
+CANCEL_GRACE = 3.0  # then seconds for what was cut short to close its connections
 
 
 def _init_worker(rules: Rules, files: Path | None, parent: int) -> None:
     global _worker
     _worker = (rules, files)
-    _die_with(parent)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when workers stop
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-def _die_with(parent: int) -> None:
-    """SIGKILL this worker when the daemon dies, however it dies (Linux; elsewhere nothing).
-
-    An idle worker notices its parent is gone; one busy with a poison message does not, and
-    after a `kill -9` of the daemon (the OOM killer, a supervisor that signals only the main
-    pid) it went on spinning, alone, for ever.
-    """
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return
-    if prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        return
-    if os.getppid() != parent:  # it died before the line above: no signal will come
-        os._exit(1)
+    init_worker(parent)  # the parent decides when workers stop
 
 
 def _analyse_chunk(items: list[tuple[str, bytes]]) -> list[Analysis]:
@@ -118,6 +100,7 @@ class Analyser:
         self.files = files
         self.workers = workers or os.cpu_count() or 1
         self.pool = self._start()
+        self.retired: list = []  # pools replaced by a reload, finishing what they were given
         self.waiting: dict[asyncio.Future, list[Item]] = {}
 
     def _start(self):
@@ -130,6 +113,7 @@ class Analyser:
         self.rules = rules
         old, self.pool = self.pool, self._start()
         old.close()  # it finishes what it was given
+        self.retired = [p for p in self.retired if not finished(p)] + [old]
 
     def submit(self, items: list[Item], chunk: int = CHUNK) -> list[Task]:
         """Start stage one on every item now; `collect` the results later."""
@@ -186,7 +170,7 @@ class Analyser:
 
     def _replace_pool(self, first: list[Item]) -> list[Task]:
         """A worker is stuck: a new pool that runs `first` one by one, then what else waited."""
-        self.pool.terminate()
+        stop_pool(self.pool)
         self.pool = self._start()
         others = [(f, part) for f, part in self.waiting.items() if not f.done()]
         alone = self.submit(first, chunk=1)
@@ -195,8 +179,10 @@ class Analyser:
         return alone
 
     def close(self) -> None:
-        self.pool.terminate()
-        self.pool.join()
+        """Stop every worker, waiting a bounded time (see workers.stop_pool)."""
+        for pool in (*self.retired, self.pool):
+            stop_pool(pool)
+        self.retired.clear()
 
 
 def _settle(future: asyncio.Future, result, exc) -> None:
@@ -227,12 +213,14 @@ class Health:
     """What `triage status` and the STATUS= line say about one mailbox."""
 
     state: str = "starting"
-    failures: int = 0
+    failures: int = 0  # sessions in a row that failed before filing anything
     failing: bool = False
     logged_in_once: bool = False
     last_error: str = ""
     stalled_since: datetime | None = None
     alerts_sent: set[str] = field(default_factory=set)
+    filed: bool = False  # this session has filed a batch (or found nothing to file)
+    progress_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # the stall clock
 
 
 class Daemon:
@@ -251,6 +239,7 @@ class Daemon:
         self.recorder = Recorder(rules, self.store)
         self.analyser = Analyser(rules, self.store.files)
         self.stop = asyncio.Event()
+        self.hurry = asyncio.Event()  # a second signal: stop now, not after the batch in hand
         self.lock = asyncio.Lock()  # one batch in the store at a time
         self.health = {mb.name: Health() for mb in config.mailboxes}
         relay = outbox.relay_health(self.store)
@@ -282,10 +271,7 @@ class Daemon:
         await self.stop.wait()
         self.notifier.stopping()
         self.log.info("daemon_stopping")
-        done, pending = await asyncio.wait(tasks, timeout=20)
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self._wind_down(tasks)
         for name in self.health:
             mailbox_state.update(self.store, name, state="stopped")
         self.analyser.close()
@@ -293,8 +279,37 @@ class Daemon:
         self.log.info("daemon_stopped")
         return 0
 
+    async def _wind_down(self, tasks: list[asyncio.Task]) -> None:
+        """Let each task finish what it holds (the batch in hand is committed and filed), for
+        STOP_GRACE at most or until a second signal; then cancel what is left, which closes
+        its connection. What was cancelled before its commit is fetched again next time."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + STOP_GRACE
+        pending = set(tasks)
+        hurry = asyncio.ensure_future(self.hurry.wait())
+        try:
+            while pending and not self.hurry.is_set() and loop.time() < deadline:
+                done, _ = await asyncio.wait(
+                    pending | {hurry},
+                    timeout=deadline - loop.time(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                pending -= done
+        finally:
+            hurry.cancel()
+        if pending:
+            self.log.warning("stop_cut_short", tasks=sorted(t.get_name() for t in pending))
+            for task in pending:
+                task.cancel()
+            await asyncio.wait(pending, timeout=CANCEL_GRACE)
+
     def _request_stop(self, sig: int) -> None:
-        self.log.info("signal_received", signal=signal.Signals(sig).name)
+        name = signal.Signals(sig).name
+        if self.stop.is_set():
+            self.log.warning("stop_hurried", signal=name)  # stop now: the batch in hand waits
+            self.hurry.set()
+            return
+        self.log.info("signal_received", signal=name)
         self.stop.set()
 
     async def reload(self) -> None:
@@ -310,6 +325,8 @@ class Daemon:
             self.notifier.ready()
             return
         async with self.lock:
+            if self.stop.is_set():
+                return  # stopping: a new worker pool now would only be stopped again
             self.rules = rules
             self.recorder = Recorder(rules, self.store)
             self.analyser.reload(rules)
@@ -325,6 +342,7 @@ class Daemon:
         delay = 1.0
         while not self.stop.is_set():
             session = ImapSession(mb)
+            health.filed = False
             try:
                 self._set(mb, health, "connecting")
                 selected = await session.open()
@@ -334,23 +352,18 @@ class Daemon:
                     uidvalidity=selected.uidvalidity,
                     exists=selected.exists,
                 )
-                if health.failing:
-                    self._recovered(mb, health, logger)
-                health.failures, health.failing, health.logged_in_once = 0, False, True
-                health.alerts_sent.clear()
-                delay = 1.0
-                mailbox_state.update(
-                    self.store,
-                    mb.name,
-                    failures=0,
-                    failing=0,
-                    last_error="",
-                    last_ok_at=mailbox_state.now_text(),
-                )
+                # A login is not health: the failure count and the backoff go on until this
+                # session files mail (_filed). Reset here, a server that takes the login but
+                # refuses every move was retried about once a second and never reported.
+                health.logged_in_once = True
+                mailbox_state.update(self.store, mb.name, last_ok_at=mailbox_state.now_text())
                 self._maybe_ready()
                 await self._serve(mb, session, selected, logger)
             except ImapError as exc:
-                await self._failed(mb, health, logger, exc.kind, str(exc))
+                message = str(exc)
+                if exc.kind == "config" and self.config_path is not None:
+                    message = f"{self.config_path}: {message}"
+                await self._failed(mb, health, logger, exc.kind, message)
             except (TimeoutError, OSError, ConnectionError) as exc:
                 await self._failed(mb, health, logger, "connect", f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # noqa: BLE001 - never crash the daemon on one mailbox
@@ -360,6 +373,8 @@ class Daemon:
                 await session.close()
             if self.stop.is_set():
                 break
+            if health.filed:
+                delay = 1.0  # this session worked: a new fault starts the backoff again
             # Exponential backoff with jitter, bounded: never a busy loop.
             wait = min(self.config.daemon.backoff_max_seconds, delay) * random.uniform(0.5, 1.0)
             logger.info(
@@ -382,6 +397,8 @@ class Daemon:
             self._set(mb, self.health[mb.name], "fetching")
             uids = await session.unprocessed(last_uid)
             mailbox_state.update(self.store, mb.name, backlog=len(uids))
+            if not uids:
+                self._filed(mb)  # nothing waits: as good as filed
             last_uid = max(
                 last_uid, await self._drain(mb, session, selected.uidvalidity, uids, logger)
             )
@@ -420,6 +437,7 @@ class Daemon:
                     break
                 batch = pending.popleft()
                 await self._process(mb, session, batch, logger)
+                self._filed(mb)
                 done, written = max(done, *batch.uids), written + len(batch.uids)
                 mailbox_state.update(
                     self.store, mb.name, last_uid=done, backlog=len(uids) - written
@@ -478,6 +496,9 @@ class Daemon:
                 else:
                     outcomes[self._outcome(d)].append(f.uid)
             self.recorder.commit()
+        # Logged as committed: a move that fails next must not hide what was decided and stored.
+        for d in decisions:
+            log_decision(logger, d)
         # A duplicate may have been filed already (its copy here is a ghost) or not.
         outcomes["filed"] = []
         for outcome, pairs in again.items():
@@ -487,8 +508,6 @@ class Daemon:
         # Only now, with the rows committed, does the server hear about these messages.
         for outcome, uids in outcomes.items():
             await session.ack(uids, outcome)
-        for d in decisions:
-            log_decision(logger, d)
         if decisions:
             mailbox_state.update(self.store, mb.name, last_message_at=mailbox_state.now_text())
         if any(d.auto_reply for d in decisions):
@@ -504,6 +523,23 @@ class Daemon:
         return OUTCOME[d.action]
 
     # -- health ------------------------------------------------------------------
+    def _filed(self, mb: Mailbox) -> None:
+        """A batch is filed on the server (or nothing waits): the stall clock starts again, and
+        the first time in a session, the failure count too."""
+        health = self.health[mb.name]
+        health.progress_at = datetime.now(UTC)
+        if health.filed:
+            return
+        health.filed = True
+        was_failing = health.failing
+        if was_failing:  # said when it works again: filing mail, not a login
+            self._recovered(mb, health, self.log.bind(mailbox=mb.name))
+        health.failures, health.failing, health.last_error = 0, False, ""
+        health.alerts_sent.clear()
+        mailbox_state.update(self.store, mb.name, failures=0, failing=0, last_error="")
+        if was_failing:
+            self._status()
+
     async def _failed(self, mb: Mailbox, health: Health, logger, kind: str, message: str) -> None:
         health.failures += 1
         health.last_error = message
@@ -511,7 +547,7 @@ class Daemon:
             "mailbox_connection_failed", kind=kind, error=message, attempt=health.failures
         )
         loud = (
-            kind in ("auth", "tls", "secret", "stalled")
+            kind in ("auth", "tls", "secret", "stalled", "config")
             or health.failures >= self.config.daemon.alert_after_failures
         )
         fields: dict[str, object] = {
@@ -528,7 +564,7 @@ class Daemon:
         mailbox_state.update(self.store, mb.name, **fields)
         health.state = str(fields["state"])
         self._status()
-        if kind in ("auth", "tls", "secret"):
+        if kind in ("auth", "tls", "secret", "config"):
             self._maybe_ready()  # systemd should see us running and failing loudly, not hanging in start
 
     def _alert(self, mb: Mailbox, kind: str, message: str) -> None:
@@ -601,7 +637,12 @@ class Daemon:
             await self._sleep(self.config.daemon.sla_check_seconds)
 
     async def _stall_checks(self) -> None:
-        """A mailbox that holds mail while nothing is ingested for a while is failing too."""
+        """A mailbox that holds mail while nothing is filed for a while is failing too.
+
+        The clock runs from the last batch filed (or the last look that found nothing
+        waiting, or the start), never from a login: a server that takes every login and
+        refuses every move is stalled.
+        """
         limit = self.config.daemon.stalled_minutes * 60
         while not self.stop.is_set():
             await self._sleep(min(60.0, limit / 4))
@@ -610,14 +651,7 @@ class Daemon:
                 health = self.health.get(row["mailbox"])
                 if health is None or health.failing or not row.get("backlog"):
                     continue
-                last = max(
-                    filter(None, (row.get("last_message_at"), row.get("last_ok_at"))), default=None
-                )
-                if last is None:
-                    continue
-                idle_for = (
-                    now - datetime.fromisoformat(last.replace("Z", "+00:00"))
-                ).total_seconds()
+                idle_for = (now - health.progress_at).total_seconds()
                 if idle_for > limit:
                     mb = next(m for m in self.config.mailboxes if m.name == row["mailbox"])
                     await self._failed(
@@ -625,7 +659,7 @@ class Daemon:
                         health,
                         self.log.bind(mailbox=mb.name),
                         "stalled",
-                        f"{row['backlog']} message(s) waiting and nothing ingested for {idle_for / 60:.0f} minutes",
+                        f"{row['backlog']} message(s) waiting and nothing filed for {idle_for / 60:.0f} minutes",
                     )
 
     async def _outbox(self) -> None:

@@ -4,13 +4,20 @@ Stage one (parse, filter, contact, priority) runs in worker processes; stage
 two (threading, SLA, store) runs here, in input order, committing in small
 groups. A message is reported (its "acknowledgement" in replay) only after
 the commit that holds it, exactly as the IMAP source acknowledges.
+
+SIGTERM or SIGINT (to the process or its whole group) ends a run early: what was
+read is committed and reported, the workers are stopped, and `Summary.interrupted`
+names the signal; a second signal ends it at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import multiprocessing
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -22,6 +29,7 @@ from triage.ingest import Recorder, log_decision
 from triage.pipeline import Analysis, Decision, Rules, analyse
 from triage.sources.files import Item
 from triage.store import Store
+from triage.workers import init_worker, stop_pool
 
 PARALLEL_FROM = 64  # below this, starting workers costs more than it saves
 BATCH = 256
@@ -29,9 +37,10 @@ BATCH = 256
 _worker: tuple[Rules, Path | None] | None = None
 
 
-def _init_worker(rules: Rules, files: Path | None) -> None:
+def _init_worker(rules: Rules, files: Path | None, parent: int) -> None:
     global _worker
     _worker = (rules, files)
+    init_worker(parent)  # a signal to the group stops the run here, in order
 
 
 def _analyse_item(item: Item) -> Analysis:
@@ -69,6 +78,7 @@ def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Anal
 @dataclass
 class Summary:
     counts: dict[str, int] = field(default_factory=dict)
+    interrupted: int | None = None  # the signal that ended the run early
 
     def add(self, d: Decision) -> None:
         self.counts[str(d.action)] = self.counts.get(str(d.action), 0) + 1
@@ -90,8 +100,45 @@ def analyses(
             yield analyse_item(item, rules, files)
         return
     ctx = multiprocessing.get_context("fork")
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(rules, files)) as pool:
+    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(rules, files, os.getpid()))
+    try:
         yield from pool.imap(_analyse_item, chain(head, it), chunksize=64)
+    finally:
+        stop_pool(pool)  # also when the caller stops early
+
+
+class _Stop:
+    """The first SIGTERM or SIGINT asks the run to end after the message in hand.
+
+    The handler only notes the signal: it runs between two bytecodes of whatever the main
+    thread was doing, and logging from it deadlocked on the log's lock when that was a
+    log line (stage two logs one per message).
+    """
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, sig: int, _frame) -> None:
+        if self.signal is not None:  # a second signal: end now, as if none were handled
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+            return
+        self.signal = sig
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Stop]:
+    stop = _Stop()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop  # only the main thread may handle signals; a caller elsewhere keeps its own
+        return
+    signals = (signal.SIGTERM, signal.SIGINT)
+    before = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield stop
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def replay(
@@ -117,10 +164,20 @@ def replay(
             emit(d)
         pending.clear()
 
-    for analysis in analyses(items, rules, workers, store.files):
-        d = recorder.record(analysis, now)
-        pending.append(d)
-        if len(pending) >= batch:
-            flush()
-    flush()
+    with _stop_on_signals() as stop:
+        stream = analyses(items, rules, workers, store.files)
+        try:
+            for analysis in stream:
+                d = recorder.record(analysis, now)
+                pending.append(d)
+                if len(pending) >= batch or stop.signal is not None:
+                    flush()
+                if stop.signal is not None:
+                    break
+        finally:
+            stream.close()  # stops the workers now, not when the generator is collected
+        flush()
+        summary.interrupted = stop.signal
+    if summary.interrupted is not None:
+        logger.warning("replay_interrupted", signal=signal.Signals(summary.interrupted).name)
     return summary

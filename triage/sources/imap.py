@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import aioimaplib
 
 from triage.endpoints import Mailbox, SecretError
+from triage.sources.namespace import Namespace, listed, same_folder
 
 OUTCOMES = ("processed", "filtered", "review", "errors", "filed")  # filed: already in its folder
 _FETCH_HEAD = re.compile(rb"^\d+ FETCH \((.*)$", re.DOTALL)
@@ -28,7 +29,6 @@ _LITERAL = re.compile(rb"\{(\d+)\}\s*$")
 _SELECT_CODE = re.compile(rb"\[(UIDVALIDITY|UIDNEXT) (\d+)\]")
 _EXISTS = re.compile(rb"^(\d+) EXISTS")
 _UNTAGGED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)\b", re.IGNORECASE)
-_LIST_DELIM = re.compile(rb'^\([^)]*\) (?:"(.)"|NIL) ')
 
 
 class ImapError(Exception):
@@ -36,7 +36,7 @@ class ImapError(Exception):
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.kind = kind  # auth | tls | connect | protocol | secret
+        self.kind = kind  # auth | tls | connect | protocol | secret | config
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,8 @@ class ImapSession:
         self.mailbox = mailbox
         self.client: aioimaplib.IMAP4 | None = None
         self.lost = asyncio.Event()
-        self.delimiter = "/"
+        self.broken = False  # a command went unanswered: the connection's state is unknown
+        self.namespace = Namespace()
         self.capabilities: set[str] = set()
         self.exists = 0  # messages in the selected folder, as the server last said
         self.selected_uidvalidity: int | None = None
@@ -79,7 +80,7 @@ class ImapSession:
 
     # -- connection ---------------------------------------------------------
     async def open(self) -> Selected:
-        """Connect, log in, make the folders we move to, select the watched folder."""
+        """Connect, log in, make sure the folders we move to exist, select the watched folder."""
         mb = self.mailbox
         context = tls_context(mb.ca_file) if mb.tls != "none" else None
         self.client = aioimaplib.IMAP4(
@@ -108,15 +109,10 @@ class ImapSession:
             await self._starttls(context)
         await self._login()
         self.capabilities = set(self.client.protocol.capabilities)
-        self.delimiter = await self._delimiter()
+        self.namespace = await self._namespace()
         if mb.after == "move":
-            for folder in (
-                mb.processed_folder,
-                mb.filtered_folder,
-                mb.review_folder,
-                mb.errors_folder,
-            ):
-                await self._ensure_folder(folder)
+            for key in ("processed_folder", "filtered_folder", "review_folder", "errors_folder"):
+                await self._ensure_folder(key, getattr(mb, key))
         return await self._select()
 
     def _watch_untagged(self, protocol) -> None:
@@ -237,34 +233,74 @@ class ImapSession:
                 del protocol._continuation  # the class's own method again
         return response, _oauth_status(errors)
 
-    async def _delimiter(self) -> str:
+    async def _namespace(self) -> Namespace:
+        """The personal namespace (RFC 2342), or LIST's delimiter on a server without NAMESPACE.
+
+        Cyrus, Courier and many hosting set-ups keep a user's folders under "INBOX.": there a
+        CREATE "Triage.Processed" was refused, and every move after it failed.
+        """
         assert self.client is not None
+        if "NAMESPACE" in self.capabilities:
+            response = await self._timed(self.client.namespace())
+            if response.result == "OK":
+                for line in response.lines[:-1]:
+                    found = Namespace.from_response(bytes(line))
+                    if found is not None:
+                        return found
         response = await self._timed(self.client.list('""', '""'))
-        for line in response.lines:
-            found = _LIST_DELIM.match(bytes(line)) if isinstance(line, bytes | bytearray) else None
-            if found and found.group(1):
-                return found.group(1).decode()
-        return "/"
+        for _flags, delimiter, _name in listed(response.lines):
+            return Namespace.from_delimiter(delimiter)
+        return Namespace.from_delimiter("/")
 
     def folder(self, name: str) -> str:
-        """A configured folder name (written with /) in the server's own hierarchy."""
-        return name.replace("/", self.delimiter)
+        """A configured folder name (written with /) as the server names it."""
+        return self.namespace.full_name(name)
 
-    async def _ensure_folder(self, name: str) -> None:
+    async def _ensure_folder(self, key: str, name: str) -> None:
+        """Create `name` (and the levels above it) unless LIST shows it; fail if it is still missing.
+
+        A CREATE the server refuses is a configuration problem, said at once with the fix:
+        ignored, it came back as a failed move on every batch, for ever.
+        """
         assert self.client is not None
         full = self.folder(name)
-        parts = full.split(self.delimiter)
-        for depth in range(1, len(parts) + 1):
-            # CREATE answers NO when the folder exists; a real problem shows at MOVE.
-            await self._timed(self.client.create(quote(self.delimiter.join(parts[:depth]))))
+        if await self._exists(full):
+            return
+        said = ""
+        for level in self.namespace.levels(full):
+            response = await self._timed(self.client.create(quote(level)))
+            if response.result != "OK":
+                said = _text(response)
+        if await self._exists(full):
+            return
+        ns = self.namespace
+        where = f"under {ns.prefix!r}" if ns.prefix else "at the top level"
+        raise ImapError(
+            "config",
+            f"{self.mailbox.name}: folder {full!r} ({key} = {name!r}) does not exist and the "
+            f"server did not create it ({said or 'no reason given'}); this account's folders "
+            f"are {where}, levels joined by {ns.delimiter!r}; fix: create {full!r} on the "
+            f"server, or set {key} to a folder that exists (a name written with / is placed "
+            "under the server's prefix)",
+        )
+
+    async def _exists(self, full: str) -> bool:
+        """LIST says `full` is there and can hold mail."""
+        assert self.client is not None
+        response = await self._timed(self.client.list('""', quote(full)))
+        return response.result == "OK" and any(
+            same_folder(name, full) and "\\noselect" not in flags and "\\nonexistent" not in flags
+            for flags, _delimiter, name in listed(response.lines)
+        )
 
     async def _select(self) -> Selected:
         assert self.client is not None
-        response = await self._timed(self.client.select(quote(self.mailbox.folder)))
+        folder = self.folder(self.mailbox.folder)
+        response = await self._timed(self.client.select(quote(folder)))
         if response.result != "OK":
             raise ImapError(
                 "protocol",
-                f"{self.mailbox.name}: cannot select {self.mailbox.folder}: {_text(response)}",
+                f"{self.mailbox.name}: cannot select {folder}: {_text(response)}",
             )
         uidvalidity = uidnext = None
         exists = 0
@@ -284,13 +320,15 @@ class ImapSession:
         return Selected(uidvalidity, uidnext, exists)
 
     async def close(self) -> None:
-        """LOGOUT, best effort and bounded."""
+        """LOGOUT, best effort and bounded; none on a connection the server has closed."""
         if self.client is None:
             return
         try:
+            if self.lost.is_set() or self.broken:
+                return  # nobody would answer: LOGOUT waited its whole time limit
             if self.client.has_pending_idle():
                 self.client.idle_done()
-            await asyncio.wait_for(self.client.logout(), 5)
+            await asyncio.wait_for(self.client.logout(), min(5.0, self.mailbox.timeout))
         except Exception:  # noqa: BLE001 - closing a connection that may already be gone
             pass
         finally:
@@ -491,10 +529,12 @@ class ImapSession:
         try:
             return await asyncio.wait_for(awaitable, self.mailbox.timeout)
         except TimeoutError:
+            self.broken = True
             raise ImapError(
                 "connect", f"{self.mailbox.host}: no answer within {self.mailbox.timeout:g} s"
             ) from None
         except aioimaplib.Abort as exc:
+            self.broken = True
             raise ImapError("protocol", f"{self.mailbox.host}: {exc}") from None
 
     async def _ok(self, awaitable, what: str) -> None:

@@ -1,0 +1,1 @@
+"""Real servers and harnesses for tests and bench scripts, with public names."""
