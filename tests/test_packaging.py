@@ -114,6 +114,7 @@ def test_the_wheel_installed_in_a_fresh_venv_replays_a_fixture(built, tmp_path):
         "-c",
         "import triage.config as c; print(c.__file__, c.shipped_rules())",
         cwd=tmp_path,
+        env=env,
     )
     module, rules = where.stdout.split()
     assert module.startswith(str(site)) and rules == str(site / "triage" / "rules")
