@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from triage.contacts import Contact, Directory  # noqa: E402
+from triage.core.contacts import Contact, Directory  # noqa: E402
 
 _FIRST = (
     "James Mary John Patricia Robert Jennifer Michael Linda William Elizabeth David Barbara "

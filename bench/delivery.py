@@ -230,8 +230,8 @@ def fill_outbox(db: Path, count: int, checkout: Path) -> None:
     code = f"""
 import sys
 from datetime import UTC, datetime
-from triage.store import Store
-from triage import outbox
+from triage.store.sqlite import Store
+from triage.sinks import outbox
 store = Store(__import__("pathlib").Path({str(db)!r}))
 outbox.ensure(store)
 now = datetime.now(UTC)

@@ -39,7 +39,7 @@ from hypothesis import strategies as st  # noqa: E402
 
 from tests.test_hostile import CPU_LIMIT, amplified, hostile_message, run_one  # noqa: E402
 from triage.config import Config  # noqa: E402
-from triage.pipeline import Rules  # noqa: E402
+from triage.core.pipeline import Rules  # noqa: E402
 
 
 @dataclass

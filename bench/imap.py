@@ -240,7 +240,7 @@ def fetch_aioimaplib(dc: servers.Dovecot, want: int, want_bytes: int, *, batch: 
 
 def fetch_triage(dc: servers.Dovecot, want: int, want_bytes: int, *, password_file: Path) -> tuple:
     """The daemon's own client: ImapSession.unprocessed, then .fetch in the daemon's batches."""
-    from triage.endpoints import Mailbox, Secret
+    from triage.config.endpoints import Mailbox, Secret
     from triage.sources.imap import ImapSession
 
     mb = Mailbox(

@@ -215,10 +215,10 @@ def parse_alone(messages: list[bytes]) -> float:
 def replay_rate(folder: Path, db: Path, count: int) -> tuple[float, dict[str, int]]:
     from triage import log
     from triage.config import Config
-    from triage.pipeline import Rules
-    from triage.replay import replay
+    from triage.core.pipeline import Rules
+    from triage.engine.replay import replay
     from triage.sources.files import iter_paths
-    from triage.store import Store
+    from triage.store.sqlite import Store
 
     log.setup("warning")
     start = time.perf_counter()
@@ -244,8 +244,8 @@ def attachment_store_cost(messages: list[bytes], root: Path) -> tuple[int, float
     Creating a file is the one cost replay pays that parsing alone does not,
     and on this machine's disk it varies several-fold from run to run.
     """
-    from triage import attachments
-    from triage.message import Email
+    from triage.core.message import Email
+    from triage.store import files as attachments
 
     files = [a for raw in messages for a in Email.from_bytes(raw).attachments]
     start = time.process_time()

@@ -73,8 +73,8 @@ class Tally:
 
 def measure(folder: Path, rules, rows: list[dict] | None = None) -> dict[str, Tally]:
     """Each message through stage one and two of the pipeline, as replay runs them."""
-    from triage.pipeline import analyse, decide
-    from triage.store import Store
+    from triage.core.pipeline import analyse, decide
+    from triage.store.sqlite import Store
 
     store = Store(None)
     tallies: dict[str, Tally] = defaultdict(Tally)
@@ -143,7 +143,7 @@ def main() -> int:
     from dataclasses import replace
 
     from triage.config import Config
-    from triage.pipeline import Rules
+    from triage.core.pipeline import Rules
 
     config = Config() if args.rules is None else replace(Config(), rules_dir=args.rules)
     rules = Rules.load(config)

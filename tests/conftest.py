@@ -33,7 +33,7 @@ def corpus_rows() -> list[dict]:
 @pytest.fixture(scope="session")
 def rules():
     from triage.config import Config
-    from triage.pipeline import Rules
+    from triage.core.pipeline import Rules
 
     return Rules.load(Config())
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage.authresults import AuthResults, Result, parse, trusted, verdict
+from triage.core.authresults import AuthResults, Result, parse, trusted, verdict
 
 from .conftest import CORPUS, corpus_rows, needs_corpus
 

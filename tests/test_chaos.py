@@ -113,7 +113,7 @@ def _indexes(path) -> set[tuple[str, str]]:
 def test_a_kill_during_the_very_first_start_leaves_no_table_without_its_indexes(tmp_path):
     """A SIGKILL between creating a table and its indexes left the table without them for
     good (later starts saw the table and skipped them), among them the unique message key."""
-    from triage.store import Store
+    from triage.store.sqlite import Store
 
     Store(tmp_path / "whole.db").close()
     want = _indexes(tmp_path / "whole.db")
@@ -127,7 +127,7 @@ def test_a_kill_during_the_very_first_start_leaves_no_table_without_its_indexes(
         "        os.kill(os.getpid(), signal.SIGKILL)\n"
         "    return create_index(self, *args, **kwargs)\n"
         "d.Table.create_index = die\n"
-        "from triage.store import Store\n"
+        "from triage.store.sqlite import Store\n"
         f"Store({str(db)!r})\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, timeout=60)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from triage.config import ConfigError, load_config
-from triage.ingest import Recorder
-from triage.pipeline import Action, Decision, Rules, analyse
-from triage.store import Store
+from triage.core.pipeline import Action, Decision, Rules, analyse
+from triage.engine.record import Recorder
+from triage.store.sqlite import Store
 
 from .conftest import human
 

@@ -4,8 +4,8 @@ A key that `triage check` accepts and nothing reads is a setting an operator
 trusts in vain. Each row sets one key to a value other than its default and
 checks what changes: the decision, the row, the bytes sent, the folder a
 message lands in, the time a wait takes. `test_every_key_has_a_row` fails
-when a key is added to the schema (triage/config.py `_SCHEMA`, `QUEUE_KEYS`,
-triage/endpoints.py key sets) without a row here.
+when a key is added to the schema (triage/config/__init__.py `_SCHEMA`, `QUEUE_KEYS`,
+triage/config/endpoints.py key sets) without a row here.
 """
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ import pytest
 from click.testing import CliRunner
 
 from triage import config as config_mod
-from triage import endpoints, mailbox_state, probes
 from triage.cli import cli
-from triage.config import ConfigError, load_config
-from triage.ingest import Recorder
-from triage.pipeline import Decision, Rules, analyse
+from triage.config import ConfigError, endpoints, load_config
+from triage.core.pipeline import Decision, Rules, analyse
+from triage.engine.record import Recorder
+from triage.service import probes
 from triage.sources.imap import ImapSession
-from triage.store import Store
+from triage.store import mailboxes as mailbox_state
+from triage.store.sqlite import Store
 
 from . import servers
 from .conftest import ROOT, build, human, rules_with_slow_rule
@@ -95,7 +96,7 @@ class Env:
         self, text: str, *raws: bytes, now: datetime = NOW, name: str = "triage.toml"
     ) -> tuple[list[Decision], Store]:
         config = load_config(self.config(text, name))
-        from triage import contacts_store
+        from triage.store import contacts as contacts_store
 
         store = Store(config.db, config.ticket_prefix)
         recorder = Recorder(Rules.load(config, contacts_store.load(store)), store)
@@ -164,9 +165,9 @@ class Env:
 
     # -- the daemon, in this process, driven one part at a time
     def daemon(self, config_path: Path):
-        from triage import contacts_store
-        from triage.daemon import Daemon
-        from triage.notify import Notifier
+        from triage.service.daemon import Daemon
+        from triage.service.notify import Notifier
+        from triage.store import contacts as contacts_store
 
         config = load_config(config_path)
         store = Store(config.db, config.ticket_prefix)
@@ -844,7 +845,7 @@ def _outbox_seconds(env: Env) -> None:
 
 
 def sent_through(smtp: endpoints.Smtp, sink: servers.SmtpSink) -> dict:
-    from triage.relay import Sender
+    from triage.sinks.smtp import Sender
 
     raw = build({"From": "support@msp.example", "To": "jane@acme.example", "Subject": "hi"})
 

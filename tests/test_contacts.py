@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from triage.contacts import Contact, Directory, Match, is_free_mail, normalize_address
-from triage.contacts_csv import parse
+from triage.core.contact_rows import parse
+from triage.core.contacts import Contact, Directory, Match, is_free_mail, normalize_address
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "contacts.csv"
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage.contacts import Contact
-from triage.contacts_csv import CsvError, ImportResult, Rejected, RowReader, parse
+from triage.core.contact_rows import CsvError, ImportResult, Rejected, RowReader, parse
+from triage.core.contacts import Contact
 
 HEADER = "email,name,company,site,plan,timezone,vip,aliases\n"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from triage.conversation import TicketRef, find_thread, ticket_number, token_pattern
-from triage.message import Email
+from triage.core.conversation import TicketRef, find_thread, ticket_number, token_pattern
+from triage.core.message import Email
 
 from .conftest import human
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.message import Email
+from triage.core.message import Email
 
 from .conftest import CORPUS, corpus_rows, needs_corpus
 

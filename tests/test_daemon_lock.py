@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from triage import daemon_lock
+from triage.store import lock as daemon_lock
 
 from . import servers
 from .conftest import FIXTURES, ROOT, human
@@ -24,7 +24,7 @@ HOLD = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    from triage import daemon_lock
+    from triage.store import lock as daemon_lock
     held = daemon_lock.acquire(Path(sys.argv[1]))
     if len(sys.argv) > 2:  # a forked child that outlives us, as a pool worker might
         if os.fork() == 0:

@@ -205,8 +205,8 @@ def test_a_backlog_longer_than_one_round_is_sent_without_waiting_between_rounds(
 ):
     """A round sends at most 100 rows; the daemon waited `outbox_seconds` after each full one,
     so a backlog (after a relay outage, say) drained at 100 rows per wait."""
-    from triage.replies import Ack
-    from triage.store import Store
+    from triage.core.replies import Ack
+    from triage.store.sqlite import Store
 
     d = daemon(daemon={"outbox_seconds": 120}, extra=smtp_table(smtp_sink.port))
     store = Store(d.db)

@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 
 from triage.config import Config
-from triage.contacts import Contact, Directory
+from triage.core.contacts import Contact, Directory
+from triage.core.evidence import Vocabulary
+from triage.core.filters import FilterSet, RuleError
+from triage.core.pipeline import Action, Rules, analyse, decide
+from triage.core.replies import facts_for, render
+from triage.engine.record import Recorder
 from triage.errors import ConfigError
-from triage.evidence import Vocabulary
-from triage.filters import FilterSet, RuleError
-from triage.ingest import Recorder
-from triage.pipeline import Action, Rules, analyse, decide
-from triage.replies import facts_for, render
-from triage.store import Store
+from triage.store.sqlite import Store
 
 from .conftest import FIXTURES, ROOT, build
 
@@ -398,7 +398,7 @@ def test_each_listed_sign_has_its_effect(raw, action, signal):
 
 
 def test_a_release_that_lost_the_race_makes_no_second_ticket(tmp_path, monkeypatch):
-    from triage import review
+    from triage.engine import review
 
     store = Store(tmp_path / "t.db")
     recorder = Recorder(RULES, store)

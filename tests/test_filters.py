@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from triage.config import shipped_rules
-from triage.filters import FilterSet, RuleError
-from triage.message import Email
+from triage.core.filters import FilterSet, RuleError
+from triage.core.message import Email
 
 from .conftest import SEEDS, build, human, needs_seeds
 
@@ -260,7 +260,7 @@ def test_a_header_rule_never_pays_for_the_bodies():
     """
     import dataclasses
 
-    from triage.message import read
+    from triage.core.message import read
 
     rules = dataclasses.replace(
         SHIPPED,
@@ -286,7 +286,7 @@ def test_a_rule_on_any_header_fires_in_the_pipeline(tmp_path, rules):
     """The parser keeps the headers the rules name (it used to keep a fixed list only)."""
     import dataclasses
 
-    from triage.pipeline import analyse
+    from triage.core.pipeline import analyse
 
     path = _write(
         tmp_path,

@@ -13,7 +13,7 @@ daemon record it. For each one:
 
 The fixed set (`HOSTILE`) holds one message per known attack, each at a size
 that cost seconds to minutes (or crashed the store) before the fixes in
-`triage.message`, `triage.htmltext`, `triage.forwarding` and `triage.priority`;
+`triage.core.message`, `triage.core.htmltext`, `triage.core.forwarding` and `triage.core.priority`;
 hypothesis builds the rest.
 `bench/fuzz.py` runs the same strategies for as long as you like.
 """
@@ -39,10 +39,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from triage.ingest import Recorder
-from triage.message import Email
-from triage.pipeline import Action, Decision, Rules, analyse, decide
-from triage.store import Store
+from triage.core.message import Email
+from triage.core.pipeline import Action, Decision, Rules, analyse, decide
+from triage.engine.record import Recorder
+from triage.store.sqlite import Store
 
 from . import servers
 
@@ -427,7 +427,7 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         ),
         "ticket",
     ),
-    # winmail.dat: tnefparse's loops trust the counts in the file (triage/tnef.py)
+    # winmail.dat: tnefparse's loops trust the counts in the file (triage/core/tnef.py)
     "winmail.dat claiming four billion properties": (
         lambda: (
             head()
@@ -659,8 +659,8 @@ def test_memory_stays_bounded(rules):
 
 def test_bombs_are_stored_as_their_compressed_bytes(rules, tmp_path):
     """The attachment store keeps what came: 1 MiB of gzip stays 1 MiB, under its SHA-256."""
-    from triage import attachments
-    from triage.message import Email as E
+    from triage.core.message import Email as E
+    from triage.store import files as attachments
 
     raw = HOSTILE["gzip bomb attachment (1 MiB -> 1 GiB)"][0]()
     email = E.from_bytes(raw)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from triage import ingest
-from triage.pipeline import Action, analyse
-from triage.store import Store
+from triage.core.pipeline import Action, analyse
+from triage.engine import record as ingest
+from triage.store.sqlite import Store
 
 from .conftest import human
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from triage.message import Email, Limits, MessageError
+from triage.core.message import Email, Limits, MessageError
 
 from .conftest import CORPUS, build, human, needs_corpus
 
@@ -163,7 +163,7 @@ def test_deep_nesting_is_refused():
 
 
 def test_the_remembered_content_type_follows_header_changes():
-    from triage.message import read
+    from triage.core.message import read
 
     reading = read(human(), Limits())
     msg = reading._msg
@@ -236,7 +236,7 @@ def test_an_encoded_word_never_spells_a_recipient_or_reply_address(header, field
 
 
 def test_an_encoded_word_never_spells_the_author_of_an_attached_message():
-    from triage.forwarding import original_author
+    from triage.core.forwarding import original_author
 
     raw = build(
         {

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from triage import monitoring, reloads
 from triage.cli import cli
-from triage.store import Store
+from triage.service import monitoring
+from triage.store import reloads
+from triage.store.sqlite import Store
 
 from .conftest import build
 

@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from triage import log
-from triage.notify import Notifier
+from triage.service.notify import Notifier
 
 pytestmark = pytest.mark.skipif(not hasattr(socket, "AF_UNIX"), reason="needs AF_UNIX sockets")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.endpoints import Mailbox, Secret
+from triage.config.endpoints import Mailbox, Secret
 from triage.sources.imap import ImapError, ImapSession
 
 from . import servers

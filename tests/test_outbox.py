@@ -18,16 +18,17 @@ import pytest
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
-from triage import log, outbox
-from triage.bounces import Returned
+from triage import log
 from triage.cli import cli
 from triage.config import Config
-from triage.endpoints import Secret, Smtp
-from triage.pipeline import Action, Decision, Rules
-from triage.replay import replay
-from triage.replies import Ack
+from triage.config.endpoints import Secret, Smtp
+from triage.core.pipeline import Action, Decision, Rules
+from triage.core.replies import Ack
+from triage.core.returned import Returned
+from triage.engine.replay import replay
+from triage.sinks import outbox
 from triage.sources.files import Item
-from triage.store import Store
+from triage.store.sqlite import Store
 
 from . import servers
 from .conftest import ROOT, build, human

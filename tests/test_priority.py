@@ -12,7 +12,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from triage.priority import (
+from triage.core.priority import (
     DEFAULT_LEVEL,
     Evidence,
     PriorityError,

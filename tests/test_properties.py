@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from triage.pipeline import Action, analyse, decide
-from triage.store import Store
+from triage.core.pipeline import Action, analyse, decide
+from triage.store.sqlite import Store
 
 from .conftest import FIXTURES
 
@@ -102,7 +102,7 @@ def address_lists(draw):
 def test_fast_address_parsing_agrees_with_the_stdlib(value):
     from email.utils import getaddresses
 
-    from triage.addresses import parse_addresses
+    from triage.core.addresses import parse_addresses
 
     ours = [(" ".join(n.split()), a) for n, a in parse_addresses([value])]
     theirs = [(" ".join(n.split()), a) for n, a in getaddresses([value])]

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from triage import outbox
-from triage.endpoints import Secret, Smtp
-from triage.relay import stamped
-from triage.replies import Ack
-from triage.store import Store
+from triage.config.endpoints import Secret, Smtp
+from triage.core.replies import Ack
+from triage.sinks import outbox
+from triage.sinks.smtp import stamped
+from triage.store.sqlite import Store
 
 from . import postfix, servers
 

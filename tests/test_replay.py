@@ -258,7 +258,7 @@ def test_a_second_copy_with_only_another_date_header_is_a_duplicate(tmp_path):
 def test_messages_stored_with_the_dated_fingerprint_of_earlier_releases_stay_duplicates(tmp_path):
     """Releases before this one put the Date header in the fingerprint; a copy fetched again
     after an upgrade (a rescan, a crash before the move) must not open a second ticket."""
-    from triage.message import read
+    from triage.core.message import read
 
     folder = tmp_path / "mail"
     folder.mkdir()

@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from triage.cli import cli
 from triage.config import Config, shipped_rules
-from triage.message import Email
-from triage.replies import (
+from triage.core.message import Email
+from triage.core.replies import (
     AckFacts,
     ack_subject,
     due_text,
@@ -26,7 +26,7 @@ from triage.replies import (
     reply_address,
     reply_guard,
 )
-from triage.templates import Templates
+from triage.core.templates import Templates
 
 from .conftest import ROOT, human
 

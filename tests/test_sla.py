@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from triage import sla
+from triage.core import sla
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "sla"
 POLICIES = sla.load_policies(RULES)

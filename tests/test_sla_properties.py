@@ -9,8 +9,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage import sla
-from triage.calendar import to_us, zone_named
+from triage.core import sla
+from triage.core.sla.calendars import to_us, zone_named
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "sla"
 POLICIES = sla.load_policies(RULES)

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from triage.subjects import Subject, bare, is_forward
+from triage.core.subjects import Subject, bare, is_forward
 
 
 @pytest.mark.parametrize(

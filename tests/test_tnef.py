@@ -17,8 +17,8 @@ import pytest
 import tnefparse.mapi
 import tnefparse.tnef
 
-from triage import tnef
-from triage.message import Email
+from triage.core import tnef
+from triage.core.message import Email
 
 DATA = Path(__file__).resolve().parent / "data" / "tnef"
 AUTHORS = "36c47da7d11846caf0474a4b3df83bb4eba9ea01d2bca500c288fa108e123d28"

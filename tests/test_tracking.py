@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from triage import sla, tracking
 from triage.cli import cli
 from triage.config import Config
-from triage.store import Store
+from triage.core import sla
+from triage.service import tracking
+from triage.store.sqlite import Store
 
 from .conftest import build
 
@@ -455,7 +456,7 @@ def test_ticket_respond_waits_for_a_writer_that_holds_the_lock_briefly(desk):
 
 
 def test_a_lock_held_too_long_is_a_clear_error_not_a_traceback(desk, monkeypatch):
-    from triage import cli_common
+    from triage.cli import common as cli_common
 
     monkeypatch.setattr(cli_common, "WAIT_SECONDS", 0.5)
     (d,) = desk.mail(TUE_0900, "URGENT: server down")

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from triage.pipeline import analyse
-from triage.wire import by_position
+from triage.core.pipeline import analyse
+from triage.core.values import by_position
 
 from .conftest import FIXTURES
 

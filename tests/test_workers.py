@@ -9,7 +9,7 @@ import signal
 import time
 
 from tests.support import procs
-from triage.workers import finished, init_worker, stop_pool
+from triage.engine.workers import finished, init_worker, stop_pool
 
 
 def _where(_n: int) -> tuple[int, int, object, object]:

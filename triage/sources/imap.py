@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import aioimaplib
 
-from triage.endpoints import Mailbox, SecretError
+from triage.config.endpoints import Mailbox, SecretError
 from triage.sources.namespace import Namespace, listed, same_folder
 
 OUTCOMES = ("processed", "filtered", "review", "errors", "filed")  # filed: already in its folder

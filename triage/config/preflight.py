@@ -1,0 +1,256 @@
+"""What `triage check` verifies without a network: the files and folders the config names.
+
+Each finding names the file, the key and the fix. Errors make `triage check`
+fail; warnings are things this shell cannot see (a variable the unit sets, a
+credential systemd hands over) or that work but are unsafe. Secrets must not
+be readable by everyone; what decides who triage trusts (rules, contacts, CA
+certificates) must not be writable by everyone.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import ssl
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.config import Config
+from triage.config.endpoints import Secret
+
+ERROR, WARNING = "error", "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    level: str  # error | warning
+    where: str  # the file the problem is in or about
+    key: str  # the config key that names it
+    problem: str
+    fix: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: [{self.key}] {self.problem}; fix: {self.fix}"
+
+
+def check(config: Config) -> list[Finding]:
+    """Every finding for `config`, errors and warnings, in the order of the file."""
+    out: list[Finding] = []
+    out += _rules(config)
+    out += _database(config)
+    if config.contacts_file is not None:
+        out += _contacts(config, config.contacts_file)
+    for n, mb in enumerate(config.mailboxes):
+        key = f"mailbox[{n}]"
+        out += _secret(config, key, mb.secret, oauth=mb.oauth)
+        if mb.ca_file:
+            out += _ca_file(config, f"{key}.ca_file", Path(mb.ca_file))
+    if config.smtp is not None:
+        if config.smtp.secret is not None:
+            out += _secret(config, "smtp", config.smtp.secret, oauth=False)
+        if config.smtp.ca_file:
+            out += _ca_file(config, "smtp.ca_file", Path(config.smtp.ca_file))
+    return out
+
+
+def _finding(level: str, where: Path | str, key: str, problem: str, fix: str) -> Finding:
+    return Finding(level, str(where), key, problem, fix)
+
+
+def _world_writable(path: Path) -> bool:
+    return bool(path.stat().st_mode & stat.S_IWOTH)
+
+
+def _rules(config: Config) -> list[Finding]:
+    """Anyone who can write the rules decides what is filtered and who is a VIP's equal."""
+    found = []
+    for path in [config.rules_dir, *sorted(config.rules_dir.rglob("*"))]:
+        if _world_writable(path):  # a sticky folder too: anyone may add an sla/*.toml
+            found.append(
+                _finding(
+                    ERROR,
+                    path,
+                    "rules.dir",
+                    "is writable by every user of this machine",
+                    f"chmod o-w {shlex.quote(str(path))}",
+                )
+            )
+    return found
+
+
+def _database(config: Config) -> list[Finding]:
+    db = config.db
+    if db.exists():
+        if not db.is_file():
+            return [_finding(ERROR, db, "store.db", "is not a file", "name a database file")]
+        if db.stat().st_mode & stat.S_IROTH:
+            return [
+                _finding(
+                    WARNING,
+                    db,
+                    "store.db",
+                    "is readable by every user of this machine (it holds customers' mail)",
+                    f"chmod 0600 {shlex.quote(str(db))}",
+                )
+            ]
+        return []
+    folder = db.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return [
+            _finding(
+                ERROR,
+                db,
+                "store.db",
+                f"cannot be created: {folder} is not a folder this user may write",
+                "create the folder for the database, or point db elsewhere",
+            )
+        ]
+    return []
+
+
+def _contacts(config: Config, path: Path) -> list[Finding]:
+    from triage.core import contact_rows as contacts_csv
+
+    problem = _readable_file(path)
+    if problem:
+        return [_finding(ERROR, path, "contacts.file", problem, "give the path of the CSV file")]
+    found = []
+    if _world_writable(path):
+        found.append(
+            _finding(
+                ERROR,
+                path,
+                "contacts.file",
+                "is writable by every user of this machine (anyone could make themselves a VIP)",
+                f"chmod o-w {shlex.quote(str(path))}",
+            )
+        )
+    try:
+        result = contacts_csv.parse(path.read_bytes(), str(path))
+    except ValueError as exc:
+        found.append(_finding(ERROR, path, "contacts.file", str(exc), "correct the file"))
+        return found
+    for rejected in result.rejected:
+        found.append(
+            _finding(
+                WARNING,
+                path,
+                "contacts.file",
+                f"line {rejected.line} would be rejected: {rejected.reason}",
+                "correct that line",
+            )
+        )
+    return found
+
+
+def _readable_file(path: Path) -> str | None:
+    if not path.exists():
+        return "does not exist"
+    if not path.is_file():
+        return "is not a file"
+    if not os.access(path, os.R_OK):
+        return "cannot be read by this user"
+    return None
+
+
+def _secret(config: Config, key: str, secret: Secret, oauth: bool) -> list[Finding]:
+    if secret.where == "file":
+        path = Path(secret.value)
+        name = f"{key}.password_file"
+        problem = _readable_file(path)
+        if problem:
+            return [
+                _finding(ERROR, path, name, problem, "write the password in that file, mode 0600")
+            ]
+        found = []
+        if path.stat().st_mode & stat.S_IRWXO:
+            found.append(
+                _finding(
+                    ERROR,
+                    path,
+                    name,
+                    f"is open to every user of this machine (mode {stat.filemode(path.stat().st_mode)})",
+                    f"chmod 0600 {shlex.quote(str(path))} (or 0640 with the service's group)",
+                )
+            )
+        if not path.read_text(encoding="utf-8", errors="replace").strip():
+            found.append(_finding(ERROR, path, name, "is empty", "write the password in it"))
+        return found
+    if secret.where == "env":
+        if os.environ.get(secret.value):
+            return []
+        return [
+            _finding(
+                WARNING,
+                config.path,
+                f"{key}.password_env",
+                f"${secret.value} is not set here; the service must set it",
+                "Environment= or EnvironmentFile= in the unit (systemctl edit triage)",
+            )
+        ]
+    if secret.where == "credential":
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if folder is None:
+            return [
+                _finding(
+                    WARNING,
+                    config.path,
+                    f"{key}.password_credential",
+                    f"systemd hands credential {secret.value!r} over at start; not checked here",
+                    f"LoadCredential={secret.value}:/etc/triage/{secret.value} in the unit, file mode 0600",
+                )
+            ]
+        problem = _readable_file(Path(folder) / secret.value)
+        if problem:
+            return [
+                _finding(
+                    ERROR,
+                    Path(folder) / secret.value,
+                    f"{key}.password_credential",
+                    problem,
+                    "name it in a LoadCredential= line of the unit",
+                )
+            ]
+        return []
+    # command: its program must be there; it is not run (it may need the network)
+    words = shlex.split(secret.value) if secret.value.strip() else []
+    program = words[0] if words else ""
+    if not program or shutil.which(program) is None:
+        return [
+            _finding(
+                ERROR,
+                config.path,
+                f"{key}.oauth_command",
+                f"{program or '(nothing)'} is not an executable program",
+                "give the full path of the token command, executable by the service",
+            )
+        ]
+    return []
+
+
+def _ca_file(config: Config, key: str, path: Path) -> list[Finding]:
+    problem = _readable_file(path)
+    if problem:
+        return [_finding(ERROR, path, key, problem, "give the path of a PEM CA certificate")]
+    found = []
+    if _world_writable(path):
+        found.append(
+            _finding(
+                ERROR,
+                path,
+                key,
+                "is writable by every user of this machine (anyone could add a CA)",
+                f"chmod o-w {shlex.quote(str(path))}",
+            )
+        )
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, ValueError) as exc:
+        found.append(
+            _finding(ERROR, path, key, f"holds no usable certificate ({exc})", "give a PEM file")
+        )
+    return found

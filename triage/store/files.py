@@ -1,0 +1,48 @@
+"""The content-addressed attachment store beside the database.
+
+A file's name is the SHA-256 of its bytes, so no name a sender chooses ever
+reaches the file system, and writing the same attachment twice is a no-op.
+Writing before the database commit is safe for the same reason: at worst a
+crash leaves an unreferenced file, never a reference to a missing one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+from triage.core.message import Email
+
+
+def path_for(root: Path, sha256: str) -> Path:
+    return root / sha256[:2] / sha256
+
+
+_made: set[Path] = set()  # fan-out folders known to exist (creating files is costly enough)
+
+
+def save(root: Path, sha256: str, data: bytes) -> Path:
+    """Write `data` under its hash (owner-only), atomically; skip when present."""
+    target = path_for(root, sha256)
+    if target.exists():
+        return target
+    if target.parent not in _made:
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _made.add(target.parent)
+    tmp = target.with_name(f".{sha256}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, target)
+    return target
+
+
+def store_all(root: Path | None, email: Email) -> Email:
+    """Save every attachment of `email` and return it without the bytes (cheap to pass on)."""
+    if not email.attachments:
+        return email
+    if root is not None:
+        for a in email.attachments:
+            save(root, a.sha256, a.data)
+    return replace(email, attachments=tuple(replace(a, data=b"") for a in email.attachments))

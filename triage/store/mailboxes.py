@@ -1,0 +1,67 @@
+"""Per-mailbox state in the database: UID bookkeeping and health, for the daemon and `triage status`.
+
+The daemon writes it as it goes; `triage status` reads it from another process,
+so what an operator sees is what the daemon last knew, without asking it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from triage.store.sqlite import Store
+
+_COLUMNS = {
+    "state": str,  # connecting | idle | fetching | failing | stopped
+    "last_error": str,
+    "failures": int,
+    "failing": int,
+    "failing_since": str,
+    "last_message_at": str,
+    "last_ok_at": str,
+    "backlog": int,
+}
+
+
+def ensure(store: Store) -> None:
+    """Columns added since the first schema (mailbox, uidvalidity, last_uid, updated_at)."""
+    have = set(store.db["mailbox_state"].columns_dict)
+    for name, kind in _COLUMNS.items():
+        if name not in have:
+            store.db["mailbox_state"].add_column(name, kind)
+
+
+def _now() -> str:
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    uidvalidity: int | None
+    last_uid: int
+
+
+def position(store: Store, mailbox: str) -> Position:
+    row = store.conn.execute(
+        "SELECT uidvalidity, last_uid FROM mailbox_state WHERE mailbox = ?", (mailbox,)
+    ).fetchone()
+    return Position(row[0], row[1] or 0) if row else Position(None, 0)
+
+
+def update(store: Store, mailbox: str, **fields: object) -> None:
+    """Upsert `fields` for `mailbox` (autocommit when no batch is open)."""
+    fields["updated_at"] = _now()
+    names = sorted(fields)
+    store.conn.execute(
+        f"INSERT INTO mailbox_state (mailbox, {', '.join(names)}) VALUES (?, {', '.join('?' for _ in names)})"
+        f" ON CONFLICT(mailbox) DO UPDATE SET {', '.join(f'{n} = excluded.{n}' for n in names)}",
+        (mailbox, *(fields[n] for n in names)),
+    )
+
+
+def rows(store: Store) -> list[dict]:
+    return list(store.db.query("SELECT * FROM mailbox_state ORDER BY mailbox"))
+
+
+def now_text() -> str:
+    return _now()
