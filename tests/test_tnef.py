@@ -114,6 +114,12 @@ SCENARIOS: dict[str, list[tuple[bytes, list[tuple[str, str]]]]] = {
             [("\u0421\u0447\u0451\u0442.log", sha(LOG))],
         )
     ],
+    "a title alone, in the stream's code page (Windows-1252)": [
+        (
+            T.winmail(T.file("Bericht M\u00e4rz.log".encode("cp1252"), LOG)),
+            [("Bericht M\u00e4rz.log", sha(LOG))],
+        )
+    ],
     "data before name, and empty files that keep their names": [
         (
             T.winmail(

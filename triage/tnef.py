@@ -220,6 +220,12 @@ def _collect(parsed, files: list[tuple[str, str, bytes]], depth: int) -> bool:
 def _name(att) -> str:
     try:
         name = att.long_filename()
+    except UnicodeDecodeError:
+        # tnefparse reads attAttachTitle as UTF-8; [MS-OXTNEF] writes it in the stream's
+        # code page (attOemCodepage; 437 when the stream names none).
+        title = getattr(att, "_name", b"")
+        raw = title.rstrip(b"\x00") if isinstance(title, bytes) else b""
+        name = charsets.decode(raw, getattr(att, "codepage", None) or "cp437")
     except Exception:  # noqa: BLE001 - a name in a charset the library guessed wrong
         name = ""
     if isinstance(name, bytes):
