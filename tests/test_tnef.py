@@ -82,6 +82,11 @@ def claimed_recipients(rows: int) -> bytes:
     return T.stream(*T.head(), table, T.file("REPORT.LOG", LOG))
 
 
+ONE = T.winmail(T.file("AUTHORS", AUTHORS))
+TWO = T.winmail(T.file("AUTHORS", AUTHORS), T.file("README", README))  # ONE, then README
+CUT_DATA = b"\x02\x0f\x80\x06\x00" + b"\xff" * 40  # reads as 4 GB of attachment data, cut
+CUT_PROPS = b"\x01\x03\x90\x06\x00" + b"\xff" * 40  # reads as message properties, cut
+BASE64_JUNK = b"KKACiiigAooooAKK\nKKKACiiigAooooAKKKKACiiigAooooAKKKKAC\n" * 300  # seen in the wild
 BODY_HTML = (
     "<html><body><p>Gr\u00fc\u00dfe aus Z\u00fcrich: the printer is jammed.</p></body></html>"
 )
@@ -166,6 +171,19 @@ SCENARIOS: dict[str, list[tuple[bytes, list[tuple[str, str]]]]] = {
     "an HTML body and no file stays; with a file, the file replaces it": [
         (T.winmail(html=BODY_HTML), kept(T.winmail(html=BODY_HTML))),
         (T.winmail(T.file("AUTHORS", AUTHORS), html=BODY_HTML), [("AUTHORS", sha(AUTHORS))]),
+    ],
+    "padding or junk after the end is dropped; what reads as a cut attribute is not": [
+        (ONE + b"\r\n\0\0", [("AUTHORS", sha(AUTHORS))]),
+        (ONE + BASE64_JUNK, [("AUTHORS", sha(AUTHORS))]),
+        (ONE + CUT_DATA, kept(ONE + CUT_DATA)),  # junk or a cut attachment: not told apart
+        (ONE + CUT_PROPS, [("AUTHORS", sha(AUTHORS)), *kept(ONE + CUT_PROPS)]),
+    ],
+    "cut short: the whole files, and the original beside them": [
+        (TWO, [("AUTHORS", sha(AUTHORS)), ("README", sha(README))]),
+        (TWO[:-1], [("AUTHORS", sha(AUTHORS)), *kept(TWO[:-1])]),  # in README's attAttachment
+        (TWO[:-300], [("AUTHORS", sha(AUTHORS)), *kept(TWO[:-300])]),  # in README's data
+        (TWO[: len(ONE) + 20], [("AUTHORS", sha(AUTHORS)), *kept(TWO[: len(ONE) + 20])]),
+        (TWO[: len(ONE) - 40], kept(TWO[: len(ONE) - 40])),  # in AUTHORS' data: no file whole
     ],
     "nothing but the signature": [
         (T.stream(), kept(T.stream())),
