@@ -238,7 +238,7 @@ def test_replay_stores_each_file_byte_for_byte(replayed, scenario):
             assert sha((files / digest[:2] / digest).read_bytes()) == digest
 
 
-# Each budget: a sound file and, past the limit, the same trick made hostile.
+# Each budget: how to build a winmail.dat of n units, n that must unpack, n that must not.
 BUDGETS: dict[str, tuple[Callable[[int], bytes], int, tuple[int, ...]]] = {
     "objects": (
         lambda n: T.stream(
@@ -277,6 +277,8 @@ BUDGETS: dict[str, tuple[Callable[[int], bytes], int, tuple[int, ...]]] = {
 
 @pytest.mark.parametrize("budget", list(BUDGETS))
 def test_each_budget_holds_at_its_limit(budget, monkeypatch):
+    """Up to the limit the files come out; past it the winmail.dat stays, with a defect,
+    and the reading stops early (a 22 MB message is parsed in about a second anyway)."""
     build, sound, hostile = BUDGETS[budget]
     with monkeypatch.context() as m:
         m.setattr(tnef, "MAX_SECONDS", 30.0)  # the sound side measures this budget, not time
@@ -287,7 +289,7 @@ def test_each_budget_holds_at_its_limit(budget, monkeypatch):
         data = build(n)
         started = time.perf_counter()
         email = Email.from_bytes(outlook(data))
-        assert time.perf_counter() - started < 3.0
+        assert budget == "bytes" or time.perf_counter() - started < 1.5
         assert [(a.filename, a.sha256) for a in email.attachments] == kept(data), n
         assert any("TNEF not readable" in d for d in email.defects)
 
