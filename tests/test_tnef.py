@@ -16,6 +16,7 @@ import sqlite3
 import struct
 import time
 from collections.abc import Callable
+from datetime import datetime
 
 import pytest
 import tnefparse.mapi
@@ -94,9 +95,12 @@ BODY_HTML = (
 # Each scenario: messages as (winmail.dat, what replay must store for it).
 SCENARIOS: dict[str, list[tuple[bytes, list[tuple[str, str]]]]] = {
     "one file": [(T.winmail(T.file("AUTHORS", AUTHORS)), [("AUTHORS", sha(AUTHORS))])],
-    "two files": [
+    "two files, with their dates as Outlook writes them": [
         (
-            T.winmail(T.file("AUTHORS", AUTHORS), T.file("README", README)),
+            T.winmail(
+                T.file("AUTHORS", AUTHORS, modified=datetime(2026, 3, 9, 17, 45, 12)),
+                T.file("README", README, modified=datetime(2026, 3, 10, 8, 1, 0)),
+            ),
             [("AUTHORS", sha(AUTHORS)), ("README", sha(README))],
         )
     ],
@@ -309,6 +313,23 @@ def test_the_message_s_own_text_wins_over_the_body_inside_winmail_dat():
     both = Email.from_bytes(outlook(T.winmail(T.file("AUTHORS", AUTHORS), html=BODY_HTML)))
     assert (both.body_kind, both.body.strip()) == ("plain", TEXT.strip())
     assert [a.filename for a in both.attachments] == ["AUTHORS"]
+
+
+def test_the_writer_agrees_with_the_sample_message_of_the_specification():
+    """[MS-OXTNEF] 3.1: the signature (%x78.9F.3E.22), then the key, and the lengths and
+    checksums of the sample's first attributes, so the writer is checked by the format's
+    own figures rather than by the library under test."""
+    assert T.stream(key=1) == b"\x78\x9f\x3e\x22\x01\x00"
+    sample = [
+        (T.attTnefVersion, struct.pack("<I", 0x00010000), 4, 0x0001),
+        (T.attOemCodepage, struct.pack("<II", 1252, 0), 8, 0x00E8),
+        (T.attMessageClass, b"IPM.Microsoft Mail.Note\0", 24, 0x0831),
+        (T.attSubject, b"Simple subject\0", 15, 0x057A),
+    ]
+    for att_id, data, length, check in sample:
+        written = T.attribute(T.MESSAGE, att_id, data)
+        assert struct.unpack("<I", written[5:9]) == (length,)
+        assert struct.unpack("<H", written[-2:]) == (check,)
 
 
 def test_the_guards_are_in_tnefparse():

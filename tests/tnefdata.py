@@ -9,9 +9,9 @@ So that the unpacking is proved on bytes this repository may hold. The layout (s
   the data's length, the data, and a checksum, the sum of the data's bytes modulo 65536;
 * attMsgProps, attAttachment and each row of attRecipTable hold a property list
   (section 2.1.3.4): a 32-bit count, then each property's type and id, and its value:
-  fixed-length types as they are (16-bit ones padded to 4 bytes); variable-length types
-  and multi-valued ones as a count of values, then each value's size and bytes, padded
-  with zeros to a multiple of 4 (the padding not counted in the size).
+  fixed-length types as they are, padded to 4 bytes; variable-length types and
+  multi-valued ones as a count of values, then (variable-length) each value's size and
+  bytes, padded with zeros to a multiple of 4 (the padding not counted in the size).
 
 Everything here writes what the caller asks, lies included (a count of four billion values
 in a few bytes): the tests decide what a sender may send.
@@ -28,7 +28,6 @@ MESSAGE, ATTACHMENT = 1, 2
 
 # Attribute ids, [MS-OXTNEF] 2.1.3.3: the attribute's type in the high word.
 attSubject = 0x00018004
-attBody = 0x0002800C
 attMessageClass = 0x00078008
 attAttachData = 0x0006800F
 attAttachTitle = 0x00018010
@@ -56,10 +55,8 @@ PidTagHtml = 0x1013  # PtypBinary; PidTagBodyHtml is the same id as PtypString
 PidTagDisplayName = 0x3001
 PidTagAttachDataBinary = 0x3701  # as PtypBinary
 PidTagAttachDataObject = 0x3701  # the same id as PtypObject
-PidTagAttachFilename = 0x3704
 PidTagAttachMethod = 0x3705
 PidTagAttachLongFilename = 0x3707
-PidTagAttachMimeTag = 0x370E
 PidTagInternetCodepage = 0x3FDE
 PidTagSmtpAddress = 0x39FE
 PidTagScheduleInfoMonthsBusy = 0x6853  # PtypMultipleInteger32
