@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
-import os
 import sys
 import time
 from collections import Counter, defaultdict
@@ -27,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from tests.outside import labelled  # noqa: E402
 
 MANIFEST = ROOT / "tests" / "labelled" / "MANIFEST.csv"
 HUMAN = "human"
@@ -40,19 +40,7 @@ def manifest_rows() -> list[dict]:
 
 def locate(explicit: Path | None = None) -> Path | None:
     """The folder holding the labelled messages, or None when it is not on this machine."""
-    candidates = [explicit] if explicit else []
-    if os.environ.get("TRIAGE_LABELLED"):
-        candidates.append(Path(os.environ["TRIAGE_LABELLED"]))
-    candidates += [ROOT.parent / "shared" / "labelled", ROOT.parent / "labelled"]
-    for folder in candidates:
-        if folder is not None and (folder / "human").is_dir():
-            return folder
-    return None
-
-
-def git_blob(data: bytes) -> str:
-    """The id git gives these bytes: the manifest's proof that a file was never edited."""
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return labelled("human", explicit)
 
 
 @dataclass
@@ -73,8 +61,9 @@ class Tally:
 
 def measure(folder: Path, rules, rows: list[dict] | None = None) -> dict[str, Tally]:
     """Each message through stage one and two of the pipeline, as replay runs them."""
+    from triage.store.sqlite.sqlite import Store
+
     from triage.core.pipeline import analyse, decide
-    from triage.store.sqlite import Store
 
     store = Store(None)
     tallies: dict[str, Tally] = defaultdict(Tally)

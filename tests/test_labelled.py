@@ -14,6 +14,7 @@ from collections import Counter
 import pytest
 
 from .conftest import ROOT
+from .outside import git_blob
 
 sys.path.insert(0, str(ROOT / "bench"))
 import signals  # noqa: E402  (bench/signals.py: the measuring script shares this code)
@@ -63,7 +64,7 @@ def test_manifest_has_150_messages_in_every_category_with_their_sources():
 def test_every_file_is_the_blob_at_its_commit():
     """Never edited: each file's git blob id is the one the manifest recorded."""
     for row in ROWS:
-        assert signals.git_blob((FOLDER / row["file"]).read_bytes()) == row["git_blob"], row["file"]
+        assert git_blob((FOLDER / row["file"]).read_bytes()) == row["git_blob"], row["file"]
 
 
 @pytest.fixture(scope="module")

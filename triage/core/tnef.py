@@ -10,6 +10,13 @@ remain, more than `MAX_OBJECTS` objects, `MAX_COPIED` bytes copied, `MAX_VALUES`
 values or `MAX_SECONDS` of time stops the reading, and the winmail.dat stays the
 attachment it was. So does any file the library cannot read.
 
+tnefparse reads an attribute that runs past the end of the file as if it ended there: a
+winmail.dat cut short gave its last file cut short, as if whole, and junk after the end that
+reads as attachment data replaced the last file's bytes. So only whole attributes are read.
+Junk after them is dropped (a real winmail.dat carries 17 kB of base64 text there); when what
+follows is a cut attribute (it starts with a level), the attachment it belongs to is left out
+and the original winmail.dat is kept beside the files read.
+
 tnefparse drops the trailing zero bytes of a file it reads from a MAPI property (an
 OLE object, an embedded message) instead of from the attachment's data record: when
 any file came that way, the original winmail.dat is kept beside the files.
@@ -151,11 +158,12 @@ def unpack(data: bytes) -> Unpacked | None:
     """The files and body in `data`, or None when it cannot be read within the budget."""
     if len(data) > MAX_BYTES:
         return None
+    data, cut = _whole_attributes(data)
     _local.budget = budget = _Budget()
     try:
         parsed = _tnef.TNEF(data, do_checksum=False)
         files: list[tuple[str, str, bytes]] = []
-        exact = _collect(parsed, files, depth=0)
+        exact = _collect(parsed, files, depth=0) and not cut
         budget.check()
     except BudgetSpent:
         return None
@@ -164,6 +172,34 @@ def unpack(data: bytes) -> Unpacked | None:
     finally:
         _local.budget = None
     return Unpacked(tuple(files), _text(parsed.body), _text(parsed.htmlbody), exact)
+
+
+def _whole_attributes(data: bytes) -> tuple[bytes, bool]:
+    """`data` up to its last whole attribute, and whether a cut attribute followed.
+
+    A tail shorter than an attribute is padding (tnefparse skips it too), and one that does
+    not start with a level is junk. A cut attachment attribute takes the rest of its
+    attachment with it: its other attributes may be whole but its data not. Walks at most
+    `MAX_OBJECTS` attributes: past that the object budget stops the reading anyway.
+    """
+    offset, last = 6, None  # after signature and key; where the last attachment starts
+    for _ in range(MAX_OBJECTS + 1):
+        if offset + _tnef.TNEF.MIN_OBJ_SIZE >= len(data):
+            return data, False
+        end = offset + 11 + int.from_bytes(data[offset + 5 : offset + 9], "little")
+        if end > len(data):
+            break
+        if int.from_bytes(data[offset + 1 : offset + 3], "little") == _tnef.TNEF.ATTATTACHRENDDATA:
+            last = offset
+        offset = end
+    else:
+        return data, False
+    level, name = data[offset], int.from_bytes(data[offset + 1 : offset + 3], "little")
+    if level not in (_tnef.TNEF.LVL_MESSAGE, _tnef.TNEF.LVL_ATTACHMENT):
+        return data[:offset], False  # junk after the last attribute, not a cut one
+    if level == _tnef.TNEF.LVL_MESSAGE or name == _tnef.TNEF.ATTATTACHRENDDATA or last is None:
+        return data[:offset], True  # the attachments before it are whole
+    return data[:last], True
 
 
 def expand(
@@ -220,6 +256,12 @@ def _collect(parsed, files: list[tuple[str, str, bytes]], depth: int) -> bool:
 def _name(att) -> str:
     try:
         name = att.long_filename()
+    except UnicodeDecodeError:
+        # tnefparse reads attAttachTitle as UTF-8; [MS-OXTNEF] writes it in the stream's
+        # code page (attOemCodepage; 437 when the stream names none).
+        title = getattr(att, "_name", b"")
+        raw = title.rstrip(b"\x00") if isinstance(title, bytes) else b""
+        name = charsets.decode(raw, getattr(att, "codepage", None) or "cp437")
     except Exception:  # noqa: BLE001 - a name in a charset the library guessed wrong
         name = ""
     if isinstance(name, bytes):
