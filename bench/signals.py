@@ -61,7 +61,7 @@ class Tally:
 
 def measure(folder: Path, rules, rows: list[dict] | None = None) -> dict[str, Tally]:
     """Each message through stage one and two of the pipeline, as replay runs them."""
-    from triage.store.sqlite.sqlite import Store
+    from triage.store.sqlite import Store
 
     from triage.core.pipeline import analyse, decide
 
