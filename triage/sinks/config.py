@@ -29,6 +29,7 @@ RATE_LIMITS = {"webhook": 10.0, "connectwise": 5.0, "slack": 1.0, "teams": 4.0, 
 TIMEOUT = 15.0  # seconds for one request (Standard Webhooks: receivers get 15 to 30 s)
 MAX_ATTEMPTS = 10
 NOTE_TYPES = ("discussion", "internal")
+CONNECTWISE_EVENTS = ("ticket.created", "ticket.appended")  # a service ticket, then its notes
 CODEBASE = "v4_6_release"
 API_VERSION = "2022.1"
 
@@ -237,6 +238,15 @@ def _subscription(path: Path | str, key: str, t: dict) -> Subscription:
             f"{unknown[0]!r} is not an event",
             f"use some of {list(EVENT_TYPES)}",
         )
+    if t.get("kind") == "connectwise":
+        others = [e for e in events if e not in CONNECTWISE_EVENTS]
+        if others:
+            raise SinkConfigError(
+                path,
+                f"{key}.events",
+                f"a connectwise sink does nothing with {others[0]!r}",
+                f"use some of {list(CONNECTWISE_EVENTS)} (alerts go to a chat or email sink)",
+            )
     vip = t.get("vip", "any")
     if vip not in VIP_MODES:
         raise SinkConfigError(
