@@ -22,7 +22,7 @@ from triage.config.endpoints import SecretError
 from triage.sinks.base import Delivery, Outcome, Status, classify
 from triage.sinks.client import Pace, exchange, make_client, unreadable_secret
 from triage.sinks.config import ChatSettings, SinkConfig
-from triage.sinks.events import Subscription
+from triage.sinks.events import Event, Subscription
 from triage.sinks.messages import alert, slack_payload, teams_payload
 
 _THROTTLED = "HTTP error 429"
@@ -52,10 +52,11 @@ class ChatSink:
         self._url: str | None = None
 
     def payload(self, delivery: Delivery) -> bytes:
-        """The JSON this sink posts for `delivery` (what `make demo` shows)."""
-        shaped = alert(delivery.event, self.zone)
-        body = slack_payload(shaped) if self.kind == "slack" else teams_payload(shaped)
-        return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        return json.dumps(
+            chat_payload(self.kind, delivery.event, self.zone),
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")
 
     async def deliver(self, delivery: Delivery) -> Outcome:
         try:
@@ -82,6 +83,12 @@ class ChatSink:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+
+def chat_payload(kind: str, event: Event, zone: ZoneInfo) -> dict:
+    """The JSON a `kind` ("slack" or "teams") sink posts for `event`. Pure."""
+    shaped = alert(event, zone)
+    return slack_payload(shaped) if kind == "slack" else teams_payload(shaped)
 
 
 def _without(outcome: Outcome, url: str) -> Outcome:
