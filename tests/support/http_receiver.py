@@ -155,6 +155,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # quiet
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        # The head and the body go out in two writes; without this, Nagle's algorithm holds
+        # the second until the client's delayed ACK (~40 ms per answer).
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def _any(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
