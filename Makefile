@@ -74,6 +74,7 @@ bench: $(VENV)/.installed-test servers
 	$(BIN)/python bench/imap.py
 	$(BIN)/python bench/chaos.py --short
 	$(BIN)/python bench/delivery.py
+	$(BIN)/python bench/sinks.py
 
 clean:
 	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks build *.egg-info
