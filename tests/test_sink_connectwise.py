@@ -225,3 +225,17 @@ def test_an_outage_during_the_lookup_means_retry_and_creates_nothing(
         sink = sink_for(tmp_path, cw, monkeypatch)
         [outcome] = run(sink, Delivery.first(event(), "psa"))
     assert outcome.status is status and cw.tickets == {}
+
+
+def test_the_configured_api_version_and_codebase_are_what_is_sent(tmp_path, monkeypatch):
+    with ConnectWiseStandIn.start() as cw:
+        sink = sink_for(tmp_path, cw, monkeypatch, api_version="2024.1", codebase="v4_6_release")
+        [outcome] = run(sink, Delivery.first(event(), "psa"))
+    assert outcome.ok
+    assert {r.headers["accept"] for r in cw.requests} == {
+        "application/vnd.connectwise.com+json; version=2024.1"
+    }
+    with ConnectWiseStandIn.start() as cw:
+        sink = sink_for(tmp_path, cw, monkeypatch, codebase="v2025_1")
+        [outcome] = run(sink, Delivery.first(event(), "psa"))
+    assert outcome.status is Status.FAILED and cw.requests[0].path.startswith("/v2025_1/apis/3.0/")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, make_cert
 from tests.support.http_receiver import HttpReceiver, Reply
 from triage.sinks.base import Delivery, Status
 from triage.sinks.config import parse_sink
@@ -226,3 +226,17 @@ def test_parse_secrets_reads_one_per_line():
         base64.b64decode(a[6:]),
         base64.b64decode(b[6:]),
     )
+
+
+def test_an_https_receiver_with_a_private_ca_needs_ca_file(tmp_path):
+    cert, key_file = make_cert(tmp_path / "tls", "receiver")
+    key = secret()
+    with HttpReceiver.start(secret=key, tls=(cert, key_file)) as rx:
+        assert rx.url.startswith("https://")
+        refused = sink_for(tmp_path, rx.url, key)
+        trusted = sink_for(tmp_path, rx.url, key, ca_file=str(cert))
+        [untrusted] = asyncio.run(deliver(refused, Delivery.first(EVENT, "hook")))
+        [sent] = asyncio.run(deliver(trusted, Delivery.first(EVENT, "hook")))
+    assert untrusted.status is Status.RETRY and "CERTIFICATE_VERIFY_FAILED" in untrusted.said
+    assert sent.status is Status.SENT
+    assert [r.verified for r in rx.requests] == [True]

@@ -34,6 +34,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -106,7 +107,12 @@ class Server(http.server.ThreadingHTTPServer):
     daemon_threads = False  # joined at stop
     block_on_close = True
 
-    def __init__(self, handle: Callable[[Request], Reply], secret: str | None) -> None:
+    def __init__(
+        self,
+        handle: Callable[[Request], Reply],
+        secret: str | None,
+        tls: tuple[Path, Path] | None = None,
+    ) -> None:
         self.handle = handle
         self.verifier = None
         if secret:
@@ -116,7 +122,18 @@ class Server(http.server.ThreadingHTTPServer):
         self.release_event = threading.Event()
         self._conns: set[socket.socket] = set()
         self._conns_lock = threading.Lock()
+        self.errors: list[str] = []  # what failed in a connection (a refused TLS handshake ...)
         super().__init__((HOST, 0), _Handler)
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            # the handshake runs in the connection's thread (setup), not in the accept loop
+            self.socket = context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+
+    def handle_error(self, request, client_address) -> None:  # type: ignore[override]
+        self.errors.append(repr(sys.exc_info()[1]))
 
     def process_request(self, request, client_address) -> None:  # type: ignore[override]
         with self._conns_lock:
@@ -160,6 +177,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         # The head and the body go out in two writes; without this, Nagle's algorithm holds
         # the second until the client's delayed ACK (~40 ms per answer).
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if isinstance(self.connection, ssl.SSLSocket):
+            self.connection.do_handshake()
 
     def _any(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -201,21 +220,26 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class HttpReceiver:
     """Records requests, verifies signatures, answers as told. See the module's docstring."""
 
-    def __init__(self, secret: str | None = None, path: str = "/hook") -> None:
+    def __init__(
+        self, secret: str | None = None, path: str = "/hook", tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.requests: list[Request] = []
         self._queue: list[Reply] = []
         self._default = OK
         self._lock = threading.Lock()
-        self.server = Server(self._handle, secret)
+        self.server = Server(self._handle, secret, tls)
         self.port = self.server.server_address[1]
-        self.url = f"http://{HOST}:{self.port}{path}"
+        self.url = f"{'https' if tls else 'http'}://{HOST}:{self.port}{path}"
         self._thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
     @classmethod
-    def start(cls, secret: str | None = None, path: str = "/hook") -> HttpReceiver:
-        rx = cls(secret, path)
+    def start(
+        cls, secret: str | None = None, path: str = "/hook", tls: tuple[Path, Path] | None = None
+    ) -> HttpReceiver:
+        """`tls`: (certificate, key) files to serve HTTPS with (tests.servers.make_cert)."""
+        rx = cls(secret, path, tls)
         rx._thread.start()
         return rx
 
