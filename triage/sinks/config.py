@@ -16,11 +16,26 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triage.config.endpoints import Secret
 from triage.sinks.events import EVENT_TYPES, VIP_MODES, Subscription
+from triage.sinks.values import (
+    ATOM,
+    SOURCES,
+    SinkConfigError,
+    beside,
+    read_addresses,
+    read_atom,
+    read_bool,
+    read_int,
+    read_num,
+    read_secret,
+    read_str,
+    read_strings,
+    read_table,
+    read_url,
+    read_zone,
+)
 
 KINDS = ("webhook", "connectwise", "slack", "teams", "email")
 # Deliveries per second each kind sends at most, unless `rate_limit` says otherwise: Slack
@@ -47,11 +62,10 @@ _COMMON = {
     "ca_file",
     "allow_insecure",
 }
-_SOURCES = ("file", "env", "credential")
 _KEYS = {
-    "webhook": _COMMON | {"url"} | {f"secret_{s}" for s in _SOURCES},
-    "slack": _COMMON | {f"url_{s}" for s in _SOURCES},
-    "teams": _COMMON | {f"url_{s}" for s in _SOURCES},
+    "webhook": _COMMON | {"url"} | {f"secret_{s}" for s in SOURCES},
+    "slack": _COMMON | {f"url_{s}" for s in SOURCES},
+    "teams": _COMMON | {f"url_{s}" for s in SOURCES},
     "connectwise": _COMMON
     | {
         "site",
@@ -67,8 +81,8 @@ _KEYS = {
         "default_company",
         "note_type",
     }
-    | {f"public_key_{s}" for s in _SOURCES}
-    | {f"private_key_{s}" for s in _SOURCES},
+    | {f"public_key_{s}" for s in SOURCES}
+    | {f"private_key_{s}" for s in SOURCES},
     "email": _COMMON - {"ca_file", "allow_insecure", "timeout"} | {"to"},
 }
 # Keys that would put a secret in the file, and where it goes instead.
@@ -78,17 +92,7 @@ _INLINE_SECRETS = {
     "password": "a *_file, *_env or *_credential key",
 }
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_ADDRESS = re.compile(r"[^@\s<>()\[\],;:\\\"]+@[A-Za-z0-9.-]+")
 _VERSION = re.compile(r"\d{4}\.\d{1,2}")
-_ATOM = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
-
-
-class SinkConfigError(ValueError):
-    """A `[[sink]]` table that cannot be used: names the file, the key and the fix."""
-
-    def __init__(self, path: Path | str, key: str, problem: str, fix: str) -> None:
-        super().__init__(f"{path}: [{key}] {problem}\n  fix: {fix}")
-        self.path, self.key, self.problem, self.fix = str(path), key, problem, fix
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +196,7 @@ def parse_sink(path: Path | str, key: str, table: object) -> SinkConfig:
             f"is not a key of a {kind} sink",
             f"use one of {sorted(_KEYS[kind])}",
         )
-    name = _str(path, key, table, "name", required=True)
+    name = read_str(path, key, table, "name", required=True)
     if not _NAME.fullmatch(name):
         raise SinkConfigError(
             path,
@@ -200,36 +204,38 @@ def parse_sink(path: Path | str, key: str, table: object) -> SinkConfig:
             f"{name!r} is not a sink name (letters, digits, _ and -, up to 64)",
             'write name = "oncall-slack"',
         )
-    allow_insecure = _bool(path, key, table, "allow_insecure", False)
+    allow_insecure = read_bool(path, key, table, "allow_insecure", False)
     if kind == "webhook":
         settings: WebhookSettings | ChatSettings | ConnectWiseSettings | EmailSettings = (
             WebhookSettings(
-                _url(path, key, table, "url", allow_insecure),
-                _secret(path, key, table, "secret", required=True),
+                read_url(path, key, table, "url", allow_insecure),
+                read_secret(path, key, table, "secret", required=True),
             )
         )
     elif kind in ("slack", "teams"):
-        settings = ChatSettings(_secret(path, key, table, "url", required=True))
+        settings = ChatSettings(read_secret(path, key, table, "url", required=True))
     elif kind == "connectwise":
         settings = _connectwise(path, key, table, allow_insecure)
     else:
-        settings = EmailSettings(_addresses(path, key, table))
+        settings = EmailSettings(read_addresses(path, key, table))
     return SinkConfig(
         name=name,
         kind=kind,
         subscription=_subscription(path, key, table),
         settings=settings,
-        timeout=_num(path, key, table, "timeout", TIMEOUT, high=300.0),
-        rate_limit=_num(path, key, table, "rate_limit", RATE_LIMITS[kind], high=1000.0),
-        max_attempts=_int(path, key, table, "max_attempts", MAX_ATTEMPTS, high=100),
-        zone=_zone(path, key, table),
-        ca_file=_beside(path, _str(path, key, table, "ca_file")) if table.get("ca_file") else None,
+        timeout=read_num(path, key, table, "timeout", TIMEOUT, high=300.0),
+        rate_limit=read_num(path, key, table, "rate_limit", RATE_LIMITS[kind], high=1000.0),
+        max_attempts=read_int(path, key, table, "max_attempts", MAX_ATTEMPTS, high=100),
+        zone=read_zone(path, key, table),
+        ca_file=beside(path, read_str(path, key, table, "ca_file"))
+        if table.get("ca_file")
+        else None,
         source=f"{path} [{key}]",
     )
 
 
 def _subscription(path: Path | str, key: str, t: dict) -> Subscription:
-    events = _strings(path, key, t, "events", required=True)
+    events = read_strings(path, key, t, "events", required=True)
     unknown = [e for e in events if e not in EVENT_TYPES]
     if unknown:
         raise SinkConfigError(
@@ -257,25 +263,25 @@ def _subscription(path: Path | str, key: str, t: dict) -> Subscription:
         )
     return Subscription(
         frozenset(events),
-        frozenset(_strings(path, key, t, "priorities")),
-        frozenset(_strings(path, key, t, "queues")),
+        frozenset(read_strings(path, key, t, "priorities")),
+        frozenset(read_strings(path, key, t, "queues")),
         vip,
     )
 
 
 def _connectwise(path: Path | str, key: str, t: dict, allow_insecure: bool) -> ConnectWiseSettings:
-    site = _str(path, key, t, "site", required=True)
+    site = read_str(path, key, t, "site", required=True)
     base = site if "://" in site else f"https://{site}"
-    base = _url(path, key, {"site": base}, "site", allow_insecure).rstrip("/")
-    codebase = _str(path, key, t, "codebase") or CODEBASE
-    if not _ATOM.fullmatch(codebase):
+    base = read_url(path, key, {"site": base}, "site", allow_insecure).rstrip("/")
+    codebase = read_str(path, key, t, "codebase") or CODEBASE
+    if not ATOM.fullmatch(codebase):
         raise SinkConfigError(
             path,
             f"{key}.codebase",
             f"{codebase!r} is not a codebase",
             f'write codebase = "{CODEBASE}"',
         )
-    version = _str(path, key, t, "api_version") or API_VERSION
+    version = read_str(path, key, t, "api_version") or API_VERSION
     if not _VERSION.fullmatch(version):
         raise SinkConfigError(
             path,
@@ -284,15 +290,15 @@ def _connectwise(path: Path | str, key: str, t: dict, allow_insecure: bool) -> C
             f'write api_version = "{API_VERSION}"',
         )
     if "public_key" in t:
-        if any(f"public_key_{s}" in t for s in _SOURCES):
+        if any(f"public_key_{s}" in t for s in SOURCES):
             raise SinkConfigError(
                 path, f"{key}.public_key", "more than one public key source", "keep exactly one"
             )
-        public: str | Secret = _str(path, key, t, "public_key", required=True)
+        public: str | Secret = read_str(path, key, t, "public_key", required=True)
     else:
-        public = _secret(path, key, t, "public_key", required=True)
-    priorities = _table_of(path, key, t, "priority_map", int)
-    companies = _table_of(path, key, t, "company_map", str)
+        public = read_secret(path, key, t, "public_key", required=True)
+    priorities = read_table(path, key, t, "priority_map", int)
+    companies = read_table(path, key, t, "company_map", str)
     note_type = t.get("note_type", "discussion")
     if note_type not in NOTE_TYPES:
         raise SinkConfigError(
@@ -303,215 +309,18 @@ def _connectwise(path: Path | str, key: str, t: dict, allow_insecure: bool) -> C
         )
     status = t.get("status")
     if status is not None:
-        status = _int(path, key, t, "status", 1)
+        status = read_int(path, key, t, "status", 1)
     return ConnectWiseSettings(
         api=f"{base}/{codebase}/apis/3.0",
-        company_id=_atom(path, key, t, "company_id"),
+        company_id=read_atom(path, key, t, "company_id"),
         public_key=public,
-        private_key=_secret(path, key, t, "private_key", required=True),
-        client_id=_str(path, key, t, "client_id", required=True),
+        private_key=read_secret(path, key, t, "private_key", required=True),
+        client_id=read_str(path, key, t, "client_id", required=True),
         api_version=version,
-        board=_int(path, key, t, "board", 1, required=True),
+        board=read_int(path, key, t, "board", 1, required=True),
         status=status,
         priorities=MappingProxyType(dict(priorities)),
         companies=MappingProxyType({k.casefold(): v for k, v in companies.items()}),
-        default_company=_str(path, key, t, "default_company", required=True),
+        default_company=read_str(path, key, t, "default_company", required=True),
         note_type=note_type,
     )
-
-
-# -- small readers (errors name file, key and fix) -----------------------------------------
-
-
-def _str(path: Path | str, key: str, t: dict, name: str, required: bool = False) -> str:
-    value = t.get(name, "")
-    if not isinstance(value, str) or (required and not value.strip()):
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            "is missing" if required and name not in t else "must be a non-empty string",
-            f'write {name} = "..."',
-        )
-    return value.strip()
-
-
-def _atom(path: Path | str, key: str, t: dict, name: str) -> str:
-    value = _str(path, key, t, name, required=True)
-    if not _ATOM.fullmatch(value):
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            f"{value!r} has characters a {name} cannot have",
-            f"write {name} as it is shown in ConnectWise (letters, digits, _.+-)",
-        )
-    return value
-
-
-def _bool(path: Path | str, key: str, t: dict, name: str, default: bool) -> bool:
-    value = t.get(name, default)
-    if not isinstance(value, bool):
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            f"{value!r} is not true or false",
-            f"write {name} = {str(default).lower()}",
-        )
-    return value
-
-
-def _num(path: Path | str, key: str, t: dict, name: str, default: float, high: float) -> float:
-    value = t.get(name, default)
-    if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value <= high:
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            f"{value!r} is not a number above 0 and at most {high:g}",
-            f"write {name} = {default:g}",
-        )
-    return float(value)
-
-
-def _int(
-    path: Path | str,
-    key: str,
-    t: dict,
-    name: str,
-    default: int,
-    high: int = 2**31 - 1,
-    required: bool = False,
-) -> int:
-    if required and name not in t:
-        raise SinkConfigError(path, f"{key}.{name}", "is missing", f"write {name} = <id>")
-    value = t.get(name, default)
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= high:
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            f"{value!r} is not a whole number from 1 to {high}",
-            f"write {name} = {default}",
-        )
-    return value
-
-
-def _strings(path: Path | str, key: str, t: dict, name: str, required: bool = False) -> list[str]:
-    value = t.get(name, [])
-    if (
-        not isinstance(value, list)
-        or not all(isinstance(v, str) and v.strip() for v in value)
-        or (required and not value)
-    ):
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            "is missing" if required and name not in t else "must be a list of strings",
-            f'write {name} = ["..."]',
-        )
-    return [v.strip() for v in value]
-
-
-def _table_of(path: Path | str, key: str, t: dict, name: str, kind: type) -> dict:
-    value = t.get(name, {})
-    example = "{ P1 = 8, P2 = 7 }" if kind is int else '{ "Acme Corp" = "AcmeCorp" }'
-    if not isinstance(value, dict):
-        raise SinkConfigError(path, f"{key}.{name}", "must be a table", f"write {name} = {example}")
-    for k, v in value.items():
-        good = (
-            (isinstance(v, int) and not isinstance(v, bool) and v > 0)
-            if kind is int
-            else (isinstance(v, str) and v.strip() != "")
-        )
-        if not good:
-            raise SinkConfigError(
-                path,
-                f"{key}.{name}.{k}",
-                f"{v!r} is not a {'positive id' if kind is int else 'company identifier'}",
-                f"write {name} = {example}",
-            )
-    return value
-
-
-def _secret(path: Path | str, key: str, t: dict, stem: str, required: bool) -> Secret:
-    given = [(f"{stem}_{s}", s) for s in _SOURCES if f"{stem}_{s}" in t]
-    if len(given) > 1:
-        raise SinkConfigError(
-            path, f"{key}.{given[1][0]}", f"more than one {stem} source", "keep exactly one"
-        )
-    if not given:
-        raise SinkConfigError(
-            path,
-            key,
-            f"no {stem} source",
-            f'add {stem}_file = "/etc/triage/{stem}", {stem}_env = "VAR" or {stem}_credential = "name"',
-        )
-    name, where = given[0]
-    value = t[name]
-    if not isinstance(value, str) or not value.strip():
-        raise SinkConfigError(
-            path, f"{key}.{name}", "must be a non-empty string", f'write {name} = "..."'
-        )
-    value = value.strip()
-    return Secret(where, _beside(path, value) if where == "file" else value)
-
-
-def _url(path: Path | str, key: str, t: dict, name: str, allow_insecure: bool) -> str:
-    value = _str(path, key, t, name, required=True)
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            f"{value!r} is not an http(s) URL",
-            f'write {name} = "https://..."',
-        )
-    if parts.username or parts.password:
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            "the URL carries a user name or password",
-            "remove it: secrets are never written in the config file",
-        )
-    if parts.scheme == "http" and not allow_insecure:
-        raise SinkConfigError(
-            path,
-            f"{key}.{name}",
-            "http:// sends tickets in clear text",
-            "use https://, or add allow_insecure = true for a receiver on this host",
-        )
-    return value
-
-
-def _addresses(path: Path | str, key: str, t: dict) -> tuple[str, ...]:
-    value = t.get("to")
-    values = [value] if isinstance(value, str) else value
-    if (
-        not isinstance(values, list)
-        or not values
-        or not all(isinstance(v, str) and _ADDRESS.fullmatch(v.strip()) for v in values)
-    ):
-        raise SinkConfigError(
-            path,
-            f"{key}.to",
-            f"{value!r} is not a list of plain addresses",
-            'write to = ["oncall@example.com"]',
-        )
-    return tuple(v.strip() for v in values)
-
-
-def _zone(path: Path | str, key: str, t: dict) -> str:
-    zone = _str(path, key, t, "zone") or "UTC"
-    try:
-        ZoneInfo(zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise SinkConfigError(
-            path,
-            f"{key}.zone",
-            f"{zone!r} is not a time zone",
-            'write zone = "Europe/Berlin" (an IANA name)',
-        ) from None
-    return zone
-
-
-def _beside(path: Path | str, value: str) -> str:
-    """A file named in the config is relative to the config file, like every path in it."""
-    named = Path(value)
-    return str(named if named.is_absolute() else Path(path).parent / named)
