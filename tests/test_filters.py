@@ -379,3 +379,16 @@ def test_footer_phrases_count_only_at_the_end_and_view_online_only_at_the_start(
     assert hit(human(body=f"Hi,\nthe mail said 'click here to unsubscribe'.\n{filler}")) is None
     assert hit(human(body=f"{filler}\nClick here to unsubscribe.\n")) == "unsubscribe-footer"
     assert hit(human(body=f"{filler}\nView this email in your browser\n")) is None
+
+
+def test_every_field_the_loader_accepts_is_read_from_the_message():
+    """The loader's list of fields and the matcher's getters live in two modules: a field
+    accepted by `triage check` but unknown to the matcher would fail on the first message."""
+    from triage.core.filter_rules import FIELDS_FIXED
+    from triage.core.filters import field_values
+
+    email = Email.from_bytes(human(Return_Path="<bounce@mailer.example>"))
+    read = {f: field_values(email, f) for f in FIELDS_FIXED}
+    assert read["from"] == ("jane@acme.example", "jane doe <jane@acme.example>")
+    assert read["foreign_return_path"] == ("<bounce@mailer.example>",)
+    assert all(isinstance(v, tuple | frozenset) for v in read.values())

@@ -365,3 +365,43 @@ def test_charset_guessing_is_bounded_on_hostile_bodies():
         started = time.perf_counter()
         Email.from_bytes(raw)
         assert time.perf_counter() - started < 3
+
+
+def test_mail_parser_walks_every_fixture_without_falling_back():
+    """The bodies come from mail-parser's walk, whose private state `bodies._Lean` resets: a
+    mail-parser release that renamed it would send every message to the stdlib reading."""
+    from .conftest import FIXTURES
+
+    fell_back = {
+        path.name: d
+        for path in sorted(FIXTURES.glob("*.eml"))
+        for d in Email.from_bytes(path.read_bytes()).defects
+        if d.startswith("mail-parser failed")
+    }
+    assert fell_back == {}
+
+
+def test_a_message_mail_parser_cannot_walk_is_read_with_the_stdlib(monkeypatch):
+    from triage.core import bodies
+
+    class Broken:
+        def __init__(self, _msg: object) -> None:
+            raise AttributeError("a renamed private attribute")
+
+    monkeypatch.setattr(bodies, "_Lean", Broken)
+    raw = build(
+        {
+            "From": "a@b.example",
+            "Subject": "s",
+            "MIME-Version": "1.0",
+            "Content-Type": 'multipart/mixed; boundary="B"',
+        },
+        "--B\nContent-Type: text/plain\n\nsee attached\n--B\nContent-Type: application/pdf\n"
+        'Content-Disposition: attachment; filename="report.pdf"\nContent-Transfer-Encoding: base64\n\n'
+        + base64.b64encode(b"%PDF-1.4 tiny").decode()
+        + "\n--B--\n",
+    )
+    e = Email.from_bytes(raw)
+    assert e.body.strip() == "see attached"
+    assert [(a.filename, a.data) for a in e.attachments] == [("report.pdf", b"%PDF-1.4 tiny")]
+    assert e.defects == ("mail-parser failed (AttributeError); read with the stdlib",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from triage.sources.namespace import Namespace, listed, same_folder
+from triage.sources.imap.namespace import Namespace, listed, same_folder
 
 CYRUS = b'(("INBOX." ".")) (("user." ".")) (("" "."))'  # Cyrus 3.6, Debian's default layout
 DOVECOT = b'(("" ".")) NIL NIL'  # Dovecot 2.3, Maildir++ layout, no prefix

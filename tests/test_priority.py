@@ -17,10 +17,10 @@ from triage.core.priority import (
     Evidence,
     PriorityError,
     Vocabulary,
-    _is_cjk,
     infer,
     own_text,
 )
+from triage.core.priority_vocabulary import _is_cjk
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules" / "priority.toml"

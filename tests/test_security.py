@@ -362,8 +362,8 @@ SQL_ALLOWED = {
         "update",
     ): "column names are keyword names written in triage's code",
     (
-        "triage/sources/imap.py",
-        "ImapSession._starttls",
+        "triage/sources/imap/connection.py",
+        "Connection._starttls",
     ): "protocol.execute(command) is IMAP, not SQL",
 }
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triage.core import sla
-from triage.core.sla.calendars import to_us, zone_named
+from triage.core.sla.calendars import to_us
+from triage.core.sla.notation import zone_named
 
 RULES = Path(__file__).resolve().parent.parent / "rules" / "sla"
 POLICIES = sla.load_policies(RULES)
