@@ -11,8 +11,10 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from triage.core.pipeline import Action, Decision, Rules, analyse
-from triage.engine.record import Recorder
+from triage.core.analysis import analyse
+from triage.core.decision import Action, Decision
+from triage.core.rules import Rules
+from triage.engine.batch import write_batch
 from triage.store.sqlite import Store
 
 
@@ -72,12 +74,13 @@ def retry(store: Store, rules: Rules, message_id: int, now: datetime) -> Decisio
             "DELETE FROM events WHERE message_key = ? AND kind = 'quarantined'", (key,)
         )
         store.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-        recorder = Recorder(rules, store)
-        decision = recorder.record(analysis, now, raw=raw)  # review keeps the bytes too
+        (decision,) = write_batch(
+            store, rules, [analysis], now, [raw]
+        )  # review keeps the bytes too
         if decision.action == Action.QUARANTINED:
             store.rollback()
             return decision
-        recorder.commit()
+        store.commit()
     except BaseException:
         store.rollback()
         raise

@@ -9,60 +9,25 @@ it runs today's rules past the filters and writes the ticket as on arrival.
 from __future__ import annotations
 
 import json
-import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from triage.config import Config
-from triage.core.pipeline import Action, Decision, Rules, analyse
-from triage.core.replies import capped_subject, clean
-from triage.engine.record import Recorder
+from triage.core import digests
+from triage.core.analysis import analyse
+from triage.core.decision import Action, Decision
+from triage.core.digests import DIGEST_MAX, Digest, Held, describe
+from triage.core.rules import Rules
+from triage.engine.batch import write_batch
+from triage.engine.ids import token
 from triage.store.sqlite import Store
 
 DIGEST_EVERY = timedelta(hours=24)
-DIGEST_MAX = 200  # messages listed in one digest; `triage review` lists them all
+
+__all__ = ["DIGEST_MAX", "Digest", "Held", "ReviewError", "describe", "digest", "release"]
 
 
 class ReviewError(ValueError):
     """A review command that cannot be done; the message says what to do instead."""
-
-
-@dataclass(frozen=True, slots=True)
-class Held:
-    """One message waiting for review, as `triage review` lists it."""
-
-    id: int
-    key: str
-    message_id: str | None
-    sender: str
-    subject: str
-    received_at: str
-    reason: str
-    source: str
-    sha256: str
-    evidence: tuple[dict, ...]
-
-    def as_json(self) -> dict:
-        return {
-            "id": self.id,
-            "key": self.key,
-            "message_id": self.message_id,
-            "from": self.sender,
-            "subject": self.subject,
-            "received_at": self.received_at,
-            "reason": self.reason,
-            "source": self.source,
-            "evidence": list(self.evidence),
-            "release": f"triage review release {self.id}",
-        }
-
-    def sides(self, side: str) -> list[str]:
-        """The names of the signals on one side, set-aside rules marked."""
-        return [
-            e["name"] + (" (set aside)" if e.get("answered") else "")
-            for e in self.evidence
-            if e.get("side") == side
-        ]
 
 
 def listing(store: Store) -> list[Held]:
@@ -133,8 +98,7 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
         ).rowcount
         if gone != 1:  # another release won the write lock first
             raise ReviewError(f"message {held.id} was released meanwhile; fix: `triage tickets`")
-        recorder = Recorder(rules, store)
-        decision = recorder.release(analysis, arrived, now)
+        (decision,) = write_batch(store, rules, [analysis], arrived, ack_at=now)
         if decision.action not in (Action.TICKET, Action.APPEND):
             store.rollback()
             raise ReviewError(
@@ -151,7 +115,7 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
                 decision.ticket,
             ),
         )
-        recorder.commit()
+        store.commit()
     except BaseException:
         store.rollback()
         raise
@@ -162,28 +126,6 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
 # -- the digest ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
-    to: str
-    subject: str
-    message_id: str
-    text: str
-    raw: bytes
-
-
-def describe(h: Held, mark: str = "") -> list[str]:
-    """One held message as the listing and the digest show it (plain text, one fact a line)."""
-    return [
-        f"{mark:5}#{h.id}  {h.received_at}  {clean(h.sender)}",
-        f"       subject: {capped_subject(h.subject, 120)}",
-        f"       rule:    {h.reason}",
-        f"       person:  {', '.join(h.sides('person')) or 'none'}",
-        f"       machine: {', '.join(h.sides('machine')) or 'none'}",
-        f"       release: triage review release {h.id}",
-        "",
-    ]
-
-
 def last_digest(store: Store) -> datetime | None:
     row = store.conn.execute("SELECT MAX(at) FROM events WHERE kind = 'review_digest'").fetchone()
     return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
@@ -192,35 +134,9 @@ def last_digest(store: Store) -> datetime | None:
 def digest(store: Store, config: Config, now: datetime) -> Digest | None:
     """The operator's digest of what waits for review, or None when nothing does."""
     held = listing(store)
-    if not held:
-        return None
     since = last_digest(store)
     new = [h for h in held if since is None or h.received_at > _iso(since)]
-    subject = f"triage: {len(held)} message(s) wait for review ({len(new)} new)"
-    lines = [
-        f"{len(held)} message(s) were kept out of the ticket queue because only weak filter rules",
-        "fired on mail that shows signs of a person. Nothing was answered. Release one into a",
-        "ticket (its deadline runs from its arrival) with the command shown under it.",
-        "",
-    ]
-    for h in held[:DIGEST_MAX]:
-        lines += describe(h, "new" if h in new else "")
-    if len(held) > DIGEST_MAX:
-        lines += [f"... and {len(held) - DIGEST_MAX} more.", ""]
-    lines.append("Everything in review: triage review (or triage review --json).")
-    text = "\n".join(lines) + "\n"
-    domain = sorted(config.own_domains)[0]
-    message_id = f"<review-digest.{now:%Y%m%d%H%M%S}.{secrets.token_hex(6)}@{domain}>"
-    to = config.daemon.operator or ""
-    head = (
-        f"From: {config.support_address}\r\nTo: {to}\r\nSubject: {subject}\r\n"
-        f"Date: {now.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\nMessage-ID: {message_id}\r\n"
-        "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        "Content-Transfer-Encoding: 8bit\r\n\r\n"
-    )
-    raw = head.encode("ascii") + text.replace("\n", "\r\n").encode("utf-8")
-    return Digest(to, subject, message_id, text, raw)
+    return digests.render(held, new, config, now, token(6))
 
 
 def queue_digest(store: Store, config: Config, now: datetime, force: bool = False) -> Digest | None:
