@@ -19,6 +19,7 @@ from triage.core.digests import DIGEST_MAX, Digest, Held, describe
 from triage.core.rules import Rules
 from triage.engine.batch import write_batch
 from triage.engine.ids import token
+from triage.store import held as held_rows
 from triage.store.sqlite import Store
 
 DIGEST_EVERY = timedelta(hours=24)
@@ -32,15 +33,11 @@ class ReviewError(ValueError):
 
 def listing(store: Store) -> list[Held]:
     """Every message waiting for review, oldest first."""
-    rows = store.conn.execute(
-        "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
-        " sha256, decision FROM messages WHERE action = 'review' ORDER BY id"
-    ).fetchall()
-    return [_held(row) for row in rows]
+    return [_held(row) for row in held_rows.held(store)]
 
 
 def count(store: Store) -> int:
-    return store.conn.execute("SELECT COUNT(*) FROM messages WHERE action = 'review'").fetchone()[0]
+    return held_rows.held_count(store)
 
 
 def _held(row: tuple) -> Held:
@@ -55,17 +52,9 @@ def find(store: Store, key: str) -> Held:
     """The held message named by its listed id (`12`, `#12`) or its message key."""
     text = key.strip()
     if text.lstrip("#").isdigit():
-        row = store.conn.execute(
-            "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
-            " sha256, decision FROM messages WHERE id = ? AND action = 'review'",
-            (int(text.lstrip("#")),),
-        ).fetchone()
+        row = held_rows.held_by_id(store, int(text.lstrip("#")))
     else:
-        row = store.conn.execute(
-            "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
-            " sha256, decision FROM messages WHERE message_key = ? AND action = 'review'",
-            (text,),
-        ).fetchone()
+        row = held_rows.held_by_key(store, text)
     if row is None:
         raise ReviewError(
             f"no message {key!r} waits for review; fix: `triage review` lists them (the id or the key)"
@@ -90,13 +79,7 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
     analysis = analyse(path.read_bytes(), held.source, rules, released=True)
     store.begin()
     try:
-        store.conn.execute(
-            "DELETE FROM events WHERE message_key = ? AND kind = 'review'", (held.key,)
-        )
-        gone = store.conn.execute(
-            "DELETE FROM messages WHERE id = ? AND action = 'review'", (held.id,)
-        ).rowcount
-        if gone != 1:  # another release won the write lock first
+        if not held_rows.forget_held(store, held.id, held.key):  # another release won first
             raise ReviewError(f"message {held.id} was released meanwhile; fix: `triage tickets`")
         (decision,) = write_batch(store, rules, [analysis], arrived, ack_at=now)
         if decision.action not in (Action.TICKET, Action.APPEND):
@@ -105,15 +88,12 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
                 f"message {held.id} could not be released: {decision.action}"
                 f" ({decision.reasons[0] if decision.reasons else decision.reason})"
             )
-        store.conn.execute(
-            "INSERT INTO events (ticket_id, message_key, kind, at, detail)"
-            " SELECT id, ?, 'released', ?, ? FROM tickets WHERE number = ?",
-            (
-                decision.message_key,
-                _iso(now),
-                json.dumps({"rule": held.reason, "arrived": held.received_at}),
-                decision.ticket,
-            ),
+        held_rows.released(
+            store,
+            decision.message_key,
+            decision.ticket,
+            _iso(now),
+            {"rule": held.reason, "arrived": held.received_at},
         )
         store.commit()
     except BaseException:
@@ -127,8 +107,8 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
 
 
 def last_digest(store: Store) -> datetime | None:
-    row = store.conn.execute("SELECT MAX(at) FROM events WHERE kind = 'review_digest'").fetchone()
-    return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
+    at = held_rows.last_digest(store)
+    return datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
 
 
 def digest(store: Store, config: Config, now: datetime) -> Digest | None:
@@ -155,17 +135,7 @@ def queue_digest(store: Store, config: Config, now: datetime, force: bool = Fals
         return None
     store.begin()
     try:
-        at = _iso(now)
-        store.conn.execute(
-            "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
-            " VALUES (NULL, ?, ?, ?, ?, 'pending', 0, ?)",
-            (found.to, found.subject, found.message_id, found.raw.decode("utf-8"), at),
-        )
-        store.conn.execute(
-            "INSERT INTO events (ticket_id, message_key, kind, at, detail) VALUES (NULL, NULL,"
-            " 'review_digest', ?, ?)",
-            (at, json.dumps({"to": found.to, "message_id": found.message_id})),
-        )
+        held_rows.queue_digest(store, found, _iso(now))
         store.commit()
     except BaseException:
         store.rollback()
