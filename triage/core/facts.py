@@ -23,6 +23,7 @@ from triage.core.analysis import Analysis
 from triage.core.conversation import TicketRef, ticket_number, token_pattern
 from triage.core.decision import Action
 from triage.core.replies import reply_address
+from triage.core.returned import Returned
 
 if TYPE_CHECKING:
     from triage.core.outgoing import Rendered
@@ -112,6 +113,7 @@ class Facts:
     bounced: Mapping[str, str] = field(default_factory=dict)  # address -> last permanent bounce
     acks: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # address -> queued at
     next_ticket: int = 1  # the serial the next new ticket's number is made from
+    wanted: Needs | None = None  # what the batch asks about (None: anything)
 
     @classmethod
     def empty(cls) -> Facts:
@@ -162,33 +164,51 @@ class Facts:
 
     # -- the next message's facts --------------------------------------------------------
     def after(self, rendered: Rendered, now: datetime) -> Facts:
-        """The facts once `rendered` is written at `now`: what the next message sees."""
+        """The facts once `rendered` is written at `now`: what the next message sees.
+
+        Facts read for a batch (`wanted` set) keep only what a message of that batch can
+        ask about, so carrying them forward costs the same whatever the batch's size.
+        """
         d = rendered.decision
         if d.action == Action.DUPLICATE or d.message_key is None:
             return self
         e = d.email
-        changes: dict[str, object] = {
-            "stored": {**self.stored, d.message_key: e.fingerprint if e is not None else ""}
-        }
+        changes: dict[str, object] = {}
+        if self._asks("keys", d.message_key):
+            changes["stored"] = {
+                **self.stored,
+                d.message_key: e.fingerprint if e is not None else "",
+            }
         at = instant(now)
         if e is not None and d.ticket and d.action in (Action.TICKET, Action.APPEND):
-            if e.message_id and e.message_id not in self.threads:
+            named = bool(e.message_id) and self._asks("message_ids", e.message_id)
+            if named and e.message_id not in self.threads:
                 changes["threads"] = {**self.threads, e.message_id: d.ticket}
             if d.action == Action.TICKET:
-                requester = d.requester or e.from_addr
-                ref = TicketRef(
-                    d.ticket, requester, frozenset({e.from_addr, requester, *e.cc}), d.company
-                )
-                changes["tickets"] = {**self.tickets, d.ticket: ref}
                 changes["next_ticket"] = self.next_ticket + 1
+                if named or self._asks("numbers", d.ticket):
+                    requester = d.requester or e.from_addr
+                    participants = frozenset({e.from_addr, requester, *e.cc})
+                    ref = TicketRef(d.ticket, requester, participants, d.company)
+                    changes["tickets"] = {**self.tickets, d.ticket: ref}
         ack = rendered.ack
         if ack is not None and d.ticket and d.action == Action.TICKET:
-            if ack.message_id not in self.sent:
+            if ack.message_id not in self.sent and self._asks("message_ids", ack.message_id):
                 mark = (d.ticket, sql_lower(ack.to))
                 changes["sent"] = {**self.sent, ack.message_id: Sent(d.ticket, mark)}
-            changes["acks"] = {**self.acks, ack.to: (*self.acks.get(ack.to, ()), at)}
+            if self._asks("addresses", ack.to):
+                changes["acks"] = {**self.acks, ack.to: (*self.acks.get(ack.to, ()), at)}
         b = d.bounce
-        if b is not None and d.linked_ticket and b.recipient and b.permanent:
+        if b is not None and d.linked_ticket and b.recipient and b.permanent and self._asks_of(b):
             last = max(self.bounced.get(b.recipient, at), at)  # stored as the decision names it
             changes["bounced"] = {**self.bounced, b.recipient: last}
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes) if changes else self  # type: ignore[arg-type]
+
+    def _asks_of(self, bounce: Returned) -> bool:
+        """A message of the batch writes from the address this bounce silences."""
+        recipient = bounce.recipient or ""
+        return self.wanted is None or recipient in {a.lower() for a in self.wanted.addresses}
+
+    def _asks(self, kind: str, value: str) -> bool:
+        """A message of the batch names `value` (facts built by hand keep everything)."""
+        return self.wanted is None or value in getattr(self.wanted, kind)

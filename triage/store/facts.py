@@ -107,6 +107,7 @@ def read(store: Store, needs: Needs, now: datetime) -> Facts:
         bounced=bounced,
         acks={address: tuple(times) for address, times in acks.items()},
         next_ticket=next_ticket,
+        wanted=needs,
     )
 
 
