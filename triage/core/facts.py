@@ -179,7 +179,6 @@ class Facts:
                 **self.stored,
                 d.message_key: e.fingerprint if e is not None else "",
             }
-        at = instant(now)
         if e is not None and d.ticket and d.action in (Action.TICKET, Action.APPEND):
             named = bool(e.message_id) and self._asks("message_ids", e.message_id)
             if named and e.message_id not in self.threads:
@@ -197,9 +196,11 @@ class Facts:
                 mark = (d.ticket, sql_lower(ack.to))
                 changes["sent"] = {**self.sent, ack.message_id: Sent(d.ticket, mark)}
             if self._asks("addresses", ack.to):
-                changes["acks"] = {**self.acks, ack.to: (*self.acks.get(ack.to, ()), at)}
+                queued = (*self.acks.get(ack.to, ()), instant(now))
+                changes["acks"] = {**self.acks, ack.to: queued}
         b = d.bounce
         if b is not None and d.linked_ticket and b.recipient and b.permanent and self._asks_of(b):
+            at = instant(now)
             last = max(self.bounced.get(b.recipient, at), at)  # stored as the decision names it
             changes["bounced"] = {**self.bounced, b.recipient: last}
         return replace(self, **changes) if changes else self  # type: ignore[arg-type]
