@@ -61,7 +61,8 @@ class Tally:
 
 def measure(folder: Path, rules, rows: list[dict] | None = None) -> dict[str, Tally]:
     """Each message through stage one and two of the pipeline, as replay runs them."""
-    from triage.core.pipeline import analyse, decide
+    from triage.core.pipeline import analyse
+    from triage.engine.explain import decide_against
     from triage.store.sqlite import Store
 
     store = Store(None)
@@ -69,7 +70,7 @@ def measure(folder: Path, rules, rows: list[dict] | None = None) -> dict[str, Ta
     try:
         for row in rows if rows is not None else manifest_rows():
             raw = (folder / row["file"]).read_bytes()
-            d = decide(analyse(raw, row["file"], rules), rules, store, NOW)
+            d = decide_against(analyse(raw, row["file"], rules), rules, store, NOW)
             t = tallies[row["label"]]
             t.total += 1
             action = str(d.action)

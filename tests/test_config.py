@@ -11,7 +11,7 @@ import pytest
 
 from triage.config import ConfigError, load_config
 from triage.core.pipeline import Action, Decision, Rules, analyse
-from triage.engine.record import Recorder
+from triage.engine.batch import run_batch
 from triage.store.sqlite import Store
 
 from .conftest import human
@@ -29,11 +29,10 @@ def triaged(config_path: Path, *raws: bytes, now: datetime = NOW) -> tuple[list[
     """Each message through the pipeline into the configured database, one commit each."""
     config = load_config(config_path)
     store = Store(config.db, config.ticket_prefix)
-    recorder = Recorder(Rules.load(config), store)
+    rules = Rules.load(config)
     out = []
     for n, raw in enumerate(raws):
-        out.append(recorder.record(analyse(raw, f"m{n}", recorder.rules), now, raw=raw))
-        recorder.commit()
+        out += run_batch(store, rules, [analyse(raw, f"m{n}", rules)], now, [raw])
     return out, store
 
 

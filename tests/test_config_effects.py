@@ -26,7 +26,7 @@ from triage import config as config_mod
 from triage.cli import cli
 from triage.config import ConfigError, endpoints, load_config
 from triage.core.pipeline import Decision, Rules, analyse
-from triage.engine.record import Recorder
+from triage.engine.batch import run_batch
 from triage.service import probes
 from triage.sources.imap import ImapSession
 from triage.store import mailboxes as mailbox_state
@@ -99,11 +99,10 @@ class Env:
         from triage.store import contacts as contacts_store
 
         store = Store(config.db, config.ticket_prefix)
-        recorder = Recorder(Rules.load(config, contacts_store.load(store)), store)
+        rules = Rules.load(config, contacts_store.load(store))
         out = []
         for n, raw in enumerate(raws):
-            out.append(recorder.record(analyse(raw, f"m{n}", recorder.rules), now, raw=raw))
-            recorder.commit()
+            out += run_batch(store, rules, [analyse(raw, f"m{n}", rules)], now, [raw])
         return out, store
 
     def contacts(self) -> None:

@@ -1,8 +1,8 @@
 """Hostile mail: valid-looking MIME built to hurt the parser, the pipeline and the store.
 
 Every message here goes through `analyse` + `decide` and is then recorded (in an
-in-memory `Store(None)`, acknowledgement rendered) exactly as replay and the
-daemon record it. For each one:
+in-memory `Store(None)`, acknowledgement rendered) by `run_batch`, exactly as
+replay and the daemon record it. For each one:
 
 * no exception escapes: the outcome is a Decision, `quarantined` with a reason
   code when the message cannot be read;
@@ -40,8 +40,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from triage.core.message import Email
-from triage.core.pipeline import Action, Decision, Rules, analyse, decide
-from triage.engine.record import Recorder
+from triage.core.pipeline import Action, Decision, Facts, Rules, analyse, decide
+from triage.engine.batch import run_batch
 from triage.store.sqlite import Store
 
 from . import servers
@@ -70,16 +70,14 @@ def run_one(raw: bytes, rules: Rules, source: str = "hostile") -> Decision:
     store = Store(None)
     try:
         analysis = analyse(raw, source, rules)
-        d = decide(analysis, rules, store, NOW)
+        d = decide(analysis, Facts.empty(), rules, NOW)
         assert isinstance(d, Decision) and isinstance(d.action, Action)
         if d.action == Action.QUARANTINED:
             assert d.reason, d
         else:
             assert analysis.email is not None
             check_email(analysis.email, raw)
-        recorded = Recorder(rules, store)
-        stored = recorded.record(analysis, NOW)  # the ack is rendered here, its bytes queued
-        recorded.commit()
+        (stored,) = run_batch(store, rules, [analysis], NOW)  # the ack rendered and queued
         assert stored.action == d.action, (stored, d)
         json.dumps(stored.as_json(), ensure_ascii=False).encode("utf-8")
         assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 1

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from triage.core.pipeline import Action, analyse
-from triage.engine import record as ingest
+from triage.engine import batch as ingest
 from triage.store.sqlite import Store
 
 from .conftest import human
@@ -28,16 +28,13 @@ def _breaking(real, error: Exception):
 def test_an_error_of_one_message_quarantines_it_and_keeps_its_bytes(tmp_path, rules, monkeypatch):
     monkeypatch.setattr(ingest, "decide", _breaking(ingest.decide, KeyError("no such thing")))
     store = Store(tmp_path / "t.db")
-    recorder = ingest.Recorder(rules, store)
     raws = [
         human(Message_ID="<a@x>", Subject="first"),
         human(Message_ID="<b@x>", Subject="boom"),
         human(Message_ID="<c@x>", Subject="third"),
     ]
-    out = [
-        recorder.record(analyse(raw, f"m{n}", rules), NOW, raw=raw) for n, raw in enumerate(raws)
-    ]
-    recorder.commit()
+    analyses = [analyse(raw, f"m{n}", rules) for n, raw in enumerate(raws)]
+    out = ingest.run_batch(store, rules, analyses, NOW, raws)
     assert [d.action for d in out] == [Action.TICKET, Action.QUARANTINED, Action.TICKET]
     assert out[1].reason == "internal_error"
     assert "KeyError" in out[1].reasons[0]
@@ -53,7 +50,7 @@ def test_an_error_of_one_message_quarantines_it_and_keeps_its_bytes(tmp_path, ru
     assert kept.read_bytes() == raws[1]
     assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 2
     # a second delivery of the same bytes is a duplicate, not a second quarantine row
-    again = recorder.record(analyse(raws[1], "m1-again", rules), NOW, raw=raws[1])
+    (again,) = ingest.run_batch(store, rules, [analyse(raws[1], "m1-again", rules)], NOW, raws[1:2])
     assert again.action == Action.DUPLICATE
     store.close()
 
@@ -61,11 +58,9 @@ def test_an_error_of_one_message_quarantines_it_and_keeps_its_bytes(tmp_path, ru
 def test_without_bytes_the_message_is_still_recorded_once(tmp_path, rules, monkeypatch):
     monkeypatch.setattr(ingest, "decide", _breaking(ingest.decide, ValueError("odd")))
     store = Store(tmp_path / "t.db")
-    recorder = ingest.Recorder(rules, store)
     raw = human(Message_ID="<b@x>", Subject="boom")
-    first = recorder.record(analyse(raw, "file.eml", rules), NOW)
-    recorder.commit()
-    second = recorder.record(analyse(raw, "file.eml", rules), NOW)
+    (first,) = ingest.run_batch(store, rules, [analyse(raw, "file.eml", rules)], NOW)
+    (second,) = ingest.run_batch(store, rules, [analyse(raw, "file.eml", rules)], NOW)
     assert (first.action, second.action) == (Action.QUARANTINED, Action.DUPLICATE)
     store.close()
 
@@ -76,7 +71,10 @@ def test_without_bytes_the_message_is_still_recorded_once(tmp_path, rules, monke
 def test_a_failing_database_or_disk_stops_the_batch(tmp_path, rules, monkeypatch, error):
     monkeypatch.setattr(ingest, "decide", _breaking(ingest.decide, error))
     store = Store(tmp_path / "t.db")
-    recorder = ingest.Recorder(rules, store)
+    first = analyse(human(Message_ID="<ok@x>", Subject="fine"), "m0", rules)
+    boom = analyse(human(Subject="boom"), "m1", rules)
     with pytest.raises(type(error)):
-        recorder.record(analyse(human(Subject="boom"), "m", rules), NOW, raw=b"x")
+        ingest.run_batch(store, rules, [first, boom], NOW, [None, b"x"])
+    # nothing of the batch is committed: it comes back whole
+    assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
     store.close()

@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from triage.core.pipeline import Action, analyse, decide
-from triage.store.sqlite import Store
+from triage.core.pipeline import Action, Facts, analyse, decide
 
 from .conftest import FIXTURES
 
@@ -22,14 +21,10 @@ SETTINGS = settings(
 
 
 def _run(raw: bytes, rules) -> None:
-    store = Store(None)
-    try:
-        d = decide(analyse(raw, "hyp", rules), rules, store, NOW)
-        assert isinstance(d.action, Action)
-        if d.action == Action.QUARANTINED:
-            assert d.reason
-    finally:
-        store.close()
+    d = decide(analyse(raw, "hyp", rules), Facts.empty(), rules, NOW)
+    assert isinstance(d.action, Action)
+    if d.action == Action.QUARANTINED:
+        assert d.reason
 
 
 @SETTINGS

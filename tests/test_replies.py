@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import email
 import shutil
+import string
 import time
 from datetime import UTC, datetime
 from email import policy
@@ -19,6 +20,7 @@ from triage.config import Config, shipped_rules
 from triage.core.message import Email
 from triage.core.replies import (
     AckFacts,
+    AckIds,
     ack_subject,
     due_text,
     facts_for,
@@ -32,6 +34,7 @@ from .conftest import ROOT, human
 
 CONFIG = Config(support_address="support@msp.example", own_domains=frozenset({"msp.example"}))
 NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
+IDS = AckIds("0123456789abcdef", "00112233445566778899aabb")  # the engine draws these
 
 
 @pytest.mark.parametrize(
@@ -140,14 +143,34 @@ JANE = AckFacts(
 def test_held_notice_and_acknowledgement_render_from_the_shipped_templates():
     templates = Templates.load(shipped_rules() / "templates")
     facts = JANE
-    ack = email.message_from_bytes(render(facts, templates, CONFIG, NOW).raw, policy=policy.default)
+    ack = email.message_from_bytes(
+        render(facts, templates, CONFIG, NOW, IDS).raw, policy=policy.default
+    )
     text = ack.get_body(("plain",)).get_content()
     assert "ticket T-000009" in text and "This request has no committed response time." in text
-    held = render(dataclasses.replace(facts, kind="held"), templates, CONFIG, NOW)
+    held = render(dataclasses.replace(facts, kind="held"), templates, CONFIG, NOW, IDS)
     held_text = (
         email.message_from_bytes(held.raw, policy=policy.default).get_body(("plain",)).get_content()
     )
     assert "not yet on our list of contacts" in held_text
+
+
+def test_the_acknowledgement_takes_its_random_parts_from_the_caller():
+    """Rendering draws no random number: the ids given make the Message-ID and the boundary,
+    and the same facts, clock and ids give the same bytes."""
+    with_html = tmp_templates_with_html()
+    ack = render(JANE, with_html, CONFIG, NOW, IDS)
+    assert ack.message_id == "<T-000009.0123456789abcdef@msp.example>"
+    assert b'boundary="=_triage_00112233445566778899aabb"' in ack.raw
+    assert render(JANE, with_html, CONFIG, NOW, IDS).raw == ack.raw
+    other = render(JANE, with_html, CONFIG, NOW, AckIds("fedcba9876543210", "ff" * 12))
+    assert other.message_id == "<T-000009.fedcba9876543210@msp.example>"
+
+
+def tmp_templates_with_html() -> Templates:
+    """The shipped templates plus an HTML part, so the body is multipart."""
+    shipped = Templates.load(shipped_rules() / "templates")
+    return dataclasses.replace(shipped, ack_html=string.Template("<p>$ticket</p>"))
 
 
 @pytest.mark.parametrize("char", ["a", "é", "字"])
@@ -155,7 +178,7 @@ def test_a_huge_subject_is_cut_before_it_is_folded_into_the_acknowledgement(char
     templates = Templates.load(shipped_rules() / "templates")
     facts = dataclasses.replace(JANE, original_subject="Re: " + char * 1_000_000)
     start = time.process_time()
-    ack = render(facts, templates, CONFIG, NOW)
+    ack = render(facts, templates, CONFIG, NOW, IDS)
     assert time.process_time() - start < 0.2
     parsed = email.message_from_bytes(ack.raw)
     subject = str(make_header(decode_header(parsed["Subject"])))
@@ -189,7 +212,9 @@ def test_a_huge_display_name_is_cut_before_it_reaches_the_acknowledgement(kind):
     earlier and rendered later (`triage contacts approve` reads it from the database)."""
     templates = Templates.load(shipped_rules() / "templates")
     name = "Jane " + "Doe" * 70_000
-    ack = render(dataclasses.replace(JANE, requester_name=name, kind=kind), templates, CONFIG, NOW)
+    ack = render(
+        dataclasses.replace(JANE, requester_name=name, kind=kind), templates, CONFIG, NOW, IDS
+    )
     assert len(ack.raw) < 6_000
     text = email.message_from_bytes(ack.raw, policy=policy.default).get_body(("plain",))
     assert f"Hello {name[:99]}…," in text.get_content()
@@ -218,7 +243,7 @@ def test_an_acknowledgement_stays_small_whatever_the_sender_writes():
         status="open",
         stranger=True,
     )
-    ack = render(facts_for(e, d, CONFIG), templates, CONFIG, NOW)
+    ack = render(facts_for(e, d, CONFIG), templates, CONFIG, NOW, IDS)
     assert ack.to == "a" * 64 + "@" + "b" * 250
     assert len(ack.raw) < 24_000, len(ack.raw)
 
@@ -243,7 +268,7 @@ def test_addresses_and_message_ids_are_never_encoded_words():
         in_reply_to="<abc.é@müller.example>",
         references=("<r0@x.example>", "<abc.é@müller.example>"),
     )
-    raw = render(facts, templates, CONFIG, NOW).raw
+    raw = render(facts, templates, CONFIG, NOW, IDS).raw
     fields = _fields(raw)
     assert fields["to"] == "jürgen@müller.example"
     assert fields["in-reply-to"] == "<abc.é@müller.example>"
@@ -258,7 +283,7 @@ def test_a_long_references_chain_is_folded_between_ids_and_a_monster_id_is_left_
     ids = tuple(f"<{n}.{'x' * 150}@mail.example>" for n in range(11))
     monster = "<" + "y" * 2000 + "@mail.example>"
     facts = dataclasses.replace(JANE, in_reply_to=monster, references=(*ids, monster))
-    raw = render(facts, templates, CONFIG, NOW).raw
+    raw = render(facts, templates, CONFIG, NOW, IDS).raw
     head = raw.split(b"\r\n\r\n", 1)[0]
     assert max(len(line) for line in head.split(b"\r\n")) <= 998
     assert b"=?" not in head and b"yyyy" not in head

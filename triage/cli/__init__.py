@@ -18,7 +18,7 @@ from triage import log
 from triage.cli.common import CONFIG, DB, Group, config_or_fail, instant, open_store, store_at
 from triage.config import Config, ConfigError, load_config
 from triage.core.filters import RuleError
-from triage.core.pipeline import Action, Decision, Rules, analyse, decide
+from triage.core.pipeline import Action, Decision, Rules
 
 
 def _fail(message: str) -> click.ClickException:
@@ -228,9 +228,10 @@ def explain(config_path, db_path, now_text, path) -> None:
             f"{db_path}: no database here; fix: give the --db of `triage replay` or `triage run`"
         )
     config, rules = _load(config_path, db_path)
+    from triage.engine.explain import explain as decision_for
+
     store = store_at(db_path, config.ticket_prefix)
-    analysis = analyse(path.read_bytes(), str(path), rules)
-    d = decide(analysis, rules, store, _now(now_text))
+    d = decision_for(path.read_bytes(), str(path), rules, store, _now(now_text))
     store.close()
     out = Console()
     out.print(f"[bold]{path}[/bold]")

@@ -1,7 +1,8 @@
 """Is this message part of a conversation we already hold?
 
-Pure: the store is reached only through the `Threads` lookup passed in, so
-replay and daemon decide the same way and a test can hand in a dict.
+Pure: the past is reached only through the `Threads` lookups passed in, which
+`Facts` answers from values read once per batch, so replay and daemon decide
+the same way and a test can hand in a dict.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ class TicketRef:
 
 
 class Threads(Protocol):
-    """What the pure core may ask of the store (the store implements it; tests use dicts)."""
+    """What the pure core may ask of the past: `core.facts.Facts` answers it from values
+    read once per batch (tests use dicts)."""
 
     def ticket_for_message_ids(self, ids: tuple[str, ...]) -> TicketRef | None: ...
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import quopri
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.header import Header
@@ -129,6 +128,18 @@ class Ack:
 
 
 @dataclass(frozen=True, slots=True)
+class AckIds:
+    """The random parts of one acknowledgement, made by the engine: the core has no randomness.
+
+    `message` makes its Message-ID unique (`<T-000123.{message}@domain>`), `boundary` its
+    multipart boundary; both are hex text.
+    """
+
+    message: str
+    boundary: str
+
+
+@dataclass(frozen=True, slots=True)
 class AckFacts:
     """Everything an acknowledgement says, gathered before rendering."""
 
@@ -216,8 +227,10 @@ def _qp(text: str) -> bytes:
     return quopri.encodestring(text.replace("\r\n", "\n").replace("\n", "\r\n").encode("utf-8"))
 
 
-def render(facts: AckFacts, templates: Templates, config: Config, now: datetime) -> Ack:
-    """The acknowledgement as bytes, loop-proof by its headers.
+def render(
+    facts: AckFacts, templates: Templates, config: Config, now: datetime, ids: AckIds
+) -> Ack:
+    """The acknowledgement as bytes, loop-proof by its headers; `ids` from the caller.
 
     Written by hand rather than with EmailMessage: this runs once per ticket on
     the path that commits, and the stdlib's policy machinery costs a millisecond.
@@ -225,7 +238,7 @@ def render(facts: AckFacts, templates: Templates, config: Config, now: datetime)
     domain = sorted(config.own_domains)[0]
     original = capped_subject(facts.original_subject)  # before any header folding
     subject = ack_subject(original, facts.number, config.ticket_prefix)
-    message_id = f"<{facts.number}.{secrets.token_hex(8)}@{domain}>"
+    message_id = f"<{facts.number}.{ids.message}@{domain}>"
     when = due_text(facts.due, facts.timezone)
     values = {
         "ticket": facts.number,
@@ -266,7 +279,7 @@ def render(facts: AckFacts, templates: Templates, config: Config, now: datetime)
     if markup is None:
         body = part
     else:
-        boundary = f"=_triage_{secrets.token_hex(12)}"
+        boundary = f"=_triage_{ids.boundary}"
         body = (
             f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n--{boundary}\r\n'.encode()
             + part

@@ -11,8 +11,11 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from triage.core.pipeline import Action, Decision, Rules, analyse
-from triage.engine.record import Recorder
+from triage.core.analysis import analyse
+from triage.core.decision import Action, Decision
+from triage.core.rules import Rules
+from triage.engine.batch import write_batch
+from triage.store import held
 from triage.store.sqlite import Store
 
 
@@ -27,12 +30,8 @@ class Quarantined:
 
 
 def listing(store: Store) -> list[Quarantined]:
-    rows = store.conn.execute(
-        "SELECT id, source, reason, received_at, message_key, decision FROM messages"
-        " WHERE action = 'quarantined' ORDER BY id"
-    ).fetchall()
     out = []
-    for id_, source, reason, at, key, decision in rows:
+    for id_, source, reason, at, key, decision in held.quarantined(store):
         detail = ""
         if decision and '"reasons"' in decision:
             reasons = json.loads(decision).get("reasons") or [""]
@@ -47,9 +46,7 @@ class RetryError(ValueError):
 
 def retry(store: Store, rules: Rules, message_id: int, now: datetime) -> Decision:
     """Run quarantined message `message_id` again; raises RetryError when it cannot be."""
-    row = store.conn.execute(
-        "SELECT id, source, message_key, action FROM messages WHERE id = ?", (message_id,)
-    ).fetchone()
+    row = held.message(store, message_id)
     if row is None:
         raise RetryError(
             f"no message {message_id}; fix: `triage errors` lists the quarantined ones"
@@ -68,16 +65,13 @@ def retry(store: Store, rules: Rules, message_id: int, now: datetime) -> Decisio
     analysis = analyse(raw, source or str(path), rules)
     store.begin()
     try:
-        store.conn.execute(
-            "DELETE FROM events WHERE message_key = ? AND kind = 'quarantined'", (key,)
-        )
-        store.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
-        recorder = Recorder(rules, store)
-        decision = recorder.record(analysis, now, raw=raw)  # review keeps the bytes too
+        held.forget_quarantined(store, message_id, key)
+        # with its bytes: a decision for review keeps them too
+        (decision,) = write_batch(store, rules, [analysis], now, [raw])
         if decision.action == Action.QUARANTINED:
             store.rollback()
             return decision
-        recorder.commit()
+        store.commit()
     except BaseException:
         store.rollback()
         raise

@@ -1,79 +1,43 @@
-"""Replay: the daemon's pipeline over messages from files, on every core.
+"""Replay: the daemon's engine over messages from files.
 
-Stage one (parse, filter, contact, priority) runs in worker processes; stage
-two (threading, SLA, store) runs here, in input order, committing in small
-groups. A message is reported (its "acknowledgement" in replay) only after
-the commit that holds it, exactly as the IMAP source acknowledges.
+Stage one (parse, filter, contact, priority) runs in the engine's one worker
+pool, under the daemon's time limit per message ([daemon] message_timeout); the
+rest (facts, decide, render, write) runs here, in input order, a batch at a
+time (`engine.batch.run_batch`). A message is reported (its "acknowledgement"
+in replay) only after the commit that holds it, exactly as the IMAP source
+acknowledges.
 
-SIGTERM or SIGINT (to the process or its whole group) ends a run early: what was
-read is committed and reported, the workers are stopped, and `Summary.interrupted`
-names the signal; a second signal ends it at once.
+SIGTERM or SIGINT (to the process or its whole group) ends a run early: the
+batch in hand is committed and reported, the workers are stopped, and
+`Summary.interrupted` names the signal; a second signal ends it at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-import hashlib
-import multiprocessing
 import os
 import signal
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain, islice
 from pathlib import Path
 
 from triage import log
-from triage.core.pipeline import Analysis, Decision, Rules, analyse
-from triage.engine.record import Recorder, log_decision
-from triage.engine.workers import init_worker, stop_pool
+from triage.core.analysis import Analysis
+from triage.core.decision import Decision
+from triage.core.rules import Rules
+from triage.engine.batch import log_decision, run_batch
+from triage.engine.pool import Pool, analyse_item
 from triage.sources.files import Item
-from triage.store import files as attachments
 from triage.store.sqlite import Store
 
 PARALLEL_FROM = 64  # below this, starting workers costs more than it saves
 BATCH = 256
-
-_worker: tuple[Rules, Path | None] | None = None
-
-
-def _init_worker(rules: Rules, files: Path | None, parent: int) -> None:
-    global _worker
-    _worker = (rules, files)
-    init_worker(parent)  # a signal to the group stops the run here, in order
-
-
-def _analyse_item(item: Item) -> Analysis:
-    assert _worker is not None
-    return analyse_item(item, *_worker)
-
-
-def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
-    """Stage one of a file or mbox entry, read here, in the worker."""
-    raw, error = item.load()
-    if raw is None:
-        return Analysis(item.source, None, "unreadable", error or "cannot read")
-    return stage_one(raw, item.source, rules, files)
-
-
-def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Analysis:
-    """Stage one plus the attachment store: bytes leave the worker only for quarantine or review.
-
-    Shared by replay's workers and the daemon's.
-    """
-    result = analyse(raw, source, rules)
-    if result.error is not None:
-        # Keep the bytes of what we could not read: nothing is lost on bad input.
-        return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
-    weighed = bool(result.evidence)  # only weak rules fired: may become a ticket or review
-    if result.email is not None and result.email.attachments:
-        keep = files if result.filter_id is None or weighed else None
-        result = replace(result, email=attachments.store_all(keep, result.email))
-    if weighed:
-        # Review keeps the bytes beside the database, so a release works without the mailbox.
-        result = replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
-    return result
+AHEAD = 2  # batches with the workers beyond the one being written, so they never wait
 
 
 @dataclass
@@ -87,25 +51,6 @@ class Summary:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-
-def analyses(
-    items: Iterable[Item], rules: Rules, workers: int | None, files: Path | None = None
-) -> Iterator[Analysis]:
-    """Stage one over `items`, in input order, in parallel when it pays."""
-    it = iter(items)
-    head = list(islice(it, PARALLEL_FROM))
-    workers = workers if workers is not None else (os.cpu_count() or 1)
-    if len(head) < PARALLEL_FROM or workers <= 1:
-        for item in chain(head, it):
-            yield analyse_item(item, rules, files)
-        return
-    ctx = multiprocessing.get_context("fork")
-    pool = ctx.Pool(workers, initializer=_init_worker, initargs=(rules, files, os.getpid()))
-    try:
-        yield from pool.imap(_analyse_item, chain(head, it), chunksize=64)
-    finally:
-        stop_pool(pool)  # also when the caller stops early
 
 
 class _Stop:
@@ -151,34 +96,81 @@ def replay(
     workers: int | None = None,
     batch: int = BATCH,
 ) -> Summary:
-    """Run every item through the pipeline into `store`; `emit` each decision after its commit."""
+    """Run every item through the engine into `store`; `emit` each decision after its commit."""
     logger = log.get(component="replay")
     summary = Summary()
-    pending: list[Decision] = []
-    recorder = Recorder(rules, store)
 
-    def flush() -> None:
-        recorder.commit()
-        for d in pending:
+    def write(analyses: list[Analysis]) -> None:
+        for d in run_batch(store, rules, analyses, now):
             log_decision(logger, d)
             summary.add(d)
             emit(d)
-        pending.clear()
 
     with _stop_on_signals() as stop:
-        stream = analyses(items, rules, workers, store.files)
-        try:
-            for analysis in stream:
-                d = recorder.record(analysis, now)
-                pending.append(d)
-                if len(pending) >= batch or stop.signal is not None:
-                    flush()
-                if stop.signal is not None:
-                    break
-        finally:
-            stream.close()  # stops the workers now, not when the generator is collected
-        flush()
+        it = iter(items)
+        head = list(islice(it, PARALLEL_FROM))
+        workers = workers if workers is not None else (os.cpu_count() or 1)
+        if len(head) < PARALLEL_FROM or workers <= 1:
+            _in_process(chain(head, it), rules, store.files, batch, stop, write)
+        else:
+            pool = Pool(rules, store.files, workers)
+            try:
+                asyncio.run(_pooled(chain(head, it), pool, batch, stop, write))
+            finally:
+                pool.close()  # also when the caller stops early
         summary.interrupted = stop.signal
     if summary.interrupted is not None:
         logger.warning("replay_interrupted", signal=signal.Signals(summary.interrupted).name)
     return summary
+
+
+def _in_process(
+    items: Iterator[Item],
+    rules: Rules,
+    files: Path | None,
+    batch: int,
+    stop: _Stop,
+    write: Callable[[list[Analysis]], None],
+) -> None:
+    """A few messages, or one worker asked for: stage one here, one message at a time."""
+    pending: list[Analysis] = []
+    for item in items:
+        pending.append(analyse_item(item, rules, files))
+        if len(pending) >= batch or stop.signal is not None:
+            write(pending)
+            pending = []
+        if stop.signal is not None:
+            break
+    write(pending)
+
+
+async def _pooled(
+    items: Iterator[Item],
+    pool: Pool,
+    batch: int,
+    stop: _Stop,
+    write: Callable[[list[Analysis]], None],
+) -> None:
+    """Batches handed to the pool ahead of the one being written, collected in order."""
+    limit = pool.rules.config.daemon.message_timeout
+    window: deque = deque()
+
+    def fill() -> None:
+        while len(window) <= AHEAD and stop.signal is None:
+            part = list(islice(items, batch))
+            if not part:
+                return
+            window.append(pool.submit(part))
+
+    fill()
+    try:
+        while window:
+            analyses = await pool.collect(window.popleft(), limit)
+            fill()  # the workers parse the next batches while this one is written
+            write(analyses)
+            if stop.signal is not None:
+                break
+    finally:
+        for tasks in window:  # submitted, never written: their answers are dropped
+            for future, _part in tasks:
+                future.cancel()

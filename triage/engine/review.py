@@ -9,73 +9,35 @@ it runs today's rules past the filters and writes the ticket as on arrival.
 from __future__ import annotations
 
 import json
-import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from triage.config import Config
-from triage.core.pipeline import Action, Decision, Rules, analyse
-from triage.core.replies import capped_subject, clean
-from triage.engine.record import Recorder
+from triage.core import digests
+from triage.core.analysis import analyse
+from triage.core.decision import Action, Decision
+from triage.core.digests import DIGEST_MAX, Digest, Held, describe
+from triage.core.rules import Rules
+from triage.engine.batch import write_batch
+from triage.engine.ids import token
+from triage.store import held as held_rows
 from triage.store.sqlite import Store
 
 DIGEST_EVERY = timedelta(hours=24)
-DIGEST_MAX = 200  # messages listed in one digest; `triage review` lists them all
+
+__all__ = ["DIGEST_MAX", "Digest", "Held", "ReviewError", "describe", "digest", "release"]
 
 
 class ReviewError(ValueError):
     """A review command that cannot be done; the message says what to do instead."""
 
 
-@dataclass(frozen=True, slots=True)
-class Held:
-    """One message waiting for review, as `triage review` lists it."""
-
-    id: int
-    key: str
-    message_id: str | None
-    sender: str
-    subject: str
-    received_at: str
-    reason: str
-    source: str
-    sha256: str
-    evidence: tuple[dict, ...]
-
-    def as_json(self) -> dict:
-        return {
-            "id": self.id,
-            "key": self.key,
-            "message_id": self.message_id,
-            "from": self.sender,
-            "subject": self.subject,
-            "received_at": self.received_at,
-            "reason": self.reason,
-            "source": self.source,
-            "evidence": list(self.evidence),
-            "release": f"triage review release {self.id}",
-        }
-
-    def sides(self, side: str) -> list[str]:
-        """The names of the signals on one side, set-aside rules marked."""
-        return [
-            e["name"] + (" (set aside)" if e.get("answered") else "")
-            for e in self.evidence
-            if e.get("side") == side
-        ]
-
-
 def listing(store: Store) -> list[Held]:
     """Every message waiting for review, oldest first."""
-    rows = store.conn.execute(
-        "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
-        " sha256, decision FROM messages WHERE action = 'review' ORDER BY id"
-    ).fetchall()
-    return [_held(row) for row in rows]
+    return [_held(row) for row in held_rows.held(store)]
 
 
 def count(store: Store) -> int:
-    return store.conn.execute("SELECT COUNT(*) FROM messages WHERE action = 'review'").fetchone()[0]
+    return held_rows.held_count(store)
 
 
 def _held(row: tuple) -> Held:
@@ -90,17 +52,9 @@ def find(store: Store, key: str) -> Held:
     """The held message named by its listed id (`12`, `#12`) or its message key."""
     text = key.strip()
     if text.lstrip("#").isdigit():
-        row = store.conn.execute(
-            "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
-            " sha256, decision FROM messages WHERE id = ? AND action = 'review'",
-            (int(text.lstrip("#")),),
-        ).fetchone()
+        row = held_rows.held_by_id(store, int(text.lstrip("#")))
     else:
-        row = store.conn.execute(
-            "SELECT id, message_key, message_id, from_addr, subject, received_at, reason, source,"
-            " sha256, decision FROM messages WHERE message_key = ? AND action = 'review'",
-            (text,),
-        ).fetchone()
+        row = held_rows.held_by_key(store, text)
     if row is None:
         raise ReviewError(
             f"no message {key!r} waits for review; fix: `triage review` lists them (the id or the key)"
@@ -125,33 +79,23 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
     analysis = analyse(path.read_bytes(), held.source, rules, released=True)
     store.begin()
     try:
-        store.conn.execute(
-            "DELETE FROM events WHERE message_key = ? AND kind = 'review'", (held.key,)
-        )
-        gone = store.conn.execute(
-            "DELETE FROM messages WHERE id = ? AND action = 'review'", (held.id,)
-        ).rowcount
-        if gone != 1:  # another release won the write lock first
+        if not held_rows.forget_held(store, held.id, held.key):  # another release won first
             raise ReviewError(f"message {held.id} was released meanwhile; fix: `triage tickets`")
-        recorder = Recorder(rules, store)
-        decision = recorder.release(analysis, arrived, now)
+        (decision,) = write_batch(store, rules, [analysis], arrived, ack_at=now)
         if decision.action not in (Action.TICKET, Action.APPEND):
             store.rollback()
             raise ReviewError(
                 f"message {held.id} could not be released: {decision.action}"
                 f" ({decision.reasons[0] if decision.reasons else decision.reason})"
             )
-        store.conn.execute(
-            "INSERT INTO events (ticket_id, message_key, kind, at, detail)"
-            " SELECT id, ?, 'released', ?, ? FROM tickets WHERE number = ?",
-            (
-                decision.message_key,
-                _iso(now),
-                json.dumps({"rule": held.reason, "arrived": held.received_at}),
-                decision.ticket,
-            ),
+        held_rows.released(
+            store,
+            decision.message_key,
+            decision.ticket,
+            _iso(now),
+            {"rule": held.reason, "arrived": held.received_at},
         )
-        recorder.commit()
+        store.commit()
     except BaseException:
         store.rollback()
         raise
@@ -162,65 +106,17 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
 # -- the digest ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Digest:
-    to: str
-    subject: str
-    message_id: str
-    text: str
-    raw: bytes
-
-
-def describe(h: Held, mark: str = "") -> list[str]:
-    """One held message as the listing and the digest show it (plain text, one fact a line)."""
-    return [
-        f"{mark:5}#{h.id}  {h.received_at}  {clean(h.sender)}",
-        f"       subject: {capped_subject(h.subject, 120)}",
-        f"       rule:    {h.reason}",
-        f"       person:  {', '.join(h.sides('person')) or 'none'}",
-        f"       machine: {', '.join(h.sides('machine')) or 'none'}",
-        f"       release: triage review release {h.id}",
-        "",
-    ]
-
-
 def last_digest(store: Store) -> datetime | None:
-    row = store.conn.execute("SELECT MAX(at) FROM events WHERE kind = 'review_digest'").fetchone()
-    return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
+    at = held_rows.last_digest(store)
+    return datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
 
 
 def digest(store: Store, config: Config, now: datetime) -> Digest | None:
     """The operator's digest of what waits for review, or None when nothing does."""
     held = listing(store)
-    if not held:
-        return None
     since = last_digest(store)
     new = [h for h in held if since is None or h.received_at > _iso(since)]
-    subject = f"triage: {len(held)} message(s) wait for review ({len(new)} new)"
-    lines = [
-        f"{len(held)} message(s) were kept out of the ticket queue because only weak filter rules",
-        "fired on mail that shows signs of a person. Nothing was answered. Release one into a",
-        "ticket (its deadline runs from its arrival) with the command shown under it.",
-        "",
-    ]
-    for h in held[:DIGEST_MAX]:
-        lines += describe(h, "new" if h in new else "")
-    if len(held) > DIGEST_MAX:
-        lines += [f"... and {len(held) - DIGEST_MAX} more.", ""]
-    lines.append("Everything in review: triage review (or triage review --json).")
-    text = "\n".join(lines) + "\n"
-    domain = sorted(config.own_domains)[0]
-    message_id = f"<review-digest.{now:%Y%m%d%H%M%S}.{secrets.token_hex(6)}@{domain}>"
-    to = config.daemon.operator or ""
-    head = (
-        f"From: {config.support_address}\r\nTo: {to}\r\nSubject: {subject}\r\n"
-        f"Date: {now.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\nMessage-ID: {message_id}\r\n"
-        "Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
-        "Content-Transfer-Encoding: 8bit\r\n\r\n"
-    )
-    raw = head.encode("ascii") + text.replace("\n", "\r\n").encode("utf-8")
-    return Digest(to, subject, message_id, text, raw)
+    return digests.render(held, new, config, now, token(6))
 
 
 def queue_digest(store: Store, config: Config, now: datetime, force: bool = False) -> Digest | None:
@@ -239,17 +135,7 @@ def queue_digest(store: Store, config: Config, now: datetime, force: bool = Fals
         return None
     store.begin()
     try:
-        at = _iso(now)
-        store.conn.execute(
-            "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
-            " VALUES (NULL, ?, ?, ?, ?, 'pending', 0, ?)",
-            (found.to, found.subject, found.message_id, found.raw.decode("utf-8"), at),
-        )
-        store.conn.execute(
-            "INSERT INTO events (ticket_id, message_key, kind, at, detail) VALUES (NULL, NULL,"
-            " 'review_digest', ?, ?)",
-            (at, json.dumps({"to": found.to, "message_id": found.message_id})),
-        )
+        held_rows.queue_digest(store, found, _iso(now))
         store.commit()
     except BaseException:
         store.rollback()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import multiprocessing
 import os
 import random
 import secrets
@@ -30,12 +29,13 @@ from triage.core import alerts
 from triage.core import sla as sla_mod
 from triage.core.pipeline import Action, Analysis, Decision, Rules
 from triage.engine import review
-from triage.engine.record import Recorder, log_decision
-from triage.engine.replay import stage_one
-from triage.engine.workers import finished, init_worker, stop_pool
+from triage.engine.batch import log_decision, run_batch
+from triage.engine.pool import Pool, Task
+from triage.engine.pool import unreadable as _quarantine
 from triage.service import tracking
 from triage.service.notify import Notifier
 from triage.sinks import outbox
+from triage.sources.files import Item
 from triage.sources.imap import Fetched, ImapError, ImapSession
 from triage.store import contacts as contacts_store
 from triage.store import lock as daemon_lock
@@ -51,149 +51,13 @@ OUTCOME = {
     Action.QUARANTINED: "errors",
 }
 
-_worker: tuple[Rules, Path | None] | None = None
 STOP_GRACE = 20.0  # seconds to finish the batch in hand after SIGTERM (the unit allows 30)
 CANCEL_GRACE = 3.0  # then seconds for what was cut short to close its connections
 
 
-def _init_worker(rules: Rules, files: Path | None, parent: int) -> None:
-    global _worker
-    _worker = (rules, files)
-    init_worker(parent)  # the parent decides when workers stop
-
-
-def _analyse_chunk(items: list[tuple[str, bytes]]) -> list[Analysis]:
-    return [_analyse(source, raw) for source, raw in items]
-
-
-def _analyse(source: str, raw: bytes) -> Analysis:
-    assert _worker is not None
-    rules, files = _worker
-    return stage_one(raw, source, rules, files)
-
-
-Item = tuple[str, bytes]  # (source, raw)
-Task = tuple[asyncio.Future, list[Item]]
-
 ROUND = 100  # outbox rows per drain round; a full round is followed by another at once
-CHUNK = 16  # messages per task: one pickle each way and one wake-up of the loop per chunk
 AHEAD = 1  # batches fetched and with the workers beyond the one being written (2 was no faster)
 BATCH_BYTES = 64 * 1024 * 1024  # message bytes per batch, so memory stays bounded
-
-
-class Analyser:
-    """A process pool for stage one, with a time limit per message.
-
-    Work is submitted as soon as it is fetched and collected later, in order, so
-    the workers parse one batch while this process fetches the next and writes
-    the last. It travels in chunks; a chunk that overruns the limit is stuck on
-    one of its messages, which cannot be interrupted inside a worker: the pool
-    is replaced, whatever else waited is sent to the new one, and the chunk's
-    messages run again one by one, so the stuck one is quarantined with reason
-    `timeout` (after at most twice the limit) and the others are not.
-    """
-
-    def __init__(self, rules: Rules, files: Path | None, workers: int | None = None) -> None:
-        self.rules = rules
-        self.files = files
-        self.workers = workers or os.cpu_count() or 1
-        self.pool = self._start()
-        self.retired: list = []  # pools replaced by a reload, finishing what they were given
-        self.waiting: dict[asyncio.Future, list[Item]] = {}
-
-    def _start(self):
-        ctx = multiprocessing.get_context("fork")
-        return ctx.Pool(
-            self.workers, initializer=_init_worker, initargs=(self.rules, self.files, os.getpid())
-        )
-
-    def reload(self, rules: Rules) -> None:
-        self.rules = rules
-        old, self.pool = self.pool, self._start()
-        old.close()  # it finishes what it was given
-        self.retired = [p for p in self.retired if not finished(p)] + [old]
-
-    def submit(self, items: list[Item], chunk: int = CHUNK) -> list[Task]:
-        """Start stage one on every item now; `collect` the results later."""
-        loop = asyncio.get_running_loop()
-        tasks = []
-        for start in range(0, len(items), chunk):
-            part = items[start : start + chunk]
-            future = loop.create_future()
-            self.waiting[future] = part
-            future.add_done_callback(self._forget)
-            self._send(future, part)
-            tasks.append((future, part))
-        return tasks
-
-    def _forget(self, future: asyncio.Future) -> None:
-        self.waiting.pop(future, None)
-
-    def _send(self, future: asyncio.Future, part: list[Item]) -> None:
-        loop = future.get_loop()
-
-        def done(result) -> None:
-            loop.call_soon_threadsafe(_settle, future, result, None)
-
-        def failed(exc) -> None:
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-
-        self.pool.apply_async(_analyse_chunk, (part,), callback=done, error_callback=failed)
-
-    async def collect(self, tasks: list[Task], limit: float) -> list[Analysis]:
-        """The analyses, in order; a chunk's limit runs from when it is awaited.
-
-        Work is handed out in order, so when every earlier chunk is done the one
-        awaited is running: if it is not done within `limit`, it is stuck.
-        """
-        results: list[Analysis] = []
-        for future, part in tasks:
-            try:
-                results.extend(await asyncio.wait_for(asyncio.shield(future), limit))
-                continue
-            except TimeoutError:
-                future.cancel()  # a late answer from the old pool is ignored
-                problem = ("timeout", f"took longer than {limit:g} s")
-                # the chunk's messages one by one, ahead of everything else that waited
-                alone = self._replace_pool(part if len(part) > 1 else [])
-            except Exception as exc:  # noqa: BLE001 - a worker crash is that message's problem
-                problem = ("pipeline_error", f"{type(exc).__name__}: {exc}")
-                alone = self.submit(part, chunk=1) if len(part) > 1 else []
-            if alone:  # find the one to blame
-                results.extend(await self.collect(alone, limit))
-            else:
-                source, raw = part[0]
-                results.append(_quarantine(source, raw, *problem))
-        return results
-
-    def _replace_pool(self, first: list[Item]) -> list[Task]:
-        """A worker is stuck: a new pool that runs `first` one by one, then what else waited."""
-        stop_pool(self.pool)
-        self.pool = self._start()
-        others = [(f, part) for f, part in self.waiting.items() if not f.done()]
-        alone = self.submit(first, chunk=1)
-        for future, part in others:
-            self._send(future, part)
-        return alone
-
-    def close(self) -> None:
-        """Stop every worker, waiting a bounded time (see workers.stop_pool)."""
-        for pool in (*self.retired, self.pool):
-            stop_pool(pool)
-        self.retired.clear()
-
-
-def _settle(future: asyncio.Future, result, exc) -> None:
-    if not future.done():
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-
-def _quarantine(source: str, raw: bytes | None, reason: str, detail: str) -> Analysis:
-    sha = hashlib.sha256(raw).hexdigest() if raw is not None else ""
-    return Analysis(source, None, reason, detail, raw_sha256=sha, raw=raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,8 +98,7 @@ class Daemon:
         mailbox_state.ensure(self.store)
         outbox.ensure(self.store)
         self.outbox_wake = asyncio.Event()
-        self.recorder = Recorder(rules, self.store)
-        self.analyser = Analyser(rules, self.store.files)
+        self.analyser = Pool(rules, self.store.files)
         self.stop = asyncio.Event()
         self.hurry = asyncio.Event()  # a second signal: stop now, not after the batch in hand
         self.lock = asyncio.Lock()  # one batch in the store at a time
@@ -326,7 +189,6 @@ class Daemon:
             if self.stop.is_set():
                 return  # stopping: a new worker pool now would only be stopped again
             self.rules = rules
-            self.recorder = Recorder(rules, self.store)
             self.analyser.reload(rules)
             reloads.record(self.store, reloads.RELOADED)
         self.log.info("reloaded", contacts=len(rules.directory), filters=len(rules.filters.rules))
@@ -455,7 +317,7 @@ class Daemon:
     ) -> _Batch:
         sources = [f"imap:{mb.name}/{uidvalidity}/{f.uid}" for f in fetched]
         readable = [
-            (src, f.raw) for src, f in zip(sources, fetched, strict=True) if f.raw is not None
+            Item(src, f.raw) for src, f in zip(sources, fetched, strict=True) if f.raw is not None
         ]
         return _Batch(uids, fetched, sources, self.analyser.submit(readable))
 
@@ -471,29 +333,28 @@ class Daemon:
             "errors": [],
         }
         again: dict[str, list[tuple[int, str]]] = {}  # duplicates with a Message-ID
-        decisions: list[Decision] = []
+        batch_analyses: list[Analysis] = []
+        for src, f in zip(batch.sources, batch.fetched, strict=True):
+            if f.raw is None:
+                analysis = _quarantine(
+                    src,
+                    None,
+                    "too_large",
+                    f"{f.size:,} bytes is over the limit of {self.config.max_bytes:,}",
+                )
+                analysis = replace(analysis, raw_sha256=hashlib.sha256(src.encode()).hexdigest())
+            else:
+                analysis = next(analyses)
+            batch_analyses.append(analysis)
         async with self.lock:
-            for src, f in zip(batch.sources, batch.fetched, strict=True):
-                if f.raw is None:
-                    analysis = _quarantine(
-                        src,
-                        None,
-                        "too_large",
-                        f"{f.size:,} bytes is over the limit of {self.config.max_bytes:,}",
-                    )
-                    analysis = replace(
-                        analysis, raw_sha256=hashlib.sha256(src.encode()).hexdigest()
-                    )
-                else:
-                    analysis = next(analyses)
-                # keeps a quarantined message's bytes too
-                d = self.recorder.record(analysis, now, raw=f.raw)
-                decisions.append(d)
+            # keeps a quarantined message's bytes too
+            raws = [f.raw for f in batch.fetched]
+            decisions = run_batch(self.store, self.rules, batch_analyses, now, raws)
+            for f, d in zip(batch.fetched, decisions, strict=True):
                 if d.action == Action.DUPLICATE and d.message_id:
                     again.setdefault(self._outcome(d), []).append((f.uid, d.message_id))
                 else:
                     outcomes[self._outcome(d)].append(f.uid)
-            self.recorder.commit()
         # Logged as committed: a move that fails next must not hide what was decided and stored.
         for d in decisions:
             log_decision(logger, d)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """One message to replay: its bytes, or the file that holds them (read where parsed)."""
+    """One message for the parsing pool: its bytes (fetched over IMAP, or an mbox entry), or
+    the file that holds them (read where it is parsed, so only the path is pickled)."""
 
     source: str
     raw: bytes | None

@@ -99,6 +99,7 @@ def approve(store, email: str, config: Config, now: datetime, templates=None) ->
     """
     from triage.core.replies import AckFacts, render
     from triage.core.templates import Templates
+    from triage.engine.ids import ack_ids  # the renderer draws no random ids itself
 
     templates = templates or Templates.load(config.rules_dir / "templates")
 
@@ -136,7 +137,7 @@ def approve(store, email: str, config: Config, now: datetime, templates=None) ->
                 tz or config.timezone,
                 name or "",
             )
-            ack = render(facts, templates, config, now)
+            ack = render(facts, templates, config, now, ack_ids())
             store.queue_ack(ticket_id, key, ack, now)
             released.append(number)
         store.commit()

@@ -7,20 +7,20 @@ a message to its source only after the commit that holds it.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
-from dataclasses import replace
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import sqlite_utils
 
-from triage.core.conversation import TicketRef, ticket_number
-from triage.core.pipeline import Action, Decision
+from triage.core.decision import Decision
+from triage.core.facts import Facts, Needs
+from triage.core.outgoing import Rendered
 from triage.core.replies import Ack
-from triage.store import files as attachments
+from triage.store import facts as facts_mod
+from triage.store import records
 
 SCHEMA_VERSION = 1
 _INDEXES = (  # (table, columns, unique)
@@ -37,7 +37,6 @@ _INDEXES = (  # (table, columns, unique)
     ("attachments", ["message_key"], False),
     ("bounces", ["address", "at"], False),
 )
-AckRenderer = Callable[[Decision], "Ack"]
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -288,271 +287,19 @@ class Store:
         self.rollback()
         self.conn.close()
 
-    # -- Threads (read side of conversation) -------------------------------
-    def fingerprint_of(self, key: str) -> str | None:
-        """The stored fingerprint of `key` ('' when stored without one), None when not stored."""
-        row = self.conn.execute(
-            "SELECT fingerprint FROM messages WHERE message_key = ?", (key,)
-        ).fetchone()
-        return None if row is None else (row[0] or "")
+    # -- read and write of a batch (store/facts.py, store/records.py) --------------
+    def facts_for(self, needs: Needs, now: datetime) -> Facts:
+        """Everything a batch's decisions need from the past, in one query (store/facts.py)."""
+        return facts_mod.read(self, needs, now)
 
-    def has_key(self, key: str) -> bool:
-        return (
-            self.conn.execute("SELECT 1 FROM messages WHERE message_key = ?", (key,)).fetchone()
-            is not None
-        )
-
-    def ticket_for_message_ids(self, ids: tuple[str, ...]) -> TicketRef | None:
-        for mid in ids:
-            row = self.conn.execute(
-                "SELECT ticket_id FROM messages WHERE message_id = ? AND ticket_id IS NOT NULL "
-                "UNION ALL SELECT ticket_id FROM outbox WHERE message_id = ? LIMIT 1",
-                (mid, mid),
-            ).fetchone()
-            if row and row[0] is not None:
-                return self._ref("id = ?", row[0])
-        return None
-
-    def ticket_for_our_message(self, ids: tuple[str, ...]) -> TicketRef | None:
-        """The ticket whose acknowledgement carried one of `ids` (bounces of our own mail)."""
-        for mid in ids[:50]:
-            row = self.conn.execute(
-                "SELECT ticket_id FROM outbox WHERE message_id = ? AND ticket_id IS NOT NULL",
-                (mid,),
-            ).fetchone()
-            if row:
-                return self._ref("id = ?", row[0])
-        return None
-
-    def recipient_of_our_message(self, ids: tuple[str, ...]) -> str | None:
-        """The address the acknowledgement carrying one of `ids` was sent to (as `ticket_for_our_message`)."""
-        for mid in ids[:50]:
-            row = self.conn.execute(
-                "SELECT lower(to_addr) FROM outbox WHERE message_id = ? AND ticket_id IS NOT NULL",
-                (mid,),
-            ).fetchone()
-            if row:
-                return row[0]
-        return None
-
-    def sent_by_us(self, message_id: str) -> bool:
-        """Whether `message_id` is one we sent (or queued): our own mail coming back. By index."""
-        row = self.conn.execute(
-            "SELECT 1 FROM outbox WHERE message_id = ? LIMIT 1", (message_id,)
-        ).fetchone()
-        return row is not None
-
-    def bounced_since(self, address: str, since: datetime) -> bool:
-        row = self.conn.execute(
-            "SELECT 1 FROM bounces WHERE address = ? AND permanent = 1 AND at >= ? LIMIT 1",
-            (address.lower(), _iso(since)),
-        ).fetchone()
-        return row is not None
-
-    def acks_since(self, address: str, since: datetime) -> int:
-        row = self.conn.execute(
-            "SELECT COUNT(*) FROM outbox WHERE to_addr = ? AND ticket_id IS NOT NULL AND created_at >= ?",
-            (address, _iso(since)),
-        ).fetchone()
-        return row[0]
-
-    def ticket_by_number(self, number: str) -> TicketRef | None:
-        return self._ref("number = ?", number)
-
-    def _ref(self, where: str, value: object) -> TicketRef | None:
-        row = self.conn.execute(
-            f"SELECT number, requester, participants, company FROM tickets WHERE {where}", (value,)
-        ).fetchone()
-        if row is None:
-            return None
-        return TicketRef(row[0], row[1], frozenset(json.loads(row[2] or "[]")), row[3])
-
-    # -- write side -----------------------------------------------------------
-    def record(self, d: Decision, now: datetime, ack: AckRenderer | None = None) -> Decision:
-        """Write one message's rows in a savepoint; returns `d` with its ticket number.
-
-        `ack` renders (to, subject, message_id, raw) of the acknowledgement once
-        the ticket has its number; it is queued in the same savepoint.
-        """
-        if d.action == Action.DUPLICATE:
-            return d
-        self.conn.execute("SAVEPOINT msg")
-        try:
-            d = self._record(d, now, ack)
-        except BaseException:
-            self.conn.execute("ROLLBACK TO msg")
-            self.conn.execute("RELEASE msg")
-            raise
-        self.conn.execute("RELEASE msg")
-        return d
-
-    def _record(self, d: Decision, now: datetime, ack: AckRenderer | None) -> Decision:
-        e = d.email
-        at = _iso(now)
-        ticket_id: int | None = None
-        if d.action == Action.TICKET and e is not None:
-            dl = d.deadline
-            # The id SQLite would pick for a rowid table, chosen here so that the number
-            # goes in with the row (the write lock is held: nobody else can take it).
-            ticket_id = self.conn.execute(
-                "SELECT COALESCE(MAX(id), 0) + 1 FROM tickets"
-            ).fetchone()[0]
-            number = ticket_number(self.prefix, ticket_id)
-            self.conn.execute(
-                "INSERT INTO tickets (id, number, status, subject, requester, requester_name, participants,"
-                " company, contact, match, verified, priority, level, policy, plan, calendar, timezone,"
-                " target, response_due, created_at, linked_to, message_key, queue, vip, forwarded_by)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    ticket_id,
-                    number,
-                    d.status,
-                    e.subject,
-                    d.requester or e.from_addr,
-                    d.requester_name if d.requester else e.from_name,
-                    json.dumps(sorted({e.from_addr, d.requester or e.from_addr, *e.cc})),
-                    d.company,
-                    d.contact,
-                    d.match,
-                    int(d.verified),
-                    d.priority,
-                    d.level,
-                    dl.policy if dl else None,
-                    dl.plan if dl else None,
-                    dl.calendar if dl else None,
-                    d.timezone,
-                    dl.target if dl else None,
-                    _iso(d.due),
-                    at,
-                    d.linked_ticket,
-                    e.key,
-                    d.queue,
-                    int(d.vip),
-                    d.forwarded_by,
-                ),
-            )
-            d = replace(d, ticket=number)
-            self._event(
-                ticket_id, e.key, "created", at, {"priority": d.priority, "due": _iso(d.due)}
-            )
-            if d.linked_ticket:
-                self._event(ticket_id, e.key, "linked", at, {"to": d.linked_ticket})
-        elif d.action == Action.APPEND and d.ticket:
-            row = self.conn.execute(
-                "SELECT id FROM tickets WHERE number = ?", (d.ticket,)
-            ).fetchone()
-            ticket_id = row[0] if row else None
-            self._event(
-                ticket_id,
-                e.key if e else None,
-                "appended",
-                at,
-                {"from": e.from_addr if e else None},
-            )
-        key = d.message_key or f"sha256:{d.source}"
-        self.conn.execute(
-            "INSERT INTO messages (message_key, message_id, sha256, source, from_addr, subject, date,"
-            " received_at, action, reason, ticket_id, size, body, decision, fingerprint)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key,
-                d.message_id,
-                e.sha256 if e else None,
-                d.source,
-                e.from_addr if e else None,
-                e.subject if e else None,
-                _iso(e.date) if e else None,
-                at,
-                str(d.action),
-                d.reason,
-                ticket_id,
-                e.size if e else None,
-                e.body if e and d.action in (Action.TICKET, Action.APPEND) else None,
-                json.dumps(
-                    {
-                        "reasons": list(d.reasons),
-                        "match": d.match,
-                        "priority": d.priority,
-                        **({"evidence": [s.as_json() for s in d.evidence]} if d.evidence else {}),
-                        "category": d.category,
-                    }
-                ),
-                e.fingerprint if e else None,
-            ),
-        )
-        if d.action in (Action.FILTERED, Action.QUARANTINED, Action.REVIEW):
-            detail = {"reason": d.reason}
-            if d.category:
-                detail["category"] = d.category
-            self._event(None, key, str(d.action), at, detail)
-        if d.bounce is not None and d.linked_ticket:
-            self._record_bounce(d, key, at)
-        if e is not None and d.action in (Action.TICKET, Action.APPEND):
-            for a in e.attachments:
-                if a.data and self.files is not None:
-                    attachments.save(self.files, a.sha256, a.data)
-                self.conn.execute(
-                    "INSERT INTO attachments (message_key, filename, content_type, size, sha256)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    (key, a.filename, a.content_type, a.size, a.sha256),
-                )
-        if ack is not None and ticket_id is not None and d.auto_reply:
-            self.queue_ack(ticket_id, key, ack(d), now)
-        elif ticket_id is not None and d.reply_suppressed:
-            self._event(ticket_id, key, "auto_reply_suppressed", at, {"why": d.reply_suppressed})
-        return d
-
-    def _record_bounce(self, d: Decision, key: str, at: str | None) -> None:
-        """Our acknowledgement bounced: an event on its ticket, and the address remembered.
-
-        Only the address that acknowledgement was sent to is remembered (the decision says
-        which; checked here again): a report anyone can write must never silence another.
-        """
-        b = d.bounce
-        assert b is not None
-        row = self.conn.execute(
-            "SELECT id FROM tickets WHERE number = ?", (d.linked_ticket,)
-        ).fetchone()
-        ticket_id = row[0] if row else None
-        detail = {
-            "recipient": b.recipient,
-            "status": b.status,
-            "action": b.action,
-            "diagnostic": b.diagnostic,
-        }
-        self._event(ticket_id, key, "delivery_failed", at, detail)
-        if not b.recipient:
-            return
-        ids = json.dumps(list(b.message_ids[:50]))
-        self.conn.execute(
-            "INSERT INTO bounces (address, at, status, permanent, ticket_id, message_key)"
-            " SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM outbox WHERE lower(to_addr) = ?"
-            " AND message_id IN (SELECT value FROM json_each(?)))",
-            (b.recipient, at, b.status, int(b.permanent), ticket_id, key, b.recipient, ids),
-        )
-        self.conn.execute(
-            "UPDATE outbox SET status = 'bounced', last_error = ? WHERE status = 'sent'"
-            " AND lower(to_addr) = ? AND message_id IN (SELECT value FROM json_each(?))",
-            (f"{b.status or ''} {b.diagnostic or ''}".strip()[:500], b.recipient, ids),
-        )
+    def record(self, d: Decision, now: datetime, ack: Ack | None = None) -> Decision:
+        """Write one decided message's rows in a savepoint (store/records.py); `ack`, the
+        rendered acknowledgement, is queued with them."""
+        return records.write(self, Rendered(d, ack), now)
 
     def queue_ack(self, ticket_id: int, key: str | None, ack: Ack, now: datetime) -> None:
         """An acknowledgement row in the outbox, in the caller's transaction."""
-        at = _iso(now)
-        self.conn.execute(
-            "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-            (
-                ticket_id,
-                ack.to,
-                ack.subject,
-                ack.message_id,
-                ack.raw.decode("utf-8"),
-                self.outbox_status,
-                at,
-            ),
-        )
-        self._event(ticket_id, key, "auto_reply_queued", at, {"to": ack.to})
+        records.queue_ack(self, ticket_id, key, ack, now)
 
     def queue_alert(self, alert: Ack, now: datetime) -> None:
         """A mail to the operator in the outbox, on no ticket: drained before acknowledgements."""
@@ -566,14 +313,6 @@ class Store:
                 alert.raw.decode("utf-8"),
                 _iso(now),
             ),
-        )
-
-    def _event(
-        self, ticket_id: int | None, key: str | None, kind: str, at: str | None, detail: dict
-    ) -> None:
-        self.conn.execute(
-            "INSERT INTO events (ticket_id, message_key, kind, at, detail) VALUES (?, ?, ?, ?, ?)",
-            (ticket_id, key, kind, at, json.dumps(detail)),
         )
 
     def save_quarantined(self, raw: bytes, sha256: str) -> Path:
