@@ -13,7 +13,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from triage.errors import ConfigError
+from triage.errors import ConfigError, RecordedError
 
 TLS_MODES = ("tls", "starttls", "none")
 AFTER_MODES = ("move", "flag", "delete")
@@ -86,7 +86,7 @@ class Secret:
         return f"Secret({self})"
 
 
-class SecretError(RuntimeError):
+class SecretError(RecordedError, RuntimeError):
     pass
 
 

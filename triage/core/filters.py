@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.core.message import Email
+from triage.errors import TriageError
 
 FIELDS_FIXED = (
     "from",
@@ -61,7 +62,7 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
 
 
-class RuleError(ValueError):
+class RuleError(TriageError, ValueError):
     """A rule file that cannot be used; the message names file, line and fix."""
 
     def __init__(self, path: Path | str, line: int | None, problem: str, fix: str) -> None:

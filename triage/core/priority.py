@@ -34,6 +34,7 @@ from functools import cache
 from pathlib import Path
 
 from triage.core.owntext import own_text
+from triage.errors import TriageError
 
 DEFAULT_LEVEL = 3
 LEVELS = (1, 2, 3, 4)
@@ -60,7 +61,7 @@ _LEVEL_KEYS = {"name", "declared", "words"}
 _NEGATION_KEYS = {"phrases", "cues", "fillers", "after"}
 
 
-class PriorityError(ValueError):
+class PriorityError(TriageError, ValueError):
     """The vocabulary file is unusable; the message names the file, the key and the fix."""
 
     def __init__(self, source: str, key: str, problem: str, fix: str):

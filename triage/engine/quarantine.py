@@ -13,6 +13,7 @@ from datetime import datetime
 
 from triage.core.pipeline import Action, Decision, Rules, analyse
 from triage.engine.record import Recorder
+from triage.errors import TriageError
 from triage.store.sqlite import Store
 
 
@@ -41,7 +42,7 @@ def listing(store: Store) -> list[Quarantined]:
     return out
 
 
-class RetryError(ValueError):
+class RetryError(TriageError, ValueError):
     pass
 
 

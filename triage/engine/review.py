@@ -17,13 +17,14 @@ from triage.config import Config
 from triage.core.pipeline import Action, Decision, Rules, analyse
 from triage.core.replies import capped_subject, clean
 from triage.engine.record import Recorder
+from triage.errors import TriageError
 from triage.store.sqlite import Store
 
 DIGEST_EVERY = timedelta(hours=24)
 DIGEST_MAX = 200  # messages listed in one digest; `triage review` lists them all
 
 
-class ReviewError(ValueError):
+class ReviewError(TriageError, ValueError):
     """A review command that cannot be done; the message says what to do instead."""
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from triage import log
 from triage.core import sla as sla_mod
 from triage.core.conversation import ticket_number
+from triage.errors import TriageError
 from triage.store.sqlite import Store
 
 WARNING = "sla_warning"
@@ -39,7 +40,7 @@ CLOSED = "closed"
 NO_PRIORITY = "(none)"
 
 
-class TrackingError(ValueError):
+class TrackingError(TriageError, ValueError):
     """A request the store cannot honour; the message says what to do instead."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import aioimaplib
 
 from triage.config.endpoints import Mailbox, SecretError
+from triage.errors import RecordedError
 from triage.sources.namespace import Namespace, listed, same_folder
 
 OUTCOMES = ("processed", "filtered", "review", "errors", "filed")  # filed: already in its folder
@@ -31,7 +32,7 @@ _EXISTS = re.compile(rb"^(\d+) EXISTS")
 _UNTAGGED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)\b", re.IGNORECASE)
 
 
-class ImapError(Exception):
+class ImapError(RecordedError):
     """A failure talking to the server; `kind` says what the operator should look at."""
 
     def __init__(self, kind: str, message: str) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from triage.errors import TriageError
+
 _HELD: set[int] = set()  # descriptors of locks this process holds
 
 
@@ -35,7 +37,7 @@ def _close_in_child() -> None:
 os.register_at_fork(after_in_child=_close_in_child)
 
 
-class LockError(RuntimeError):
+class LockError(TriageError, RuntimeError):
     """The daemon's lock cannot be taken; the message names the file and the fix."""
 
 

@@ -20,6 +20,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import holidays as holidays_pkg
 
+from triage.errors import TriageError
+
 US = timedelta(microseconds=1)
 US_PER_MIN = 60_000_000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -34,7 +36,7 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 OBSERVE = ("none", "previous", "next", "nearest")
 
 
-class SlaError(ValueError):
+class SlaError(TriageError, ValueError):
     """A policy file, plan, priority, duration, zone or calendar is unusable.
 
     The message names the file, the key and the accepted values or the fix, so
