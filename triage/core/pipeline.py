@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
+from triage import instants
 from triage.config import Config, Queue, shipped_rules
 from triage.core import contacts as contacts_mod
 from triage.core import evidence as evidence_mod
@@ -181,7 +182,7 @@ class Decision:
             "priority": self.priority,
             "contact": self.contact,
             "match": self.match,
-            "due": self.due.isoformat().replace("+00:00", "Z") if self.due else None,
+            "due": instants.iso(self.due) if self.due else None,
             "auto_reply": self.auto_reply,
             "linked_ticket": self.linked_ticket,
             "verified": self.verified,

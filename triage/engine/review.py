@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from triage import instants
 from triage.config import Config
 from triage.core.pipeline import Action, Decision, Rules, analyse
 from triage.core.replies import capped_subject, clean
@@ -122,7 +123,7 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
             f"message {held.id}: its bytes are not beside the database (a dry run keeps none);"
             " fix: replay the original file into this database"
         )
-    arrived = datetime.fromisoformat(held.received_at.replace("Z", "+00:00"))
+    arrived = instants.stored(held.received_at)
     analysis = analyse(path.read_bytes(), held.source, rules, released=True)
     store.begin()
     try:
@@ -187,7 +188,7 @@ def describe(h: Held, mark: str = "") -> list[str]:
 
 def last_digest(store: Store) -> datetime | None:
     row = store.conn.execute("SELECT MAX(at) FROM events WHERE kind = 'review_digest'").fetchone()
-    return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row and row[0] else None
+    return instants.stored(row[0]) if row and row[0] else None
 
 
 def digest(store: Store, config: Config, now: datetime) -> Digest | None:
@@ -259,4 +260,4 @@ def queue_digest(store: Store, config: Config, now: datetime, force: bool = Fals
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return instants.iso(value)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from triage import instants
 from triage.errors import TriageError
 
 _HELD: set[int] = set()  # descriptors of locks this process holds
@@ -68,7 +69,7 @@ class Holder:
 
     @classmethod
     def this_process(cls, now: datetime) -> Holder:
-        since = now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        since = instants.iso_seconds(now)
         return cls(os.getpid(), socket.gethostname(), since)
 
     def text(self) -> str:

@@ -12,11 +12,12 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
 
+from triage import instants
 from triage.core.conversation import TicketRef, ticket_number
 from triage.core.pipeline import Action, Decision
 from triage.core.replies import Ack
@@ -41,7 +42,7 @@ AckRenderer = Callable[[Decision], "Ack"]
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    return instants.iso(value) if value else None
 
 
 class Store:
