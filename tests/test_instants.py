@@ -68,3 +68,13 @@ def test_a_stored_instant_without_a_zone_is_read_as_utc_not_the_machines_zone():
     with pytest.raises(ValueError):
         instants.stored("garbage")
 
+
+def test_the_command_line_refuses_a_time_without_a_zone(tmp_path):
+    from click.testing import CliRunner
+
+    from triage.cli import cli
+
+    db = tmp_path / "none.db"
+    result = CliRunner().invoke(cli, ["tickets", "--db", str(db), "--now", "2026-03-10 14:30"])
+    assert result.exit_code == 2
+    assert "'2026-03-10 14:30' has no time zone; give one, e.g." in result.output
