@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from triage import config as config_mod
 from triage.cli import cli
-from triage.config import ConfigError, endpoints, load_config
+from triage.config import ConfigError, endpoints, known_keys, load_config
+from triage.config.loading import SCHEMA, TABLES_ELSEWHERE
 from triage.core.pipeline import Decision, Rules, analyse
 from triage.engine.record import Recorder
 from triage.service import probes
@@ -53,19 +53,14 @@ def effect(*keys: str):
 
 
 def schema_keys() -> set[str]:
-    keys = {f"{s}.{k}" for s, names in config_mod._SCHEMA.items() for k in names}
-    keys |= {f"queue.{k}" for k in config_mod.QUEUE_KEYS}
-    keys |= {f"mailbox.{k}" for k in endpoints._MAILBOX_KEYS}
-    keys |= {f"smtp.{k}" for k in endpoints._SMTP_KEYS}
-    keys |= {f"daemon.{k}" for k in endpoints._DAEMON_KEYS}
-    return keys
+    return set(known_keys())
 
 
 def test_every_key_has_a_row():
-    # a table checked elsewhere than _SCHEMA must be one whose keys are collected above
-    elsewhere = {s for s, names in config_mod._SCHEMA.items() if not names}
+    # a table checked elsewhere than SCHEMA must be one whose keys known_keys() collects
+    elsewhere = {s for s, names in SCHEMA.items() if not names}
     assert elsewhere == {"queue", "mailbox", "smtp", "daemon"}
-    assert set(config_mod._TABLES_ELSEWHERE) == elsewhere
+    assert set(TABLES_ELSEWHERE) == elsewhere
     missing = sorted(schema_keys() - set(EFFECTS))
     assert not missing, f"keys with no row asserting their effect: {missing}"
     assert not set(EFFECTS) - schema_keys(), "rows for keys the schema no longer has"
@@ -955,7 +950,7 @@ def test_every_key_is_documented():
     parts = {}
     for block in page.split("\n## ")[1:]:
         heading, _, text = block.partition("\n")
-        for section in config_mod._SCHEMA:
+        for section in SCHEMA:
             if f"`[{section}]`" in heading or f"`[[{section}]]`" in heading:
                 parts[section] = text
     missing = []

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triage.config import Config
-from triage.config.endpoints import Secret
+from triage.config.credentials import Secret
 
 ERROR, WARNING = "error", "warning"
 
