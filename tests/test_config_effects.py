@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from triage import instants
 from triage.cli import cli
 from triage.config import ConfigError, endpoints, known_keys, load_config
 from triage.config.loading import SCHEMA, TABLES_ELSEWHERE
@@ -418,7 +419,7 @@ def _bounce_days(env: Env) -> None:
     store = Store(env.db)
     store.conn.execute(
         "INSERT INTO bounces (address, at, status, permanent) VALUES (?, ?, '5.1.1', 1)",
-        ("jane@acme.example", (NOW - timedelta(days=10)).isoformat().replace("+00:00", "Z")),
+        ("jane@acme.example", instants.iso(NOW - timedelta(days=10))),
     )
     store.close()
     (plain,), _ = env.triage("", request(), name="plain.toml")
@@ -765,9 +766,7 @@ def _stalled_minutes(env: Env) -> None:
     for text, expected in (("", False), ("[daemon]\nstalled_minutes = 0.01\n", True)):
         daemon_ = env.daemon(env.config(env.mailbox_text(dc) + text))
         ago = (datetime.now(UTC) - timedelta(seconds=30)).replace(microsecond=0)
-        mailbox_state.update(
-            daemon_.store, "support", backlog=3, last_ok_at=ago.isoformat().replace("+00:00", "Z")
-        )
+        mailbox_state.update(daemon_.store, "support", backlog=3, last_ok_at=instants.iso(ago))
         health = daemon_.health["support"]
         assert run_until(daemon_, daemon_._stall_checks, lambda h=health: h.failing, 2) is expected
 
