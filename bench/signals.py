@@ -61,9 +61,8 @@ class Tally:
 
 def measure(folder: Path, rules, rows: list[dict] | None = None) -> dict[str, Tally]:
     """Each message through stage one and two of the pipeline, as replay runs them."""
-    from triage.store.sqlite import Store
-
     from triage.core.pipeline import analyse, decide
+    from triage.store.sqlite import Store
 
     store = Store(None)
     tallies: dict[str, Tally] = defaultdict(Tally)
