@@ -20,7 +20,7 @@ $(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 
 # Test servers: Dovecot, Postfix and Cyrus IMAP from Debian's packages (the SMTP sink, aiosmtpd,
 # is a Python package). Postfix is installed unconfigured ("No configuration"): no system
-# instance is set up or started; tests run private instances (tests/postfix.py). It is installed
+# instance is set up or started; tests run private instances (tests/support/postfix.py). It is installed
 # before Cyrus, whose packages would otherwise pull in another mail server. Debian's cyrus-imapd
 # conflicts with dovecot-imapd (both provide imap-server): cyrus-common (master, tools,
 # libraries) and sasl2-bin are installed, and cyrus-imapd's imapd is unpacked into CYRUS_IMAPD

@@ -35,7 +35,7 @@ It prints the counts and PASS, or FAIL with every difference, and exits non-zero
     .venv/bin/python bench/chaos.py --short    # 200 messages, 5 kills, 1 restart, 1 outage
     .venv/bin/python bench/chaos.py --seed 42 --keep   # reproduce a run; keep its folder
 
-Needs root and Debian's dovecot-imapd, like the tests that use tests/servers.py.
+Needs root and Debian's dovecot-imapd, like the tests that use tests/support/dovecot.py.
 """
 
 from __future__ import annotations
@@ -49,7 +49,6 @@ import random
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -67,7 +66,12 @@ sys.path.insert(0, str(BENCH))
 
 import replay as replay_bench  # noqa: E402
 
-from tests import servers  # noqa: E402
+from tests.support import imap, procs  # noqa: E402
+from tests.support.daemon import Daemon, Database  # noqa: E402
+from tests.support.dovecot import Dovecot  # noqa: E402
+from tests.support.dovecot import skip_reason as dovecot_skip_reason  # noqa: E402
+from tests.support.smtp_sink import SmtpSink  # noqa: E402
+from tests.support.smtp_sink import skip_reason as smtp_skip_reason  # noqa: E402
 
 USER = "support"
 HUMAN = ("new", "reply")
@@ -232,53 +236,39 @@ def messages(count: int, seed: int) -> list[Item]:
 # --------------------------------------------------------------------------- processes
 
 
-def _group(sid: int, mark: str = "") -> list[int]:
-    """Live pids of the session `sid` (and whose command line holds `mark`): a daemon started
-    in its own session and everything it started, its parse workers included, which run in
-    process groups of their own; what systemd's cgroup is to the service."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        fields = servers.proc_fields(entry)
-        if fields is None:
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[3]) == sid and fields[0] not in (b"Z", b"X") and mark.encode() in cmdline:
-            out.append(int(entry))
-    return out
+class SoakDaemon(Daemon):
+    """The harness's daemon in its own session, counting what a soak reports: its starts,
+    the exits it made by itself, and processes that outlived a killed daemon."""
 
-
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (0 when it is gone)."""
-    fields = servers.proc_fields(pid)
-    if fields is None:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class Daemon:
-    """`triage run` as a subprocess in its own session, logging JSON lines to a file."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen | None = None
+    def __init__(self, tmp: Path, dc: Dovecot, smtp_port: int) -> None:
+        super().__init__(
+            tmp,
+            dc,
+            quick=False,
+            own_session=True,  # what systemd's cgroup is to the service
+            mailbox={"poll_seconds": 1, "timeout": 10, "batch": 25},
+            daemon={
+                "message_timeout": 30,
+                "alert_after_failures": 1000,
+                "backoff_max_seconds": 1,
+                "sla_check_seconds": 60,
+                "outbox_seconds": 1,
+            },
+            extra=(
+                '[identity]\ndomains = ["msp.example"]\nsupport_address = "support@msp.example"\n'
+                f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\ntls = "none"\n'
+                "allow_insecure = true\ntimeout = 5\n"
+            ),
+        )
         self.starts = 0
         self.killed: list[int] = []  # sessions of daemons that were killed or stopped
         self.orphans = 0  # processes still in such a session seconds after its daemon ended
         self.exits: list[int] = []  # statuses of daemons that ended by themselves
 
-    def start(self) -> None:
-        # its own session: what systemd's cgroup is to the service
-        self.proc = servers.run_daemon(self.config, self.log, start_new_session=True)
+    def start(self, **popen: object) -> SoakDaemon:
+        super().start(**popen)
         self.starts += 1
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self
 
     def kill(self) -> None:
         """SIGKILL the main process only, as the OOM killer or `kill -9 $MAINPID` would."""
@@ -286,10 +276,8 @@ class Daemon:
             return
         if self.proc.poll() is not None:  # it was already gone: not our doing
             self.exits.append(self.proc.returncode)
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.kill()
-        self.proc.wait(10)
-        self.killed = [g for g in self.killed if _group(g, str(self.config))]
+        super().kill()
+        self.killed = [g for g in self.killed if procs.session_members(g, str(self.config))]
         self.killed.append(self.proc.pid)
         self.proc = None
 
@@ -297,14 +285,14 @@ class Daemon:
         """SIGTERM, as systemd stops it; the exit status (None if it had to be killed)."""
         if self.proc is None:
             return None
+        pid = self.proc.pid
         self.proc.send_signal(signal.SIGTERM)
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
+            Daemon.kill(self)  # not this class's kill: this is no crash to count
             rc = None
-        self.killed.append(self.proc.pid)
+        self.killed.append(pid)
         self.proc = None
         return rc
 
@@ -314,17 +302,16 @@ class Daemon:
         processes running our command line are touched: a session id can be reused."""
         ours = str(self.config)
         deadline = time.monotonic() + grace
-        while any(_group(g, ours) for g in self.killed) and time.monotonic() < deadline:
+        while any(procs.session_members(g, ours) for g in self.killed):
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.05)
         for sid in self.killed:
-            for pid in _group(sid, ours):
+            for pid in procs.session_members(sid, ours):
                 self.orphans += 1
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-        self.killed = [g for g in self.killed if _group(g, ours)]
-
-    def events(self) -> list[dict]:
-        return servers.log_events(self.log)
+        self.killed = [g for g in self.killed if procs.session_members(g, ours)]
 
 
 class Sinks:
@@ -336,7 +323,7 @@ class Sinks:
 
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
-        self.all: list[servers.SmtpSink] = [servers.SmtpSink.start(tmp)]
+        self.all: list[SmtpSink] = [SmtpSink.start(tmp)]
         self.port = self.all[0].port
         self.up = True
         self.down_seconds = 0.0
@@ -349,7 +336,7 @@ class Sinks:
 
     def back(self) -> None:
         if not self.up:
-            self.all.append(servers.SmtpSink.start(self.tmp, port=self.port))
+            self.all.append(SmtpSink.start(self.tmp, port=self.port))
             self.up = True
             self.down_seconds += time.monotonic() - self._down_at
 
@@ -374,7 +361,7 @@ class Feeder(threading.Thread):
 
     def __init__(
         self,
-        dc: servers.Dovecot,
+        dc: Dovecot,
         items: list[Item],
         seconds: float,
         burst: int,
@@ -413,7 +400,7 @@ class Feeder(threading.Thread):
         deadline = time.monotonic() + 30
         while True:
             try:
-                servers.append(self.dc, USER, "INBOX", item.raw)
+                imap.append(self.dc, USER, "INBOX", item.raw)
                 self.appended += 1
                 return
             except (OSError, imaplib.IMAP4.error, RuntimeError) as exc:
@@ -428,10 +415,10 @@ class Feeder(threading.Thread):
                         return
 
 
-def landed(dc: servers.Dovecot, message_id: str) -> bool:
-    with servers.session(dc, USER) as m:
+def landed(dc: Dovecot, message_id: str) -> bool:
+    with imap.session(dc, USER) as m:
         for folder in ("INBOX", *FOLDERS.values()):
-            typ, _ = m.select(servers._mbox(folder), readonly=True)
+            typ, _ = m.select(imap.quote(folder), readonly=True)
             if typ != "OK":
                 continue
             typ, data = m.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
@@ -440,11 +427,11 @@ def landed(dc: servers.Dovecot, message_id: str) -> bool:
     return False
 
 
-def folder_ids(dc: servers.Dovecot, folder: str) -> list[str]:
+def folder_ids(dc: Dovecot, folder: str) -> list[str]:
     """The Message-ID of every message in `folder` (repeats kept)."""
     out = []
-    with servers.session(dc, USER) as m:
-        typ, _ = m.select(servers._mbox(folder), readonly=True)
+    with imap.session(dc, USER) as m:
+        typ, _ = m.select(imap.quote(folder), readonly=True)
         if typ != "OK":
             return []
         typ, data = m.uid("SEARCH", "ALL")
@@ -459,48 +446,6 @@ def folder_ids(dc: servers.Dovecot, folder: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the run
-
-
-def _config(tmp: Path, dc: servers.Dovecot, smtp_port: int) -> Path:
-    (tmp / "pw").write_text(dc.users[USER] + "\n")
-    path = tmp / "triage.toml"
-    path.write_text(
-        f"""[store]
-db = "{tmp / "triage.db"}"
-
-[identity]
-domains = ["msp.example"]
-support_address = "support@msp.example"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-allow_insecure = true
-timeout = 5
-
-[[mailbox]]
-name = "support"
-host = "127.0.0.1"
-port = {dc.tls_port}
-tls = "tls"
-ca_file = "{dc.ca_file}"
-username = "{USER}"
-password_file = "{tmp / "pw"}"
-poll_seconds = 1
-timeout = 10
-batch = 25
-
-[daemon]
-message_timeout = 30
-alert_after_failures = 1000
-backoff_max_seconds = 1
-sla_check_seconds = 60
-outbox_seconds = 1
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _schedule(plan: Plan, rng: random.Random, start: float, end: float) -> list[tuple[float, str]]:
@@ -563,48 +508,26 @@ def _moment(mode: str, db: Db, sinks: Sinks, timeout: float = 2.0) -> bool:
     return False
 
 
-class Db:
-    """Read-only looks at the daemon's database (it may not exist yet)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._conn: sqlite3.Connection | None = None
+class Db(Database):
+    """The harness's read-only view of the daemon's database, with what the soak polls."""
 
     def last_message(self) -> int:
-        """The highest messages.id, on one kept connection (cheap enough to poll)."""
-        if self._conn is None:
-            if not self.path.exists():
-                return 0
-            self._conn = sqlite3.connect(self.path, timeout=10, check_same_thread=False)
-        try:
-            return self._conn.execute("SELECT MAX(id) FROM messages").fetchone()[0] or 0
-        except sqlite3.OperationalError:
-            return 0
+        """The highest messages.id (cheap enough to poll every millisecond)."""
+        return self.scalar("SELECT MAX(id) FROM messages")
 
     def wait_state(self, state: str, seconds: float) -> bool:
         """Until the mailbox's state (mailbox_state.state) is `state`, polled every ms."""
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            with contextlib.suppress(sqlite3.OperationalError):
-                self.last_message()  # opens the connection once the file is there
-                if self._conn is not None:
-                    row = self._conn.execute("SELECT state FROM mailbox_state").fetchone()
-                    if row and row[0] == state:
-                        return True
+            if self.rows("SELECT state FROM mailbox_state")[:1] == [(state,)]:
+                return True
             time.sleep(0.001)
         return False
 
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-    def rows(self, sql: str, *args: object) -> list[tuple]:
-        return servers.db_rows(self.path, sql, *args)
-
-    def scalar(self, sql: str, *args: object) -> int:
-        rows = self.rows(sql, *args)
-        return rows[0][0] if rows and rows[0][0] is not None else 0
+    def scalar(self, sql: str, *args: object, default: object = 0) -> int:
+        """As the harness's, with NULL (an aggregate over no rows) read as 0."""
+        value = super().scalar(sql, *args, default=default)
+        return 0 if value is None else value
 
 
 @dataclass
@@ -640,23 +563,23 @@ def run(
     tmp = Path(tempfile.mkdtemp(prefix="triage-chaos-"))
     report = Report()
     diff = report.differences.append
-    dc: servers.Dovecot | None = None
+    dc: Dovecot | None = None
     sinks: Sinks | None = None
-    daemon: Daemon | None = None
+    daemon: SoakDaemon | None = None
     db: Db | None = None
     halt = threading.Event()
     feeder: Feeder | None = None
     chaos = Counter()
     final_rc: int | None = None
     try:
-        dc = servers.Dovecot.start(tmp / "dovecot")
+        dc = Dovecot.start(tmp / "dovecot")
         if mail_log:  # Dovecot logs every save, copy and expunge, with UID and Message-ID
             with dc.config_path.open("a") as conf:
                 conf.write(MAIL_LOG)
             dc.restart()
         sinks = Sinks(tmp)
         db = Db(tmp / "triage.db")
-        daemon = Daemon(_config(tmp, dc, sinks.port), tmp / "daemon.log")
+        daemon = SoakDaemon(tmp, dc, sinks.port)
         imap_lock = threading.Lock()
         noisy = items[: len(items) - plan.quiet_bursts * plan.quiet_size]
         feeder = Feeder(dc, noisy, plan.feed_seconds, plan.burst, rng, imap_lock, halt)
@@ -710,7 +633,7 @@ def run(
         # the next arrival (an IDLE that was never told of it), which chaos would hide.
         def caught_up() -> bool:
             return db.scalar("SELECT COUNT(*) FROM messages") >= feeder.appended and (
-                servers.count(dc, USER, "INBOX") == 0
+                imap.count(dc, USER, "INBOX") == 0
             )
 
         _until(caught_up, BACKLOG_SECONDS, "the backlog to clear after the chaos", diff)
@@ -736,7 +659,7 @@ def run(
                 db.scalar("SELECT COUNT(*) FROM messages") >= len(items)
                 and db.scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
                 == 0
-                and servers.count(dc, USER, "INBOX") == 0
+                and imap.count(dc, USER, "INBOX") == 0
             )
 
         while not settled():
@@ -879,7 +802,7 @@ def _check(plan, items, dc, sinks, daemon, db, feeder, chaos, diff) -> list[str]
         diff(f"{actions['quarantined']} message(s) quarantined, expected 0")
 
     # -- the mailbox: INBOX empty, each message in the folder of its outcome, once
-    inbox = servers.count(dc, USER, "INBOX")
+    inbox = imap.count(dc, USER, "INBOX")
     if inbox:
         diff(f"INBOX holds {inbox} message(s), expected 0")
     in_folder = {name: folder_ids(dc, folder) for name, folder in FOLDERS.items()}
@@ -1058,7 +981,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--time-limit", type=float, help="seconds for the whole run")
     args = parser.parse_args(argv)
-    reason = servers.skip_reason() or servers.smtp_skip_reason()
+    reason = dovecot_skip_reason() or smtp_skip_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@
     .venv/bin/python bench/delivery.py --count 100
 
 Exits 1 when any acknowledgement arrived twice (or one never arrived), else 0.
-Needs root and Debian's dovecot-imapd, like the tests that use tests/servers.py.
+Needs root and Debian's dovecot-imapd, like the tests that use tests/support/dovecot.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import email
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,7 +38,12 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
-from tests import servers  # noqa: E402
+from tests.support import imap  # noqa: E402
+from tests.support.daemon import Daemon, Database, log_events, run_daemon  # noqa: E402
+from tests.support.dovecot import Dovecot  # noqa: E402
+from tests.support.dovecot import skip_reason as dovecot_skip_reason  # noqa: E402
+from tests.support.smtp_sink import SmtpSink  # noqa: E402
+from tests.support.smtp_sink import skip_reason as smtp_skip_reason  # noqa: E402
 
 USER = "support"
 SETTLE = 3.0  # seconds with nothing new arriving before counting
@@ -54,48 +58,22 @@ def message(n: int) -> bytes:
     ).encode()
 
 
-def config(tmp: Path, dc: servers.Dovecot | None, smtp_port: int) -> Path:
-    (tmp / "pw").write_text((dc.users[USER] if dc else "unused") + "\n")
-    mailbox = (
-        f"""
-[[mailbox]]
-name = "support"
-host = "127.0.0.1"
-port = {dc.tls_port}
-tls = "tls"
-ca_file = "{dc.ca_file}"
-username = "{USER}"
-password_file = "{tmp / "pw"}"
-poll_seconds = 1
-timeout = 10
-"""
-        if dc
-        else ""
+def daemon(triage: Triage, tmp: Path, dc: Dovecot | None, smtp_port: int) -> Daemon:
+    """The harness's `triage run` from the checkout under test, its config in `tmp`: the
+    mailbox on `dc` (none: it only drains the outbox), acknowledgements through the sink."""
+    return Daemon(
+        tmp,
+        dc,
+        quick=False,
+        checkout=triage.checkout,
+        mailbox={"poll_seconds": 1, "timeout": 10},
+        daemon={"message_timeout": 30, "backoff_max_seconds": 1, "outbox_seconds": 1},
+        extra=(
+            '[identity]\ndomains = ["msp.example"]\nsupport_address = "support@msp.example"\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\ntls = "none"\n'
+            "allow_insecure = true\ntimeout = 10\n"
+        ),
     )
-    path = tmp / "triage.toml"
-    path.write_text(
-        f"""[store]
-db = "{tmp / "triage.db"}"
-
-[identity]
-domains = ["msp.example"]
-support_address = "support@msp.example"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-tls = "none"
-allow_insecure = true
-timeout = 10
-{mailbox}
-[daemon]
-message_timeout = 30
-backoff_max_seconds = 1
-outbox_seconds = 1
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 class Triage:
@@ -136,7 +114,7 @@ class Count:
     tickets: int  # distinct recipients (one ticket, one sender each)
 
     @classmethod
-    def of(cls, sink: servers.SmtpSink) -> Count:
+    def of(cls, sink: SmtpSink) -> Count:
         got = sink.messages()
         ids = Counter(email.message_from_bytes(raw)["Message-ID"] for _f, _t, raw in got)
         return cls(
@@ -158,7 +136,7 @@ class Count:
         return self.arrived == self.distinct == self.tickets == expected
 
 
-def settle(sink: servers.SmtpSink, want: int, limit: float) -> None:
+def settle(sink: SmtpSink, want: int, limit: float) -> None:
     """Until `want` arrived and nothing new came for SETTLE seconds, or `limit` passed."""
     end = time.monotonic() + limit
     last, quiet_since = -1, time.monotonic()
@@ -185,16 +163,19 @@ def stop(proc: subprocess.Popen) -> int | None:
 
 def two_daemons(triage: Triage, tmp: Path, count: int) -> tuple[Count, list[str]]:
     tmp.mkdir(parents=True)
-    with servers.Dovecot.start(tmp / "imap") as dc, servers.SmtpSink.start(tmp) as sink:
-        with servers.session(dc, USER) as m:  # one session for all the APPENDs
+    with Dovecot.start(tmp / "imap") as dc, SmtpSink.start(tmp) as sink:
+        with imap.session(dc, USER) as m:  # one session for all the APPENDs
             for n in range(count):
                 m.append("INBOX", None, None, message(n))
-        path = config(tmp, dc, sink.port)
+        first = daemon(triage, tmp, dc, sink.port)
         started = time.monotonic()
-        procs = [triage.start("run", "--config", str(path), log=tmp / f"d{k}.log") for k in (1, 2)]
+        procs = [
+            first.start().proc,
+            run_daemon(first.config, tmp / "d2.log", checkout=triage.checkout),
+        ]
         end = started + 120
         while time.monotonic() < end and (
-            servers.count(dc, USER, "INBOX") > 0 or len(sink.messages()) < count
+            imap.count(dc, USER, "INBOX") > 0 or len(sink.messages()) < count
         ):
             time.sleep(0.2)
         settle(sink, count, max(5.0, end - time.monotonic()))
@@ -203,7 +184,7 @@ def two_daemons(triage: Triage, tmp: Path, count: int) -> tuple[Count, list[str]
         for k, proc in enumerate(procs, 1):
             running = proc.poll() is None
             rc = stop(proc)
-            said = (tmp / f"d{k}.log").read_text(errors="replace")
+            said = (first.log if k == 1 else tmp / "d2.log").read_text(errors="replace")
             refused = "in use by another" in said
             notes.append(
                 f"daemon {k}: "
@@ -215,12 +196,10 @@ def two_daemons(triage: Triage, tmp: Path, count: int) -> tuple[Count, list[str]
                     else f"ended by itself, exit {rc}"
                 )
             )
-        notes.append(f"INBOX left {servers.count(dc, USER, 'INBOX')}, {elapsed:.1f} s")
-        conn = sqlite3.connect(tmp / "triage.db")
-        tickets = conn.execute(
-            "SELECT COUNT(*), COUNT(DISTINCT message_key) FROM tickets"
-        ).fetchone()
-        conn.close()
+        notes.append(f"INBOX left {imap.count(dc, USER, 'INBOX')}, {elapsed:.1f} s")
+        db = Database(first.db)
+        tickets = db.rows("SELECT COUNT(*), COUNT(DISTINCT message_key) FROM tickets")[0]
+        db.close()
         notes.append(f"tickets {tickets[0]} ({tickets[1]} distinct messages)")
         return Count.of(sink), notes
 
@@ -253,22 +232,22 @@ store.close()
 
 def two_drainers(triage: Triage, tmp: Path, count: int, mode: str) -> tuple[Count, list[str]]:
     tmp.mkdir(parents=True)
-    with servers.SmtpSink.start(tmp) as sink:
-        path = config(tmp, None, sink.port)
-        fill_outbox(tmp / "triage.db", count, triage.checkout)
-        send = ("outbox", "send", "--once", "--config", str(path))
+    with SmtpSink.start(tmp) as sink:
+        drainer = daemon(triage, tmp, None, sink.port)
+        fill_outbox(drainer.db, count, triage.checkout)
+        send = ("outbox", "send", "--once", "--config", str(drainer.config))
         started = time.monotonic()
         runs = 0
         if mode == "daemon":
-            daemon = triage.start("run", "--config", str(path), log=tmp / "daemon.log")
+            drainer.start()
             end = started + 60
             while time.monotonic() < end and len(sink.messages()) < count:
                 runs += 1
                 triage.start(*send, log=tmp / "send.log").wait(60)
             settle(sink, count, max(5.0, end - time.monotonic()))
-            rc = stop(daemon)
+            rc = drainer.stop()
             notes = [
-                f"daemon exit {rc}, sent {sent_by(tmp / 'daemon.log')}; `outbox send --once` ran"
+                f"daemon exit {rc}, sent {sent_by(drainer.log)}; `outbox send --once` ran"
                 f" {runs} times beside it, sent {sent_by(tmp / 'send.log')}"
             ]
         else:
@@ -278,18 +257,16 @@ def two_drainers(triage: Triage, tmp: Path, count: int, mode: str) -> tuple[Coun
             split = [sent_by(tmp / f"send{k}.log") for k in (1, 2)]
             notes = [f"two `outbox send --once` at once, exit {rcs}, sent {split[0]} + {split[1]}"]
         notes[-1] += f", {time.monotonic() - started:.1f} s"
-        conn = sqlite3.connect(tmp / "triage.db")
-        states = dict(
-            conn.execute("SELECT status, COUNT(*) FROM outbox GROUP BY status").fetchall()
-        )
-        conn.close()
+        db = Database(drainer.db)
+        states = dict(db.rows("SELECT status, COUNT(*) FROM outbox GROUP BY status"))
+        db.close()
         notes.append(f"outbox {states}")
         return Count.of(sink), notes
 
 
 def sent_by(log: Path) -> int:
     """Acknowledgements a drainer logged as sent."""
-    return len(servers.log_events(log, "auto_reply_sent"))
+    return len(log_events(log, "auto_reply_sent"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -298,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the triage to run")
     parser.add_argument("--keep", action="store_true", help="keep the run's folder")
     args = parser.parse_args(argv)
-    reason = servers.skip_reason() or servers.smtp_skip_reason()
+    reason = dovecot_skip_reason() or smtp_skip_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2

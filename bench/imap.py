@@ -1,6 +1,6 @@
 """IMAP ingest by the real daemon against replay from files, IDLE latency and peak memory.
 
-Everything runs against private Dovecot instances on 127.0.0.1 (tests/servers.py), over imaps
+Everything runs against private Dovecot instances on 127.0.0.1 (tests/support/dovecot.py), over imaps
 with the instance's own CA, with the same generated mix as bench/replay.py. In one run:
 
   1. replay of the messages from .eml files into a fresh database (bench/replay.py's
@@ -22,7 +22,7 @@ writing the files straight into the maildir's new/ folder (`--fill maildir`).
 
     .venv/bin/python bench/imap.py [--count 10000] [--skip-latency] [--skip-fetch-only]
 
-Needs root and Debian's dovecot-imapd (as the tests that use tests/servers.py do).
+Needs root and Debian's dovecot-imapd (as the tests that use tests/support/dovecot.py do).
 """
 
 from __future__ import annotations
@@ -54,7 +54,12 @@ sys.path.insert(0, str(BENCH))
 
 import replay as replay_bench  # noqa: E402
 
-from tests import servers  # noqa: E402
+from tests.support import imap, procs  # noqa: E402
+from tests.support.certs import client_ssl_context  # noqa: E402
+from tests.support.daemon import Daemon, Database  # noqa: E402
+from tests.support.dovecot import Dovecot, skip_reason  # noqa: E402
+from tests.support.dovecot_conf import mail_ids  # noqa: E402
+from tests.support.procs import find_tool  # noqa: E402
 
 USER = "support"
 FETCH_BATCH = 500  # the bare clients' batch
@@ -67,16 +72,16 @@ LATENCY_POLL = 0.005  # database polling period for the latency figure, seconds
 # --------------------------------------------------------------------------- filling INBOX
 
 
-def fill_append(dc: servers.Dovecot, messages: list[bytes], group: int = 500) -> None:
+def fill_append(dc: Dovecot, messages: list[bytes], group: int = 500) -> None:
     """One plain-port connection; MULTIAPPEND of `group` messages per command, as LITERAL+
     literals, so the only round trip is one per group."""
-    m = servers.connect(dc, USER, timeout=COMMAND_TIMEOUT)
+    m = imap.connect(dc, USER, timeout=COMMAND_TIMEOUT)
     try:
         typ, data = m.capability()
         caps = set((data[0] or b"").decode().upper().split())
         if not {"MULTIAPPEND", "LITERAL+"} <= caps:
             for raw in messages:  # the slow way: one round trip per message
-                servers._ok(*m.append("INBOX", None, None, raw), "APPEND")
+                imap.ok(*m.append("INBOX", None, None, raw), "APPEND")
             return
         for n, start in enumerate(range(0, len(messages), group)):
             tag = f"F{n}".encode()
@@ -99,12 +104,12 @@ def fill_append(dc: servers.Dovecot, messages: list[bytes], group: int = 500) ->
             m.logout()
 
 
-def fill_maildir(dc: servers.Dovecot, messages: list[bytes]) -> None:
+def fill_maildir(dc: Dovecot, messages: list[bytes]) -> None:
     """Files written into the user's maildir new/ (tmp/ then rename, owned by the mail user);
     Dovecot indexes them at the next STATUS/SELECT."""
-    servers.count(dc, USER, "INBOX")  # a login creates the maildir with the right owner
+    imap.count(dc, USER, "INBOX")  # a login creates the maildir with the right owner
     box = dc.maildir_root / USER
-    uid, gid = servers._mail_ids()
+    uid, gid = mail_ids()
     stamp = int(time.time())
     for n, raw in enumerate(messages):
         name = f"{stamp}.M{n}P{os.getpid()}.bench"
@@ -115,10 +120,10 @@ def fill_maildir(dc: servers.Dovecot, messages: list[bytes]) -> None:
         os.rename(tmp, box / "new" / name)
 
 
-def fill(dc: servers.Dovecot, messages: list[bytes], how: str) -> float:
+def fill(dc: Dovecot, messages: list[bytes], how: str) -> float:
     start = time.perf_counter()
     (fill_maildir if how == "maildir" else fill_append)(dc, messages)
-    have = servers.count(dc, USER, "INBOX")  # also lets Dovecot index a maildir fill
+    have = imap.count(dc, USER, "INBOX")  # also lets Dovecot index a maildir fill
     elapsed = time.perf_counter() - start
     if have != len(messages):
         raise RuntimeError(f"INBOX holds {have} messages after filling {len(messages)}")
@@ -150,21 +155,21 @@ def _check(got: int, nbytes: int, want: int, want_bytes: int, who: str) -> None:
         raise RuntimeError(f"{who}: {got} messages / {nbytes} bytes, want {want} / {want_bytes}")
 
 
-def fetch_imaplib(dc: servers.Dovecot, want: int, want_bytes: int, *, tls: bool) -> tuple:
+def fetch_imaplib(dc: Dovecot, want: int, want_bytes: int, *, tls: bool) -> tuple:
     """UID SEARCH ALL, then UID FETCH BODY.PEEK[] in batches; (seconds, CPU seconds)."""
-    m = servers.connect(dc, USER, tls=tls, timeout=COMMAND_TIMEOUT)  # socket timeout per read
+    m = imap.connect(dc, USER, tls=tls, timeout=COMMAND_TIMEOUT)  # socket timeout per read
     try:
-        servers._ok(*m.select("INBOX", readonly=True), "EXAMINE")
+        imap.ok(*m.select("INBOX", readonly=True), "EXAMINE")
         cpu, start = time.process_time(), time.perf_counter()
         typ, data = m.uid("SEARCH", "ALL")
-        servers._ok(typ, data, "UID SEARCH")
+        imap.ok(typ, data, "UID SEARCH")
         uids = (data[0] or b"").split()
         got = nbytes = 0
         for i in range(0, len(uids), FETCH_BATCH):
             typ, data = m.uid(
                 "FETCH", b",".join(uids[i : i + FETCH_BATCH]).decode(), "(BODY.PEEK[])"
             )
-            servers._ok(typ, data, "UID FETCH")
+            imap.ok(typ, data, "UID FETCH")
             for part in data:
                 if isinstance(part, tuple):
                     got += 1
@@ -180,7 +185,7 @@ def fetch_imaplib(dc: servers.Dovecot, want: int, want_bytes: int, *, tls: bool)
 _LITERAL_AT_END = re.compile(rb"\{(\d+)\}\s*$")
 
 
-async def _aio_fetch(dc: servers.Dovecot, batch: int) -> tuple[float, float, int, int]:
+async def _aio_fetch(dc: Dovecot, batch: int) -> tuple[float, float, int, int]:
     import aioimaplib
 
     async def timed(awaitable, what: str):
@@ -196,7 +201,7 @@ async def _aio_fetch(dc: servers.Dovecot, batch: int) -> tuple[float, float, int
             )
         return response
 
-    ctx = servers.client_ssl_context(dc.ca_file)
+    ctx = client_ssl_context(dc.ca_file)
     client = aioimaplib.IMAP4_SSL(dc.host, dc.tls_port, timeout=COMMAND_TIMEOUT, ssl_context=ctx)
     try:
         await timed(client.wait_hello_from_server(), "the greeting")
@@ -232,13 +237,13 @@ async def _aio_fetch(dc: servers.Dovecot, batch: int) -> tuple[float, float, int
     return elapsed, cpu, got, nbytes
 
 
-def fetch_aioimaplib(dc: servers.Dovecot, want: int, want_bytes: int, *, batch: int) -> tuple:
+def fetch_aioimaplib(dc: Dovecot, want: int, want_bytes: int, *, batch: int) -> tuple:
     elapsed, cpu, got, nbytes = asyncio.run(_aio_fetch(dc, batch))
     _check(got, nbytes, want, want_bytes, "aioimaplib")
     return elapsed, cpu
 
 
-def fetch_triage(dc: servers.Dovecot, want: int, want_bytes: int, *, password_file: Path) -> tuple:
+def fetch_triage(dc: Dovecot, want: int, want_bytes: int, *, password_file: Path) -> tuple:
     """The daemon's own client: ImapSession.unprocessed, then .fetch in the daemon's batches."""
     from triage.config.endpoints import Mailbox, Secret
     from triage.sources.imap import ImapSession
@@ -275,7 +280,7 @@ def fetch_triage(dc: servers.Dovecot, want: int, want_bytes: int, *, password_fi
     return elapsed, cpu
 
 
-def fetch_only(dc: servers.Dovecot, messages: list[bytes], runs: int, pw: Path) -> list:
+def fetch_only(dc: Dovecot, messages: list[bytes], runs: int, pw: Path) -> list:
     want, want_bytes = len(messages), sum(map(len, messages))
     clients = [
         ("stdlib imaplib, imaps, batches of 500", fetch_imaplib, {"tls": True}),
@@ -337,7 +342,7 @@ def tree_cpu(root: int) -> float:
     total, todo, tick = 0, [root], os.sysconf("SC_CLK_TCK")
     while todo:
         pid = todo.pop()
-        fields = servers.proc_fields(pid)
+        fields = procs.proc_fields(pid)
         if fields is not None:
             total += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
         todo += _children(pid)
@@ -372,8 +377,7 @@ class Sampler(threading.Thread):
             if not st:
                 continue
             if pid != self.pid and pid not in self.seen:
-                stat = servers._proc_stat(pid)
-                self.seen[pid] = stat[2] if stat else 0
+                self.seen[pid] = procs.starttime(pid) or 0
             self.hwm[pid] = st.get("VmHWM", 0)
             total += st.get("VmRSS", 0)
             pss += _pss_kb(pid)
@@ -405,12 +409,12 @@ class Background:
         self.mark()
 
     def _snapshot(self) -> dict[tuple[int, int], int]:
-        mine = {os.getpid()} | {p for p, _start in servers._descendants(os.getpid())}
+        mine = {os.getpid()} | {p for p, _start in procs.descendants(os.getpid())}
         out: dict[tuple[int, int], int] = {}
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) in mine:
                 continue
-            fields = servers.proc_fields(entry)
+            fields = procs.proc_fields(entry)
             if fields is not None:
                 out[(int(entry), int(fields[19]))] = int(fields[11]) + int(fields[12])
         return out
@@ -439,42 +443,23 @@ class Background:
 # --------------------------------------------------------------------------- the daemon
 
 
-class DaemonProcess:
-    """`triage run` with its config, database and log in `folder`, against `dc` over imaps."""
+class BenchDaemon(Daemon):
+    """The harness's `triage run` on the shipped defaults against `dc` over imaps, its memory
+    sampled while it runs."""
 
-    def __init__(self, folder: Path, dc: servers.Dovecot) -> None:
-        folder.mkdir(parents=True, exist_ok=True)
-        self.folder, self.dc = folder, dc
-        self.db = folder / "triage.db"
-        self.log = folder / "daemon.log"
-        self.password_file = folder / "password"
-        self.password_file.write_text(dc.users[USER] + "\n")
-        self.config = folder / "triage.toml"
-        mailbox = {
-            "name": USER,
-            "host": dc.host,
-            "port": dc.tls_port,
-            "tls": "tls",
-            "username": USER,
-            "password_file": str(self.password_file),
-            "ca_file": str(dc.ca_file),
-        }
-        lines = ["[store]", f"db = {json.dumps(str(self.db))}", "", "[[mailbox]]"]
-        lines += [f"{k} = {json.dumps(v)}" for k, v in mailbox.items()]
-        lines += ["", "[daemon]", "backoff_max_seconds = 5"]
-        self.config.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        self.proc: subprocess.Popen | None = None
+    def __init__(self, folder: Path, dc: Dovecot) -> None:
+        super().__init__(folder, dc, quick=False, daemon={"backoff_max_seconds": 5})
+        self.password_file = folder / "pw"
         self.sampler: Sampler | None = None
         self.started = 0.0
 
-    def start(self) -> None:
+    def start(self, **popen: object) -> BenchDaemon:
         self.started = time.perf_counter()
-        self.proc = servers.run_daemon(self.config, self.log)
+        super().start(**popen)
+        assert self.proc is not None
         self.sampler = Sampler(self.proc.pid)
         self.sampler.start()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
+        return self
 
     def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM, then SIGKILL after `timeout`; then any worker it left behind (by pid)."""
@@ -484,22 +469,14 @@ class DaemonProcess:
             return None
         code = self.proc.poll()
         if code is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                code = self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                code = self.proc.wait(10)
+            code = super().stop(timeout)
         if self.sampler is not None:
-            left = [(p, s) for p, s in self.sampler.seen.items() if servers._same_alive(p, s)]
+            left = [(p, s) for p, s in self.sampler.seen.items() if procs.alive(p, s)]
             for pid, _start in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self.proc = None
         return code
-
-    def events(self) -> list[dict]:
-        return servers.log_events(self.log)
 
     def log_problems(self) -> tuple[Counter, list[str]]:
         """Warning/error events by name, and the lines of the log that are not JSON (tracebacks)."""
@@ -515,36 +492,9 @@ class DaemonProcess:
         return problems, other
 
 
-class ReadOnlyDb:
-    """The daemon's database, read-only, reopened until it exists."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection | None = None
-
-    def query(self, sql: str, *args: object) -> list[tuple]:
-        if self.conn is None:
-            if not self.path.exists():
-                return []
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=5)
-        try:
-            return self.conn.execute(sql, args).fetchall()
-        except sqlite3.OperationalError:  # the schema is not created yet
-            return []
-
-    def scalar(self, sql: str, *args: object) -> object:
-        rows = self.query(sql, *args)
-        return rows[0][0] if rows else None
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-
 def inbox_count(m) -> int:
     typ, data = m.status("INBOX", "(MESSAGES)")
-    servers._ok(typ, data, "STATUS")
+    imap.ok(typ, data, "STATUS")
     return int(re.search(rb"MESSAGES (\d+)", data[0]).group(1))
 
 
@@ -575,13 +525,13 @@ class Ingest:
         return (self.count - self.first_rows) / max(1e-9, self.seconds - self.first_row)
 
 
-def ingest(daemon: DaemonProcess, count: int, fill_seconds: float) -> Ingest:
+def ingest(daemon: BenchDaemon, count: int, fill_seconds: float) -> Ingest:
     """Start the daemon and wait until INBOX is empty and `messages` holds `count` rows."""
     result = Ingest(count, fill_seconds)
-    db = ReadOnlyDb(daemon.db)
-    watch = servers.connect(daemon.dc, USER, timeout=COMMAND_TIMEOUT)
+    db = Database(daemon.db)
+    watch = imap.connect(daemon.imap, USER, timeout=COMMAND_TIMEOUT)
     limit = 120 + count / 20  # seconds: a daemon below 20 messages/s is a failure here
-    server_before = tree_cpu(daemon.dc.pid or 0)
+    server_before = tree_cpu(daemon.imap.pid or 0)
     try:
         daemon.start()
         start = daemon.started
@@ -589,7 +539,7 @@ def ingest(daemon: DaemonProcess, count: int, fill_seconds: float) -> Ingest:
         last_rows, last_change, next_status = 0, start, 0.0
         while True:
             now = time.perf_counter()
-            if not daemon.alive():
+            if not daemon.running():
                 raise RuntimeError(
                     f"the daemon exited with {daemon.proc.returncode}; see {daemon.log}"
                 )
@@ -615,7 +565,7 @@ def ingest(daemon: DaemonProcess, count: int, fill_seconds: float) -> Ingest:
                     result.seconds, result.rows = time.perf_counter() - start, rows
                     assert daemon.proc is not None
                     result.daemon_cpu = tree_cpu(daemon.proc.pid)
-                    result.server_cpu = tree_cpu(daemon.dc.pid or 0) - server_before
+                    result.server_cpu = tree_cpu(daemon.imap.pid or 0) - server_before
                     break
             time.sleep(POLL_EVERY)
         assert daemon.sampler is not None
@@ -623,14 +573,12 @@ def ingest(daemon: DaemonProcess, count: int, fill_seconds: float) -> Ingest:
         result.peak = daemon.sampler.peaks(start, time.perf_counter())
         result.hwm_main = daemon.sampler.hwm.get(daemon.sampler.pid, 0)
         result.procs = max((s[4] for s in daemon.sampler.samples), default=0)
-        result.actions = dict(db.query("SELECT action, COUNT(*) FROM messages GROUP BY action"))
+        result.actions = dict(db.rows("SELECT action, COUNT(*) FROM messages GROUP BY action"))
     finally:
         db.close()
         with contextlib.suppress(Exception):
             watch.logout()
-    result.folders = {
-        f: servers.count(daemon.dc, USER, f) for f in servers.folders(daemon.dc, USER)
-    }
+    result.folders = {f: imap.count(daemon.imap, USER, f) for f in imap.folders(daemon.imap, USER)}
     return result
 
 
@@ -660,20 +608,20 @@ class Latency:
     floor: list[float] = field(default_factory=list)  # bare IDLE client: APPEND -> fetched, moved
 
 
-def idle_floor(dc: servers.Dovecot, n: int, pause: float, folder: str = "BenchIdle") -> tuple:
+def idle_floor(dc: Dovecot, n: int, pause: float, folder: str = "BenchIdle") -> tuple:
     """What any IDLE client gets from this server: a bare imaplib client on a folder of its own
     (the daemon watches INBOX only) doing the daemon's cycle without parsing or storing: IDLE;
     on EXISTS, DONE, UID SEARCH, UID FETCH BODY.PEEK[], UID MOVE; IDLE again; the next APPEND
     after `pause`. Returns ([APPEND -> EXISTS], [APPEND -> moved]) in seconds."""
-    servers.create(dc, USER, folder)
-    servers.create(dc, USER, folder + ".Done")
-    client = servers.connect(dc, USER, timeout=10)
-    writer = servers.connect(dc, USER, timeout=COMMAND_TIMEOUT)
+    imap.create(dc, USER, folder)
+    imap.create(dc, USER, folder + ".Done")
+    client = imap.connect(dc, USER, timeout=10)
+    writer = imap.connect(dc, USER, timeout=COMMAND_TIMEOUT)
     pushed: list[float] = []
     done: list[float] = []
     raws = [raw for _mid, raw in latency_messages(n)]
     try:
-        servers._ok(*client.select(folder), "SELECT")
+        imap.ok(*client.select(folder), "SELECT")
         for k, raw in enumerate(raws):
             tag = f"I{k}".encode()
             client.send(tag + b" IDLE\r\n")
@@ -681,7 +629,7 @@ def idle_floor(dc: servers.Dovecot, n: int, pause: float, folder: str = "BenchId
                 raise RuntimeError("IDLE refused")
             time.sleep(pause)
             sent = time.perf_counter()
-            servers._ok(*writer.append(folder, None, None, raw), "APPEND")
+            imap.ok(*writer.append(folder, None, None, raw), "APPEND")
             while not re.match(rb"\* \d+ EXISTS", client.readline()):
                 pass
             pushed.append(time.perf_counter() - sent)
@@ -690,8 +638,8 @@ def idle_floor(dc: servers.Dovecot, n: int, pause: float, folder: str = "BenchId
                 pass
             typ, data = client.uid("SEARCH", "ALL")
             uids = b",".join((data[0] or b"").split()).decode()
-            servers._ok(*client.uid("FETCH", uids, "(BODY.PEEK[])"), "UID FETCH")
-            servers._ok(*client.uid("MOVE", uids, folder + ".Done"), "UID MOVE")
+            imap.ok(*client.uid("FETCH", uids, "(BODY.PEEK[])"), "UID FETCH")
+            imap.ok(*client.uid("MOVE", uids, folder + ".Done"), "UID MOVE")
             done.append(time.perf_counter() - sent)
     finally:
         for m in (client, writer):
@@ -700,9 +648,9 @@ def idle_floor(dc: servers.Dovecot, n: int, pause: float, folder: str = "BenchId
     return pushed, done
 
 
-def idle_latency(daemon: DaemonProcess, n: int, pause: float) -> Latency:
-    db = ReadOnlyDb(daemon.db)
-    m = servers.connect(daemon.dc, USER, timeout=COMMAND_TIMEOUT)
+def idle_latency(daemon: BenchDaemon, n: int, pause: float) -> Latency:
+    db = Database(daemon.db)
+    m = imap.connect(daemon.imap, USER, timeout=COMMAND_TIMEOUT)
     seconds, appends, missed = [], [], 0
     try:
         deadline = time.perf_counter() + 60
@@ -713,12 +661,12 @@ def idle_latency(daemon: DaemonProcess, n: int, pause: float) -> Latency:
         time.sleep(0.5)  # let the IDLE command reach the server
         start = time.perf_counter()
         for mid, raw in latency_messages(n):
-            if not daemon.alive():
+            if not daemon.running():
                 raise RuntimeError(f"the daemon exited; see {daemon.log}")
             sent = time.perf_counter()
-            servers._ok(*m.append("INBOX", None, None, raw), "APPEND")
+            imap.ok(*m.append("INBOX", None, None, raw), "APPEND")
             appended = time.perf_counter()
-            while not db.query("SELECT 1 FROM messages WHERE message_id = ?", mid):
+            while not db.rows("SELECT 1 FROM messages WHERE message_id = ?", mid):
                 if time.perf_counter() - sent > 10:
                     missed += 1
                     break
@@ -766,7 +714,7 @@ def machine() -> str:
 def dovecot_version() -> str:
     try:
         return subprocess.run(
-            [servers._find("dovecot") or "dovecot", "--version"],
+            [find_tool("dovecot") or "dovecot", "--version"],
             capture_output=True,
             text=True,
             timeout=10,
@@ -858,7 +806,7 @@ def main() -> int:
     parser.add_argument("--skip-fetch-only", action="store_true")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs)")
     args = parser.parse_args()
-    reason = servers.skip_reason()
+    reason = skip_reason()
     if reason:
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
@@ -899,8 +847,8 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="triage-bench-imap-"))
     os.chmod(tmp, 0o755)  # Dovecot's unprivileged processes traverse it
-    dovecots: list[servers.Dovecot] = []
-    daemons: list[DaemonProcess] = []
+    dovecots: list[Dovecot] = []
+    daemons: list[BenchDaemon] = []
     results: dict[int, Ingest] = {}
     fetch_results: list[FetchResult] = []
     latency: Latency | None = None
@@ -915,13 +863,13 @@ def main() -> int:
                 background.mark()
                 replay_rate, replay_info = replay_phase(tmp, messages, args.replay_runs)
                 busy["replay"] = background.cores()
-            dc = servers.Dovecot.start(tmp / f"dovecot-{n}")
+            dc = Dovecot.start(tmp / f"dovecot-{n}")
             dovecots.append(dc)
             fill_seconds = fill(dc, messages[:n], args.fill)
             print(
                 f"\n[{n:,} messages] INBOX filled in {fill_seconds:.2f} s (not timed)", flush=True
             )
-            daemon = DaemonProcess(tmp / f"daemon-{n}", dc)
+            daemon = BenchDaemon(tmp / f"daemon-{n}", dc)
             daemons.append(daemon)
             if full and not args.skip_fetch_only:
                 print(f"fetch-only, {n:,} messages, median of {args.fetch_runs}:", flush=True)
@@ -981,7 +929,7 @@ def main() -> int:
         for dc in dovecots:
             with contextlib.suppress(Exception):
                 dc.cleanup()
-        problems_by_run = {d.folder.name: d.log_problems() for d in daemons}
+        problems_by_run = {d.tmp.name: d.log_problems() for d in daemons}
         if code == 1:
             for d in daemons:
                 tail = (

@@ -75,14 +75,14 @@ def human(**extra: str) -> bytes:
     return build(headers, body)
 
 
-# --- Real servers (tests/servers.py): a private Dovecot and an SMTP sink per test ----------
+# --- Real servers (tests/support/): a private Dovecot and an SMTP sink per test -------------
 
 
 @pytest.fixture
 def make_dovecot(tmp_path):
     """Start private Dovecots: make_dovecot(tls=True, users={"support": "secret"}).
     Skips the test when Dovecot can't run here; every instance is stopped at teardown."""
-    from .servers import Dovecot, skip_reason
+    from tests.support.dovecot import Dovecot, skip_reason
 
     reason = skip_reason()
     if reason:
@@ -111,9 +111,9 @@ def dovecot(make_dovecot):
 def make_smtp_sink(tmp_path):
     """Start SMTP sinks: make_smtp_sink(reply_code=None, tls=False, auth=None).
     Skips the test when aiosmtpd is missing; every sink is stopped at teardown."""
-    from .servers import SmtpSink, smtp_skip_reason
+    from tests.support.smtp_sink import SmtpSink, skip_reason
 
-    reason = smtp_skip_reason()
+    reason = skip_reason()
     if reason:
         pytest.skip(reason)
     started = []

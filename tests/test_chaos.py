@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
 import subprocess
@@ -10,9 +11,11 @@ import time
 
 import pytest
 
+from tests.support import procs
+from tests.support.daemon import Daemon, wait_for
+
 from . import servers
 from .conftest import ROOT, human, rules_with_slow_rule
-from .test_daemon import Daemon, wait_for
 
 pytestmark = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""
@@ -73,29 +76,27 @@ def test_mail_arriving_while_a_batch_is_handled_does_not_wait_for_the_next_arriv
 def test_a_worker_busy_with_a_poison_message_dies_with_its_sigkilled_daemon(imap, tmp_path):
     """After `kill -9` of the daemon (the OOM killer, a supervisor that signals the main pid
     only), a parse worker stuck on a poison message spun on alone, forever."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import chaos
-
     rules = rules_with_slow_rule(tmp_path)
-    config = Daemon(
-        tmp_path, imap, daemon={"message_timeout": 600}, extra=f'[rules]\ndir = "{rules}"'
-    ).config
+    d = Daemon(
+        tmp_path,
+        imap,
+        daemon={"message_timeout": 600},
+        extra=f'[rules]\ndir = "{rules}"',
+        own_session=True,  # so what it leaves behind can be found
+    )
     servers.append(imap, "support", "INBOX", human(Message_ID="<stuck@x>", Subject="a" * 60 + "!"))
-    d = chaos.Daemon(config, tmp_path / "daemon.log")
-    d.start()  # in its own session, so what it leaves behind can be found
+    d.start()
     pid = d.proc.pid
     try:
         busy = lambda: any(  # noqa: E731 - a worker is spinning on the poison message
-            chaos._cpu_seconds(p) > 1.0 for p in chaos._group(pid, str(config)) if p != pid
+            procs.cpu_seconds(p) > 1.0 for p in d.left_behind() if p != pid
         )
         wait_for(busy, 30, "a worker busy with the poison message")
         d.kill()
-        wait_for(
-            lambda: not chaos._group(pid, str(config)), 5, "the daemon's workers to end with it"
-        )
+        wait_for(lambda: not d.left_behind(), 5, "the daemon's workers to end with it")
     finally:
-        d.killed.append(pid)
-        d.reap(grace=0)
+        for left in d.left_behind():
+            os.kill(left, signal.SIGKILL)
 
 
 def _indexes(path) -> set[tuple[str, str]]:

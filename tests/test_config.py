@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from triage import instants
 from triage.config import ConfigError, load_config
 from triage.core.pipeline import Action, Decision, Rules, analyse
 from triage.engine.batch import run_batch
@@ -59,7 +60,7 @@ def test_replies_max_per_day_limits_acknowledgements_per_address(tmp_path, limit
 def _bounced(store: Store, address: str, at: datetime) -> None:
     store.conn.execute(
         "INSERT INTO bounces (address, at, status, permanent) VALUES (?, ?, '5.1.1', 1)",
-        (address, at.isoformat().replace("+00:00", "Z")),
+        (address, instants.iso(at)),
     )
 
 

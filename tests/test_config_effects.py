@@ -22,9 +22,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from triage import config as config_mod
+from triage import instants
 from triage.cli import cli
-from triage.config import ConfigError, endpoints, load_config
+from triage.config import ConfigError, endpoints, known_keys, load_config
+from triage.config.loading import SCHEMA, TABLES_ELSEWHERE
 from triage.core.pipeline import Decision, Rules, analyse
 from triage.engine.batch import run_batch
 from triage.service import probes
@@ -53,19 +54,14 @@ def effect(*keys: str):
 
 
 def schema_keys() -> set[str]:
-    keys = {f"{s}.{k}" for s, names in config_mod._SCHEMA.items() for k in names}
-    keys |= {f"queue.{k}" for k in config_mod.QUEUE_KEYS}
-    keys |= {f"mailbox.{k}" for k in endpoints._MAILBOX_KEYS}
-    keys |= {f"smtp.{k}" for k in endpoints._SMTP_KEYS}
-    keys |= {f"daemon.{k}" for k in endpoints._DAEMON_KEYS}
-    return keys
+    return set(known_keys())
 
 
 def test_every_key_has_a_row():
-    # a table checked elsewhere than _SCHEMA must be one whose keys are collected above
-    elsewhere = {s for s, names in config_mod._SCHEMA.items() if not names}
+    # a table checked elsewhere than SCHEMA must be one whose keys known_keys() collects
+    elsewhere = {s for s, names in SCHEMA.items() if not names}
     assert elsewhere == {"queue", "mailbox", "smtp", "daemon"}
-    assert set(config_mod._TABLES_ELSEWHERE) == elsewhere
+    assert set(TABLES_ELSEWHERE) == elsewhere
     missing = sorted(schema_keys() - set(EFFECTS))
     assert not missing, f"keys with no row asserting their effect: {missing}"
     assert not set(EFFECTS) - schema_keys(), "rows for keys the schema no longer has"
@@ -422,7 +418,7 @@ def _bounce_days(env: Env) -> None:
     store = Store(env.db)
     store.conn.execute(
         "INSERT INTO bounces (address, at, status, permanent) VALUES (?, ?, '5.1.1', 1)",
-        ("jane@acme.example", (NOW - timedelta(days=10)).isoformat().replace("+00:00", "Z")),
+        ("jane@acme.example", instants.iso(NOW - timedelta(days=10))),
     )
     store.close()
     (plain,), _ = env.triage("", request(), name="plain.toml")
@@ -769,9 +765,7 @@ def _stalled_minutes(env: Env) -> None:
     for text, expected in (("", False), ("[daemon]\nstalled_minutes = 0.01\n", True)):
         daemon_ = env.daemon(env.config(env.mailbox_text(dc) + text))
         ago = (datetime.now(UTC) - timedelta(seconds=30)).replace(microsecond=0)
-        mailbox_state.update(
-            daemon_.store, "support", backlog=3, last_ok_at=ago.isoformat().replace("+00:00", "Z")
-        )
+        mailbox_state.update(daemon_.store, "support", backlog=3, last_ok_at=instants.iso(ago))
         health = daemon_.health["support"]
         assert run_until(daemon_, daemon_._stall_checks, lambda h=health: h.failing, 2) is expected
 
@@ -954,7 +948,7 @@ def test_every_key_is_documented():
     parts = {}
     for block in page.split("\n## ")[1:]:
         heading, _, text = block.partition("\n")
-        for section in config_mod._SCHEMA:
+        for section in SCHEMA:
             if f"`[{section}]`" in heading or f"`[[{section}]]`" in heading:
                 parts[section] = text
     missing = []

@@ -113,7 +113,7 @@ def test_many_non_utf8_lines_are_summarised():
 
 
 def test_utf16_is_refused_as_a_whole():
-    with pytest.raises(CsvError, match=r"x.csv: \[file\] is UTF-16; fix: save it as 'CSV UTF-8'"):
+    with pytest.raises(CsvError, match=r"x.csv: \[file\] is UTF-16\n  fix: save it as 'CSV UTF-8'"):
         parse((HEADER + "a@b.example\n").encode("utf-16"), "x.csv")
 
 
@@ -193,7 +193,7 @@ def test_missing_or_broken_header_is_a_whole_file_error(text, message):
     text = str(raised.value)
     assert text.startswith("contacts.csv: [")
     assert message in text
-    assert "; fix: " in text
+    assert "\n  fix: " in text
 
 
 def test_missing_email_column_says_how_to_fix_it():

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.daemon import Daemon, killed_after, wait_for
 from triage.config.endpoints import Mailbox, Secret
 from triage.sources.imap import ImapError, ImapSession
 
@@ -36,124 +34,6 @@ def imap(tmp_path):
     server = servers.Dovecot.start(tmp_path / "dovecot")
     yield server
     server.stop()
-
-
-class Daemon:
-    """`triage run` in a subprocess, with its config, database and log in tmp_path."""
-
-    def __init__(self, tmp: Path, imap: servers.Dovecot, **options: object) -> None:
-        self.tmp, self.imap = tmp, imap
-        self.db = tmp / "triage.db"
-        self.log = tmp / "daemon.log"
-        (tmp / "pw").write_text(str(options.pop("password", "secret")) + "\n")
-        (tmp / "pw").chmod(0o600)  # as `triage check` wants a password file
-        mailbox = {
-            "name": "support",
-            "host": "127.0.0.1",
-            "port": imap.tls_port,
-            "tls": "tls",
-            "username": "support",
-            "password_file": str(tmp / "pw"),
-            "ca_file": str(imap.ca_file),
-            "poll_seconds": 1,
-            "timeout": 5,
-        }
-        mailbox.update(options.pop("mailbox", {}))
-        mailbox = {k: v for k, v in mailbox.items() if v is not None}
-        daemon = {
-            "message_timeout": 5,
-            "alert_after_failures": 2,
-            "backoff_max_seconds": 2,
-            "sla_check_seconds": 60,
-        }
-        daemon.update(options.pop("daemon", {}))
-        extra = options.pop("extra", "")
-        self.config = tmp / "triage.toml"
-        self.config.write_text(
-            f'[store]\ndb = "{self.db}"\n{extra}\n[[mailbox]]\n{_toml(mailbox)}\n[daemon]\n{_toml(daemon)}\n',
-            encoding="utf-8",
-        )
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> Daemon:
-        self.proc = servers.run_daemon(self.config, self.log)
-        return self
-
-    def stop(self, timeout: float = 30) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=timeout)
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def events(self) -> list[dict]:
-        return servers.log_events(self.log)
-
-    def logged(self, event: str) -> list[dict]:
-        return servers.log_events(self.log, event)
-
-    def query(self, sql: str, *args: object) -> list[tuple]:
-        return servers.db_rows(self.db, sql, *args)
-
-    def cli(self, *args: str, codes: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess:
-        """`triage ARGS --config <this daemon's config>`, output captured; its exit code must be
-        one of `codes` (status: 0 ok, 1 warning, 2 critical)."""
-        done = subprocess.run(
-            [sys.executable, "-m", "triage.cli", *args, "--config", str(self.config)],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        )
-        assert done.returncode in codes, (done.returncode, done.stdout, done.stderr)
-        return done
-
-    def scalar(self, sql: str, *args: object) -> object:
-        rows = self.query(sql, *args)
-        return rows[0][0] if rows else 0
-
-    def count(self, folder: str) -> int:
-        return servers.count(self.imap, "support", self.folder(folder))
-
-    def folder(self, name: str) -> str:
-        return (
-            name.replace("/", ".")
-            if "Triage.Processed" in servers.folders(self.imap, "support")
-            else name
-        )
-
-
-def _toml(table: dict) -> str:
-    return "\n".join(f"{k} = {json.dumps(v)}" for k, v in table.items())
-
-
-def wait_for(predicate, timeout: float = 15, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@contextlib.contextmanager
-def killed_after(build):
-    """`build` (which makes a Daemon), wrapped so every daemon it made and left running is killed
-    at the end."""
-    started: list[Daemon] = []
-
-    def make(*args, **options) -> Daemon:
-        started.append(build(*args, **options))
-        return started[-1]
-
-    try:
-        yield make
-    finally:
-        for d in started:
-            if d.proc is not None and d.proc.poll() is None:
-                d.kill()
 
 
 @pytest.fixture
@@ -190,8 +70,8 @@ def test_fixtures_become_tickets_and_land_in_the_right_folders(imap, daemon):
 
 
 def _flags(imap, folder: str) -> list[bytes]:
-    with servers._session(imap, "support") as m:
-        m.select(servers._mbox(folder), readonly=True)
+    with servers.session(imap, "support") as m:
+        m.select(servers.quote(folder), readonly=True)
         typ, data = m.fetch("1:*", "(FLAGS)")
         return [x if isinstance(x, bytes) else x[0] for x in data if x]
 
@@ -470,7 +350,7 @@ def test_systemd_hears_ready_status_and_stopping(imap, daemon, tmp_path):
     env_before = os.environ.get("NOTIFY_SOCKET")
     try:
         # Daemon.start drops NOTIFY_SOCKET from the test's environment; give it ours explicitly.
-        d.proc = servers.run_daemon(d.config, d.log, env={**os.environ, "NOTIFY_SOCKET": str(path)})
+        d.start(env={**os.environ, "NOTIFY_SOCKET": str(path)})
         got: list[str] = []
         while "READY=1" not in got:
             got.extend(sock.recv(4096).decode().split("\n"))

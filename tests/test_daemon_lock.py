@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import procs
+from tests.support.daemon import Daemon, killed_after, wait_for
 from triage.store import lock as daemon_lock
 
 from . import servers
 from .conftest import FIXTURES, ROOT, human
-from .test_daemon import Daemon, killed_after, wait_for
 
 HOLD = textwrap.dedent(
     """
@@ -65,7 +66,7 @@ def test_a_second_holder_is_refused_with_the_pid_host_and_start_of_the_first(tmp
 def test_a_killed_holder_frees_the_lock_even_when_a_forked_child_lives_on(tmp_path):
     db = tmp_path / "triage.db"
     first = _holder(db, "fork")
-    child = [pid for pid, _ in servers._descendants(first.pid)]
+    child = [pid for pid, _ in procs.descendants(first.pid)]
     assert len(child) == 1
     first.kill()
     first.wait()

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.daemon import Daemon, killed_after, wait_for
+
 from . import servers
 from .conftest import human
-from .test_daemon import Daemon, killed_after, wait_for
 
 NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
 
@@ -95,9 +96,7 @@ def test_a_wrong_relay_password_is_relay_failing_in_the_log_status_and_systemd_u
     )
     notes = Notifications(tmp_path / "notify.sock")
     try:
-        d.proc = servers.run_daemon(
-            d.config, d.log, env={**os.environ, "NOTIFY_SOCKET": str(notes.path)}
-        )
+        d.start(env={**os.environ, "NOTIFY_SOCKET": str(notes.path)})
         for n in range(3):
             servers.append(
                 imap,

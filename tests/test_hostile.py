@@ -1015,8 +1015,9 @@ def test_amplified_units_stay_cheap(rules, raw):
 def test_a_poison_message_does_not_block_the_mailbox(tmp_path):
     """An 8-bit Message-ID once made the store raise on every fetch: the daemon reconnected
     forever and no mail behind it became a ticket. Now all three are tickets."""
+    from tests.support.daemon import Daemon, wait_for
+
     from .conftest import human
-    from .test_daemon import Daemon, wait_for
 
     imap = servers.Dovecot.start(tmp_path / "dc")
     try:

@@ -11,11 +11,12 @@ import time
 import pytest
 
 from tests.support import cyrus
+from tests.support.daemon import Daemon, killed_after, wait_for
 from triage.sources.imap import ImapSession
 
 from . import servers
 from .conftest import build, human
-from .test_daemon import Daemon, _password_mailbox, killed_after, wait_for
+from .test_daemon import _password_mailbox
 
 needs_dovecot = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""

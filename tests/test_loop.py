@@ -16,9 +16,10 @@ import time
 import pytest
 from aiosmtpd.controller import Controller
 
+from tests.support.daemon import Daemon, wait_for
+
 from . import servers
 from .conftest import build
-from .test_daemon import Daemon, wait_for
 
 pytestmark = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""

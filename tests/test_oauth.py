@@ -1,6 +1,6 @@
 """XOAUTH2 against a real server: `triage run` with `oauth_command`, and ImapSession itself, against
 a private Dovecot whose oauth2 passdb checks every token with a local introspection endpoint
-(tests/servers.py: `Dovecot.start(..., oauth=True)`, `dc.tokens`)."""
+(tests/support/dovecot.py: `Dovecot.start(..., oauth=True)`, `dc.tokens`)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.daemon import Daemon, killed_after, wait_for
 from triage.config.endpoints import Mailbox, Secret
 from triage.sources.imap import ImapError, ImapSession
 
 from . import servers
 from .conftest import human
-from .test_daemon import Daemon, killed_after, wait_for
 
 pytestmark = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""

@@ -369,18 +369,18 @@ def test_an_operator_can_add_a_word_without_code(tmp_path):
     [
         (
             '[levels.1]\nwords = "urgent"\n',
-            """[levels.1] 'words' must be a list of strings; fix: words = ["urgent"]""",
+            """[levels.1] 'words' must be a list of strings\n  fix: words = ["urgent"]""",
         ),
         ('[levels.1]\nwords = ["urgent", 3]\n', "'words' must be a list of strings"),
-        ('[levels.5]\nwords = ["meh"]\n', "[levels.5] is not a level; fix: use levels 1"),
-        ('[levels.1]\nword = ["urgent"]\n', "[levels.1] has unknown key 'word'; fix: use name"),
+        ('[levels.5]\nwords = ["meh"]\n', "[levels.5] is not a level\n  fix: use levels 1"),
+        ('[levels.1]\nword = ["urgent"]\n', "[levels.1] has unknown key 'word'\n  fix: use name"),
         ('[levels.1]\nwords = ["urgent"]\n[levels.2]\nwords = ["URGENT"]\n', "repeats 'URGENT'"),
         (
             '[levels.1]\nwords = ["Sev1"]\n[levels.2]\ndeclared = ["sev 1"]\n',
             "already in [levels.1]",
         ),
-        ('[levels.1]\nwords = ["--"]\n', "with no letters or digits; fix: remove it"),
-        ("[levels]\n", "[levels] is missing; fix:"),
+        ('[levels.1]\nwords = ["--"]\n', "with no letters or digits\n  fix: remove it"),
+        ("[levels]\n", "[levels] is missing\n  fix:"),
         ("[levels.1]\nwords = []\n", "[levels] holds no words"),
         ("[level.1]\n", "[level] is not a known section"),
         (
@@ -401,7 +401,7 @@ def test_invalid_files_name_file_key_and_fix(tmp_path, text, message):
         Vocabulary.from_toml(path)
     assert str(raised.value).startswith(f"{path}: [")
     assert message in str(raised.value)
-    assert "; fix: " in str(raised.value)
+    assert "\n  fix: " in str(raised.value)
     assert isinstance(raised.value, ValueError)
 
 

@@ -9,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.support import postfix
 from triage.config.endpoints import Secret, Smtp
 from triage.core.replies import Ack
 from triage.sinks import outbox
 from triage.sinks.smtp import stamped
 from triage.store.sqlite import Store
 
-from . import postfix, servers
+from . import servers
 
 NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
 

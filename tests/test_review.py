@@ -186,7 +186,7 @@ def test_the_cli_examples_of_the_review_commands_run(replayed, tmp_path):
 
 @pytest.mark.skipif(servers.skip_reason() is not None, reason=servers.skip_reason() or "")
 def test_the_daemon_files_review_mail_in_its_folder_and_mails_the_digest(tmp_path, make_smtp_sink):
-    from .test_daemon import Daemon, wait_for
+    from tests.support.daemon import Daemon, wait_for
 
     sink = make_smtp_sink()
     imap = servers.Dovecot.start(tmp_path / "dovecot")

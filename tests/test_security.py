@@ -92,7 +92,7 @@ def test_secrets_never_reach_logs_output_database_or_errors(tmp_path, make_smtp_
     """check, replay and run (right password, wrong password, SMTP login, OAuth token),
     at debug level; then every log line, every command's output, and the database's bytes
     are searched for each secret, as written and base64-encoded as it travels."""
-    from .test_daemon import Daemon, wait_for
+    from tests.support.daemon import Daemon, wait_for
 
     imap_pw = "Imap-" + secrets.token_hex(8)
     wrong_pw = "Wrong-" + secrets.token_hex(8)

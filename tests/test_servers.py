@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import dovecot as dovecot_module
+from tests.support import procs
+
 from . import servers
 from .conftest import ROOT, human
 from .servers import (
@@ -335,8 +338,8 @@ def test_instances_do_not_outlive_their_process(tmp_path):
 
     root, pid = run("exit")  # never stopped: at exit the master is stopped, the folder removed
     assert not root.exists()
-    st = servers._proc_stat(pid)
-    assert st is None or st[0] == "Z"
+    fields = procs.proc_fields(pid)
+    assert fields is None or fields[0] == b"Z"
 
     root, _ = run("crash")  # SIGKILLed after stop(): the folder stays behind...
     assert root.is_dir()
@@ -345,8 +348,8 @@ def test_instances_do_not_outlive_their_process(tmp_path):
 
 
 def test_skip_reason_names_the_package(monkeypatch):
-    monkeypatch.setattr(servers, "_find", lambda tool: None)
-    reason = servers.skip_reason()
+    monkeypatch.setattr(dovecot_module, "find_tool", lambda tool: None)
+    reason = dovecot_module.skip_reason()
     assert reason and "dovecot-imapd" in reason
 
 
@@ -417,3 +420,41 @@ def test_smtp_sink_stop_kill_restart(smtp_sink):
     with smtplib.SMTP(smtp_sink.host, port, timeout=10) as client:
         client.sendmail("a@msp.example", ["b@acme.example"], RAW)
     assert len(smtp_sink.messages()) == 1
+
+
+# --------------------------------------------------------------------------- the daemon harness
+
+
+def test_the_harness_database_reads_nothing_until_there_then_follows_a_replaced_file(tmp_path):
+    import sqlite3
+
+    from tests.support.daemon import Database
+
+    path = tmp_path / "triage.db"
+    db = Database(path)
+    assert db.rows("SELECT 1") == [] and db.scalar("SELECT 1", default=None) is None
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+    assert db.scalar("SELECT COUNT(*) FROM tickets") == 0  # no schema yet: no rows, no error
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE tickets (n)")
+        conn.execute("INSERT INTO tickets VALUES (1)")
+    assert db.scalar("SELECT COUNT(*) FROM tickets") == 1
+    path.unlink()
+    for extra in tmp_path.glob("triage.db-*"):
+        extra.unlink()
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE tickets (n)")
+    assert db.scalar("SELECT COUNT(*) FROM tickets") == 0  # the new file, not the old one
+    db.rows("INSERT INTO tickets VALUES (2)")  # read-only: a look never writes
+    assert db.scalar("SELECT COUNT(*) FROM tickets") == 0
+    db.close()
+
+
+def test_the_harness_writes_a_config_triage_check_accepts(tmp_path, dovecot):
+    from tests.support.daemon import Daemon
+
+    d = Daemon(tmp_path / "d", dovecot, daemon={"outbox_seconds": 1}, mailbox={"timeout": None})
+    text = d.config.read_text()
+    assert "timeout" not in text.split("[daemon]")[0] and "outbox_seconds = 1" in text
+    assert d.cli("check").stdout.strip().endswith("ok")

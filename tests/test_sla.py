@@ -477,8 +477,8 @@ def test_missing_respond_message(tmp_path):
     with pytest.raises(sla.SlaError) as err:
         sla.load_policies(tmp_path)
     assert str(err.value) == (
-        f"{tmp_path / 'custom.toml'}: [plans.office.P2] 'respond' is missing; "
-        'fix: add respond = "4h"'
+        f"{tmp_path / 'custom.toml'}: [plans.office.P2] 'respond' is missing\n"
+        '  fix: add respond = "4h"'
     )
 
 
@@ -506,8 +506,8 @@ def test_unknown_plan():
     with pytest.raises(sla.SlaError) as err:
         sla.due(CW, "gold", 1, local(NY, 2025, 6, 10, 10, 0), NY)
     assert str(err.value) == (
-        f"{RULES / 'connectwise.toml'}: [plans] has no plan 'gold'; "
-        "fix: use one of premium, standard, basic, screenconnect"
+        f"{RULES / 'connectwise.toml'}: [plans] has no plan 'gold'\n"
+        "  fix: use one of premium, standard, basic, screenconnect"
     )
 
 
@@ -553,7 +553,7 @@ def test_unknown_time_zone_in_a_file(tmp_path):
 def test_never_open_calendar(tmp_path):
     with pytest.raises(sla.SlaError) as err:
         write_policy(tmp_path, OFFICE.replace('open = ["Mon-Fri 08:00-17:00"]', "open = []"))
-    assert "custom.toml: [calendars.office] is never open; fix: give it weekly hours" in str(
+    assert "custom.toml: [calendars.office] is never open\n  fix: give it weekly hours" in str(
         err.value
     )
 
@@ -590,22 +590,22 @@ def test_naive_arrival_is_rejected():
         (
             'closed = ["us"]',
             'closed = ["uk"]',
-            "[calendars.office.closed] 'uk' is neither a date nor a holiday set; fix: use ISO dates (YYYY-MM-DD) or holiday sets: us",
+            "[calendars.office.closed] 'uk' is neither a date nor a holiday set\n  fix: use ISO dates (YYYY-MM-DD) or holiday sets: us",
         ),
         (
             'default_plan = "office"',
             'default_plan = "gold"',
-            "[policy] 'default_plan' = 'gold' is not a plan; fix: use one of office",
+            "[policy] 'default_plan' = 'gold' is not a plan\n  fix: use one of office",
         ),
         (
             'P4 = { respond = "1h30m" }',
             'P4 = { respnd = "1h30m" }',
-            "[plans.office.P4] 'respnd' is not a known key; fix: use one of respond, calendar, seed",
+            "[plans.office.P4] 'respnd' is not a known key\n  fix: use one of respond, calendar, seed",
         ),
         (
             'P4 = { respond = "1h30m" }',
             "",
-            "[plans.office] has no target for 'P4'; fix: add [plans.office.P4] with respond = \"4h\"",
+            "[plans.office] has no target for 'P4'\n  fix: add [plans.office.P4] with respond = \"4h\"",
         ),
         (
             'P2 = { respond = "3 business days" }',
@@ -615,7 +615,7 @@ def test_naive_arrival_is_rejected():
         (
             'calendar = "office"\nP1',
             'calendar = "ofice"\nP1',
-            "[plans.office] 'calendar' = 'ofice' is not a calendar; fix: use one of office, short-friday",
+            "[plans.office] 'calendar' = 'ofice' is not a calendar\n  fix: use one of office, short-friday",
         ),
         (
             'levels = { 1 = "P1", 2 = "P2", 3 = "P3", 4 = "P4" }',
@@ -626,7 +626,7 @@ def test_naive_arrival_is_rejected():
         (
             "[policy]",
             "[policy]\n[x]",
-            "[-] 'x' is not a known key; fix: use one of policy, holidays, calendars, plans, targets",
+            "[-] 'x' is not a known key\n  fix: use one of policy, holidays, calendars, plans, targets",
         ),
     ],
 )

@@ -18,10 +18,10 @@ import time
 import pytest
 
 from tests.support import procs
+from tests.support.daemon import Daemon, Database, killed_after, wait_for
 
 from . import servers
 from .conftest import ROOT, human, rules_with_slow_rule
-from .test_daemon import Daemon, killed_after, wait_for
 
 needs_dovecot = pytest.mark.skipif(
     servers.skip_reason() is not None, reason=servers.skip_reason() or ""
@@ -38,8 +38,8 @@ def imap(tmp_path):
 
 
 def start_in_own_session(d: Daemon) -> Daemon:
-    d.proc = servers.run_daemon(d.config, d.log, start_new_session=True)
-    return d
+    d.own_session = True
+    return d.start()
 
 
 def workers_of(pid: int, timeout: float = 10) -> list[tuple[int, int]]:
@@ -244,6 +244,6 @@ def test_replay_signalled_reports_every_message_it_committed_and_stops(tmp_path,
     assert code == 128 + sig  # the shell's convention for "stopped by this signal"
     assert_none_left(workers, tmp_path / "mail")  # the workers share replay's command line
     lines = [json.loads(x) for x in (first + rest).splitlines()]
-    stored = servers.db_rows(tmp_path / "t.db", "SELECT COUNT(*) FROM messages")[0][0]
+    stored = Database(tmp_path / "t.db").scalar("SELECT COUNT(*) FROM messages")
     assert 0 < len(lines) == stored < 3000
     assert "interrupted" in (tmp_path / "replay.log").read_text()

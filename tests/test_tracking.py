@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from triage import instants
 from triage.cli import cli
 from triage.config import Config
 from triage.core import sla
@@ -33,7 +34,7 @@ FRI_2000 = "2026-03-13T20:00:00Z"  # Friday evening: four open hours left before
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return instants.parse(text)
 
 
 def connectwise_due(priority: str, received: str) -> str:

@@ -1,10 +1,10 @@
 """A private Cyrus IMAP 3.6 for tests: a second IMAP server implementation beside Dovecot.
 
     from tests.support.cyrus import Cyrus
-    from tests.servers import append, count
+    from tests.support.imap import append, count
 
     with Cyrus.start(tmpdir) as cy:             # stops and cleans up on exit
-        append(cy, "support", "INBOX", raw)     # the IMAP helpers of tests/servers.py work on it
+        append(cy, "support", "INBOX", raw)     # the IMAP helpers of tests/support/imap.py
         count(cy, "support", "INBOX.Triage.Processed")
 
 Debian's layout as shipped (`altnamespace: no`, `unixhierarchysep: no`): NAMESPACE answers
@@ -43,12 +43,12 @@ import secrets
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import HOST, free_port, make_cert, wait_for_port
-from tests.support import procs
+from tests.support import procs, scratch
+from tests.support.certs import make_cert
+from tests.support.net import HOST, free_port, wait_for_port
 
 LIBEXEC = Path("/usr/lib/cyrus/bin")  # cyrus-common: master, ctl_cyrusdb; cyrus-imapd: imapd
 IMAPD_UNPACKED = Path("/usr/local/lib/triage-tests/cyrus-imapd")  # dpkg-deb -x cyrus-imapd_*.deb
@@ -136,13 +136,8 @@ class Cyrus:
                 raise ValueError(f"unsupported user name for this instance: {user!r}")
         tmp = Path(tmpdir).resolve()
         tmp.mkdir(parents=True, exist_ok=True)
-        shared = Path(tempfile.gettempdir())
-        _sweep_orphans(shared)
-        root = Path(tempfile.mkdtemp(prefix=_PREFIX, dir=shared))
-        os.chmod(root, 0o755)
-        (root / "owner").write_text(f"{os.getpid()} {procs.starttime(os.getpid())}")
+        root = scratch.private_folder(_PREFIX, tmp, _running)
         link = tmp / root.name
-        link.symlink_to(root, target_is_directory=True)
         cy = cls(root, link, users, idled)
         try:
             cy._prepare()
@@ -339,16 +334,7 @@ class Cyrus:
         return f"<Cyrus imap={self.port} imaps={self.tls_port} {state}>"
 
 
-def _sweep_orphans(tempdir: Path) -> None:
-    """Remove instance folders whose maker died without cleanup() and whose master is gone."""
-    for d in tempdir.glob(_PREFIX + "*"):
-        with contextlib.suppress(OSError, ValueError):
-            master = int((d / "master.pid").read_text().split()[0])
-            if str(d / "cyrus.conf") in procs.cmdline(master):
-                continue  # running
-        try:
-            pid, start = (int(x) for x in (d / "owner").read_text().split())
-        except (OSError, ValueError):
-            continue
-        if procs.starttime(pid) != start:
-            shutil.rmtree(d, ignore_errors=True)
+def _running(folder: Path) -> bool:
+    """The master of the instance in `folder` still runs (its folder must stay)."""
+    master = int((folder / "master.pid").read_text().split()[0])
+    return str(folder / "cyrus.conf") in procs.cmdline(master)

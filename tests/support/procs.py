@@ -1,11 +1,43 @@
-"""Processes seen through /proc, for servers and tests that must leave none behind."""
+"""Processes seen through /proc, for servers and harnesses that must leave none behind.
+
+A process is named by (pid, start time): a pid alone may be reused by the time it is
+signalled. Nothing here signals by name; `signal_matching` also checks the command line.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
+import signal
+import subprocess
+import time
 from pathlib import Path
 
-from tests.servers import proc_fields
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
+
+
+def find_tool(tool: str) -> str | None:
+    """The path of an executable: $PATH first, then the sbin folders a test user may lack."""
+    found = shutil.which(tool)
+    if found:
+        return found
+    for d in _SBIN:
+        p = Path(d, tool)
+        if p.is_file() and os.access(p, os.X_OK):
+            return str(p)
+    return None
+
+
+def proc_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name (state first: see proc(5), less
+    two), or None when the process is gone. The name may hold spaces and ')': it is cut at
+    the last ')'."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return raw[raw.rindex(b")") + 2 :].split()
 
 
 def starttime(pid: int) -> int | None:
@@ -28,6 +60,14 @@ def cmdline(pid: int) -> list[str]:
     return [a.decode(errors="replace") for a in raw.split(b"\0") if a]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (0 when it is gone)."""
+    fields = proc_fields(pid)
+    if fields is None:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def descendants(pid: int) -> list[tuple[int, int]]:
     """(pid, starttime) of every descendant of pid, from one look at /proc."""
     children: dict[int, list[tuple[int, int]]] = {}
@@ -41,3 +81,60 @@ def descendants(pid: int) -> list[tuple[int, int]]:
             out.append(child)
             todo.append(child[0])
     return out
+
+
+def session_members(sid: int, mark: str = "") -> list[int]:
+    """Live pids of the session `sid` whose command line holds `mark`: a process started in
+    its own session and everything it started, orphans and workers in process groups of their
+    own included (what systemd's cgroup is to a service)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = proc_fields(entry)
+        if fields is None:
+            continue
+        try:
+            line = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[3]) == sid and fields[0] not in (b"Z", b"X") and mark.encode() in line:
+            out.append(int(entry))
+    return out
+
+
+def signal_matching(procs: list[tuple[int, int]], sig: int, marks: tuple[str, ...]) -> None:
+    """Signal each (pid, starttime) that is still the same process and whose command line
+    (process title) contains one of `marks`."""
+    for pid, start in procs:
+        if not alive(pid, start):
+            continue
+        line = " ".join(cmdline(pid))
+        if any(m in line for m in marks):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
+def wait_gone(procs: list[tuple[int, int]], timeout: float) -> bool:
+    """Until none of `procs` runs; False when some still do after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while any(alive(p, s) for p, s in procs):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def stop_child(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+    """Send `sig` to our child, wait up to `timeout`, then SIGKILL and wait again."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait(10)

@@ -1,18 +1,26 @@
-"""What every command module shares: the --config and --db options, instants, opening things.
+"""What every command module shares: the --config and --db options, instants, opening
+things, and the one place where triage's errors become the command line's.
 
-Errors become click.ClickException here, naming the file, key and fix, so each
-command stays a few lines long.
+A command raises `TriageError` (or lets one through) and `guard` prints it in the one
+format (`<where>: <problem>` and `  fix: <fix>`), so each command stays a few lines long.
 """
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
 
-from triage.config import Config, ConfigError, load_config
+from triage import instants
+from triage.config import Config
+from triage.errors import InstantError, TriageError
 
 CONFIG = click.option(
     "--config",
@@ -28,39 +36,33 @@ DB = click.option(
     help="Database (default from config: ./triage.db).",
 )
 
+# ctx.meta key: what a command's failure is prefixed with ("not starting: " for `run`)
+FAILING = "triage.failing"
+
 
 def instant(value: str | None, hint: str = "--now") -> datetime:
-    """ISO 8601 with a zone -> aware UTC datetime; None -> the current time."""
+    """An option's ISO 8601 instant (zone required) -> aware UTC; None -> the current time."""
     if not value:
         return datetime.now(UTC)
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise click.BadParameter(
-            f"{value!r} is not ISO 8601; e.g. 2026-03-10T09:30:00Z", param_hint=hint
-        ) from None
-    if parsed.tzinfo is None:
-        raise click.BadParameter(
-            f"{value!r} has no time zone; give one, e.g. 2026-03-10T09:30:00Z or +01:00",
-            param_hint=hint,
-        )
-    return parsed.astimezone(UTC)
+        return instants.parse(value)
+    except InstantError as exc:
+        raise click.BadParameter(f"{exc.problem}; {exc.fix}", param_hint=hint) from None
 
 
-def config_or_fail(config_path: Path | None) -> Config:
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+def no_database(path: Path) -> TriageError:
+    return TriageError(
+        path,
+        "no database here",
+        "run `triage replay` or `triage run` first, or pass --db",
+    )
 
 
 def open_store(config: Config, db_path: Path | None, create: bool = False):
     """The store at --db or the configured path; an existing one unless `create`."""
     path = db_path or config.db
     if not create and not path.is_file():
-        raise click.ClickException(
-            f"{path}: no database here; fix: run `triage replay` or `triage run` first, or pass --db"
-        )
+        raise no_database(path)
     return store_at(path, config.ticket_prefix)
 
 
@@ -89,12 +91,67 @@ def busy_error(exc: BaseException) -> click.ClickException | None:
         return None
     ctx = click.get_current_context(silent=True)
     where = ctx.meta.get("triage.db", "the database") if ctx is not None else "the database"
-    return click.ClickException(
-        f"{where}: the database is locked by another process (the daemon writing a batch, or "
-        f"another command) and stayed locked for {WAIT_SECONDS:g} s; the command stopped "
-        "without finishing; fix: run it again (what was already stored is not stored twice); "
-        "`triage status` shows what the daemon is doing"
+    return failure(
+        TriageError(
+            where,
+            "the database is locked by another process (the daemon writing a batch, or another"
+            f" command) and stayed locked for {WAIT_SECONDS:g} s; the command stopped without"
+            " finishing",
+            "run it again (what was already stored is not stored twice); `triage status` shows"
+            " what the daemon is doing",
+        )
     )
+
+
+def failure(exc: TriageError) -> click.ClickException:
+    """The command line's error for `exc`: its one format, after the command's prefix."""
+    ctx = click.get_current_context(silent=True)
+    prefix = ctx.meta.get(FAILING, "") if ctx is not None else ""
+    return click.ClickException(prefix + str(exc))
+
+
+def guard(command: click.Command) -> None:
+    """Make every command under `command` print a TriageError instead of a traceback.
+
+    Done where the error is raised (around each callback), not around the whole group:
+    a monitor's command (`status`, `sla check`) then still exits 3 on any error.
+    """
+    if command.callback is not None and not getattr(command.callback, "_guarded", False):
+        command.callback = _guarded(command.callback)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            guard(sub)
+
+
+def _guarded(callback: Callable) -> Callable:
+    @functools.wraps(callback)
+    def run(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except TriageError as exc:
+            raise failure(exc) from None
+
+    run._guarded = True  # type: ignore[attr-defined]
+    return run
+
+
+def print_table(
+    title: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[object]],
+    right: Collection[str] = (),
+) -> None:
+    """A listing as a rich table on stdout (`right`: columns of figures, right-aligned).
+
+    Cells are shown as literal text: values come from mail (subjects hold `[#T-…]`,
+    addresses, server answers), so rich markup in them is escaped.
+    """
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left")
+    for row in rows:
+        table.add_row(*(escape(str(cell)) for cell in row))
+    Console().print(table)
 
 
 class Group(click.Group):

@@ -10,11 +10,9 @@ import json
 import sys
 
 import click
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from triage.cli.common import CONFIG, DB, config_or_fail, open_store
+from triage.cli.common import CONFIG, DB, open_store, print_table
+from triage.config import load_config
 
 
 @click.command("filtered")
@@ -42,7 +40,7 @@ def filtered(config_path, db_path, category, reason, limit, as_json) -> None:
             f"{category!r} is not a category; use one of {', '.join(CATEGORIES)}",
             param_hint="--category",
         )
-    config = config_or_fail(config_path)
+    config = load_config(config_path)
     store = open_store(config, db_path)
     try:
         rows = store.filtered(category, reason, limit)
@@ -53,23 +51,20 @@ def filtered(config_path, db_path, category, reason, limit, as_json) -> None:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         return
     where = db_path or config.db
-    table = Table(title=f"Filtered in {where}" + (f" ({category})" if category else ""))
-    for col in ("received (UTC)", "reason", "category", "from", "subject"):
-        table.add_column(col)
-    for r in rows:
-        table.add_row(
-            *(
-                escape(c)
-                for c in (
-                    (r["received_at"] or "")[:16],
-                    r["reason"] or "",
-                    r["category"] or "",
-                    r["from_addr"] or "",
-                    (r["subject"] or "")[:60],
-                )
+    print_table(
+        f"Filtered in {where}" + (f" ({category})" if category else ""),
+        ("received (UTC)", "reason", "category", "from", "subject"),
+        (
+            (
+                (r["received_at"] or "")[:16],
+                r["reason"] or "",
+                r["category"] or "",
+                r["from_addr"] or "",
+                (r["subject"] or "")[:60],
             )
-        )
-    Console().print(table)
+            for r in rows
+        ),
+    )
 
 
 def register(cli: click.Group) -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 
 import click
 
-from triage.cli.common import CONFIG, DB, config_or_fail, instant, open_store
+from triage import instants
+from triage.cli.common import CONFIG, DB, instant, open_store
+from triage.config import load_config
+from triage.errors import ConfigError
 
 
 @click.group(invoke_without_command=True)
@@ -30,9 +32,11 @@ def review(ctx, config_path, db_path, as_json) -> None:
         return
     from triage.engine import review as review_mod
 
-    store = open_store(config_or_fail(config_path), db_path)
-    held = review_mod.listing(store)
-    store.close()
+    store = open_store(load_config(config_path), db_path)
+    try:
+        held = review_mod.listing(store)
+    finally:
+        store.close()
     if as_json:
         for h in held:
             click.echo(json.dumps(h.as_json(), ensure_ascii=False))
@@ -65,16 +69,14 @@ def review_release(config_path, db_path, now_text, key) -> None:
     from triage.engine import review as review_mod
     from triage.store import contacts as contacts_store
 
-    config = config_or_fail(config_path)
+    config = load_config(config_path)
     store = open_store(config, db_path)
     try:
         rules = Rules.load(config, contacts_store.load(store))
         d = review_mod.release(store, rules, key, instant(now_text))
-    except (review_mod.ReviewError, ValueError) as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         store.close()
-    due = d.due.isoformat().replace("+00:00", "Z") if d.due else "none"
+    due = instants.iso(d.due) if d.due else "none"
     click.echo(
         f"released {key}: {d.action} {d.ticket} (priority {d.priority}, due {due});"
         f" acknowledgement {'queued' if d.auto_reply else 'not sent: ' + str(d.reply_suppressed)}"
@@ -102,12 +104,14 @@ def review_digest(config_path, db_path, send, now_text) -> None:
     """
     from triage.engine import review as review_mod
 
-    config = config_or_fail(config_path)
-    now = instant(now_text) if now_text else datetime.now(UTC)
+    config = load_config(config_path)
+    now = instant(now_text)
     if send and not config.daemon.operator:
-        raise click.ClickException(
-            f"{config.path}: [daemon.operator] is not set, so there is nobody to send the digest to;"
-            ' fix: add operator = "ops@example.com" under [daemon]'
+        raise ConfigError(
+            config.path,
+            "daemon.operator",
+            "is not set, so there is nobody to send the digest to",
+            'add operator = "ops@example.com" under [daemon]',
         )
     store = open_store(config, db_path)
     try:

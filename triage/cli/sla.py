@@ -1,6 +1,7 @@
-"""SLA tracking commands (respond, check, report); attached to the `triage` group.
+"""SLA commands: `sla due` (a deadline by hand), `sla check` (for a timer), `report`
+(first-response figures) and `ticket respond` (record the first answer).
 
-Thin: parse options, open the store, call triage.tracking, print.
+Thin: parse options, open the store, call triage.core.sla or triage.service.tracking, print.
 """
 
 from __future__ import annotations
@@ -12,81 +13,59 @@ from pathlib import Path
 
 import click
 
-from triage.cli.common import CONFIG, DB, config_or_fail, instant, open_store
+from triage import instants
+from triage.cli.common import CONFIG, DB, instant, open_store, print_table
+from triage.config import load_config
+from triage.errors import TriageError
 from triage.service import monitoring
 
 
 def _open(config_path: Path | None, db_path: Path | None):
     """(config, store, path) of an existing database; never creates one."""
-    config = config_or_fail(config_path)
+    config = load_config(config_path)
     return config, open_store(config, db_path), db_path or config.db
 
 
-def _policies(config):
-    from triage.core import sla
-
-    try:
-        return sla.load_policies(config.sla_dir)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+@click.group()
+def sla() -> None:
+    """SLA policies: compute deadlines by hand, check for breaches."""
 
 
-# --------------------------------------------------------------------------- ticket respond
-
-
-@click.group("ticket")
-def ticket() -> None:
-    """One ticket: record what happened to it."""
-
-
-@click.command("respond")
+@sla.command("due")
 @CONFIG
-@DB
-@click.option("--at", "at_text", help="When the first answer went out, ISO 8601 (default: now).")
-@click.argument("number")
-def ticket_respond(config_path, db_path, at_text, number) -> None:
-    """Record the first response on ticket NUMBER (T-000123 or 123).
-
-    Sets first_response_at and writes a `first_response` event. A ticket
-    already answered keeps its first response; saying so is not an error.
+@click.option(
+    "--policy", required=True, help="Policy name, e.g. connectwise, msp-p1-p6, controlup."
+)
+@click.option("--plan", default=None, help="Plan of that policy (omit for policies without plans).")
+@click.option(
+    "--priority", required=True, help="P<n> (rank, 1 most urgent) or the policy's own label."
+)
+@click.option("--at", "at_text", required=True, help="Arrival instant, ISO 8601 with offset.")
+@click.option(
+    "--tz", default=None, help="The customer's or provider's time zone (default from config)."
+)
+def sla_due(config_path, policy, plan, priority, at_text, tz) -> None:
+    """Print the response deadline as ISO 8601, or `none`.
 
     Example:
 
     \b
-        triage ticket respond T-000123 --at 2026-03-10T10:15:00Z
+        triage sla due --policy connectwise --plan basic --priority P2 --at 2026-03-06T16:30:00Z --tz America/New_York
     """
-    from triage.service import tracking
+    from triage.core import sla as sla_mod
 
+    config = load_config(config_path)
+    policies = sla_mod.load_policies(config.sla_dir)
+    if policy not in policies:
+        raise TriageError(config.sla_dir, f"no policy {policy!r}", f"use one of {sorted(policies)}")
+    chosen = policies[policy]
     at = instant(at_text, "--at")
-    config, store, path = _open(config_path, db_path)
-    try:
-        wanted = tracking.ticket_number_from(number, config.ticket_prefix)
-        done = tracking.respond(store, wanted, at)
-    except tracking.UnknownTicket as exc:
-        raise click.ClickException(
-            f"{path}: no ticket {exc.number}; fix: `triage tickets --db {path}` lists the tickets"
-        ) from None
-    except tracking.TrackingError as exc:
-        raise click.ClickException(str(exc)) from None
-    finally:
-        store.close()
-    if done.already:
-        click.echo(
-            f"{done.number} was already answered at {tracking.iso(done.at)}; nothing changed"
-        )
-        return
-    if done.due is None:
-        verdict = "no target"
-    else:
-        verdict = "within target" if done.within else "late"
-        verdict += f" (due {tracking.iso(done.due)})"
-    click.echo(f"{done.number}: first response recorded at {tracking.iso(done.at)}, {verdict}")
+    deadline = sla_mod.due(chosen, plan, chosen.rank_of(priority), at, tz or config.timezone)
+    # the contract's form (`+00:00`), which scripts parse: unchanged since the first release
+    click.echo(deadline.due.isoformat() if deadline.due else "none")
 
 
-# --------------------------------------------------------------------------- sla check
-
-
-@click.command("check", cls=monitoring.Command)
+@sla.command("check", cls=monitoring.Command)
 @CONFIG
 @DB
 @click.option("--now", "now_text", help="The instant to check at, ISO 8601 (default: now).")
@@ -103,6 +82,7 @@ def sla_check(config_path, db_path, now_text) -> None:
     \b
         triage sla check --db /var/lib/triage/triage.db --now 2026-03-10T10:30:00Z
     """
+    from triage.core import sla as sla_mod
     from triage.service import tracking
 
     now = instant(now_text, "--now")
@@ -110,7 +90,7 @@ def sla_check(config_path, db_path, now_text) -> None:
     preview = now > clock
     config, store, _path = _open(config_path, db_path)
     try:
-        policies = _policies(config)
+        policies = sla_mod.load_policies(config.sla_dir)
         if preview:
             result = tracking.preview(store, policies, now)
         else:
@@ -123,17 +103,18 @@ def sla_check(config_path, db_path, now_text) -> None:
     finally:
         store.close()
     done = "would be written" if preview else "written"
-    head = f"{tracking.iso(now)}: "
+    head = f"{instants.iso(now)}: "
     if preview:
-        head += f"preview (--now is later than the clock, {tracking.iso(clock)}): "
+        head += f"preview (--now is later than the clock, {instants.iso(clock)}): "
     click.echo(
         f"{head}{len(result.warned)} sla_warning {done}{_numbers(result.warned)}, "
         f"{len(result.breached)} sla_breached {done}{_numbers(result.breached)}"
         + ("; nothing written" if preview else "")
     )
     for problem in result.problems:
+        what = problem.split("\n  fix: ", 1)[0]  # the policy's own fix is not this one
         click.echo(
-            f"progress unknown, no warning for {problem}; fix: restore the policy file or label",
+            f"progress unknown, no warning for {what}\n  fix: restore the policy file or label",
             err=True,
         )
     click.echo(verdict.line())
@@ -142,9 +123,6 @@ def sla_check(config_path, db_path, now_text) -> None:
 
 def _numbers(numbers: tuple[str, ...]) -> str:
     return f" ({', '.join(numbers)})" if numbers else ""
-
-
-# --------------------------------------------------------------------------- report
 
 
 @click.command("report")
@@ -169,15 +147,11 @@ def report(config_path, db_path, since_text, now_text, as_json) -> None:
     \b
         triage report --since 2026-03-01T00:00:00Z --json
     """
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
     from triage.service import tracking
 
     since = instant(since_text, "--since") if since_text else None
     now = instant(now_text, "--now")
-    _config_, store, path = _open(config_path, db_path)
+    _config, store, path = _open(config_path, db_path)
     try:
         result = tracking.report(store, now, since)
     finally:
@@ -185,22 +159,25 @@ def report(config_path, db_path, since_text, now_text, as_json) -> None:
     if as_json:
         sys.stdout.write(json.dumps(result.as_json(), ensure_ascii=False) + "\n")
         return
-    scope = f" since {tracking.iso(since)}" if since else ""
-    table = Table(title=f"First responses in {path}{scope}, at {tracking.iso(now)}")
-    for col in ("priority", "tickets", "in target", "late", "breached", "open", "no target", "%"):
-        table.add_column(col, justify="left" if col == "priority" else "right")
-    for r in [*result.rows, result.total]:
-        table.add_row(
-            escape(r.priority),
-            str(r.tickets),
-            str(r.within),
-            str(r.late),
-            str(r.breached),
-            str(r.pending),
-            str(r.no_target),
-            "-" if r.percent is None else f"{r.percent:.1f}",
-        )
-    Console().print(table)
+    scope = f" since {instants.iso(since)}" if since else ""
+    print_table(
+        f"First responses in {path}{scope}, at {instants.iso(now)}",
+        ("priority", "tickets", "in target", "late", "breached", "open", "no target", "%"),
+        (
+            (
+                r.priority,
+                r.tickets,
+                r.within,
+                r.late,
+                r.breached,
+                r.pending,
+                r.no_target,
+                "-" if r.percent is None else f"{r.percent:.1f}",
+            )
+            for r in [*result.rows, result.total]
+        ),
+        right=("tickets", "in target", "late", "breached", "open", "no target", "%"),
+    )
     t = result.total
     if t.percent is None:
         click.echo("within target: no ticket with a target has an outcome yet")
@@ -208,17 +185,53 @@ def report(config_path, db_path, since_text, now_text, as_json) -> None:
         click.echo(f"within target: {t.percent:.1f} % ({t.within} of {t.decided})")
 
 
-# --------------------------------------------------------------------------- wiring
+@click.group("ticket")
+def ticket() -> None:
+    """One ticket: record what happened to it."""
+
+
+@ticket.command("respond")
+@CONFIG
+@DB
+@click.option("--at", "at_text", help="When the first answer went out, ISO 8601 (default: now).")
+@click.argument("number")
+def ticket_respond(config_path, db_path, at_text, number) -> None:
+    """Record the first response on ticket NUMBER (T-000123 or 123).
+
+    Sets first_response_at and writes a `first_response` event. A ticket
+    already answered keeps its first response; saying so is not an error.
+
+    Example:
+
+    \b
+        triage ticket respond T-000123 --at 2026-03-10T10:15:00Z
+    """
+    from triage.service import tracking
+
+    at = instant(at_text, "--at")
+    config, store, path = _open(config_path, db_path)
+    try:
+        wanted = tracking.ticket_number_from(number, config.ticket_prefix)
+        done = tracking.respond(store, wanted, at)
+    except tracking.UnknownTicket as exc:
+        raise TriageError(
+            path, f"no ticket {exc.number}", f"`triage tickets --db {path}` lists the tickets"
+        ) from None
+    finally:
+        store.close()
+    if done.already:
+        click.echo(
+            f"{done.number} was already answered at {instants.iso(done.at)}; nothing changed"
+        )
+        return
+    if done.due is None:
+        verdict = "no target"
+    else:
+        verdict = "within target" if done.within else "late"
+        verdict += f" (due {instants.iso(done.due)})"
+    click.echo(f"{done.number}: first response recorded at {instants.iso(done.at)}, {verdict}")
 
 
 def register(cli: click.Group) -> None:
-    """Attach this module's commands to `cli`."""
-    group = cli.commands.get("ticket")
-    if not isinstance(group, click.Group):
-        group = ticket
-        cli.add_command(group)
-    group.add_command(ticket_respond)
-    sla_group = cli.commands["sla"]
-    assert isinstance(sla_group, click.Group)
-    sla_group.add_command(sla_check)
-    cli.add_command(report)
+    for command in (sla, report, ticket):
+        cli.add_command(command)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triage.config import Config
-from triage.config.endpoints import Secret
+from triage.config.credentials import Secret
 
 ERROR, WARNING = "error", "warning"
 
@@ -131,8 +131,8 @@ def _contacts(config: Config, path: Path) -> list[Finding]:
         )
     try:
         result = contacts_csv.parse(path.read_bytes(), str(path))
-    except ValueError as exc:
-        found.append(_finding(ERROR, path, "contacts.file", str(exc), "correct the file"))
+    except contacts_csv.CsvError as exc:
+        found.append(_finding(ERROR, path, "contacts.file", exc.problem, exc.fix or "correct it"))
         return found
     for rejected in result.rejected:
         found.append(

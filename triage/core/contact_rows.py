@@ -27,6 +27,7 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from triage.core.contacts import Contact
+from triage.errors import TriageError
 
 COLUMNS = ("email", "name", "company", "site", "plan", "timezone", "vip", "aliases", "approved")
 EXAMPLE_HEADER = "email,name,company,site,plan,timezone,vip,aliases"
@@ -55,7 +56,7 @@ _RAW_LIMIT = 300
 _NOTE_LINES = 5
 
 
-class CsvError(ValueError):
+class CsvError(TriageError, ValueError):
     """The file as a whole cannot be imported; the message names the file and the fix."""
 
     def __init__(self, source: str, key: str, problem: str, fix: str):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+from triage import instants
 from triage.core import evidence as evidence_mod
 from triage.core import sla as sla_mod
 from triage.core.message import Email
@@ -111,7 +112,7 @@ class Decision:
             "priority": self.priority,
             "contact": self.contact,
             "match": self.match,
-            "due": self.due.isoformat().replace("+00:00", "Z") if self.due else None,
+            "due": instants.iso(self.due) if self.due else None,
             "auto_reply": self.auto_reply,
             "linked_ticket": self.linked_ticket,
             "verified": self.verified,

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from triage import instants
 from triage.core.analysis import Analysis
 from triage.core.conversation import TicketRef, ticket_number, token_pattern
 from triage.core.decision import Action
@@ -34,7 +35,7 @@ OURS_MAX = 50  # Message-IDs of a bounce that are looked up (a report may list t
 
 def instant(value: datetime) -> str:
     """`value` as the store writes instants (UTC, ISO 8601, `Z`): facts compare that text."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return instants.iso(value)
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

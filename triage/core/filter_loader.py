@@ -20,13 +20,14 @@ from triage.core.filter_rules import (
     Rule,
     normalise,
 )
+from triage.errors import TriageError
 
 _PHRASE_TESTS = ("begins_with", "contains", "equals")
 _LIST_TESTS = ("begins_with_any", "contains_any", "any_of")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]+$")
 
 
-class RuleError(ValueError):
+class RuleError(TriageError, ValueError):
     """A rule file that cannot be used; the message names file, line and fix."""
 
     def __init__(self, path: Path | str, line: int | None, problem: str, fix: str) -> None:

@@ -12,6 +12,8 @@ import email.policy
 import re
 from dataclasses import dataclass
 
+from triage.errors import RecordedError
+
 MAX_BYTES = 25 * 1024 * 1024
 MAX_DEPTH = 20
 MAX_PARTS = 1000
@@ -32,7 +34,7 @@ _MIME_PARAM_HEADER = re.compile(
 )
 
 
-class MessageError(ValueError):
+class MessageError(RecordedError, ValueError):
     """The bytes cannot be read as an email; `reason` is a short stable code."""
 
     def __init__(self, reason: str, detail: str) -> None:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from triage.errors import TriageError
+
 LEVELS = (1, 2, 3, 4)
 
 _HYPHENS = "\u2010-\u2015"
@@ -43,7 +45,7 @@ _LEVEL_KEYS = {"name", "declared", "words"}
 _NEGATION_KEYS = {"phrases", "cues", "fillers", "after"}
 
 
-class PriorityError(ValueError):
+class PriorityError(TriageError, ValueError):
     """The vocabulary file is unusable; the message names the file, the key and the fix."""
 
     def __init__(self, source: str, key: str, problem: str, fix: str):

@@ -15,6 +15,7 @@ from triage.core.analysis import analyse
 from triage.core.decision import Action, Decision
 from triage.core.rules import Rules
 from triage.engine.batch import write_batch
+from triage.errors import TriageError
 from triage.store import held
 from triage.store.sqlite import Store
 
@@ -40,7 +41,7 @@ def listing(store: Store) -> list[Quarantined]:
     return out
 
 
-class RetryError(ValueError):
+class RetryError(TriageError, ValueError):
     pass
 
 

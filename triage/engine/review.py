@@ -9,8 +9,9 @@ it runs today's rules past the filters and writes the ticket as on arrival.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
+from triage import instants
 from triage.config import Config
 from triage.core import digests
 from triage.core.analysis import analyse
@@ -19,6 +20,7 @@ from triage.core.digests import DIGEST_MAX, Digest, Held, describe
 from triage.core.rules import Rules
 from triage.engine.batch import write_batch
 from triage.engine.ids import token
+from triage.errors import TriageError
 from triage.store import held as held_rows
 from triage.store.sqlite import Store
 
@@ -27,7 +29,7 @@ DIGEST_EVERY = timedelta(hours=24)
 __all__ = ["DIGEST_MAX", "Digest", "Held", "ReviewError", "describe", "digest", "release"]
 
 
-class ReviewError(ValueError):
+class ReviewError(TriageError, ValueError):
     """A review command that cannot be done; the message says what to do instead."""
 
 
@@ -75,7 +77,7 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
             f"message {held.id}: its bytes are not beside the database (a dry run keeps none);"
             " fix: replay the original file into this database"
         )
-    arrived = datetime.fromisoformat(held.received_at.replace("Z", "+00:00"))
+    arrived = instants.stored(held.received_at)
     analysis = analyse(path.read_bytes(), held.source, rules, released=True)
     store.begin()
     try:
@@ -108,7 +110,7 @@ def release(store: Store, rules: Rules, key: str, now: datetime) -> Decision:
 
 def last_digest(store: Store) -> datetime | None:
     at = held_rows.last_digest(store)
-    return datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+    return instants.stored(at) if at else None
 
 
 def digest(store: Store, config: Config, now: datetime) -> Digest | None:
@@ -144,4 +146,4 @@ def queue_digest(store: Store, config: Config, now: datetime, force: bool = Fals
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return instants.iso(value)

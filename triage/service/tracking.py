@@ -24,11 +24,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
-from triage import log
+from triage import instants, log
 from triage.core import sla as sla_mod
 from triage.core.conversation import ticket_number
+from triage.errors import TriageError
 from triage.store.sqlite import Store
 
 WARNING = "sla_warning"
@@ -39,7 +40,7 @@ CLOSED = "closed"
 NO_PRIORITY = "(none)"
 
 
-class TrackingError(ValueError):
+class TrackingError(TriageError, ValueError):
     """A request the store cannot honour; the message says what to do instead."""
 
 
@@ -54,17 +55,14 @@ class UnknownTicket(TrackingError):
 
 def iso(value: datetime) -> str:
     """UTC, ISO 8601 with `Z`, as the store writes instants."""
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return instants.iso(value)
 
 
 def instant(text: str | None) -> datetime | None:
     """A stored ISO 8601 instant (`Z` or an offset) -> aware UTC datetime; None stays None."""
     if not text:
         return None
-    parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:  # never written by the store; read as UTC rather than fail
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    return instants.stored(text)
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from triage import log
+from triage import instants, log
 from triage.sinks.smtp import RelayError, RowError, Sender, stamped
 from triage.store.sqlite import Store
 
@@ -39,7 +39,7 @@ RELAY = "smtp"  # the key of the relay's row in relay_state
 
 
 def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return instants.iso_seconds(value)
 
 
 def ensure(store: Store) -> None:
@@ -71,11 +71,9 @@ class Row:
     def from_db(cls, row: tuple) -> Row:
         row_id, to, raw, attempts, created = row
         try:
-            queued = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+            queued = instants.stored(str(created))
         except ValueError:
             queued = None
-        if queued is not None and queued.tzinfo is None:
-            queued = queued.replace(tzinfo=UTC)
         raw = raw.encode("utf-8") if isinstance(raw, str) else raw
         return cls(row_id, to, raw, attempts or 0, queued)
 

@@ -26,6 +26,7 @@ from email.utils import format_datetime
 import aiosmtplib
 
 from triage.config.endpoints import SecretError, Smtp
+from triage.errors import RecordedError
 from triage.sources.imap import tls_context
 
 LEASE_TIMEOUTS = 10  # a claimed row is its drainer's for this many SMTP timeouts
@@ -35,7 +36,7 @@ LEASE_TIMEOUTS = 10  # a claimed row is its drainer's for this many SMTP timeout
 _NO_RELAY = re.compile(r"relay(?:ing)? (?:access )?(?:denied|not permitted)|unable to relay", re.I)
 
 
-class RelayError(Exception):
+class RelayError(RecordedError):
     """The relay failed, not the row: stop the round, keep the rows queued."""
 
     def __init__(self, kind: str, said: str) -> None:
@@ -44,7 +45,7 @@ class RelayError(Exception):
         self.said = said
 
 
-class RowError(Exception):
+class RowError(RecordedError):
     """This message failed; the others may still go."""
 
     def __init__(self, permanent: bool, said: str) -> None:

@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
+from triage import instants
 from triage.config import Config
 from triage.core.contact_rows import ImportResult
 from triage.core.contacts import Contact
@@ -123,7 +124,7 @@ def approve(store, email: str, config: Config, now: datetime, templates=None) ->
         ).fetchall()
         for ticket_id, number, subject, priority, due, key, level, tz, name, message_id in held:
             store.conn.execute("UPDATE tickets SET status = 'open' WHERE id = ?", (ticket_id,))
-            due_at = datetime.fromisoformat(due.replace("Z", "+00:00")) if due else None
+            due_at = instants.stored(due) if due else None
             refs = (message_id,) if message_id else ()
             facts = AckFacts(
                 email,

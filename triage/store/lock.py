@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from triage import instants
+from triage.errors import TriageError
+
 _HELD: set[int] = set()  # descriptors of locks this process holds
 
 
@@ -35,7 +38,7 @@ def _close_in_child() -> None:
 os.register_at_fork(after_in_child=_close_in_child)
 
 
-class LockError(RuntimeError):
+class LockError(TriageError, RuntimeError):
     """The daemon's lock cannot be taken; the message names the file and the fix."""
 
 
@@ -66,7 +69,7 @@ class Holder:
 
     @classmethod
     def this_process(cls, now: datetime) -> Holder:
-        since = now.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+        since = instants.iso_seconds(now)
         return cls(os.getpid(), socket.gethostname(), since)
 
     def text(self) -> str:

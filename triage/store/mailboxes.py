@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from triage import instants
 from triage.store.sqlite import Store
 
 _COLUMNS = {
@@ -32,7 +33,7 @@ def ensure(store: Store) -> None:
 
 
 def _now() -> str:
-    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return instants.iso_seconds(datetime.now(UTC))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from triage import instants
 from triage.core.conversation import ticket_number
 from triage.core.decision import Action, Decision
 from triage.core.outgoing import Rendered
@@ -29,7 +30,7 @@ class StaleFacts(RuntimeError):
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    return instants.iso(value) if value else None
 
 
 def write(store: Store, rendered: Rendered, now: datetime) -> Decision:

@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from triage import log
+from triage import instants, log
 from triage.store.sqlite import Store
 
 STARTED = "daemon_started"
@@ -37,7 +37,7 @@ def record(store: Store, kind: str, error: str = "") -> None:
     reload (the log line is written either way).
     """
     assert kind in _KINDS
-    at = datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    at = instants.iso_seconds(datetime.now(UTC))
     try:
         store.conn.execute(
             "INSERT INTO events (ticket_id, message_key, kind, at, detail)"

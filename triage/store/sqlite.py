@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import sqlite_utils
 
+from triage import instants
 from triage.core.decision import Decision
 from triage.core.facts import Facts, Needs
 from triage.core.outgoing import Rendered
@@ -40,7 +41,7 @@ _INDEXES = (  # (table, columns, unique)
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    return instants.iso(value) if value else None
 
 
 class Store:

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from triage.core.sla.holidays import HolidaySet
+from triage.errors import TriageError
 
 US = timedelta(microseconds=1)
 US_PER_MIN = 60_000_000
@@ -25,7 +26,7 @@ DAY_MIN = 1440
 HORIZON_YEARS = 10  # a target not met within this many years means "never open"
 
 
-class SlaError(ValueError):
+class SlaError(TriageError, ValueError):
     """A policy file, plan, priority, duration, zone or calendar is unusable.
 
     The message names the file, the key and the accepted values or the fix, so

@@ -19,12 +19,13 @@ import ssl
 import aioimaplib
 
 from triage.config.endpoints import Mailbox, SecretError
+from triage.errors import RecordedError
 from triage.sources.imap.namespace import Namespace
 
 _UNTAGGED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)\b", re.IGNORECASE)
 
 
-class ImapError(Exception):
+class ImapError(RecordedError):
     """A failure talking to the server; `kind` says what the operator should look at."""
 
     def __init__(self, kind: str, message: str) -> None:

@@ -1,7 +1,8 @@
 """A private Postfix (Debian's `postfix` package) as the SMTP relay in tests and benches.
 
-    from tests.postfix import Postfix
-    from tests.servers import Dovecot, SmtpSink
+    from tests.support.dovecot import Dovecot
+    from tests.support.postfix import Postfix
+    from tests.support.smtp_sink import SmtpSink
 
     with Dovecot.start(tmp, auth_socket=True) as dc, SmtpSink.start(tmp) as sink:
         with Postfix.start(tmp, relay_to=sink.port, sasl=dc.auth_socket, tls=True) as relay:
@@ -35,9 +36,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.servers import free_port, make_cert, proc_fields, wait_for_port
+from tests.support import procs
+from tests.support.certs import make_cert
+from tests.support.net import HOST, free_port, wait_for_port
 
-HOST = "127.0.0.1"
 MASTER = Path("/usr/lib/postfix/sbin/master")
 DAEMONS = Path("/usr/lib/postfix/sbin")
 _QUEUE_DIRS = (
@@ -101,22 +103,6 @@ def _stop_all() -> None:
     for instance in list(_STARTED):
         with contextlib.suppress(Exception):
             instance.stop()
-
-
-def _children(pid: int) -> list[tuple[int, int]]:
-    """(pid, start time) of every process whose parent is `pid`, from /proc."""
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = proc_fields(entry)
-            if fields is not None and int(fields[1]) == pid:
-                out.append((int(entry), int(fields[19])))
-    return out
-
-
-def _alive(pid: int, start: int) -> bool:
-    fields = proc_fields(pid)
-    return fields is not None and int(fields[19]) == start and fields[0] not in (b"Z", b"X")
 
 
 class Postfix:
@@ -184,7 +170,7 @@ class Postfix:
         os.chown(self.data_dir, owner.pw_uid, -1)
         self.port = free_port()
         main = [
-            "# Private test instance written by tests/postfix.py",
+            "# Private test instance written by tests/support/postfix.py",
             "compatibility_level = 3.6",
             f"queue_directory = {self.queue_dir}",
             f"data_directory = {self.data_dir}",
@@ -287,7 +273,7 @@ class Postfix:
         service it left behind; then remove the instance folder, keeping the log."""
         proc, self._proc = self._proc, None
         if proc is not None and proc.poll() is None:
-            services = _children(proc.pid)
+            services = procs.descendants(proc.pid)
             proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout)
@@ -295,10 +281,10 @@ class Postfix:
                 proc.kill()
                 proc.wait(10)
             deadline = time.monotonic() + 5
-            while any(_alive(*p) for p in services) and time.monotonic() < deadline:
+            while any(procs.alive(*p) for p in services) and time.monotonic() < deadline:
                 time.sleep(0.02)
             for pid, start in services:
-                if _alive(pid, start):
+                if procs.alive(pid, start):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(ValueError):

@@ -1,0 +1,96 @@
+"""`triage check`: validate the configuration, the rules and every file they name."""
+
+from __future__ import annotations
+
+import click
+
+from triage.cli.common import CONFIG
+from triage.config import load_config
+from triage.errors import TriageError
+
+
+@click.command()
+@CONFIG
+@click.option(
+    "--connect",
+    is_flag=True,
+    help="Also log in to every mailbox and the SMTP relay and say what was found.",
+)
+def check(config_path, connect) -> None:
+    """Validate the configuration, every rule file and every file they name; exit non-zero
+    on a problem, naming the file, the key and the fix.
+
+    Without a network it checks ranges, that files exist, that password files are
+    private and that rules, contacts and CA files are not writable by everyone.
+    With --connect it logs in to each mailbox (IMAP) and the relay (SMTP): the
+    folder and its messages, the server's capabilities, whether the login works.
+
+    Example:
+
+    \b
+        triage check --config /etc/triage/triage.toml
+    """
+    import asyncio
+
+    from triage.config import preflight
+    from triage.engine.loading import rules_for
+    from triage.service import probes
+
+    config = load_config(config_path)
+    rules = rules_for(config)
+    enabled = sum(r.enabled for r in rules.filters.rules)
+    click.echo(f"config   {config.path}")
+    click.echo(
+        f"filters  {config.filters_file}: {len(rules.filters.rules)} rules ({enabled} enabled)"
+    )
+    click.echo(f"priority {config.priority_file}: ok")
+    weak = sum(r.enabled and r.weak for r in rules.filters.rules)
+    click.echo(
+        f"evidence {rules.evidence.path}: {weak} weak rule(s) weighed; review needs {rules.evidence.needs} signs of a person"
+    )
+    click.echo(
+        f"replies  {config.rules_dir / 'templates'}: acknowledgement{' (with HTML)' if rules.templates.ack_html else ''} and held-sender templates render"
+    )
+    click.echo(
+        f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan or rules.policy.default_plan}, time zone {config.timezone}"
+    )
+    click.echo(f"store    {config.db}")
+    if config.contacts_file is not None:
+        click.echo(f"contacts {config.contacts_file}")
+    for mb in config.mailboxes:
+        click.echo(
+            f"mailbox  {mb.name}: {mb.username} at {mb.host}:{mb.port} ({mb.tls}), "
+            f"folder {mb.folder}, then {mb.after}, password from {mb.secret}"
+        )
+    if config.smtp is not None:
+        smtp = config.smtp
+        login = (
+            f"login {smtp.username}, password from {smtp.secret}" if smtp.username else "no login"
+        )
+        click.echo(f"smtp     {smtp.host}:{smtp.port} ({smtp.tls}), {login}")
+    findings = preflight.check(config)
+    for finding in findings:
+        click.echo(f"{finding.level:8} {finding}")
+    errors = [f for f in findings if f.level == preflight.ERROR]
+    if errors:
+        first = errors[0]
+        raise TriageError(
+            first.where,
+            f"[{first.key}] {first.problem} ({len(errors)} problem(s) above; this is the first)",
+            first.fix,
+        )
+    if connect:
+        if not config.mailboxes and config.smtp is None:
+            click.echo("connect  nothing to connect to: no [[mailbox]] and no [smtp]")
+        results = asyncio.run(probes.all_of(config.mailboxes, config.smtp))
+        for probe in results:
+            for line in probe.lines():
+                click.echo(line)
+        failed = [p for p in results if not p.ok]
+        if failed:
+            raise click.ClickException("; ".join(f"{p.what}: {p.found[0]}" for p in failed))
+    click.echo("ok")
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(check)
