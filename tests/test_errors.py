@@ -24,8 +24,11 @@ from triage.engine.review import ReviewError
 from triage.errors import ConfigError, InstantError, RecordedError, TriageError
 from triage.service.tracking import TrackingError, UnknownTicket
 from triage.sinks.smtp import RelayError, RowError
+from triage.sinks.values import SinkConfigError
+from triage.sinks.webhook import WebhookSecretError
 from triage.sources.imap import ImapError
 from triage.store.lock import AlreadyRunning, LockError
+from triage.store.records import StaleFacts
 
 # Each kind built by its own constructor, as its raise sites build it.
 KINDS = [
@@ -46,9 +49,12 @@ KINDS = [
     SecretError("environment variable IMAP_PW is not set"),
     RelayError("auth", "535 5.7.8 Authentication credentials invalid"),
     RowError(True, "550 5.1.1 no such user; fix: correct the address, then retry"),
+    SinkConfigError("triage.toml", "sink.1.url", "is not https", "write https://..."),
+    WebhookSecretError("a signing secret starts with 'whsec_'; fix: write whsec_<base64>"),
+    StaleFacts("T-000004 is not the next number; fix: read the facts in the transaction"),
 ]
 # Exceptions defined in triage/ that are signals inside one module, never raised out of it.
-INTERNAL = {"triage.core.filters._KeyProblem", "triage.core.tnef.BudgetSpent"}
+INTERNAL = {"triage.core.filter_loader._KeyProblem", "triage.core.tnef.BudgetSpent"}
 
 
 def _defined_exceptions() -> set[type[BaseException]]:

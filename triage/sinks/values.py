@@ -10,18 +10,19 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triage.config.endpoints import Secret
+from triage.errors import ConfigError
 
 SOURCES = ("file", "env", "credential")
 _ADDRESS = re.compile(r"[^@\s<>()\[\],;:\\\"]+@[A-Za-z0-9.-]+")
 ATOM = re.compile(r"[A-Za-z0-9_.+-]{1,64}")
 
 
-class SinkConfigError(ValueError):
+class SinkConfigError(ConfigError):
     """A `[[sink]]` table that cannot be used: names the file, the key and the fix."""
 
     def __init__(self, path: Path | str, key: str, problem: str, fix: str) -> None:
-        super().__init__(f"{path}: [{key}] {problem}\n  fix: {fix}")
-        self.path, self.key, self.problem, self.fix = str(path), key, problem, fix
+        super().__init__(path, key, problem, fix)
+        self.path = str(path)
 
 
 def read_str(path: Path | str, key: str, t: dict, name: str, required: bool = False) -> str:

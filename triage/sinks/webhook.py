@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import httpx
 
 from triage.config.endpoints import SecretError
+from triage.errors import TriageError
 from triage.sinks.base import Delivery, Outcome, classify
 from triage.sinks.client import Pace, exchange, make_client, unreadable_secret
 from triage.sinks.config import SinkConfig, WebhookSettings
@@ -33,8 +34,8 @@ PREFIX = "whsec_"
 KEY_MIN, KEY_MAX = 24, 64  # bytes: the specification's bounds for a symmetric secret
 
 
-class WebhookSecretError(ValueError):
-    pass
+class WebhookSecretError(TriageError, ValueError):
+    """A signing-secret file that cannot be used; the message says what a secret looks like."""
 
 
 def parse_secrets(text: str) -> tuple[bytes, ...]:

@@ -18,13 +18,14 @@ from triage.core.conversation import ticket_number
 from triage.core.decision import Action, Decision
 from triage.core.outgoing import Rendered
 from triage.core.replies import Ack
+from triage.errors import TriageError
 from triage.store import files as attachments
 
 if TYPE_CHECKING:
     from triage.store.sqlite import Store
 
 
-class StaleFacts(RuntimeError):
+class StaleFacts(TriageError, RuntimeError):
     """The ticket number decided is not the next one: the facts were read outside this
     transaction. A fault of the caller, not of the message: the batch stops."""
 
