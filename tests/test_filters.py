@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from triage.config import shipped_rules
-from triage.core.filters import FilterSet, RuleError
+from triage.core.filters import BODY_FIELDS, FilterSet, RuleError
 from triage.core.message import Email
 
 from .conftest import SEEDS, build, human, needs_seeds
@@ -392,3 +392,88 @@ def test_every_field_the_loader_accepts_is_read_from_the_message():
     assert read["from"] == ("jane@acme.example", "jane doe <jane@acme.example>")
     assert read["foreign_return_path"] == ("<bounce@mailer.example>",)
     assert all(isinstance(v, tuple | frozenset) for v in read.values())
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        # A moderated newsgroup's article gatewayed to mail carries its moderator's Approved.
+        (
+            {
+                "Path": "news.example!gateway",
+                "Newsgroups": "comp.example.announce",
+                "Approved": "moderator@example.org",
+            },
+            "usenet-moderated",
+        ),
+        # A person's article in an unmoderated group, and a person's mail copy of a cross-post.
+        (
+            {"Path": "news.example!uunet!urkabox", "Newsgroups": "comp.sys.example.advocacy"},
+            None,
+        ),
+        ({"Newsgroups": "comp.sys.example.misc"}, None),
+        ({"Subject": "[Orchard Announce] 7.4.2 released"}, "announce-list-subject"),
+        ({"Subject": "[ANNOUNCE] PrintHub 5.2"}, "announce-list-subject"),
+        ({"Subject": "[printhub-announcements] Driver 5.2"}, "announce-list-subject"),
+        # A reply to an announcement is a person's answer; words that only begin alike do not count.
+        ({"Subject": "Re: [Orchard Announce] 7.4.2 released"}, None),
+        ({"Subject": "[Announcer] new microphone"}, None),
+        ({"Subject": "Announcement: the office moves on Friday"}, None),
+        ({"To": "announce@vendor.example"}, "announce-list-recipient"),
+        (
+            {"To": "Vendor Lists <security-announce@lists.vendor.example>"},
+            "announce-list-recipient",
+        ),
+        ({"To": "Announcements <announcements@vendor.example>"}, "announce-list-recipient"),
+        # Writing to us and to a list, or to an address that merely begins alike, is no Bcc.
+        ({"To": "support@msp.example, announce@vendor.example"}, None),
+        ({"To": "announcer@radio.example"}, None),
+        ({"X-Mailer": "Microsoft CDO for Windows 2000"}, "scripted-sender"),
+        ({"X-Mailer": "Microsoft CDO for Exchange 2000"}, "scripted-sender"),
+        ({"X-Mailer": "Microsoft Office Outlook 12.0"}, None),
+        ({"X-Mailer": "Microsoft Outlook Express 6.00.2900.5512"}, None),
+    ],
+)
+def test_list_announcement_and_scripted_sender_rules(extra, expected):
+    assert hit(human(**{k.replace("-", "_"): v for k, v in extra.items()})) == expected
+
+
+def test_announcement_and_scripted_sender_rules_are_weak_header_rules_before_the_body_rules():
+    """They read one header each, sit before every rule that reads the bodies, and are weak:
+    a person who posts an announcement or writes through a scripted form can go to review."""
+    ids = [r.id for r in SHIPPED.rules]
+    new = [
+        "usenet-moderated",
+        "announce-list-subject",
+        "announce-list-recipient",
+        "scripted-sender",
+    ]
+    first_body = min(
+        ids.index(r.id)
+        for r in SHIPPED.rules
+        if r.field in BODY_FIELDS and r.id != "sow-body-out-of-office"
+    )
+    for rule_id in new:
+        rule = SHIPPED.rules[ids.index(rule_id)]
+        assert rule.weak and rule.field not in BODY_FIELDS and ids.index(rule_id) < first_body
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("To", "announce-" * 7_000),
+        ("To", "Lists <" + "announce-" * 7_000),
+        ("Subject", "[" + "announce " * 7_000),
+        ("Subject", "[" * 60_000),
+        ("X-Mailer", "Microsoft CDO " * 4_000),
+        ("Approved", "moderator " * 6_000),
+    ],
+)
+def test_announcement_rules_take_linear_time_on_hostile_headers(name, value):
+    """A sender who writes a 60 KiB To or Subject costs no more than the bytes themselves."""
+    import time
+
+    email = Email.from_bytes(human(**{name.replace("-", "_"): value}))
+    start = time.perf_counter()
+    SHIPPED.hits(email)
+    assert time.perf_counter() - start < 0.5

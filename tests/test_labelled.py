@@ -31,9 +31,9 @@ MACHINE_FLOORS = {  # share of each machine category filtered, as measured (goal
     "fbl": 1.0,
     "autoreply": 1.0,
     "spam-verdict": 1.0,
-    "newsletter": 0.89,
-    "report": 0.80,
-    "transactional": 0.80,
+    "newsletter": 0.94,
+    "report": 1.0,
+    "transactional": 1.0,
 }
 
 
@@ -80,6 +80,18 @@ def test_no_person_is_dropped_except_by_an_upstream_spam_verdict(tallies, rules)
     human = tallies["human"]
     assert set(human.reasons) <= spam_rules, human.misses
     assert human.filtered <= 2, human.misses
+
+
+@needs_set
+@pytest.mark.xfail(
+    strict=True,
+    reason="the goal, human mail dropped 0, waits for a change in how a spam verdict is weighed "
+    "(tests/test_evidence.py, SPAM_VERDICT_CODE): human/sa-19 and human/sa-20 carry "
+    "X-Spam-Flag and X-Spam-Status from the receiving SpamAssassin, which count as two weak "
+    "rules against one sign of a person (their Outlook X-Mailer)",
+)
+def test_no_person_is_dropped(tallies):
+    assert tallies["human"].filtered == 0, tallies["human"].misses
 
 
 @needs_set
