@@ -275,6 +275,11 @@ def test_disabling_the_rule_disables_the_outbox_check_too(tmp_path):
         ('[person]\ngreetings = "hi"\n', "[person.greetings] must be a list of non-empty strings"),
         ('[person]\ncolour = ["x"]\n', "[person.colour] is not a known key"),
         ("[scores]\nx = 1\n", "[scores] is not a known table"),
+        (
+            '[verdict]\ncategories = ["spamm"]\n',
+            "[verdict.categories] ['spamm'] is not a category of rules/filters.toml",
+        ),
+        ('[person]\nquote_attributions = [""]\n', "[person.quote_attributions] must be a list"),
     ],
 )
 def test_a_bad_evidence_file_names_file_key_and_fix(tmp_path, text, needle):
@@ -482,17 +487,7 @@ def test_a_person_announcing_on_a_list_goes_to_review_and_a_robot_is_filtered():
     }
 
 
-# -- what data alone cannot reach: each names the code change it waits for -----------------
-
-SPAM_VERDICT_CODE = (
-    "needs a change in how evidence is weighed (triage/core/evidence.py `weigh`): the rules "
-    "of category spam that fire are ONE verdict (SpamAssassin writes X-Spam-Flag and "
-    "X-Spam-Status for the same decision, and today they count as two weak rules), and a "
-    "spam verdict is set aside for review by one sign of a person (a mail client, a greeting, "
-    "a signature, a known contact) when no sign of a machine shows; with no sign of a person "
-    "it stays filtered as spam. Data cannot say either: a rule has no key that groups it "
-    "with another, and `needs` is one number for every weak rule"
-)
+# -- a spam verdict: one piece of evidence, set aside by one sign of a person -----------
 
 
 def spam_verdict_on_a_person(body: str) -> bytes:
@@ -529,7 +524,6 @@ DISCLAIMER = "".join(
 )
 
 
-@pytest.mark.xfail(strict=True, reason=SPAM_VERDICT_CODE)
 @pytest.mark.parametrize(
     "body",
     [
@@ -540,8 +534,10 @@ DISCLAIMER = "".join(
     ids=["signed-above-a-disclaimer", "empty-body"],
 )
 def test_a_persons_mail_that_the_spam_filter_misjudged_goes_to_review(body):
+    """X-Spam-Flag and X-Spam-Status are one decision; the Outlook X-Mailer sets it aside."""
     d = decided(spam_verdict_on_a_person(body))
-    assert (d.action, d.reason) == (Action.REVIEW, "spam-flag")
+    assert (d.action, d.reason, d.ticket, d.category) == (Action.REVIEW, "spam-flag", None, None)
+    assert {s.name for s in d.evidence} >= {"rule:spam-flag", "rule:spam-status", "mail-client"}
 
 
 def test_a_spam_verdict_with_no_sign_of_a_person_is_filtered_as_spam():
@@ -552,15 +548,203 @@ def test_a_spam_verdict_with_no_sign_of_a_person_is_filtered_as_spam():
     assert (d.action, d.reason, d.category) == (Action.FILTERED, "spam-flag", "spam")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs a new sign of a person in triage/core/evidence.py: a reply in a conversation "
-    "(In-Reply-To or References naming a message that is not ours, and a quoted attribution "
-    "line such as 'On ... wrote:'), and the signature looked for above the quoted part (today "
-    "only the last lines are read, and here they are the quote); "
-    "ISP webmails of the early 2000s sent people's replies with X-Mailer: Microsoft CDO, "
-    "so `scripted-sender` (weak) filters such a reply that shows no greeting",
+def test_explain_shows_one_verdict_and_the_sign_that_set_it_aside():
+    d = decided(spam_verdict_on_a_person("Could you send us ten more maps?\n"))
+    lines = "\n".join(d.reasons)
+    assert (
+        "evidence machine: rule:spam-flag (part of one spam verdict): header:x-spam-flag" in lines
+    )
+    assert "evidence machine: rule:spam-status (part of one spam verdict)" in lines
+    assert "evidence person: mail-client: x-mailer: Microsoft Outlook, Build 10.0.3416" in lines
+    assert (
+        "evidence: review: only one spam verdict (spam-flag, spam-status), no sign of a machine,"
+        " and a sign of a person is enough: mail-client" in lines
+    )
+    assert [e["verdict"] for e in d.as_json()["evidence"] if e["side"] == "machine"] == [
+        "spam",
+        "spam",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("change", "signal"),
+    [
+        ("Could you send us ten more?\nTo unsubscribe click here.\n", "bulk-wording"),
+        ("Could you send us ten more?\n", "automation-headers"),  # with Feedback-ID below
+        ("Could you send us ten more?\n", "mailer-software"),  # X-Mailer: PHPMailer below
+    ],
+    ids=["bulk-wording", "automation-header", "mailer-software"],
 )
+def test_a_spam_verdict_with_a_sign_of_a_machine_stays_filtered_as_spam(change, signal):
+    raw = spam_verdict_on_a_person(change)
+    if signal == "automation-headers":
+        raw = raw.replace(b"X-Mailer:", b"Feedback-ID: 1:campaign:esp\r\nX-Mailer:")
+    if signal == "mailer-software":
+        raw = raw.replace(b"Microsoft Outlook, Build 10.0.3416", b"PHPMailer 6.9.1")
+    d = decided(raw)
+    assert (d.action, d.reason, d.category) == (Action.FILTERED, "spam-flag", "spam")
+    assert signal in {s.name for s in d.evidence}
+
+
+def test_a_spam_verdict_beside_another_weak_rule_is_weighed_as_two_rules_not_three():
+    """From info@ and a SpamAssassin verdict: two pieces of evidence against the person."""
+    sender = '"School office" <info@school.example>'
+    one = spam_verdict_on_a_person("Could you send us ten more?\n").replace(
+        b'"A. Dickie" <a.dickie@school.example>', sender.encode()
+    )
+    d = decided(one)  # the reason is the first rule in file order; the category the verdict's
+    assert (d.action, d.reason, d.category) == (Action.FILTERED, "sow-from-info", "spam")
+    assert "2 weak rule(s) (3 fired, one verdict counted once)" in d.reasons[-1]
+    three = spam_verdict_on_a_person(
+        "Hello,\ncould you send us ten more maps?\n\nKind regards,\nAudrey\n"
+    ).replace(b'"A. Dickie" <a.dickie@school.example>', sender.encode())
+    d = decided(three)  # a mail client, a greeting and a signature: more than two
+    assert (d.action, d.reason) == (Action.REVIEW, "sow-from-info"), d.reasons
+
+
+def test_with_no_verdict_categories_each_spam_rule_counts_on_its_own(tmp_path):
+    """`[verdict] categories` has its effect: emptied, the misjudged mail is filtered again."""
+    import shutil
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules_dir)
+    path = rules_dir / "evidence.toml"
+    text = path.read_text(encoding="utf-8")
+    assert 'categories = ["spam"]' in text
+    path.write_text(text.replace('categories = ["spam"]', "categories = []"), encoding="utf-8")
+    rules = Rules.load(replace(CONFIG, rules_dir=Path(rules_dir)))
+    raw = spam_verdict_on_a_person("Could you send us ten more?\n\nThanks\nAudrey\n")
+    assert decided(raw).action == Action.REVIEW
+    d = decided(raw, rules)
+    assert (d.action, d.reason, d.category) == (Action.FILTERED, "spam-flag", "spam")
+
+
+def test_check_refuses_a_verdict_category_the_filters_do_not_know(tmp_path):
+    import shutil
+
+    from click.testing import CliRunner
+
+    from triage.cli import cli
+
+    rules_dir = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules_dir)
+    path = rules_dir / "evidence.toml"
+    path.write_text(
+        path.read_text(encoding="utf-8").replace('categories = ["spam"]', 'categories = ["Spam!"]'),
+        encoding="utf-8",
+    )
+    config = tmp_path / "triage.toml"
+    config.write_text(f'[rules]\ndir = "{rules_dir}"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["check", "--config", str(config)])
+    assert result.exit_code != 0
+    assert f"{path}: [verdict.categories] ['spam!'] is not a category" in result.output
+    assert "fix:" in result.output
+
+
+def test_a_forged_verdict_on_a_persons_mail_is_never_answered(tmp_path):
+    """A sender who writes X-Spam-Flag himself gets review at worst: no ticket, no mail out."""
+    store = Store(tmp_path / "t.db")
+    raw = spam_verdict_on_a_person("Could you send us ten more?\n")
+    run_batch(store, RULES, [analyse(raw, "1.eml", RULES)], NOW, [raw])
+    assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 0
+    assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+    action = store.conn.execute("SELECT action FROM messages").fetchone()[0]
+    assert action == "review"
+
+
+# -- a reply in a conversation: a sign of a person, and the signature above the quote ------
+
+OWN = "Works here too, the scanner is back.\n\n"
+QUOTED = "> the driver update removed the scanner profile.\n> Please install the new driver.\n"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        OWN + "On Sun, 8 Mar 2026, Priya Natarajan wrote:\n\n" + QUOTED,
+        OWN
+        + "On Sun, 8 Mar 2026 at 10:14, Priya Natarajan <\npriya@msp.example> wrote:\n"
+        + QUOTED,  # Gmail wraps a long attribution
+        OWN + "Am 08.03.2026 um 10:14 schrieb Priya Natarajan:\n" + QUOTED,
+        OWN + "Le dim. 8 mars 2026 à 10:14, Priya <priya@msp.example> a\u00a0écrit :\n" + QUOTED,
+        OWN + "El dom, 8 mar 2026 a las 10:14, Priya (<priya@msp.example>) escribió:\n" + QUOTED,
+        OWN + "-----Original Message-----\nFrom: Priya Natarajan\nSent: Sunday, March 8, 2026"
+        "\nSubject: scanner\n\nthe driver update removed the scanner profile.\n",
+        OWN + "________________________________\nVon: Priya Natarajan <priya@msp.example>\n"
+        "Gesendet: Sonntag, 8. März 2026 10:14\nAn: George\n\nder Treiber fehlt.\n",
+        "On Sun, 8 Mar 2026, Priya Natarajan wrote:\n" + QUOTED + "\nWorks here too.\n",
+    ],
+    ids=[
+        "english",
+        "gmail-wrapped",
+        "german",
+        "french",
+        "spanish",
+        "outlook-original-message",
+        "outlook-header-block-german",
+        "bottom-posted",
+    ],
+)
+def test_a_reply_that_quotes_the_message_it_answers_shows_a_person(body):
+    raw = web_form(
+        body,
+        From="<george@isp.example>",
+        Subject="Re: scanner missing after the update",
+        In_Reply_To="<a81f@helpdesk.msp.example>",
+    )
+    d = decided(raw)
+    assert "conversation-reply" in {s.name for s in d.evidence}, d.reasons
+    # one weak rule against one sign of a person: not enough alone (needs = 2)
+    assert (d.action, d.reason) == (Action.FILTERED, "scripted-sender")
+
+
+@pytest.mark.parametrize(
+    ("body", "in_reply_to"),
+    [
+        (OWN + "On Sun, 8 Mar 2026, Priya Natarajan wrote:\n" + QUOTED, ""),
+        (
+            OWN + "On Sun, 8 Mar 2026, Support wrote:\n" + QUOTED,
+            "<T-000042.0123456789abcdef@msp.example>",
+        ),
+        ("On Sun, 8 Mar 2026, Priya Natarajan wrote:\n" + QUOTED, "<a81f@helpdesk.msp.example>"),
+        (OWN + "This is what the manual wrote:\n" + QUOTED, "<a81f@helpdesk.msp.example>"),
+    ],
+    ids=[
+        "no-in-reply-to",
+        "answers-our-acknowledgement",
+        "nothing-of-its-own",
+        "no-date-or-address",
+    ],
+)
+def test_what_is_not_a_reply_in_a_conversation(body, in_reply_to):
+    raw = web_form(
+        body, From="<george@isp.example>", Subject="Re: scanner", In_Reply_To=in_reply_to
+    )
+    if not in_reply_to:
+        raw = raw.replace(b"In-Reply-To: \r\n", b"")
+    d = decided(raw)
+    assert "conversation-reply" not in {s.name for s in d.evidence}, d.reasons
+    assert d.action == Action.FILTERED
+
+
+def test_the_signature_is_looked_for_above_the_quote_not_in_the_quoted_message():
+    """The quoted message's own 'Best regards, Priya' is not this author's signature."""
+    raw = web_form(
+        OWN + "-----Original Message-----\nFrom: Priya Natarajan\nSent: Sunday, March 8, 2026"
+        "\n\nthe driver update removed the scanner profile.\n\nBest regards,\nPriya\n",
+        From="<george@isp.example>",
+        Subject="Re: scanner",
+    )
+    assert "signature" not in {s.name for s in decided(raw).evidence}
+    signed = raw.replace(
+        b"scanner is back.\r\n\r\n", b"scanner is back.\r\n\r\nCheers,\r\nGeorge\r\n"
+    )
+    signature = [s for s in decided(signed).evidence if s.name == "signature"]
+    assert [(s.where, s.detail) for s in signature] == [
+        ("body (above the quote)", "sign-off 'Cheers,'")
+    ]
+
+
 def test_a_persons_reply_through_a_cdo_webmail_is_not_dropped():
     raw = web_form(
         "Works here too, the scanner is back.\n\nThanks,\nGeorge\n\n\n"
@@ -575,4 +759,9 @@ def test_a_persons_reply_through_a_cdo_webmail_is_not_dropped():
         In_Reply_To="<a81f@helpdesk.msp.example>",
         References="<a81f@helpdesk.msp.example>",
     )
-    assert decided(raw).action in (Action.REVIEW, Action.TICKET)
+    d = decided(raw)
+    assert (d.action, d.reason) == (Action.REVIEW, "scripted-sender"), d.reasons
+    signs = {s.name: s for s in d.evidence if s.side == "person"}
+    assert set(signs) == {"conversation-reply", "signature"}
+    assert signs["signature"].where == "body (above the quote)"
+    assert "<a81f@helpdesk.msp.example>" in signs["conversation-reply"].detail

@@ -73,25 +73,14 @@ def tallies(rules):
 
 
 @needs_set
-def test_no_person_is_dropped_except_by_an_upstream_spam_verdict(tallies, rules):
-    """A person's mail is filtered only when the receiving spam filter said spam (its
-    false positives are listed by `triage filtered --category spam`, never lost)."""
-    spam_rules = {r.id for r in rules.filters.rules if r.category == "spam"}
-    human = tallies["human"]
-    assert set(human.reasons) <= spam_rules, human.misses
-    assert human.filtered <= 2, human.misses
-
-
-@needs_set
-@pytest.mark.xfail(
-    strict=True,
-    reason="the goal, human mail dropped 0, waits for a change in how a spam verdict is weighed "
-    "(tests/test_evidence.py, SPAM_VERDICT_CODE): human/sa-19 and human/sa-20 carry "
-    "X-Spam-Flag and X-Spam-Status from the receiving SpamAssassin, which count as two weak "
-    "rules against one sign of a person (their Outlook X-Mailer)",
-)
 def test_no_person_is_dropped(tallies):
-    assert tallies["human"].filtered == 0, tallies["human"].misses
+    """Not even by an upstream spam verdict: the receiving SpamAssassin's two false positives
+    (human/sa-19, human/sa-20: X-Spam-Flag and X-Spam-Status, one verdict, against an Outlook
+    X-Mailer) go to review; every other person's mail gets its ticket."""
+    human = tallies["human"]
+    assert human.filtered == 0, human.misses
+    assert human.outcomes["review"] <= 2
+    assert human.ticketed >= human.total - 2
 
 
 @needs_set

@@ -14,8 +14,10 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from triage.core.filter_rules import CATEGORIES
 from triage.core.filters import Hit, normalise
 from triage.core.message import Email
+from triage.core.quotes import QuoteMarkers, quote_start, reply_in_conversation
 from triage.errors import ConfigError
 
 PERSON, MACHINE = "person", "machine"
@@ -35,10 +37,15 @@ class Signal:
     detail: str  # what was seen there
     decisive: bool = False  # a person signal that alone is enough for review
     answered: str = ""  # a machine signal set aside, and why
+    # The category of another filter's verdict this rule reads (e.g. "spam"): every rule
+    # of one verdict that fires counts once ([verdict] in rules/evidence.toml).
+    verdict: str = ""
 
     def line(self) -> str:
         """One line for `explain`, the review listing and the digest."""
         mark = " (decisive)" if self.decisive else ""
+        if self.verdict:
+            mark += f" (part of one {self.verdict} verdict)"
         aside = f"; set aside: {self.answered}" if self.answered else ""
         return f"{self.side}: {self.name}{mark}: {self.where}: {self.detail}{aside}"
 
@@ -50,6 +57,7 @@ class Signal:
             "detail": self.detail,
             "decisive": self.decisive,
             "answered": self.answered or None,
+            "verdict": self.verdict or None,
         }
 
 
@@ -69,10 +77,12 @@ class Vocabulary:
     greetings: tuple[str, ...]
     generic_greetings: tuple[str, ...]
     sign_offs: tuple[str, ...]
+    quotes: QuoteMarkers
     headers: frozenset[str]
     mailers: tuple[str, ...]
     bulk_wording: tuple[str, ...]
     auto_reply_wording: tuple[str, ...]
+    verdicts: frozenset[str] = frozenset()  # filter categories whose rules are one verdict
     path: str = _SOURCE
 
     @classmethod
@@ -93,8 +103,13 @@ class Vocabulary:
                 "greetings",
                 "generic_greetings",
                 "sign_offs",
+                "quote_attributions",
+                "quote_separators",
+                "quote_header_from",
+                "quote_header_sent",
             },
             "machine": {"headers", "mailers", "bulk_wording", "auto_reply_wording"},
+            "verdict": {"categories"},
         }
         for section, value in data.items():
             if section not in known or not isinstance(value, dict):
@@ -126,6 +141,16 @@ class Vocabulary:
                 )
             return tuple(normalise(v) for v in value)
 
+        verdicts = words("verdict", "categories")
+        unknown = sorted(set(verdicts) - set(CATEGORIES))
+        if unknown:
+            raise ConfigError(
+                path,
+                "verdict.categories",
+                f"{unknown} is not a category of rules/filters.toml",
+                f'use categories from {list(CATEGORIES)}, e.g. categories = ["spam"]',
+            )
+
         return cls(
             needs=needs,
             mail_clients=words("person", "mail_clients"),
@@ -133,10 +158,17 @@ class Vocabulary:
             greetings=words("person", "greetings"),
             generic_greetings=words("person", "generic_greetings"),
             sign_offs=words("person", "sign_offs"),
+            quotes=QuoteMarkers(
+                attributions=words("person", "quote_attributions"),
+                separators=words("person", "quote_separators"),
+                header_from=words("person", "quote_header_from"),
+                header_sent=words("person", "quote_header_sent"),
+            ),
             headers=frozenset(words("machine", "headers")),
             mailers=words("machine", "mailers"),
             bulk_wording=words("machine", "bulk_wording"),
             auto_reply_wording=words("machine", "auto_reply_wording"),
+            verdicts=frozenset(verdicts),
             path=str(path),
         )
 
@@ -156,6 +188,7 @@ def gather(
         answered = ""
         if "envelope-rewritten" in hit.rule.answered_by and rewritten:
             answered = rewritten
+        category = hit.rule.category
         signals.append(
             Signal(
                 f"rule:{hit.rule.id}",
@@ -163,6 +196,7 @@ def gather(
                 hit.rule.field,
                 f"{hit.why}",
                 answered=answered,
+                verdict=category if category in vocabulary.verdicts else "",
             )
         )
     if contact:
@@ -197,9 +231,15 @@ def gather(
         greeting = _opens_with(opening, vocabulary.greetings)
         if greeting and not _opens_with(opening, vocabulary.generic_greetings):
             signals.append(Signal("greeting", PERSON, "body (first line)", repr(lines[0][:60])))
-        closing = _closing(lines[-_LAST_LINES:], vocabulary.sign_offs, email.from_name)
+        quote = quote_start(lines, vocabulary.quotes)
+        reply = reply_in_conversation(email, lines, quote)
+        if reply:
+            signals.append(Signal("conversation-reply", PERSON, "In-Reply-To and body", reply))
+        # A reply's last lines are the quoted message's: its author signs above the quote.
+        own, where = (lines[:quote], "body (above the quote)") if quote else (lines, "")
+        closing = _closing(own[-_LAST_LINES:], vocabulary.sign_offs, email.from_name)
         if closing:
-            signals.append(Signal("signature", PERSON, "body (last lines)", closing))
+            signals.append(Signal("signature", PERSON, where or "body (last lines)", closing))
     return tuple(signals)
 
 
@@ -217,22 +257,46 @@ def weigh(signals: tuple[Signal, ...], needs: int) -> Verdict:
     if hints:
         return Verdict(FILTERED, f"weak rules, and signs of a machine: {', '.join(hints)}")
     person = [s for s in signals if s.side == PERSON]
+    names = ", ".join(s.name for s in person)
     decisive = [s.name for s in person if s.decisive]
     if decisive:
         return Verdict(
             REVIEW, f"only weak rules fired, and a decisive sign of a person: {decisive[0]}"
         )
-    if len(person) >= needs and len(person) > len(standing):
+    # Every rule of one upstream verdict is that filter's one decision: it counts once.
+    counted = _counted(standing)
+    verdicts = sorted({s.verdict for s in standing if s.verdict})
+    if verdicts and len(counted) == 1:
+        # Another filter's score over the whole message, whose false positives are people's
+        # ordinary mail: one sign of a person sets it aside for review.
+        told = f"one {verdicts[0]} verdict ({', '.join(s.name[5:] for s in standing)})"
+        if person:
+            return Verdict(
+                REVIEW,
+                f"only {told}, no sign of a machine, and a sign of a person is enough: {names}",
+            )
+        return Verdict(FILTERED, f"{told} and no sign of a person")
+    once = f"; {len(standing)} fired, one verdict counted once" if verdicts else ""
+    if len(person) >= needs and len(person) > len(counted):
         return Verdict(
             REVIEW,
-            f"only weak rules fired ({len(standing)}), no sign of a machine, and {len(person)} signs"
-            f" of a person ({', '.join(s.name for s in person)}; {needs} needed)",
+            f"only weak rules fired ({len(counted)}{once}), no sign of a machine, and"
+            f" {len(person)} signs of a person ({names}; {needs} needed)",
         )
     return Verdict(
         FILTERED,
-        f"{len(standing)} weak rule(s) and {len(person)} sign(s) of a person"
+        f"{len(counted)} weak rule(s){f' ({once[2:]})' if once else ''} and {len(person)}"
+        f" sign(s) of a person{f' ({names})' if person else ''}"
         f" ({needs} needed, and more than the weak rules)",
     )
+
+
+def _counted(standing: list[Signal]) -> list[str]:
+    """One entry per weak rule, and one per upstream verdict however many rules read it."""
+    seen: dict[str, None] = {}
+    for s in standing:
+        seen.setdefault(f"verdict:{s.verdict}" if s.verdict else s.name, None)
+    return list(seen)
 
 
 def reply_signal(ticket: str) -> Signal:
