@@ -15,7 +15,12 @@ from triage.core.filter_rules import normalise
 from triage.core.message import Email
 
 _ATTRIBUTION_WORDS = 30  # "On <date>, <name> <address> wrote:" is a line, not a paragraph
+_ATTRIBUTION_CHARS = 300
+_SEPARATOR_CHARS = 100  # "-----Original Message-----" and its like, with their dashes
 _QUOTED = (">", "＞")
+_COLONS = (":", "：")
+_DASHES = "-_=*"
+_LABEL = 24  # "From:", "Gesendet:", "送信日時:": a label opens its line
 # The Message-IDs triage writes (triage/core/replies.py `render`, triage/core/digests.py),
 # read by shape: `<T-000123.<16 hex>@domain>`, `<review-digest.<time>.<hex>@domain>`.
 _OURS = re.compile(
@@ -38,24 +43,40 @@ def quote_start(lines: list[str], markers: QuoteMarkers) -> int | None:
 
     Its opening line: an attribution that holds a date or an address (on it or, when a
     client wraps it, on the line before); a separator; or Outlook's header block, a
-    From line with a Sent or Date line within the next three.
+    From line with a Sent or Date line within the next three. `lines` are stripped and
+    not empty.
     """
     for i, line in enumerate(lines):
-        text = normalise(line)
+        # Cheap tests on the raw line first: most lines of a message are none of these.
+        if line.endswith(_COLONS) and len(line) <= _ATTRIBUTION_CHARS:
+            text = normalise(line)
+            if (
+                len(text.split()) <= _ATTRIBUTION_WORDS
+                and _names_any(text, markers.attributions)
+                and any(ch.isdigit() or ch == "@" for ch in text + (lines[i - 1] if i else ""))
+            ):
+                return i
         if (
-            text.endswith((":", "："))
-            and len(text.split()) <= _ATTRIBUTION_WORDS
-            and _names_any(text, markers.attributions)
-            and any(ch.isdigit() or ch == "@" for ch in text + (lines[i - 1] if i else ""))
+            line[0] in _DASHES
+            and len(line) <= _SEPARATOR_CHARS
+            and normalise(line).strip(_DASHES + " ") in markers.separators
         ):
             return i
-        if text.strip("-_=* ") in markers.separators:
-            return i
-        if text.startswith(markers.header_from) and any(
-            normalise(nxt).startswith(markers.header_sent) for nxt in lines[i + 1 : i + 4]
+        if (
+            _labelled(line)
+            and normalise(line[:_LABEL]).startswith(markers.header_from)
+            and any(
+                normalise(n[:_LABEL]).startswith(markers.header_sent) for n in lines[i + 1 : i + 4]
+            )
         ):
             return i
     return None
+
+
+def _labelled(line: str) -> bool:
+    """The line opens with a word or two and a colon ("From:", "Envoyé :", "差出人：")."""
+    found = [at for at in (line.find(":", 0, _LABEL), line.find("：", 0, _LABEL)) if at > 0]
+    return bool(found) and line[: min(found)].replace(" ", "").isalpha()
 
 
 def reply_in_conversation(email: Email, lines: list[str], quote: int | None) -> str:
