@@ -177,8 +177,12 @@ def test_the_daemon_takes_its_pool_and_batches_from_the_engine_not_from_replay()
     for path in sorted((ROOT / "triage" / "service").rglob("*.py")):
         names = _modules(ast.parse(path.read_text(encoding="utf-8")))
         assert "triage.engine.replay" not in names, path
-    daemon = _modules(ast.parse((ROOT / "triage/service/daemon.py").read_text(encoding="utf-8")))
-    assert {"triage.engine.pool", "triage.engine.batch"} <= set(daemon)
+    service = [
+        name
+        for path in sorted((ROOT / "triage" / "service").rglob("*.py"))
+        for name in _modules(ast.parse(path.read_text(encoding="utf-8")))
+    ]
+    assert {"triage.engine.pool", "triage.engine.batch"} <= set(service)
 
 
 def test_core_results_are_plain_json_the_contract_names(rules):

@@ -354,10 +354,6 @@ SQL_ALLOWED = {
         "Store.outbox",
     ): "one '?' per status: placeholders only, values bound",
     (
-        "triage/service/tracking.py",
-        "_select",
-    ): "column list is a module constant; WHERE texts are literals in callers",
-    (
         "triage/store/mailboxes.py",
         "update",
     ): "column names are keyword names written in triage's code",

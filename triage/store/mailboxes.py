@@ -66,3 +66,11 @@ def rows(store: Store) -> list[dict]:
 
 def now_text() -> str:
     return _now()
+
+
+def failing_since(store: Store, mailbox: str) -> str | None:
+    """When `mailbox` began its current failing spell (as stored), or None."""
+    row = store.conn.execute(
+        "SELECT failing_since FROM mailbox_state WHERE mailbox = ?", (mailbox,)
+    ).fetchone()
+    return row[0] if row else None
