@@ -18,6 +18,7 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -95,8 +96,20 @@ class GraphClient:
         await self._http.aclose()
 
     def url(self, path: str) -> str:
-        """`path` under the Graph root, or a full link Graph gave (nextLink, deltaLink)."""
-        return path if path.startswith("https://") else f"{self.graph_url}/{path.lstrip('/')}"
+        """`path` under the Graph root, or a full link Graph gave (nextLink, deltaLink).
+
+        A full link must point at the configured Graph host: the bearer token goes with
+        every request, and a link from anywhere else (a database edited by hand, a Graph
+        URL changed in the config) must not carry it there."""
+        if not path.startswith(("https://", "http://")):
+            return f"{self.graph_url}/{path.lstrip('/')}"
+        if _origin(path) != _origin(self.graph_url):
+            raise GraphError(
+                "protocol",
+                f"a link to {_origin(path)} is not on the Graph host {_origin(self.graph_url)}",
+                code="ForeignLink",
+            )
+        return path
 
     async def request(
         self,
@@ -187,6 +200,11 @@ def _retry_after(answer: Answer) -> float | None:
     with contextlib.suppress(ValueError):
         return min(max(float(value), 0.0), RETRY_AFTER_MAX)
     return None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def _shown(url: str) -> str:
