@@ -48,8 +48,12 @@ async def drain(
     *,
     max_bytes: int = 10 * 1024 * 1024,
     crash_after_pages: int | None = None,
+    acknowledge: bool = True,
 ) -> int:
-    """One round from the ledger's link to a deltaLink; the number of messages committed."""
+    """One round from the ledger's link to a deltaLink; the number of messages committed.
+
+    Without `acknowledge` the messages stay where they are (the fetch path alone, for
+    bench/graph.py); the ledger still moves on, as it would after a commit in read mode."""
     done = 0
     async for page in session.changes(ledger.link):
         fetched, left = await session.fetch(list(page.ids), max_bytes)
@@ -60,7 +64,8 @@ async def drain(
         done += len(fetched)
         if crash_after_pages is not None and ledger.pages >= crash_after_pages:
             raise Crash(f"stopped after {ledger.pages} pages, before acknowledging")
-        await session.ack([f.id for f in fetched], "processed")
+        if acknowledge:
+            await session.ack([f.id for f in fetched], "processed")
         ledger.link = page.resume  # only now: every message of the page is filed
         ledger.pages += 1
     return done
@@ -124,12 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tenant", required=True)
     parser.add_argument("--after", default="move")
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--user", default=UPN)
+    parser.add_argument("--fetch-only", action="store_true", help="no move, read or category")
     args = parser.parse_args(argv)
 
     class Where:
         url, ca_file, tenant = args.url, args.ca_file, args.tenant
 
-    mb = mailbox(Where, after=args.after, batch=args.batch)  # type: ignore[arg-type]
+    mb = mailbox(Where, user=args.user, after=args.after, batch=args.batch)  # type: ignore[arg-type]
 
     async def run() -> dict:
         session = GraphSession(mb)
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
             ledger = Keys()
             base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             cpu, wall = time.process_time(), time.perf_counter()
-            await drain(session, ledger)
+            await drain(session, ledger, acknowledge=not args.fetch_only)
             return {
                 "messages": len(ledger.rows),
                 "repeats": ledger.repeats,
