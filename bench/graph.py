@@ -46,7 +46,7 @@ sys.path.insert(0, str(BENCH))
 import imap as imap_bench  # noqa: E402
 import replay as replay_bench  # noqa: E402
 
-from tests import servers  # noqa: E402
+from tests.support import dovecot  # noqa: E402
 from tests.support.graph_drain import SECRET, UPN, standard  # noqa: E402
 from tests.support.graph_standin import GraphStandIn  # noqa: E402
 
@@ -123,12 +123,12 @@ def imap_fetch(tmp: Path, messages: list[bytes], runs: int) -> list[dict] | str:
     """triage's ImapSession fetching the same messages from a private Dovecot (imaps), as
     bench/imap.py's fetch-only figure: client CPU, Dovecot's CPU (all its processes), wall.
     The reason instead when Dovecot cannot run here."""
-    reason = servers.skip_reason()
+    reason = dovecot.skip_reason()
     if reason:
         return reason
     tmp.mkdir()
     os.chmod(tmp, 0o755)  # Dovecot's unprivileged processes traverse it
-    dc = servers.Dovecot.start(tmp / "dovecot")
+    dc = dovecot.Dovecot.start(tmp / "dovecot")
     try:
         imap_bench.fill(dc, messages, "append")
         password = tmp / "password"

@@ -26,6 +26,7 @@ from triage.service.tracking import TrackingError, UnknownTicket
 from triage.sinks.smtp import RelayError, RowError
 from triage.sinks.values import SinkConfigError
 from triage.sinks.webhook import WebhookSecretError
+from triage.sources.graph_auth import GraphError
 from triage.sources.imap import ImapError
 from triage.store.lock import AlreadyRunning, LockError
 from triage.store.records import StaleFacts
@@ -46,6 +47,7 @@ KINDS = [
     AlreadyRunning("triage.db: in use by another `triage run`; fix: stop that one first"),
     MessageError("too-large", "30000000 bytes, over max_bytes"),
     ImapError("auth", "support: LOGIN refused: [AUTHENTICATIONFAILED]"),
+    GraphError("auth", "support: AADSTS7000215: Invalid client secret provided"),
     SecretError("environment variable IMAP_PW is not set"),
     RelayError("auth", "535 5.7.8 Authentication credentials invalid"),
     RowError(True, "550 5.1.1 no such user; fix: correct the address, then retry"),

@@ -13,9 +13,9 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.servers import free_port
 from tests.support.graph_drain import UPN, Ledger, drain, mailbox, standard
 from tests.support.graph_standin import GraphStandIn, generated
+from tests.support.net import free_port
 from triage.sources.graph import GraphSession
 from triage.sources.graph_notify import Notices, Notifications, read_notices
 

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from tests.servers import REPO
+from tests.support.daemon import REPO
 from tests.support.graph_drain import (
     CLIENT_ID,
     SECRET,

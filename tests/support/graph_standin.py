@@ -35,10 +35,13 @@ import httpx
 from aiohttp import web
 from cryptography import x509
 
-from tests.servers import REPO, _stop_popen, free_port, make_cert, wait_for_port
 from tests.support import graph_routes
+from tests.support.certs import make_cert
+from tests.support.daemon import REPO
 from tests.support.graph_identity import App
 from tests.support.graph_model import Mailbox
+from tests.support.net import free_port, wait_for_port
+from tests.support.procs import stop_child
 
 TENANT = "8a4f9e2c-0c1d-4b6e-9f3a-5d7c2b1e0f64"
 
@@ -278,7 +281,7 @@ class GraphStandIn:
         try:
             wait_for_port("127.0.0.1", port, timeout=20)
         except TimeoutError:
-            _stop_popen(proc, 15, 5)
+            stop_child(proc, 15, 5)
             raise
         return cls(proc, port, cert, tenant)
 
@@ -288,7 +291,7 @@ class GraphStandIn:
 
     def stop(self) -> None:
         self.http.close()
-        _stop_popen(self.proc, 15, 10)  # this pid only
+        stop_child(self.proc, 15, 10)  # this pid only
 
     def __enter__(self) -> GraphStandIn:
         return self

@@ -24,13 +24,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from triage.config.endpoints import Secret, SecretError
+from triage.errors import RecordedError
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 RENEW_WINDOW = 5 * 60 + 5  # msal renews a token with under 5 minutes left; a margin over it
 _AADSTS = re.compile(r"AADSTS\d+: [^\r\n]*")
 
 
-class GraphError(Exception):
+class GraphError(RecordedError):
     """A failure talking to Microsoft; `kind` says what the operator should look at.
 
     auth: the grant or the token was refused; connect: no answer, or a connection that
