@@ -89,6 +89,7 @@ def invoke(*args: str, codes: tuple[int, ...] = (0,)) -> str:
 def test_a_release_database_keeps_every_row_and_gains_the_latest_schema(tmp_path, commit):
     db = release_copy(tmp_path, commit)
     before = {t: rows(db, t) for t in TABLES}
+    indexes = {t: i for t, (_, _, _, i) in shape(db).items()}
     assert pragma(db, "user_version") == [(0,)]
 
     Store(db).close()
@@ -102,6 +103,9 @@ def test_a_release_database_keeps_every_row_and_gains_the_latest_schema(tmp_path
     assert {
         (t, fk[0]): (fk[1], fk[2]) for t, (_, _, fks, _) in shape(db).items() for fk in fks
     } == LINKS
+    # Rebuilt tables keep their indexes; only the release's duplicate one is gone.
+    indexes["outbox"].remove((("to_addr", "created_at"), False))
+    assert {t: i for t, (_, _, _, i) in shape(db).items() if t in indexes} == indexes
 
 
 @pytest.mark.parametrize("commit", [LAST, OLDER])
