@@ -215,6 +215,12 @@ store = Store(__import__("pathlib").Path({str(db)!r}))
 outbox.ensure(store)
 now = datetime.now(UTC)
 store.begin()
+# their tickets first: outbox.ticket_id is a foreign key
+store.conn.executemany(
+    "INSERT OR IGNORE INTO tickets (id, number, status, requester, created_at)"
+    " VALUES (?, ?, 'open', 'someone@acme.example', ?)",
+    [(n + 1, f"T-{{n + 1:06d}}", now.isoformat()) for n in range({count})],
+)
 for n in range({count}):
     mid = f"<drain{{n}}@msp.example>"
     raw = (f"From: support@msp.example\\r\\nTo: user{{n}}@acme.example\\r\\nSubject: [#T-{{n + 1:06d}}] x\\r\\n"

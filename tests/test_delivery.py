@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import tickets
 from tests.support.daemon import Daemon, killed_after, wait_for
 
 from . import servers
@@ -210,6 +211,7 @@ def test_a_backlog_longer_than_one_round_is_sent_without_waiting_between_rounds(
     d = daemon(daemon={"outbox_seconds": 120}, extra=smtp_table(smtp_sink.port))
     store = Store(d.db)
     store.begin()
+    tickets.make(store.conn, *range(1, 251))
     for n in range(250):
         raw = f"To: user{n}@acme.example\r\nMessage-ID: <b{n}@msp.example>\r\n\r\nok\r\n"
         store.queue_ack(

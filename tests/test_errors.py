@@ -29,6 +29,7 @@ from triage.sinks.webhook import WebhookSecretError
 from triage.sources.graph_auth import GraphError
 from triage.sources.imap import ImapError
 from triage.store.lock import AlreadyRunning, LockError
+from triage.store.migrations import SchemaError, SchemaTooNew
 from triage.store.records import StaleFacts
 
 # Each kind built by its own constructor, as its raise sites build it.
@@ -54,6 +55,8 @@ KINDS = [
     SinkConfigError("triage.toml", "sink.1.url", "is not https", "write https://..."),
     WebhookSecretError("a signing secret starts with 'whsec_'; fix: write whsec_<base64>"),
     StaleFacts("T-000004 is not the next number; fix: read the facts in the transaction"),
+    SchemaError("triage.db", "migration 2 failed: disk I/O error", "free some space"),
+    SchemaTooNew("triage.db", "the database is at schema version 9", "run a later release"),
 ]
 # Exceptions defined in triage/ that are signals inside one module, never raised out of it.
 INTERNAL = {"triage.core.filter_loader._KeyProblem", "triage.core.tnef.BudgetSpent"}

@@ -18,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 from structlog.testing import capture_logs
 
+from tests.support import tickets
 from triage import log
 from triage.cli import cli
 from triage.config import Config
@@ -188,6 +189,8 @@ def pending(db, count: int, start: int = 0, ticket: bool = True) -> list[str]:
     """`count` acknowledgement rows queued straight into the outbox; their Message-IDs."""
     store = Store(db)
     outbox.ensure(store)
+    if ticket:
+        tickets.make(store.conn, *range(start + 1, start + count + 1))
     ids = []
     for n in range(start, start + count):
         mid = f"<ack{n}@msp.example>"
@@ -498,6 +501,7 @@ def queued(
     if ticket is None:
         store.queue_alert(Ack(to, "alert", mid, raw), NOW)
     else:
+        tickets.make(store.conn, ticket)
         store.queue_ack(ticket, None, Ack(to, "s", mid, raw), NOW)
     store.close()
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.support import postfix
+from tests.support import postfix, tickets
 from triage.config.endpoints import Secret, Smtp
 from triage.core.replies import Ack
 from triage.sinks import outbox
@@ -68,6 +68,7 @@ def queue(db, *recipients: str) -> list[str]:
             f"Date: Tue, 10 Mar 2026 14:30:00 +0000\r\nMessage-ID: {mid}\r\nMIME-Version: 1.0\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n\r\nWe have your request.\r\n"
         ).encode()
+        tickets.make(store.conn, n + 1)
         store.queue_ack(n + 1, None, Ack(to, "hello", mid, raw), NOW)
         ids.append(mid)
     store.close()

@@ -358,6 +358,14 @@ SQL_ALLOWED = {
         "update",
     ): "column names are keyword names written in triage's code",
     (
+        "triage/store/migrations.py",
+        "_pragma",
+    ): "a PRAGMA's name and an int: the migration's number, a busy timeout",
+    (
+        "triage/store/migrations.py",
+        "_unlink_orphans",
+    ): "table and column names from schema.FOREIGN_KEYS; row ids bound",
+    (
         "triage/sources/imap/connection.py",
         "Connection._starttls",
     ): "protocol.execute(command) is IMAP, not SQL",

@@ -6,6 +6,7 @@
     daemon       `triage run` as a subprocess: config, log, database, processes
     certs        self-signed certificates                           net       free ports, waits
     procs        processes seen through /proc, stopped by pid       scratch   private folders
+    tickets      ticket rows made by hand, for outbox rows that name them
 
 Plain modules (no pytest import), so bench scripts use them too.
 """

@@ -73,7 +73,6 @@ def status(config_path, db_path, as_json, now_text) -> None:
     config = load_config(config_path)
     store = open_store(config, db_path)
     try:
-        mailbox_state.ensure(store)
         boxes = mailbox_state.rows(store)
         outbox = listings.outbox_counts(store)
         relay = outbox_mod.relay_health(store)

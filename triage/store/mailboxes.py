@@ -12,24 +12,12 @@ from datetime import UTC, datetime
 from triage import instants
 from triage.store.sqlite import Store
 
-_COLUMNS = {
-    "state": str,  # connecting | idle | fetching | failing | stopped
-    "last_error": str,
-    "failures": int,
-    "failing": int,
-    "failing_since": str,
-    "last_message_at": str,
-    "last_ok_at": str,
-    "backlog": int,
-}
-
 
 def ensure(store: Store) -> None:
-    """Columns added since the first schema (mailbox, uidvalidity, last_uid, updated_at)."""
-    have = set(store.db["mailbox_state"].columns_dict)
-    for name, kind in _COLUMNS.items():
-        if name not in have:
-            store.db["mailbox_state"].add_column(name, kind)
+    """Nothing to do: the schema's migrations (store/migrations.py) add every column.
+
+    Kept while callers still call it.
+    """
 
 
 def _now() -> str:

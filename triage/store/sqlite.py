@@ -1,4 +1,4 @@
-"""SQLite through sqlite-utils: the schema, one savepoint per message, queries.
+"""SQLite through sqlite-utils: the connection, its transactions, the batch's read and write.
 
 A message's rows (message, ticket or append, outbox, events) are written
 together or not at all; the caller commits in small groups and acknowledges
@@ -21,23 +21,7 @@ from triage.core.facts import Facts, Needs
 from triage.core.outgoing import Rendered
 from triage.core.replies import Ack
 from triage.store import facts as facts_mod
-from triage.store import records
-
-SCHEMA_VERSION = 1
-_INDEXES = (  # (table, columns, unique)
-    ("tickets", ["number"], True),
-    ("tickets", ["response_due"], False),
-    ("messages", ["message_key"], True),
-    ("messages", ["message_id"], False),
-    ("messages", ["ticket_id"], False),
-    ("events", ["ticket_id"], False),
-    ("events", ["kind"], False),
-    ("outbox", ["message_id"], False),
-    ("outbox", ["status"], False),
-    ("outbox", ["to_addr", "created_at"], False),  # the daily acknowledgement limit
-    ("attachments", ["message_key"], False),
-    ("bounces", ["address", "at"], False),
-)
+from triage.store import migrations, records
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -86,187 +70,12 @@ class Store:
         self.conn.execute("PRAGMA wal_autocheckpoint=1000")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(self.conn)
-        self._ensure_schema()
+        # The schema lives in store/schema.py and store/migrations.py; an old database is
+        # upgraded here, once, and a newer one refused.
+        migrations.upgrade(self.db, where)
         self._in_batch = False
         # Replay writes would-be acknowledgements with status "replay": never sent.
         self.outbox_status = "pending"
-
-    # -- schema -----------------------------------------------------------
-    def _ensure_schema(self) -> None:
-        self._create_tables()
-        # Databases made by an earlier release gain the columns added since.
-        # The loop guard counts acknowledgements per address for every new ticket.
-        self.conn.execute(
-            "CREATE INDEX IF NOT EXISTS outbox_to_addr_created ON outbox (to_addr, created_at)"
-        )
-        for table, columns in (
-            ("tickets", {"queue": str, "vip": int, "forwarded_by": str}),
-            ("messages", {"fingerprint": str}),
-            # outbox claims: a drainer marks a row `sending`, its own, until lease_until
-            ("outbox", {"next_attempt_at": str, "claimed_by": str, "lease_until": str}),
-        ):
-            have = set(self.db[table].columns_dict)
-            for name, kind in columns.items():
-                if name not in have:
-                    self.db[table].add_column(name, kind)
-
-    def _create_tables(self) -> None:
-        db = self.db
-        if "tickets" not in db.table_names():
-            db["tickets"].create(
-                {
-                    "id": int,
-                    "number": str,
-                    "status": str,
-                    "subject": str,
-                    "requester": str,
-                    "requester_name": str,
-                    "participants": str,
-                    "company": str,
-                    "contact": str,
-                    "match": str,
-                    "verified": int,
-                    "priority": str,
-                    "level": int,
-                    "policy": str,
-                    "plan": str,
-                    "calendar": str,
-                    "timezone": str,
-                    "target": str,
-                    "response_due": str,
-                    "created_at": str,
-                    "first_response_at": str,
-                    "linked_to": str,
-                    "message_key": str,
-                    "queue": str,
-                    "vip": int,
-                    "forwarded_by": str,
-                },
-                pk="id",
-                not_null={"number", "status", "requester", "created_at"},
-            )
-        if "messages" not in db.table_names():
-            db["messages"].create(
-                {
-                    "id": int,
-                    "message_key": str,
-                    "message_id": str,
-                    "sha256": str,
-                    "source": str,
-                    "from_addr": str,
-                    "subject": str,
-                    "date": str,
-                    "received_at": str,
-                    "action": str,
-                    "reason": str,
-                    "ticket_id": int,
-                    "size": int,
-                    "body": str,
-                    "decision": str,
-                    "fingerprint": str,
-                },
-                pk="id",
-                not_null={"message_key", "action", "received_at"},
-                foreign_keys=[("ticket_id", "tickets", "id")],
-            )
-        if "events" not in db.table_names():
-            db["events"].create(
-                {
-                    "id": int,
-                    "ticket_id": int,
-                    "message_key": str,
-                    "kind": str,
-                    "at": str,
-                    "detail": str,
-                },
-                pk="id",
-                not_null={"kind", "at"},
-            )
-        if "outbox" not in db.table_names():
-            db["outbox"].create(
-                {
-                    "id": int,
-                    "ticket_id": int,
-                    "to_addr": str,
-                    "subject": str,
-                    "message_id": str,
-                    "raw": str,
-                    "status": str,
-                    "attempts": int,
-                    "last_error": str,
-                    "created_at": str,
-                    "sent_at": str,
-                    "next_attempt_at": str,
-                    "claimed_by": str,
-                    "lease_until": str,
-                },
-                pk="id",
-                not_null={"to_addr", "status", "created_at"},
-                defaults={"attempts": 0},
-            )
-        if "attachments" not in db.table_names():
-            db["attachments"].create(
-                {
-                    "id": int,
-                    "message_key": str,
-                    "filename": str,
-                    "content_type": str,
-                    "size": int,
-                    "sha256": str,
-                },
-                pk="id",
-            )
-        if "contacts" not in db.table_names():
-            db["contacts"].create(
-                {
-                    "email": str,
-                    "name": str,
-                    "company": str,
-                    "site": str,
-                    "plan": str,
-                    "timezone": str,
-                    "vip": int,
-                    "aliases": str,
-                    "approved": int,
-                },
-                pk="email",
-            )
-        if "bounces" not in db.table_names():
-            db["bounces"].create(
-                {
-                    "id": int,
-                    "address": str,
-                    "at": str,
-                    "status": str,
-                    "permanent": int,
-                    "ticket_id": int,
-                    "message_key": str,
-                },
-                pk="id",
-            )
-        if "relay_state" not in db.table_names():  # the SMTP relay's health, for `triage status`
-            db["relay_state"].create(
-                {
-                    "relay": str,
-                    "failing": int,
-                    "failing_since": str,
-                    "failures": int,
-                    "kind": str,
-                    "last_error": str,
-                    "last_ok_at": str,
-                    "updated_at": str,
-                },
-                pk="relay",
-            )
-        if "mailbox_state" not in db.table_names():
-            db["mailbox_state"].create(
-                {"mailbox": str, "uidvalidity": int, "last_uid": int, "updated_at": str},
-                pk="mailbox",
-            )
-        # Apart from their tables, every time: a process killed between creating a table
-        # and its indexes (the very first start) would otherwise leave it without them.
-        for table, columns, unique in _INDEXES:
-            db[table].create_index(columns, unique=unique, if_not_exists=True)
 
     # -- batches ------------------------------------------------------------
     def begin(self) -> None:

@@ -1,0 +1,224 @@
+"""Numbered migrations: `PRAGMA user_version` says which have run, each runs once, in order.
+
+A database no release versioned has user_version 0; migration 1 makes it what the last
+such release wrote (triage/store/schema.py), whichever earlier release made it and whatever
+subset of the tables it has; a new database is made the same way, migration after
+migration, so a new database and an upgraded one are the same.
+
+Each migration runs in its own `BEGIN IMMEDIATE` transaction together with the version it
+sets: a crash leaves the database at the last whole step, and two processes that open an
+old database at once do not both migrate (the second waits for the write lock, reads the
+version again and finds the work done). A database newer than this code is refused.
+
+To add a migration, write a function of the sqlite-utils `Database` and append it to
+`MIGRATIONS`: its position is its number. Never edit or reorder one that has shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from triage import instants, log
+from triage.errors import TriageError
+from triage.store import schema
+
+Migration = Callable[[sqlite_utils.Database], None]
+
+LOCK_WAIT = 60.0  # seconds a migration waits for the write lock (another process migrating)
+
+
+class SchemaError(TriageError, RuntimeError):
+    """The database's schema cannot be brought to this release's."""
+
+
+class SchemaTooNew(SchemaError):
+    """The database was upgraded by a later release than this one."""
+
+
+# -- the migrations ---------------------------------------------------------------------
+def release_schema(db: sqlite_utils.Database) -> None:
+    """1: the tables, columns and indexes of the last unversioned release (9e44bdc).
+
+    Every earlier release wrote a subset of them: what is missing is added, nothing is
+    changed or dropped. A table made here is empty, so it gets migration 2's foreign keys
+    at once (the same table `link_tables` would rebuild, without the rebuild: a new
+    database opens in milliseconds).
+    """
+    have = set(db.table_names())
+    for name, table in schema.RELEASE_TABLES.items():
+        if name not in have:
+            keys = {k[0]: k for k in table.foreign_keys}
+            keys.update({c: (c, o, oc) for t, c, o, oc in schema.FOREIGN_KEYS if t == name})
+            db[name].create(  # type: ignore[union-attr]
+                table.columns,
+                pk=table.pk,
+                not_null=set(table.not_null),
+                defaults=table.defaults,
+                foreign_keys=list(keys.values()),
+            )
+            continue
+        columns = set(db[name].columns_dict)
+        for column, kind in table.columns.items():
+            if column not in columns:
+                db[name].add_column(column, kind)  # type: ignore[union-attr]
+    for name, columns, unique in schema.RELEASE_INDEXES:
+        db[name].create_index(list(columns), unique=unique, if_not_exists=True)  # type: ignore[union-attr]
+    # The release also made this one by hand, the same as idx_outbox_to_addr_created_at.
+    db.execute("CREATE INDEX IF NOT EXISTS outbox_to_addr_created ON outbox (to_addr, created_at)")
+
+
+def link_tables(db: sqlite_utils.Database) -> None:
+    """2: foreign keys between tickets, messages, events, outbox, bounces and attachments.
+
+    SQLite adds a key only by rebuilding the table (sqlite-utils `transform`: same rows,
+    same ids, same indexes). A reference to a row that is gone (a ticket deleted by hand)
+    would fail the key: it is set to NULL, and what it was is kept in an
+    `reference_unlinked` event and logged, so nothing is lost without a trace.
+    """
+    keys = schema.FOREIGN_KEYS
+    at = instants.iso_seconds(datetime.now(UTC))
+    for table, column, other, other_column in keys:
+        _unlink_orphans(db, table, column, other, other_column, at)
+    for table in dict.fromkeys(k[0] for k in keys):
+        present = {fk.column for fk in db[table].foreign_keys}  # type: ignore[union-attr]
+        missing = [(c, o, oc) for t, c, o, oc in keys if t == table and c not in present]
+        if missing:
+            db[table].transform(add_foreign_keys=missing)  # type: ignore[union-attr]
+    left = db.execute("PRAGMA foreign_key_check").fetchall()
+    if left:
+        raise sqlite3.IntegrityError(f"rows still break a foreign key after linking: {left[:5]}")
+
+
+def _unlink_orphans(
+    db: sqlite_utils.Database, table: str, column: str, other: str, other_column: str, at: str
+) -> None:
+    orphans = db.execute(
+        f"SELECT id, {column} FROM {table} WHERE {column} IS NOT NULL AND NOT EXISTS"
+        f" (SELECT 1 FROM {other} WHERE {other}.{other_column} = {table}.{column})"
+    ).fetchall()
+    if not orphans:
+        return
+    db.execute(
+        f"UPDATE {table} SET {column} = NULL WHERE id IN (SELECT value FROM json_each(?))",
+        [json.dumps([row_id for row_id, _ in orphans])],
+    )
+    for row_id, was in orphans:
+        detail = {"table": table, "id": row_id, "column": column, "was": was, "missing": other}
+        db.execute(
+            "INSERT INTO events (ticket_id, message_key, kind, at, detail)"
+            " VALUES (NULL, NULL, 'reference_unlinked', ?, ?)",
+            [at, json.dumps(detail)],
+        )
+    log.get(component="store").warning(  # each one is in its event; the first few here
+        "reference_unlinked",
+        table=table,
+        column=column,
+        missing=other,
+        count=len(orphans),
+        rows=[row_id for row_id, _ in orphans[:20]],
+        was=[was for _, was in orphans[:20]],
+    )
+
+
+def drop_duplicate_index(db: sqlite_utils.Database) -> None:
+    """3: one index on outbox (to_addr, created_at), not two."""
+    db.execute("DROP INDEX IF EXISTS outbox_to_addr_created")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    release_schema,  # 1
+    link_tables,  # 2
+    drop_duplicate_index,  # 3
+)
+LATEST = len(MIGRATIONS)
+
+
+# -- the runner -------------------------------------------------------------------------
+def version(db: sqlite_utils.Database) -> int:
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def upgrade(db: sqlite_utils.Database, where: str) -> list[int]:
+    """Run the migrations this database has not had; the numbers run (none: already latest).
+
+    `where` names the database in errors. The caller holds no transaction.
+    """
+    at = version(db)
+    _refuse_newer(at, where)
+    if at == LATEST:  # the common case: no write, no lock (read-only copies open too)
+        return []
+    conn = db.conn
+    fresh = not db.table_names()  # a new database: its making is not news
+    busy = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    # Keys off while tables are rebuilt (PRAGMA foreign_keys is ignored in a transaction);
+    # link_tables checks them itself before its commit.
+    conn.execute("PRAGMA foreign_keys=OFF")
+    _pragma(conn, "busy_timeout", max(busy, int(LOCK_WAIT * 1000)))
+    done: list[int] = []
+    try:
+        for number, migration in enumerate(MIGRATIONS, start=1):
+            started = time.perf_counter()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise _cannot(where, exc) from exc
+            try:
+                at = version(db)  # again, under the lock: another process may have migrated
+                _refuse_newer(at, where)
+                if at >= number:
+                    conn.execute("COMMIT")
+                    continue
+                migration(db)
+                _pragma(conn, "user_version", number)
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise _cannot(where, exc, number) from exc
+                raise
+            done.append(number)
+            logger = log.get(component="store")
+            (logger.debug if fresh else logger.info)(
+                "schema_migrated",
+                db=where,
+                version=number,
+                migration=migration.__name__,
+                ms=round((time.perf_counter() - started) * 1000, 1),
+            )
+    finally:
+        _pragma(conn, "busy_timeout", busy)
+        conn.execute("PRAGMA foreign_keys=ON")
+    return done
+
+
+def _pragma(conn: sqlite3.Connection, name: str, value: int) -> None:
+    """A PRAGMA that sets an integer (PRAGMA takes no bound parameters)."""
+    conn.execute(f"PRAGMA {name}={int(value)}")
+
+
+def _refuse_newer(at: int, where: str) -> None:
+    if at > LATEST:
+        raise SchemaTooNew(
+            where,
+            f"the database is at schema version {at}, this triage knows versions up to"
+            f" {LATEST}: a later release upgraded it",
+            "run the triage release that upgraded it, or a later one: an older release"
+            " cannot use it (or restore a backup taken before the upgrade)",
+        )
+
+
+def _cannot(where: str, exc: sqlite3.Error, number: int | None = None) -> SchemaError:
+    step = f"migration {number} ({MIGRATIONS[number - 1].__name__})" if number else "migration"
+    return SchemaError(
+        where,
+        f"{step} of the schema to version {LATEST} failed: {exc}; the database is unchanged by it",
+        "open it once where triage can write it and its folder (a read-only copy of an older"
+        " database cannot be upgraded), and stop any other triage using it if it is locked",
+    )
