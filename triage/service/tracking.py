@@ -22,7 +22,7 @@ so a timer and the daemon running it at once cannot write one twice.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -30,6 +30,8 @@ from triage import instants, log
 from triage.core import sla as sla_mod
 from triage.core.conversation import ticket_number
 from triage.errors import TriageError
+from triage.sinks.events import SLA_BREACHED, SLA_WARNING
+from triage.store import deliveries
 from triage.store.sqlite import Store
 
 WARNING = "sla_warning"
@@ -329,6 +331,17 @@ def _event(store: Store, ticket_id: int, kind: str, at: datetime, detail: dict) 
     )
 
 
+def _deliver(
+    store: Store, sinks: Sequence[deliveries.Subscriber], kind: str, ticket_id: int, at: datetime
+) -> None:
+    """The SLA event's deliveries, in the check's transaction (the response deadline)."""
+    if not any(kind in s.subscription.events for s in sinks):
+        return
+    event = deliveries.ticket_event(store.conn, kind, ticket_id, at, sla="respond")
+    if event is not None:
+        deliveries.queue(store.conn, sinks, event, at)
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     now: datetime
@@ -342,8 +355,10 @@ def check(
     policies: Mapping[str, sla_mod.Policy],
     now: datetime,
     threshold: float = THRESHOLD,
+    sinks: Sequence[deliveries.Subscriber] = (),
 ) -> CheckResult:
-    """Write the `sla_warning` / `sla_breached` events owed at `now`, in one transaction.
+    """Write the `sla_warning` / `sla_breached` events owed at `now`, in one transaction,
+    with the `sla.warning` / `sla.breached` deliveries for the `sinks` subscribed to them.
 
     Repeating a check writes nothing new: events already written are read
     under the same write lock. Tickets whose progress cannot be computed (policy
@@ -360,6 +375,7 @@ def check(
                 now,
                 {"due": iso(t.due) if t.due else None, "priority": t.priority},
             )
+            _deliver(store, sinks, SLA_BREACHED, t.id, now)
         for t, fraction in owed.warn:
             _event(
                 store,
@@ -373,6 +389,7 @@ def check(
                     "threshold": threshold,
                 },
             )
+            _deliver(store, sinks, SLA_WARNING, t.id, now)
         store.commit()
     except BaseException:
         store.rollback()

@@ -20,8 +20,8 @@ from triage.core.decision import Decision
 from triage.core.facts import Facts, Needs
 from triage.core.outgoing import Rendered
 from triage.core.replies import Ack
+from triage.store import deliveries, records
 from triage.store import facts as facts_mod
-from triage.store import records
 
 SCHEMA_VERSION = 1
 _INDEXES = (  # (table, columns, unique)
@@ -94,6 +94,7 @@ class Store:
     # -- schema -----------------------------------------------------------
     def _ensure_schema(self) -> None:
         self._create_tables()
+        deliveries.ensure(self.conn)
         # Databases made by an earlier release gain the columns added since.
         # The loop guard counts acknowledgements per address for every new ticket.
         self.conn.execute(
