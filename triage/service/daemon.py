@@ -32,7 +32,7 @@ from triage.engine import review
 from triage.engine.batch import log_decision, run_batch
 from triage.engine.pool import Pool, Task
 from triage.engine.pool import unreadable as _quarantine
-from triage.service import tracking
+from triage.service import delivering, tracking
 from triage.service.notify import Notifier
 from triage.sinks import outbox
 from triage.sources.files import Item
@@ -126,6 +126,12 @@ class Daemon:
         if self.config.smtp is not None:
             tasks.append(asyncio.create_task(self._outbox(), name="outbox"))
         tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
+        tasks.append(
+            asyncio.create_task(
+                delivering.run(self.store, lambda: self.rules.config, self.lock, self.stop),
+                name="deliveries",
+            )
+        )
         if not self.config.mailboxes:
             self.log.warning("no_mailboxes", fix="add a [[mailbox]] table to the configuration")
             self._maybe_ready()
@@ -428,6 +434,15 @@ class Daemon:
 
     def _alert(self, mb: Mailbox, kind: str, message: str) -> None:
         """A mail to the operator, queued in the outbox like any other (once per failing spell)."""
+        delivering.mailbox_event(
+            self.store,
+            self.rules.config,
+            True,
+            mb,
+            kind=kind,
+            error=message,
+            failures=self.health[mb.name].failures,
+        )
         now = datetime.now(UTC)
         self._queue_alert(
             alerts.mailbox_failing(self.config, mb, kind, message, now, secrets.token_hex(8))
@@ -440,6 +455,9 @@ class Daemon:
         ).fetchone()
         since = row[0] if row else None
         logger.info("mailbox_recovered", failures=health.failures, failing_since=since)
+        delivering.mailbox_event(
+            self.store, self.rules.config, False, mb, since=since, failures=health.failures
+        )
         now = datetime.now(UTC)
         self._queue_alert(
             alerts.mailbox_recovered(
@@ -479,7 +497,9 @@ class Daemon:
         while not self.stop.is_set():
             async with self.lock:
                 try:
-                    result = tracking.check(self.store, policies, datetime.now(UTC))
+                    result = tracking.check(
+                        self.store, policies, datetime.now(UTC), sinks=self.rules.config.sinks
+                    )
                     if result.warned or result.breached:
                         self.log.info(
                             "sla_checked", warned=len(result.warned), breached=len(result.breached)
