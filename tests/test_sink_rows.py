@@ -218,3 +218,38 @@ def test_rows_queue_one_per_event_and_sink(tmp_path):
     deliveries.queue(store.conn, rules.config.sinks, event, NOW)
     assert len(rows(store)) == 1
     assert json.loads(rows(store)[0]["event"])["id"] == "evt_1"
+
+
+def test_replay_queues_rows_that_nothing_sends_and_writes_them_to_sinks_dir(tmp_path):
+    from .conftest import ROOT
+
+    path = write_config(tmp_path)
+    fixtures = ROOT / "fixtures" / "emails"
+    files = [
+        str(fixtures / "01-plain-text-request.eml"),
+        str(fixtures / "12-severity1-subject.eml"),
+    ]
+    out = tmp_path / "sinks"
+    done = CliRunner().invoke(
+        cli,
+        ["replay", "--config", str(path), "--now", "2026-03-10T14:30:00Z"]
+        + ["--sinks-dir", str(out), *files],
+    )
+    assert done.exit_code == 0, done.output
+    store = Store(tmp_path / "t.db")
+    got = rows(store)
+    assert got and {r["status"] for r in got} == {"replay"}
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == len(got)
+    hook = next(p for p in sorted(out.iterdir()) if "-hook-" in p.name)
+    head, _, body = hook.read_bytes().partition(b"\n\n")
+    assert head.startswith(b"POST https://hooks.example.com/triage\n")
+    row = next(r for r in got if r["sink"] == "hook")
+    assert f"webhook-id: {row['delivery_id']}".encode() in head
+    # the very bytes the webhook would sign and send
+    assert body.rstrip(b"\n") == Event.from_json(row["event"]).body()
+    # `outbox send --once` sends none of them
+    sent = CliRunner().invoke(cli, ["outbox", "send", "--once", "--config", str(path)])
+    assert sent.exit_code == 0, sent.output
+    assert "deliveries: 0 sent" in sent.output
+    assert {r["status"] for r in rows(store)} == {"replay"}
