@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from triage.config import endpoints, fields
 from triage.config.values import Config, Queue
 from triage.errors import ConfigError
-from triage.sinks.config import parse_sinks
 
 SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "identity": {
@@ -55,6 +54,9 @@ def load_config(path: Path | None) -> Config:
     _check_schema(
         path, {k: v for k, v in data.items() if k not in TABLES_ELSEWHERE and k != "sink"}
     )
+    # imported here: triage.sinks.config reads its secrets' types from this package
+    from triage.sinks.config import parse_sinks
+
     sinks = parse_sinks(path, data.get("sink"))
     queues = _queues(path, data.get("queue", []))
     mailboxes = endpoints.parse_mailboxes(path, data.get("mailbox", []))
