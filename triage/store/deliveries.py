@@ -63,7 +63,7 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at
 CREATE INDEX IF NOT EXISTS deliveries_sink ON deliveries (sink, status);
 """
 
-WAITING = ("pending", "sending", "dead", "replay")  # what `triage outbox` lists
+WAITING = ("pending", "sending", "dead")  # what `triage outbox` lists (not replay's rows)
 
 
 class Subscriber(Protocol):
@@ -366,7 +366,7 @@ def next_due(conn: sqlite3.Connection, sinks: Sequence[str]) -> datetime | None:
 
 
 def waiting(store: Store, statuses: Sequence[str] = WAITING) -> list[dict]:
-    """Rows not yet sent (pending, being sent, dead, queued by replay), by sink then age."""
+    """Rows not yet sent (pending, being sent, dead), by sink then age."""
     marks = ",".join("?" for _ in statuses)
     return list(
         store.db.query(
