@@ -76,6 +76,7 @@ bench: $(VENV)/.installed-test servers
 	$(BIN)/python bench/chaos.py --short
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/sinks.py
+	$(BIN)/python bench/sinks_daemon.py
 
 clean:
 	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks demo-sinks build *.egg-info
