@@ -358,3 +358,27 @@ def test_chat_sinks_post_p1_tickets(tmp_path, kind):
         assert done.exit_code == 0, done.output
         [req] = rx.requests
         assert d.ticket in req.body.decode()
+
+
+def test_an_email_sink_mails_on_call_through_the_relay_with_a_stable_message_id(
+    tmp_path, smtp_sink
+):
+    path = tmp_path / "triage.toml"
+    path.write_text(
+        f'[store]\ndb = "{tmp_path / "t.db"}"\n[identity]\ndomains = ["msp.example"]\n'
+        'support_address = "support@msp.example"\n'
+        f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_sink.port}\ntls = "none"\n'
+        "allow_insecure = true\n\n"
+        '[[sink]]\nname = "mail"\nkind = "email"\nto = ["oncall@msp.example"]\n'
+        'events = ["message.quarantined"]\nrate_limit = 100\n'
+    )
+    [did] = queue_events(path, 1)
+    done = CliRunner().invoke(cli, ["outbox", "send", "--once", "--config", str(path)])
+    assert done.exit_code == 0, done.output
+    assert "deliveries: 1 sent" in done.output
+    [(sender, rcpts, raw)] = smtp_sink.wait_for(1)
+    assert (sender, rcpts) == ("support@msp.example", ["oncall@msp.example"])
+    assert f"Message-ID: <alert.{did}.0@msp.example>".encode() in raw
+    assert b"Auto-Submitted: auto-generated" in raw
+    assert b"m0.eml" in raw
+    assert row(path)["status"] == "sent"
