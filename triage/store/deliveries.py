@@ -353,11 +353,11 @@ def next_due(conn: sqlite3.Connection, sinks: Sequence[str]) -> datetime | None:
     """When the earliest pending row of these sinks is due (or a claim's lease runs out)."""
     if not sinks:
         return None
-    marks = ",".join("?" for _ in sinks)
     row = conn.execute(
-        f"SELECT MIN(CASE status WHEN 'pending' THEN next_attempt_at ELSE lease_until END)"
-        f" FROM deliveries WHERE status IN ('pending', 'sending') AND sink IN ({marks})",
-        tuple(sinks),
+        "SELECT MIN(CASE status WHEN 'pending' THEN next_attempt_at ELSE lease_until END)"
+        " FROM deliveries WHERE status IN ('pending', 'sending')"
+        " AND sink IN (SELECT value FROM json_each(?))",
+        (json.dumps(list(sinks)),),
     ).fetchone()
     return instants.stored(row[0]) if row and row[0] else None
 
@@ -367,13 +367,12 @@ def next_due(conn: sqlite3.Connection, sinks: Sequence[str]) -> datetime | None:
 
 def waiting(store: Store, statuses: Sequence[str] = WAITING) -> list[dict]:
     """Rows not yet sent (pending, being sent, dead), by sink then age."""
-    marks = ",".join("?" for _ in statuses)
     return list(
         store.db.query(
             "SELECT id, sink, event_type AS event, ticket, delivery_id, status, attempts,"
             " last_code, last_error, next_attempt_at, created_at, remote FROM deliveries"
-            f" WHERE status IN ({marks}) ORDER BY sink, id",
-            tuple(statuses),
+            " WHERE status IN (SELECT value FROM json_each(?)) ORDER BY sink, id",
+            (json.dumps(list(statuses)),),
         )
     )
 
