@@ -54,9 +54,10 @@ servers:
 	  else echo "note: Cyrus IMAP not set up (run make servers as root); its tests will skip"; fi)
 
 demo: $(VENV)/.installed
-	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks
+	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks demo-sinks
 	$(BIN)/triage contacts import fixtures/contacts.csv
-	$(BIN)/triage --log-level warning replay --now $(NOW) --acks-dir demo-acks fixtures/emails
+	$(BIN)/triage --log-level warning replay --config fixtures/demo/triage.toml --db triage.db \
+		--now $(NOW) --acks-dir demo-acks --sinks-dir demo-sinks fixtures/emails
 
 test: $(VENV)/.installed-test servers
 	$(BIN)/python -m pytest -q
@@ -76,6 +77,7 @@ bench: $(VENV)/.installed-test servers
 	$(BIN)/python bench/chaos.py --short
 	$(BIN)/python bench/delivery.py
 	$(BIN)/python bench/sinks.py
+	$(BIN)/python bench/sinks_daemon.py
 
 clean:
-	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks build *.egg-info
+	rm -rf $(VENV) triage.db triage.db-wal triage.db-shm triage.db.files demo-acks demo-sinks build *.egg-info

@@ -70,6 +70,7 @@ from tests.support import imap, procs  # noqa: E402
 from tests.support.daemon import Daemon, Database  # noqa: E402
 from tests.support.dovecot import Dovecot  # noqa: E402
 from tests.support.dovecot import skip_reason as dovecot_skip_reason  # noqa: E402
+from tests.support.http_receiver import HttpReceiver, Reply  # noqa: E402
 from tests.support.smtp_sink import SmtpSink  # noqa: E402
 from tests.support.smtp_sink import skip_reason as smtp_skip_reason  # noqa: E402
 
@@ -240,7 +241,7 @@ class SoakDaemon(Daemon):
     """The harness's daemon in its own session, counting what a soak reports: its starts,
     the exits it made by itself, and processes that outlived a killed daemon."""
 
-    def __init__(self, tmp: Path, dc: Dovecot, smtp_port: int) -> None:
+    def __init__(self, tmp: Path, dc: Dovecot, smtp_port: int, hook: Hook) -> None:
         super().__init__(
             tmp,
             dc,
@@ -257,7 +258,7 @@ class SoakDaemon(Daemon):
             extra=(
                 '[identity]\ndomains = ["msp.example"]\nsupport_address = "support@msp.example"\n'
                 f'[smtp]\nhost = "127.0.0.1"\nport = {smtp_port}\ntls = "none"\n'
-                "allow_insecure = true\ntimeout = 5\n"
+                "allow_insecure = true\ntimeout = 5\n" + hook.table(tmp)
             ),
         )
         self.starts = 0
@@ -354,6 +355,51 @@ class Sinks:
         for sink in self.all:
             with contextlib.suppress(Exception):
                 sink.stop()
+
+
+HOOK_SECRET = "whsec_" + "Y2hhb3Mtc29hay13ZWJob29rLXNlY3JldC0wMDE="  # this soak only
+
+
+class Hook:
+    """A webhook receiver for ticket.created that can fail: during an outage it answers
+    503 with Retry-After: 1, or (every other outage) closes the connection unanswered. It
+    records which delivery id it answered 2xx, so a delivery taken twice is seen."""
+
+    def __init__(self) -> None:
+        self.rx = HttpReceiver.start(secret=HOOK_SECRET)
+        self.accepted: list[str] = []  # webhook-id of each request answered 2xx
+        self.outages = 0
+        self._answer = self.rx.server.handle
+        self.rx.server.handle = self._handle
+
+    def _handle(self, request):
+        reply = self._answer(request)
+        if reply.kind == "status" and 200 <= reply.code < 300:
+            self.accepted.append(request.headers.get("webhook-id", ""))
+        return reply
+
+    def table(self, tmp: Path) -> str:
+        secret = tmp / "hook.secret"
+        secret.write_text(HOOK_SECRET + "\n")
+        secret.chmod(0o600)
+        return (
+            f'[[sink]]\nname = "hook"\nkind = "webhook"\nurl = "{self.rx.url}"\n'
+            f'secret_file = "{secret}"\nallow_insecure = true\ntimeout = 5\n'
+            'events = ["ticket.created"]\n'
+        )
+
+    def down(self) -> None:
+        self.outages += 1
+        failing = (
+            Reply.status(503, "maintenance", retry_after="1") if self.outages % 2 else Reply.close()
+        )
+        self.rx.always(failing)
+
+    def back(self) -> None:
+        self.rx.always(Reply.status(204))
+
+    def stop(self) -> None:
+        self.rx.stop()
 
 
 class Feeder(threading.Thread):
@@ -565,6 +611,7 @@ def run(
     diff = report.differences.append
     dc: Dovecot | None = None
     sinks: Sinks | None = None
+    hook: Hook | None = None
     daemon: SoakDaemon | None = None
     db: Db | None = None
     halt = threading.Event()
@@ -579,7 +626,8 @@ def run(
             dc.restart()
         sinks = Sinks(tmp)
         db = Db(tmp / "triage.db")
-        daemon = SoakDaemon(tmp, dc, sinks.port)
+        hook = Hook()
+        daemon = SoakDaemon(tmp, dc, sinks.port, hook)
         imap_lock = threading.Lock()
         noisy = items[: len(items) - plan.quiet_bursts * plan.quiet_size]
         feeder = Feeder(dc, noisy, plan.feed_seconds, plan.burst, rng, imap_lock, halt)
@@ -615,12 +663,15 @@ def run(
                         dc.kill()  # a crash: master and sessions SIGKILLed, then a fresh start
                         chaos["crash"] += 1
                     dc.restart()
-            elif what == "smtp_down":
+            elif what == "smtp_down":  # the relay and the webhook's receiver fail together
                 sinks.down()
+                hook.down()
             elif what == "smtp_up":
                 sinks.back()
+                hook.back()
             chaos[what] += 1
         sinks.back()
+        hook.back()
         if not daemon.running():
             daemon.kill()  # records its exit status
             daemon.start()
@@ -659,6 +710,10 @@ def run(
                 db.scalar("SELECT COUNT(*) FROM messages") >= len(items)
                 and db.scalar("SELECT COUNT(*) FROM outbox WHERE status IN ('pending', 'sending')")
                 == 0
+                and db.scalar(
+                    "SELECT COUNT(*) FROM deliveries WHERE status IN ('pending', 'sending')"
+                )
+                == 0
                 and imap.count(dc, USER, "INBOX") == 0
             )
 
@@ -676,6 +731,7 @@ def run(
         final_rc = daemon.stop()
         daemon.reap(grace=5.0)
         report.lines += _check(plan, items, dc, sinks, daemon, db, feeder, chaos, diff)
+        report.lines += _check_hook(hook, db, diff)
         if final_rc != 0:
             diff(f"the final SIGTERM stop exited with {final_rc}, expected 0")
     except Exception as exc:  # noqa: BLE001 - a broken harness is a FAIL with its reason
@@ -692,6 +748,8 @@ def run(
             db.close()
         if sinks is not None:
             sinks.stop()
+        if hook is not None:
+            hook.stop()
         if dc is not None:
             dc.stop()
             if keep or not report.passed:  # the mailboxes, for a look at what went wrong
@@ -964,6 +1022,36 @@ def _check(plan, items, dc, sinks, daemon, db, feeder, chaos, diff) -> list[str]
         f"quiet         {chaos['quiet_bursts']} bursts of {plan.quiet_size} after the chaos, "
         f"each handled within {chaos['quiet_worst']:g} s (limit {PROBE_SECONDS:g} s)",
         f"logged errors {dict(errors) or 'none'}",
+    ]
+
+
+def _check_hook(hook: Hook, db: Db, diff) -> list[str]:
+    """Every ticket's ticket.created reached the receiver under one delivery id, and every
+    row is sent; a delivery taken (2xx) more than once is counted: a kill fell between the
+    receiver's answer and our mark, and the repeat carried the same id by construction."""
+    tickets = {number for (number,) in db.rows("SELECT number FROM tickets")}
+    ids_of: dict[str, set[str]] = {}
+    unverified = 0
+    for r in hook.rx.requests:
+        unverified += r.verified is not True
+        ids_of.setdefault(r.json()["data"]["ticket"], set()).add(r.headers["webhook-id"])
+    accepted = Counter(hook.accepted)
+    status = Counter(dict(db.rows("SELECT status, COUNT(*) FROM deliveries GROUP BY status")))
+    missing = sorted(tickets - {t for t, ids in ids_of.items() if ids & set(accepted)})
+    split = [t for t, ids in ids_of.items() if len(ids) > 1]
+    if missing:
+        diff(f"{len(missing)} ticket(s) never taken by the webhook, e.g. {missing[:3]}")
+    if split:
+        diff(f"{len(split)} ticket(s) delivered under more than one webhook-id, e.g. {split[:3]}")
+    if set(status) - {"sent"}:
+        diff(f"webhook deliveries not all sent: {dict(status)}")
+    if unverified:
+        diff(f"{unverified} webhook request(s) failed signature verification")
+    again = sum(n - 1 for n in accepted.values() if n > 1)
+    return [
+        f"webhook       {len(tickets):,} tickets, {len(accepted):,} delivered (2xx), "
+        f"{len(hook.rx.requests):,} requests in all ({hook.outages} outages answered 503 or "
+        f"closed); taken twice {again} (same webhook-id); rows {dict(status)}"
     ]
 
 

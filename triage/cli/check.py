@@ -68,6 +68,10 @@ def check(config_path, connect) -> None:
             f"login {smtp.username}, password from {smtp.secret}" if smtp.username else "no login"
         )
         click.echo(f"smtp     {smtp.host}:{smtp.port} ({smtp.tls}), {login}")
+    for sink in config.sinks:
+        click.echo(
+            f"sink     {sink.name}: {_sink_line(sink)}; events {', '.join(sorted(sink.subscription.events))}"
+        )
     findings = preflight.check(config)
     for finding in findings:
         click.echo(f"{finding.level:8} {finding}")
@@ -90,6 +94,18 @@ def check(config_path, connect) -> None:
         if failed:
             raise click.ClickException("; ".join(f"{p.what}: {p.found[0]}" for p in failed))
     click.echo("ok")
+
+
+def _sink_line(sink) -> str:
+    """Where a sink sends, without its secrets (a chat webhook's URL is one)."""
+    settings = sink.settings
+    if sink.kind == "webhook":
+        return f"webhook to {settings.url}"
+    if sink.kind == "connectwise":
+        return f"connectwise at {settings.api}, board {settings.board}"
+    if sink.kind == "email":
+        return f"email to {', '.join(settings.to)}"
+    return f"{sink.kind}, webhook URL from {settings.url}"
 
 
 def register(cli: click.Group) -> None:

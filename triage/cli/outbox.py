@@ -1,14 +1,18 @@
-"""`triage outbox`: what waits to be sent or failed; `outbox retry` and `outbox send --once`."""
+"""`triage outbox`: what waits to be sent or failed, acknowledgements and sink deliveries;
+`outbox retry` / `drop` on either; `outbox send --once` drains both."""
 
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import click
 
 from triage.cli.common import CONFIG, DB, open_store, print_table
 from triage.config import load_config
 from triage.errors import ConfigError, TriageError
+
+ROW_HELP = "An outbox row's id as `triage outbox` lists it: 7 (acknowledgement) or d7 (delivery)."
 
 
 @click.group(invoke_without_command=True)
@@ -17,7 +21,8 @@ from triage.errors import ConfigError, TriageError
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
 @click.pass_context
 def outbox(ctx, config_path, db_path, as_json) -> None:
-    """Acknowledgements and alerts waiting to be sent, or failed, with the server's answer.
+    """Acknowledgements, alerts and sink deliveries waiting to be sent, or failed, with the
+    receiver's answer; deliveries are listed per sink.
 
     Example:
 
@@ -26,18 +31,21 @@ def outbox(ctx, config_path, db_path, as_json) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from triage.sinks import outbox as outbox_mod
-    from triage.store import listings
+    from triage.store import deliveries, listings
+    from triage.store import outbox as outbox_rows
 
     store = open_store(load_config(config_path), db_path)
     try:
-        outbox_mod.ensure(store)
+        outbox_rows.ensure(store)
         rows = listings.outbox_waiting(store)
+        queued = deliveries.waiting(store)
     finally:
         store.close()
     if as_json:
         for row in rows:
             click.echo(json.dumps(row))
+        for row in queued:
+            click.echo(json.dumps({**row, "id": f"d{row['id']}"}))
         return
     print_table(
         "Outbox",
@@ -57,33 +65,101 @@ def outbox(ctx, config_path, db_path, as_json) -> None:
             for r in rows
         ),
     )
+    if queued:
+        print_table(
+            "Sink deliveries",
+            ("id", "sink", "event", "ticket", "status", "attempts", "next try", "last answer"),
+            (
+                [
+                    f"d{r['id']}",
+                    r["sink"],
+                    r["event"],
+                    r["ticket"] or "",
+                    r["status"],
+                    str(r["attempts"]),
+                    (r["next_attempt_at"] or "")[:19] if r["status"] == "pending" else "",
+                    (r["last_error"] or "")[:60],
+                ]
+                for r in queued
+            ),
+        )
+
+
+def _row(text: str) -> tuple[str, int]:
+    """("outbox" | "delivery", id) from `7` or `d7`."""
+    table, digits = ("delivery", text[1:]) if text[:1].lower() == "d" else ("outbox", text)
+    if not digits.isdigit():
+        raise TriageError(
+            f"outbox row {text!r}", "is not a row id", "give an id as `triage outbox` lists it"
+        )
+    return table, int(digits)
 
 
 @outbox.command("retry")
 @CONFIG
 @DB
-@click.argument("row_id", type=int)
+@click.argument("row_id", metavar="ROW")
 def outbox_retry(config_path, db_path, row_id) -> None:
-    """Queue a failed row again (after fixing the address or the relay).
+    """Queue a failed acknowledgement or a dead delivery again (after fixing the cause).
+
+    ROW is the id `triage outbox` lists: 7 for an acknowledgement, d7 for a delivery.
 
     Example:
 
     \b
-        triage outbox retry 7
+        triage outbox retry d7
     """
-    from triage.sinks import outbox as outbox_mod
+    from triage.store import deliveries
+    from triage.store import outbox as outbox_rows
 
+    table, number = _row(row_id)
     store = open_store(load_config(config_path), db_path)
     try:
-        outbox_mod.ensure(store)
-        done = outbox_mod.retry(store, row_id)
+        outbox_rows.ensure(store)
+        if table == "delivery":
+            done = deliveries.retry(store, number, datetime.now(UTC))
+        else:
+            done = outbox_rows.retry(store, number)
+    finally:
+        store.close()
+    if not done:
+        what = "a dead delivery" if table == "delivery" else "a failed row"
+        raise TriageError(f"outbox row {row_id}", f"is not {what}", "`triage outbox` lists them")
+    click.echo(f"outbox row {row_id} queued again")
+
+
+@outbox.command("drop")
+@CONFIG
+@DB
+@click.argument("row_id", metavar="ROW")
+def outbox_drop(config_path, db_path, row_id) -> None:
+    """Never send a waiting or failed row; it stays in the database, marked dropped.
+
+    ROW is the id `triage outbox` lists: 7 for an acknowledgement, d7 for a delivery.
+
+    Example:
+
+    \b
+        triage outbox drop d7
+    """
+    from triage.store import deliveries
+    from triage.store import outbox as outbox_rows
+
+    table, number = _row(row_id)
+    store = open_store(load_config(config_path), db_path)
+    try:
+        outbox_rows.ensure(store)
+        if table == "delivery":
+            done = deliveries.drop(store, number)
+        else:
+            done = outbox_rows.drop(store, number)
     finally:
         store.close()
     if not done:
         raise TriageError(
-            f"outbox row {row_id}", "is not a failed row", "`triage outbox` lists them"
+            f"outbox row {row_id}", "is not waiting or failed", "`triage outbox` lists them"
         )
-    click.echo(f"outbox row {row_id} queued again")
+    click.echo(f"outbox row {row_id} dropped")
 
 
 @outbox.command("send")
@@ -91,7 +167,8 @@ def outbox_retry(config_path, db_path, row_id) -> None:
 @DB
 @click.option("--once", is_flag=True, help="Send every row that is due, then exit.")
 def outbox_send(config_path, db_path, once) -> None:
-    """Send what the outbox holds that is due, then exit; safe beside a running daemon.
+    """Send what the outbox holds that is due (acknowledgements over [smtp], deliveries to
+    every [[sink]]), then exit; safe beside a running daemon.
 
     Each row is claimed before it is sent, so this command and the daemon (or two of
     these) never send one row twice. Prints how many rows were sent, deferred and failed;
@@ -105,40 +182,58 @@ def outbox_send(config_path, db_path, once) -> None:
     import asyncio
 
     from triage.sinks import outbox as outbox_mod
+    from triage.sinks.drainer import Drainer
 
     if not once:
         raise click.UsageError(
             "give --once (send what is due, then exit); `triage run` sends continuously"
         )
     config = load_config(config_path)
-    if config.smtp is None:
+    if config.smtp is None and not config.sinks:
         raise ConfigError(
             config.path,
             "smtp",
-            "is missing, so there is no relay to send through",
+            "is missing, so there is no relay to send through (and there is no [[sink]])",
             'add an [smtp] table (host = "smtp.example.com", port, tls, username and'
             " a password source), as in systemd/triage.toml.example",
         )
     store = open_store(config, db_path)
     outbox_mod.ensure(store)
-    sender = outbox_mod.Sender(config.smtp, config.support_address)
     limit = 100
 
-    async def until_done() -> list:
+    async def acknowledgements() -> list:
+        assert config.smtp is not None
+        sender = outbox_mod.Sender(config.smtp, config.support_address)
         rounds = [await outbox_mod.drain(store, sender, limit=limit)]
         while sum((rounds[-1].sent, rounds[-1].deferred, rounds[-1].failed)) == limit:
             rounds.append(await outbox_mod.drain(store, sender, limit=limit))
         return rounds
 
+    async def sinks():
+        drainer = Drainer(store, config)
+        try:
+            return await drainer.drain()
+        finally:
+            await drainer.aclose()
+
     try:
-        rounds = asyncio.run(until_done())
+        rounds = asyncio.run(acknowledgements()) if config.smtp is not None else []
+        delivered = asyncio.run(sinks()) if config.sinks else None
     finally:
         store.close()
-    sent, deferred, failed = (
-        sum(getattr(r, f) for r in rounds) for f in ("sent", "deferred", "failed")
-    )
-    click.echo(f"{sent} sent, {deferred} deferred, {failed} failed")
-    if rounds[-1].relay_error:
+    if rounds:
+        sent, deferred, failed = (
+            sum(getattr(r, f) for r in rounds) for f in ("sent", "deferred", "failed")
+        )
+        click.echo(f"{sent} sent, {deferred} deferred, {failed} failed")
+    if delivered is not None:
+        click.echo(
+            f"deliveries: {delivered.sent} sent, {delivered.retried} to retry,"
+            f" {delivered.dead} dead"
+            + "".join(f"; {sink} {n}" for sink, n in sorted(delivered.by_sink.items()))
+        )
+    if rounds and rounds[-1].relay_error:
+        assert config.smtp is not None
         raise TriageError(
             f"{config.smtp.host}:{config.smtp.port}",
             f"the relay is failing, so the rest stays queued: {rounds[-1].relay_error}",

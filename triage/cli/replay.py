@@ -40,11 +40,20 @@ from triage.store.listings import Acknowledgement
     type=click.Path(file_okay=False, path_type=Path),
     help="Write the acknowledgements that would be sent here as .eml files.",
 )
+@click.option(
+    "--sinks-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write what each [[sink]] would receive here, one file per delivery.",
+)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, paths) -> None:
+def replay(
+    config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, sinks_dir, paths
+) -> None:
     """Run the whole pipeline over .eml files, folders, maildirs or mbox files.
 
-    Nothing is sent: acknowledgements are recorded (and written to --acks-dir).
+    Nothing is sent: acknowledgements are recorded (and written to --acks-dir), and
+    the deliveries to the configured [[sink]]s are queued as the daemon would, marked
+    so that nothing sends them (and written to --sinks-dir).
 
     Example:
 
@@ -55,7 +64,7 @@ def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, 
     from triage.engine.replay import replay as run
     from triage.sinks import folder
     from triage.sources.files import iter_paths
-    from triage.store import listings
+    from triage.store import deliveries, listings
 
     if db_path and dry_run:
         raise click.UsageError("--db and --dry-run exclude each other: choose one")
@@ -65,6 +74,7 @@ def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, 
     store = store_at(None if dry_run else (db_path or config.db), config.ticket_prefix)
     store.outbox_status = "replay"
     mark = listings.outbox_mark(store)
+    sink_mark = deliveries.mark(store)
     decisions: list[Decision] = []
     readable = 0
 
@@ -86,13 +96,18 @@ def replay(config_path, db_path, dry_run, now_text, as_json, workers, acks_dir, 
 
         summary = run(iter_paths(list(paths)), rules, store, now, tick, workers=workers)
     acks = listings.acknowledgements_after(store, mark)
+    queued = deliveries.after(store, sink_mark)
     store.close()
     err = Console(stderr=True)
     if not as_json:
         _print_decisions(decisions, acks)
+        _print_deliveries(queued)
     if acks_dir is not None:
         written = folder.write(acks, acks_dir)
         err.print(f"wrote {written} acknowledgement(s) that would be sent to {acks_dir}/")
+    if sinks_dir is not None:
+        written = folder.write_deliveries(queued, config.sinks, sinks_dir)
+        err.print(f"wrote {written} sink deliveries that would be sent to {sinks_dir}/")
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
     where = "nothing stored (dry run)" if dry_run else f"stored in {db_path or config.db}"
     err.print(f"{summary.total} message(s): {counts or 'none'}; {where}")
@@ -168,6 +183,17 @@ def _print_decisions(decisions: list[Decision], acks: list[Acknowledgement]) -> 
         for ack in acks:
             _row(table, ack.ticket, ack.to, ack.subject)
         out.print(table)
+
+
+def _print_deliveries(queued: list) -> None:
+    if not queued:
+        return
+    table = Table(title="Sink deliveries that would be sent")
+    for col in ("sink", "event", "ticket"):
+        table.add_column(col)
+    for q in queued:
+        _row(table, q.sink, q.event.type, q.event.ticket or "")
+    Console().print(table)
 
 
 def register(cli: click.Group) -> None:

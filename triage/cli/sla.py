@@ -94,7 +94,7 @@ def sla_check(config_path, db_path, now_text) -> None:
         if preview:
             result = tracking.preview(store, policies, now)
         else:
-            result = tracking.check(store, policies, now)
+            result = tracking.check(store, policies, now, sinks=config.sinks)
         verdict = monitoring.sla_verdict(
             len(tracking.at_risk(store, policies, now)),
             len(tracking.breached(store, now)),

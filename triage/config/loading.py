@@ -51,7 +51,13 @@ def load_config(path: Path | None) -> Config:
         ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(path, "-", f"not valid TOML ({exc})", "correct the syntax") from None
-    _check_schema(path, {k: v for k, v in data.items() if k not in TABLES_ELSEWHERE})
+    _check_schema(
+        path, {k: v for k, v in data.items() if k not in TABLES_ELSEWHERE and k != "sink"}
+    )
+    # imported here: triage.sinks.config reads its secrets' types from this package
+    from triage.sinks.config import parse_sinks
+
+    sinks = parse_sinks(path, data.get("sink"))
     queues = _queues(path, data.get("queue", []))
     mailboxes = endpoints.parse_mailboxes(path, data.get("mailbox", []))
     smtp = endpoints.parse_smtp(path, data.get("smtp"))
@@ -160,6 +166,7 @@ def load_config(path: Path | None) -> Config:
         mailboxes=mailboxes,
         smtp=smtp,
         daemon=daemon,
+        sinks=sinks,
     )
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from triage.config import Config
-from triage.config.credentials import Secret
+from triage.config.credentials import Secret, SecretError
 
 ERROR, WARNING = "error", "warning"
 
@@ -52,7 +52,89 @@ def check(config: Config) -> list[Finding]:
             out += _secret(config, "smtp", config.smtp.secret, oauth=False)
         if config.smtp.ca_file:
             out += _ca_file(config, "smtp.ca_file", Path(config.smtp.ca_file))
+    for n, sink in enumerate(config.sinks):
+        out += _sink(config, f"sink[{n}]", sink)
     return out
+
+
+def _sink(config: Config, key: str, sink) -> list[Finding]:
+    """A sink's secrets read and checked as the drainer will use them, its CA file, and
+    for an email sink the relay it sends through."""
+    from triage.sinks import config as sink_config
+    from triage.sinks.webhook import WebhookSecretError, parse_secrets
+
+    found: list[Finding] = []
+    settings = sink.settings
+    if sink.kind == "email" and config.smtp is None:
+        found.append(
+            _finding(
+                ERROR,
+                config.path,
+                key,
+                f"email sink {sink.name!r} sends through [smtp], which is missing",
+                "add an [smtp] table (host, port, tls, login), or remove the sink",
+            )
+        )
+    secrets: list[tuple[str, Secret, object]] = []
+    if isinstance(settings, sink_config.WebhookSettings):
+        secrets.append(("secret", settings.secret, parse_secrets))
+    elif isinstance(settings, sink_config.ChatSettings):
+        secrets.append(("url", settings.url, None))
+    elif isinstance(settings, sink_config.ConnectWiseSettings):
+        secrets.append(("private_key", settings.private_key, None))
+        if isinstance(settings.public_key, Secret):
+            secrets.append(("public_key", settings.public_key, None))
+    for name, secret, parse in secrets:
+        where = f"{key}.{name}_{secret.where}"
+        if secret.where == "credential" and not os.environ.get("CREDENTIALS_DIRECTORY"):
+            found.append(
+                _finding(
+                    WARNING,
+                    config.path,
+                    where,
+                    f"systemd hands credential {secret.value!r} over at start; not checked here",
+                    f"LoadCredential={secret.value}:/etc/triage/{secret.value} in the unit",
+                )
+            )
+            continue
+        if secret.where == "env" and not os.environ.get(secret.value):
+            found.append(
+                _finding(
+                    WARNING,
+                    config.path,
+                    where,
+                    f"${secret.value} is not set here; the service must set it",
+                    "Environment= or EnvironmentFile= in the unit (systemctl edit triage)",
+                )
+            )
+            continue
+        try:
+            text = secret.reveal()
+            if parse is not None:
+                parse(text)
+            elif not text:
+                raise ValueError("it is empty")
+        except (SecretError, WebhookSecretError, ValueError) as exc:
+            fix = (
+                "write whsec_ and the base64 of 32 random bytes in it (docs/sinks.md shows how)"
+                if parse is not None
+                else f"put the sink's {name.replace('_', ' ')} in it"
+            )
+            found.append(_finding(ERROR, secret.value, where, str(exc), fix))
+            continue
+        if secret.where == "file" and Path(secret.value).stat().st_mode & stat.S_IRWXO:
+            found.append(
+                _finding(
+                    ERROR,
+                    secret.value,
+                    where,
+                    "is open to every user of this machine",
+                    f"chmod 0600 {shlex.quote(secret.value)} (or 0640 with the service's group)",
+                )
+            )
+    if sink.ca_file:
+        found += _ca_file(config, f"{key}.ca_file", Path(sink.ca_file))
+    return found
 
 
 def _finding(level: str, where: Path | str, key: str, problem: str, fix: str) -> Finding:

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from triage.config import endpoints
 from triage.core.values import by_position
 from triage.errors import ConfigError
+
+if TYPE_CHECKING:
+    from triage.sinks.config import SinkConfig
 
 
 def shipped_rules() -> Path:
@@ -63,6 +67,8 @@ class Config:
     mailboxes: tuple[endpoints.Mailbox, ...] = ()
     smtp: endpoints.Smtp | None = None
     daemon: endpoints.Daemon = field(default_factory=endpoints.Daemon)
+    # [[sink]] tables: where events go (triage.sinks.config); none by default
+    sinks: tuple[SinkConfig, ...] = ()
 
     @property
     def filters_file(self) -> Path:

@@ -104,7 +104,7 @@ def _one(
             email = analysis.email
             store.save_review(kept, email.sha256 if email is not None else analysis.raw_sha256)
     rendered = render(d, rules, ack_at or now, ack_ids() if wants_ack(d) else None)
-    d = records.write(store, rendered, now)
+    d = records.write(store, rendered, now, rules.config.sinks)
     return d, facts.after(Rendered(d, rendered.ack), now)
 
 

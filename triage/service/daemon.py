@@ -19,6 +19,7 @@ from triage import log
 from triage.config import Config, load_config
 from triage.core.pipeline import Rules
 from triage.engine.pool import Pool
+from triage.service import delivering
 from triage.service.health import Health, HealthWatch
 from triage.service.mailbox_loop import MailboxLoop
 from triage.service.notify import Notifier
@@ -81,6 +82,12 @@ class Daemon(MailboxLoop, HealthWatch, Timers):
         if self.config.smtp is not None:
             tasks.append(asyncio.create_task(self._outbox(), name="outbox"))
         tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
+        tasks.append(
+            asyncio.create_task(
+                delivering.run(self.store, lambda: self.rules.config, self.lock, self.stop),
+                name="deliveries",
+            )
+        )
         if not self.config.mailboxes:
             self.log.warning("no_mailboxes", fix="add a [[mailbox]] table to the configuration")
             self._maybe_ready()

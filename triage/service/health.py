@@ -19,6 +19,8 @@ from structlog.typing import FilteringBoundLogger
 from triage.config import Config
 from triage.config.endpoints import Mailbox
 from triage.core import alerts
+from triage.core.rules import Rules
+from triage.service import delivering
 from triage.service.notify import Notifier
 from triage.store import mailboxes as mailbox_state
 from triage.store.sqlite import Store
@@ -44,6 +46,7 @@ class HealthWatch:
     stall check that runs as its own task; uses `_sleep`."""
 
     config: Config
+    rules: Rules
     store: Store
     notifier: Notifier
     log: FilteringBoundLogger
@@ -98,7 +101,17 @@ class HealthWatch:
             self._maybe_ready()  # systemd should see us running and failing loudly, not hanging in start
 
     def _alert(self, mb: Mailbox, kind: str, message: str) -> None:
-        """A mail to the operator, queued in the outbox like any other (once per failing spell)."""
+        """A mail to the operator, queued in the outbox like any other (once per failing spell),
+        and the `mailbox.failing` deliveries of the sinks subscribed to it."""
+        delivering.mailbox_event(
+            self.store,
+            self.rules.config,
+            True,
+            mb,
+            kind=kind,
+            error=message,
+            failures=self.health[mb.name].failures,
+        )
         now = datetime.now(UTC)
         self._queue_alert(
             alerts.mailbox_failing(self.config, mb, kind, message, now, secrets.token_hex(8))
@@ -108,6 +121,9 @@ class HealthWatch:
         """A mailbox that was failing works again: said in the log, and the all-clear mailed."""
         since = mailbox_state.failing_since(self.store, mb.name)
         logger.info("mailbox_recovered", failures=health.failures, failing_since=since)
+        delivering.mailbox_event(
+            self.store, self.rules.config, False, mb, since=since, failures=health.failures
+        )
         now = datetime.now(UTC)
         self._queue_alert(
             alerts.mailbox_recovered(

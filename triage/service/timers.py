@@ -15,6 +15,7 @@ from structlog.typing import FilteringBoundLogger
 
 from triage.config import Config
 from triage.core import sla as sla_mod
+from triage.core.rules import Rules
 from triage.engine import review
 from triage.service import tracking
 from triage.service.notify import Notifier
@@ -28,6 +29,7 @@ class Timers:
     """`Daemon`'s periodic tasks; `_outbox` updates the relay's state through `_status`."""
 
     config: Config
+    rules: Rules
     store: Store
     notifier: Notifier
     log: FilteringBoundLogger
@@ -41,7 +43,9 @@ class Timers:
         while not self.stop.is_set():
             async with self.lock:
                 try:
-                    result = tracking.check(self.store, policies, datetime.now(UTC))
+                    result = tracking.check(
+                        self.store, policies, datetime.now(UTC), sinks=self.rules.config.sinks
+                    )
                     if result.warned or result.breached:
                         self.log.info(
                             "sla_checked", warned=len(result.warned), breached=len(result.breached)

@@ -12,7 +12,7 @@ so a timer and the daemon running it at once cannot write one twice.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from triage import log
@@ -36,7 +36,8 @@ from triage.core.sla.tracking import (
     ticket_number_from,
     within,
 )
-from triage.store import events, tickets
+from triage.sinks.events import SLA_BREACHED, SLA_WARNING
+from triage.store import deliveries, events, tickets
 from triage.store.sqlite import Store
 
 # Where commands and tests have always found them: the values and rules of tracking.
@@ -52,8 +53,10 @@ def check(
     policies: Mapping[str, sla_mod.Policy],
     now: datetime,
     threshold: float = THRESHOLD,
+    sinks: Sequence[deliveries.Subscriber] = (),
 ) -> CheckResult:
-    """Write the `sla_warning` / `sla_breached` events owed at `now`, in one transaction.
+    """Write the `sla_warning` / `sla_breached` events owed at `now`, in one transaction,
+    with the `sla.warning` / `sla.breached` deliveries for the `sinks` subscribed to them.
 
     Repeating a check writes nothing new: events already written are read
     under the same write lock. Tickets whose progress cannot be computed (policy
@@ -72,6 +75,7 @@ def check(
                 now,
                 {"due": iso(t.due) if t.due else None, "priority": t.priority},
             )
+            deliveries.queue_for_ticket(store, sinks, SLA_BREACHED, t.id, now)
         for t, fraction in owed.warn:
             events.add(
                 store,
@@ -85,6 +89,7 @@ def check(
                     "threshold": threshold,
                 },
             )
+            deliveries.queue_for_ticket(store, sinks, SLA_WARNING, t.id, now)
         store.commit()
     except BaseException:
         store.rollback()

@@ -26,7 +26,7 @@ import sqlite_utils
 
 from triage import instants, log
 from triage.errors import TriageError
-from triage.store import schema
+from triage.store import deliveries, schema
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -131,10 +131,18 @@ def drop_duplicate_index(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS outbox_to_addr_created")
 
 
+def deliveries_table(db: sqlite_utils.Database) -> None:
+    """4: the outbox of sink deliveries (triage/store/deliveries.py owns its DDL)."""
+    for statement in deliveries.DDL.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
     drop_duplicate_index,  # 3
+    deliveries_table,  # 4
 )
 LATEST = len(MIGRATIONS)
 

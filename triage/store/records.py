@@ -9,6 +9,7 @@ its ticket number included, and is written as it is.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from triage.core.decision import Action, Decision
 from triage.core.outgoing import Rendered
 from triage.core.replies import Ack
 from triage.errors import TriageError
+from triage.store import deliveries
 from triage.store import files as attachments
 
 if TYPE_CHECKING:
@@ -34,14 +36,23 @@ def _iso(value: datetime | None) -> str | None:
     return instants.iso(value) if value else None
 
 
-def write(store: Store, rendered: Rendered, now: datetime) -> Decision:
-    """Write one message's rows in a savepoint; returns its decision (a ticket numbered)."""
+def write(
+    store: Store,
+    rendered: Rendered,
+    now: datetime,
+    sinks: Sequence[deliveries.Subscriber] = (),
+) -> Decision:
+    """Write one message's rows in a savepoint; returns its decision (a ticket numbered).
+
+    `sinks`: the configured sinks; the events this message causes are queued for those
+    subscribed to them, in the same savepoint (triage/store/deliveries.py).
+    """
     d = rendered.decision
     if d.action == Action.DUPLICATE:
         return d
     store.conn.execute("SAVEPOINT msg")
     try:
-        d = _write(store, rendered, now)
+        d = _write(store, rendered, now, sinks)
     except BaseException:
         store.conn.execute("ROLLBACK TO msg")
         store.conn.execute("RELEASE msg")
@@ -50,7 +61,9 @@ def write(store: Store, rendered: Rendered, now: datetime) -> Decision:
     return d
 
 
-def _write(store: Store, rendered: Rendered, now: datetime) -> Decision:
+def _write(
+    store: Store, rendered: Rendered, now: datetime, sinks: Sequence[deliveries.Subscriber]
+) -> Decision:
     d = rendered.decision
     e = d.email
     conn = store.conn
@@ -166,7 +179,14 @@ def _write(store: Store, rendered: Rendered, now: datetime) -> Decision:
         queue_ack(store, ticket_id, key, rendered.ack, now)
     elif ticket_id is not None and d.reply_suppressed:
         event(store, ticket_id, key, "auto_reply_suppressed", at, {"why": d.reply_suppressed})
+    if sinks:
+        deliveries.for_decision(conn, sinks, d, ticket_id, now, _delivery_status(store))
     return d
+
+
+def _delivery_status(store: Store) -> str:
+    """Replay queues what would be sent, marked so that nothing sends it (as acknowledgements)."""
+    return "replay" if store.outbox_status == "replay" else "pending"
 
 
 def _bounce(store: Store, d: Decision, key: str, at: str | None) -> None:
