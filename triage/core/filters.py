@@ -77,8 +77,11 @@ class FilterSet:
         return next((r for r in self.rules if r.enabled and r.test == "sent_by_us"), None)
 
     header_names: frozenset[str] = field(default=frozenset(), init=False, compare=False)
-    # The enabled rules in file order, with their position and whether they read the bodies.
-    _active: tuple[tuple[int, Rule, bool], ...] = field(default=(), init=False, compare=False)
+    # The enabled rules in file order: position, rule, whether it reads the bodies, and the
+    # header it reads (a message without that header is passed over unread).
+    _active: tuple[tuple[int, Rule, bool, str | None], ...] = field(
+        default=(), init=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # The headers the enabled rules read, once: the parser keeps these (`message.read`).
@@ -87,7 +90,9 @@ class FilterSet:
         )
         object.__setattr__(self, "header_names", names)
         active = tuple(
-            (n, r, r.field in BODY_FIELDS) for n, r in enumerate(self.rules) if r.enabled
+            (n, r, r.field in BODY_FIELDS, r.field[7:] if r.field.startswith("header:") else None)
+            for n, r in enumerate(self.rules)
+            if r.enabled
         )
         object.__setattr__(self, "_active", active)
 
@@ -120,9 +125,12 @@ class FilterSet:
         values = _Values(self, email)
         found: list[tuple[int, Hit]] = []
         pending: list[tuple[int, Rule]] = []  # body rules not read yet, in file order
-        for n, rule, on_body in self._active:
+        headers = email.headers
+        for n, rule, on_body, header in self._active:
             if on_body and deferred:
                 pending.append((n, rule))
+                continue
+            if header is not None and header not in headers:
                 continue
             hit = values.hit(rule)
             if hit is not None:
@@ -152,7 +160,7 @@ class FilterSet:
     def _hits(self, email: Email, complete: Callable[[], Email] | None) -> Iterator[Hit]:
         """Every hit in file order; the bodies are read at the first body rule reached."""
         values = _Values(self, email)
-        for _, rule, on_body in self._active:
+        for _, rule, on_body, _header in self._active:
             if on_body and complete is not None and values.email.body_kind == "deferred":
                 values = _Values(self, complete(), values.cache)
             hit = values.hit(rule)
