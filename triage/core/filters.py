@@ -77,6 +77,11 @@ class FilterSet:
         return next((r for r in self.rules if r.enabled and r.test == "sent_by_us"), None)
 
     header_names: frozenset[str] = field(default=frozenset(), init=False, compare=False)
+    # The enabled rules in file order: position, rule, whether it reads the bodies, and the
+    # header it reads (a message without that header is passed over unread).
+    _active: tuple[tuple[int, Rule, bool, str | None], ...] = field(
+        default=(), init=False, compare=False
+    )
 
     def __post_init__(self) -> None:
         # The headers the enabled rules read, once: the parser keeps these (`message.read`).
@@ -84,6 +89,12 @@ class FilterSet:
             r.field[7:] for r in self.rules if r.enabled and r.field.startswith("header:")
         )
         object.__setattr__(self, "header_names", names)
+        active = tuple(
+            (n, r, r.field in BODY_FIELDS, r.field[7:] if r.field.startswith("header:") else None)
+            for n, r in enumerate(self.rules)
+            if r.enabled
+        )
+        object.__setattr__(self, "_active", active)
 
     def first_match(self, email: Email, complete: Callable[[], Email] | None = None) -> Hit | None:
         """The first enabled rule in file order that fires on `email`, strong or weak.
@@ -101,36 +112,107 @@ class FilterSet:
 
         No strong rule in the result means weak rules are the only evidence:
         the pipeline then weighs them against the signs of a person.
+
+        `email` may be a head without bodies (body_kind "deferred"): the rules on
+        headers run first, and `complete` is called for the bodies only when a body
+        rule can change what the hits decide: the first hit, the first strong hit
+        (the deciding rule) and the first category. When a strong header rule
+        decides, a weak body rule that could change none of the three is left out
+        unread (machine mail that a header catches never pays for its bodies);
+        otherwise the result is every hit, as evaluating in file order gives.
         """
-        found = []
-        for hit in self._hits(email, complete):
-            found.append(hit)
+        deferred = email.body_kind == "deferred" and complete is not None
+        values = _Values(self, email)
+        found: list[tuple[int, Hit]] = []
+        pending: list[tuple[int, Rule]] = []  # body rules not read yet, in file order
+        headers = email.headers
+        for n, rule, on_body, header in self._active:
+            if on_body and deferred:
+                pending.append((n, rule))
+                continue
+            if header is not None and header not in headers:
+                continue
+            hit = values.hit(rule)
+            if hit is not None:
+                found.append((n, hit))
+                if not rule.weak:
+                    break
+        decided = bool(found) and not found[-1][1].rule.weak
+        if not pending or (decided and not _body_can_change(found, pending)):
+            return tuple(h for _, h in found)
+        # The bodies can change the outcome: read them, then merge in file order.
+        values = _Values(self, complete(), values.cache)  # type: ignore[misc]  # deferred
+        cut = found[-1][0] if decided else len(self.rules)
+        for n, rule in pending:
+            if n > cut:
+                break
+            hit = values.hit(rule)
+            if hit is not None:
+                found.append((n, hit))
+        found.sort(key=lambda pair: pair[0])
+        out = []
+        for _, hit in found:
+            out.append(hit)
             if not hit.rule.weak:
                 break
-        return tuple(found)
+        return tuple(out)
 
     def _hits(self, email: Email, complete: Callable[[], Email] | None) -> Iterator[Hit]:
-        cache: dict[str, tuple[str, ...]] = {}
-        ours = our_message_ids(self.own_domains, self.ticket_prefix)
-        for rule in self.rules:
-            if not rule.enabled:
-                continue
-            if rule.field in BODY_FIELDS and email.body_kind == "deferred" and complete is not None:
-                email = complete()
-            values = cache.get(rule.field)
-            if values is None:
-                if rule.field in _BODY_PARTS:  # a slice of the body, normalised once
-                    body = cache.get("body")
-                    if body is None:
-                        body = cache["body"] = field_values(email, "body")
-                    values = cache[rule.field] = tuple(_BODY_PARTS[rule.field](b) for b in body)
-                else:
-                    values = cache[rule.field] = field_values(email, rule.field)
-            if not values:
-                continue
-            value = rule.matches(values, self.own_domains, ours)
-            if value is not None:
-                yield Hit(rule, value)
+        """Every hit in file order; the bodies are read at the first body rule reached."""
+        values = _Values(self, email)
+        for _, rule, on_body, _header in self._active:
+            if on_body and complete is not None and values.email.body_kind == "deferred":
+                values = _Values(self, complete(), values.cache)
+            hit = values.hit(rule)
+            if hit is not None:
+                yield hit
+
+
+def _body_can_change(found: list[tuple[int, Hit]], pending: list[tuple[int, Rule]]) -> bool:
+    """Whether a body rule before the deciding (strong) header hit, unread, could change
+    what `hits` decides: the first hit, the deciding rule, or the first category."""
+    cut = found[-1][0]
+    first = found[0][0]
+    categorised = next((n for n, h in found if h.rule.category), cut + 1)
+    for n, rule in pending:
+        if n > cut:
+            return False
+        if not rule.weak or n < first or (rule.category and n < categorised):
+            return True
+    return False
+
+
+class _Values:
+    """One message's field values for the rules, each read and normalised once."""
+
+    __slots__ = ("cache", "email", "_own", "_ours")
+
+    def __init__(
+        self, filters: FilterSet, email: Email, cache: dict[str, tuple[str, ...]] | None = None
+    ) -> None:
+        self.email = email
+        # Shared between a head and its completed message: their header fields are the same.
+        self.cache: dict[str, tuple[str, ...]] = {} if cache is None else cache
+        self._own = filters.own_domains
+        self._ours = our_message_ids(filters.own_domains, filters.ticket_prefix)
+
+    def hit(self, rule: Rule) -> Hit | None:
+        values = self.cache.get(rule.field)
+        if values is None:
+            values = self.cache[rule.field] = self._read(rule.field)
+        if not values:
+            return None
+        value = rule.matches(values, self._own, self._ours)
+        return None if value is None else Hit(rule, value)
+
+    def _read(self, name: str) -> tuple[str, ...]:
+        part = _BODY_PARTS.get(name)
+        if part is None:
+            return field_values(self.email, name)
+        body = self.cache.get("body")  # a slice of the body, normalised once
+        if body is None:
+            body = self.cache["body"] = field_values(self.email, "body")
+        return tuple(part(b) for b in body)
 
 
 def field_values(email: Email, field: str) -> tuple[str, ...]:
