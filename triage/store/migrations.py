@@ -138,11 +138,18 @@ def deliveries_table(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+def delta_links(db: sqlite_utils.Database) -> None:
+    """5: a Graph mailbox's ledger, its folder's delta link (the UIDs of IMAP's place)."""
+    if "delta_link" not in db["mailbox_state"].columns_dict:
+        db["mailbox_state"].add_column("delta_link", str)  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
     drop_duplicate_index,  # 3
     deliveries_table,  # 4
+    delta_links,  # 5
 )
 LATEST = len(MIGRATIONS)
 
