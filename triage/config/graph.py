@@ -60,6 +60,7 @@ AFTER_MODES = ("move", "read", "category")
 PAGE_MAX = 1000  # Graph's largest odata.maxpagesize
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
+_LOOPBACK = ("127.0.0.1", "::1", "localhost")
 _LISTEN = re.compile(r"(?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5})")
 
 
@@ -97,7 +98,15 @@ def parse_mailbox(path: Path | str, key: str, t: dict) -> GraphMailbox:
         raise ConfigError(
             path, f"{key}.after", f"{after!r} is not known", f"use one of {list(AFTER_MODES)}"
         )
-    notify_url = _url(path, key, t, "notify_url", None, 'write notify_url = "https://..."')
+    notify_url = _url(
+        path,
+        key,
+        t,
+        "notify_url",
+        None,
+        'write notify_url = "https://triage.example.com/graph/notify" (reachable from Microsoft)',
+        loopback_http=True,
+    )
     listen = fields.text(path, key, t, "notify_listen") or None
     if listen is not None and not _LISTEN.fullmatch(listen):
         raise ConfigError(
@@ -268,13 +277,22 @@ def _graph_url(path: Path | str, key: str, t: dict) -> str:
 
 
 def _url(
-    path: Path | str, key: str, t: dict, name: str, default: str | None, fix: str
+    path: Path | str,
+    key: str,
+    t: dict,
+    name: str,
+    default: str | None,
+    fix: str,
+    loopback_http: bool = False,
 ) -> str | None:
+    """An https:// URL (http:// only to a loopback address when `loopback_http`: Graph itself
+    refuses it, a local stand-in does not)."""
     if name not in t:
         return default
     value = fields.text(path, key, t, name)
     parts = urlsplit(value)
-    if parts.scheme != "https" or not parts.hostname:
+    local = loopback_http and parts.scheme == "http" and parts.hostname in _LOOPBACK
+    if (parts.scheme != "https" and not local) or not parts.hostname:
         raise ConfigError(path, f"{key}.{name}", f"{value!r} is not an https:// URL", fix)
     return value
 
