@@ -157,3 +157,21 @@ def test_acknowledgements_go_out_through_sendmail(graph, daemon):
     assert head["Auto-Submitted"] == "auto-replied"
     assert UPN in head["From"]
     assert d.query("SELECT status FROM outbox") == [("sent",)]
+
+
+def test_a_changed_folder_is_read_from_its_start_not_from_the_old_link(graph, daemon):
+    graph.deliver(UPN, "inbox", human(Message_ID="<in@x>", **TO))
+    graph.deliver(UPN, "Inbox/Support", human(Message_ID="<s1@x>", Subject="one", **TO))
+    d = daemon().start()
+    wait_for(lambda: count(graph, "inbox") == 0, 60, "the inbox to empty")
+    assert d.stop() == 0
+    # the operator points the mailbox at another folder: its mail is not skipped
+    d.config.write_text(
+        d.config.read_text().replace(
+            "poll_seconds = 1", 'poll_seconds = 1\nfolder = "Inbox/Support"'
+        )
+    )
+    d.start()
+    wait_for(lambda: count(graph, "Inbox/Support") == 0, 60, "the other folder to empty")
+    assert d.stop() == 0
+    assert sorted(graph.message_ids(UPN, "Triage/Processed")) == ["<in@x>", "<s1@x>"]

@@ -92,6 +92,7 @@ def parse_mailbox(path: Path | str, key: str, t: dict) -> GraphMailbox:
     """One `[[mailbox]] kind = "graph"` table (`key` is "mailbox[N]")."""
     from triage.sources.graph import GraphMailbox
 
+    _no_secret(path, key, t)
     fields.table(path, key, t, set(MAILBOX_KEYS))
     after = t.get("after", "move")
     if after not in AFTER_MODES:
@@ -147,6 +148,7 @@ def parse_smtp(path: Path | str, t: dict, mailboxes: tuple[GraphMailbox, ...]) -
     """`[smtp] kind = "graph"`: send as a Graph mailbox named here, or one spelled out."""
     from triage.sinks.graph_mail import GraphSending
 
+    _no_secret(path, "smtp", t)
     fields.table(path, "smtp", t, set(SMTP_KEYS))
     timeout = fields.number(path, "smtp", t, "timeout", 30.0)
     if "mailbox" in t:
@@ -231,6 +233,17 @@ def credentials(path: Path | str, key: str, t: dict) -> Credentials:
         else None,
         timeout=fields.number(path, key, t, "timeout", 30.0),
     )
+
+
+def _no_secret(path: Path | str, key: str, t: dict) -> None:
+    for name in ("client_secret", "certificate_key"):
+        if name in t:
+            raise ConfigError(
+                path,
+                f"{key}.{name}",
+                "secrets are never written in the config file",
+                f"use {name}_file, {name}_env or {name}_credential (systemd LoadCredential=)",
+            )
 
 
 def _secret(path: Path | str, key: str, t: dict, names: tuple[str, ...]) -> Secret:

@@ -85,7 +85,9 @@ class GraphLoop(MailboxLoop):
         health = self.health[mb.name]
         while not self.stop.is_set():
             self._set(mb, health, "fetching")
-            link = mailbox_state.delta_link(self.store, mb.name)
+            assert session.opened is not None
+            scope = f"{mb.user.lower()}/{session.opened.folder_id}"
+            link = mailbox_state.delta_link(self.store, mb.name, scope)
             warned = False
             async with contextlib.aclosing(session.changes(link)) as pages:
                 async for page in pages:
@@ -94,7 +96,9 @@ class GraphLoop(MailboxLoop):
                         warned = True
                     await self._graph_page(mb, session, page, logger)
                     # Only now: every message of the page is committed and filed.
-                    mailbox_state.update(self.store, mb.name, delta_link=page.resume)
+                    mailbox_state.update(
+                        self.store, mb.name, delta_link=page.resume, delta_scope=scope
+                    )
                     if self.stop.is_set():
                         return
             mailbox_state.update(self.store, mb.name, backlog=0)

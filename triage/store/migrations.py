@@ -139,9 +139,12 @@ def deliveries_table(db: sqlite_utils.Database) -> None:
 
 
 def delta_links(db: sqlite_utils.Database) -> None:
-    """5: a Graph mailbox's ledger, its folder's delta link (the UIDs of IMAP's place)."""
-    if "delta_link" not in db["mailbox_state"].columns_dict:
-        db["mailbox_state"].add_column("delta_link", str)  # type: ignore[union-attr]
+    """5: a Graph mailbox's ledger: its folder's delta link (IMAP's last_uid), and the
+    mailbox and folder the link belongs to (IMAP's uidvalidity)."""
+    columns = db["mailbox_state"].columns_dict
+    for column in ("delta_link", "delta_scope"):
+        if column not in columns:
+            db["mailbox_state"].add_column(column, str)  # type: ignore[union-attr]
 
 
 MIGRATIONS: tuple[Migration, ...] = (
