@@ -132,6 +132,8 @@ def test_a_refused_secret_fails_the_mailbox_with_microsofts_reason(graph, daemon
     (box,) = json.loads(out.stdout)["mailboxes"]
     assert box["failing"] and "AADSTS7000222" in box["last_error"], box
     assert d.logged("mailbox_failing")[0]["kind"] == "auth"
+    table = d.cli("status", codes=(2,)).stdout  # the human table: the reason, not the app id
+    assert "FAILING" in table and "AADSTS7000222" in table, table
     assert count(graph, "inbox") == 1  # nothing taken while failing
     # the secret renewed: it recovers on its own and files the mail
     graph.add_app(CLIENT_ID, secret_expired=False)
