@@ -80,6 +80,7 @@ class Env:
         self._dovecot = make_dovecot
         self._sink = make_smtp_sink
         monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+        self.graphs: list = []  # Graph stand-ins started by graph(), stopped by the fixture
 
     def config(self, text: str = "", name: str = "triage.toml") -> Path:
         path = self.tmp / name
@@ -158,6 +159,39 @@ class Env:
         assert smtp is not None
         return smtp
 
+    # -- Microsoft Graph, through its stand-in (tests/support/graph_standin.py)
+    def graph(self):
+        from tests.support.graph_drain import standard
+        from tests.support.graph_standin import GraphStandIn
+
+        g = GraphStandIn.start(self.tmp / f"standin{len(self.graphs)}")
+        self.graphs.append(g)
+        standard(g)
+        return g
+
+    def graph_text(self, g, section: str = "[[mailbox]]", **keys: object) -> str:
+        from tests.support.graph_drain import CLIENT_ID, SECRET, UPN
+
+        table: dict[str, object] = {
+            "name": "support" if section == "[[mailbox]]" else None,
+            "kind": "graph",
+            "tenant_id": g.tenant,
+            "client_id": CLIENT_ID,
+            "client_secret_file": str(self.secret(SECRET, "graph-secret")),
+            "user": UPN,
+            "authority_host": g.url,
+            "graph_url": g.url + "/v1.0",
+            "ca_file": str(g.ca_file),
+            "timeout": 5,
+        }
+        table.update(keys)
+        return f"{section}\n" + "".join(
+            f"{k} = {toml(v)}\n" for k, v in table.items() if v is not None
+        )
+
+    def graph_mailbox(self, g, **keys: object):
+        return load_config(self.config(self.graph_text(g, **keys))).graph_mailboxes[0]
+
     # -- the daemon, in this process, driven one part at a time
     def daemon(self, config_path: Path):
         from triage.service.daemon import Daemon
@@ -181,7 +215,10 @@ def toml(value: object) -> str:
 
 @pytest.fixture
 def env(tmp_path, monkeypatch, make_dovecot, make_smtp_sink) -> Env:
-    return Env(tmp_path, monkeypatch, make_dovecot, make_smtp_sink)
+    made = Env(tmp_path, monkeypatch, make_dovecot, make_smtp_sink)
+    yield made
+    for g in made.graphs:
+        g.stop()
 
 
 def probe(mb: endpoints.Mailbox) -> probes.Probe:
@@ -928,6 +965,267 @@ def _smtp_timeout(env: Env) -> None:
         started = time.monotonic()
         result = relay(env.smtp(sink, port=silent.getsockname()[1], timeout=0.5))
         assert not result.ok and time.monotonic() - started < 5  # the default waits 30 s
+
+
+# --------------------------------------------------------------------------- Microsoft Graph
+
+
+def graph_probe(mb) -> probes.Probe:
+    return asyncio.run(probes.graph_mailbox(mb))
+
+
+def rsa_certificate(env: Env) -> tuple[Path, Path]:
+    """An RSA certificate and key as docs/graph.md makes them (msal signs with RS256)."""
+    import subprocess
+
+    cert, key = env.tmp / "graph-app.pem", env.tmp / "graph-app.key"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-sha256",
+            "-days",
+            "2",
+            "-nodes",
+            "-subj",
+            "/CN=triage graph app",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    key.chmod(0o600)
+    return cert, key
+
+
+@effect(
+    "mailbox.kind",
+    "mailbox.user",
+    "mailbox.tenant_id",
+    "mailbox.client_id",
+    "mailbox.client_secret_file",
+    "mailbox.authority_host",
+    "mailbox.graph_url",
+)
+def _graph_mailbox(env: Env) -> None:
+    from tests.support.graph_drain import UPN
+
+    g = env.graph()
+    g.add_mailbox("other@contoso.example")
+    g.deliver(UPN, "inbox", request(Message_ID="<a@x>"), request(Message_ID="<b@x>"))
+    found = graph_probe(env.graph_mailbox(g))
+    assert found.ok and "inbox: 2 message(s)" in found.found, found
+    assert f"{UPN} through {g.url}/v1.0" in found.found  # graph_url (and authority_host)
+    other = graph_probe(env.graph_mailbox(g, user="other@contoso.example"))
+    assert other.ok and "inbox: 0 message(s)" in other.found
+    tenant = graph_probe(env.graph_mailbox(g, tenant_id="0" * 8 + "-0000-0000-0000-" + "0" * 12))
+    assert not tenant.ok and "AADSTS" in tenant.found[0]
+    client = graph_probe(env.graph_mailbox(g, client_id="1" * 8 + "-1111-1111-1111-" + "1" * 12))
+    assert not client.ok and "AADSTS700016" in client.found[0]
+    wrong = env.secret("not the secret", "graph-wrong")
+    secret = graph_probe(env.graph_mailbox(g, client_secret_file=str(wrong)))
+    assert not secret.ok and "AADSTS7000215" in secret.found[0]
+    with pytest.raises(ConfigError, match="host"):  # without kind: an IMAP table
+        env.graph_mailbox(g, kind=None)
+
+
+@effect("mailbox.client_secret_env", "mailbox.client_secret_credential")
+def _graph_secret_sources(env: Env) -> None:
+    from tests.support.graph_drain import SECRET
+
+    g = env.graph()
+    env.monkeypatch.setenv("TRIAGE_EFFECT_GRAPH", SECRET)
+    by_env = env.graph_mailbox(g, client_secret_file=None, client_secret_env="TRIAGE_EFFECT_GRAPH")
+    assert graph_probe(by_env).ok
+    creds = env.tmp / "creds"
+    creds.mkdir()
+    (creds / "graph-secret").write_text(SECRET + "\n")
+    env.monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    by_credential = env.graph_mailbox(
+        g, client_secret_file=None, client_secret_credential="graph-secret"
+    )
+    assert graph_probe(by_credential).ok
+    env.monkeypatch.delenv("TRIAGE_EFFECT_GRAPH")
+    gone = graph_probe(by_env)
+    assert not gone.ok and gone.found[0].startswith("secret:")
+
+
+@effect(
+    "mailbox.certificate_file",
+    "mailbox.certificate_key_file",
+    "mailbox.certificate_key_env",
+    "mailbox.certificate_key_credential",
+)
+def _graph_certificate(env: Env) -> None:
+    from tests.support.graph_drain import CLIENT_ID
+
+    g = env.graph()
+    cert, key = rsa_certificate(env)
+    g.add_app(CLIENT_ID, certificate=cert.read_text())
+    env.monkeypatch.setenv("TRIAGE_EFFECT_KEY", key.read_text())
+    creds = env.tmp / "creds"
+    creds.mkdir()
+    (creds / "graph-key").write_text(key.read_text())
+    env.monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    for source in (
+        {"certificate_key_file": str(key)},
+        {"certificate_key_env": "TRIAGE_EFFECT_KEY"},
+        {"certificate_key_credential": "graph-key"},
+    ):
+        mb = env.graph_mailbox(g, client_secret_file=None, certificate_file=str(cert), **source)
+        assert mb.credentials.certificate_file == str(cert)
+        found = graph_probe(mb)
+        assert found.ok, (source, found)
+    other, _ = rsa_certificate(env)  # a certificate the app does not know
+    refused = graph_probe(
+        env.graph_mailbox(
+            g, client_secret_file=None, certificate_file=str(other), certificate_key_file=str(key)
+        )
+    )
+    assert not refused.ok
+
+
+@effect("mailbox.category")
+def _graph_category(env: Env) -> None:
+    from tests.support.graph_drain import UPN
+    from triage.sources.graph import GraphSession
+
+    g = env.graph()
+    g.deliver(UPN, "inbox", request())
+
+    async def file_first() -> None:
+        session = GraphSession(env.graph_mailbox(g, after="category", category="Done"))
+        try:
+            await session.open()
+            async for page in session.changes(None):
+                await session.ack(list(page.ids), "processed")
+        finally:
+            await session.close()
+
+    asyncio.run(file_first())
+    (message,) = g.folder(UPN, "inbox")["messages"]
+    assert message["categories"] == ["Done"]
+
+
+@effect("mailbox.notify_url", "mailbox.notify_listen")
+def _graph_notifications(env: Env) -> None:
+    from tests.support.net import free_port
+    from triage.sources.graph import GraphSession
+
+    g = env.graph()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/graph/notify"
+    text = env.graph_text(g, notify_url=url, notify_listen=f"127.0.0.1:{port}")
+    daemon_ = env.daemon(env.config(text))
+    mb = daemon_.config.graph_mailboxes[0]
+
+    async def run() -> list[dict]:
+        session = GraphSession(mb)
+        notes = keeper = None
+        try:
+            await session.open()
+            notes, keeper = await daemon_._notifications(mb, session, daemon_.log)
+            for _ in range(100):
+                if g.subscriptions():
+                    break
+                await asyncio.sleep(0.05)
+            return g.subscriptions()
+        finally:
+            daemon_.stop.set()
+            if keeper is not None:
+                keeper.cancel()
+            if notes is not None:
+                await notes.stop()
+            await session.close()
+            daemon_.analyser.close()
+            daemon_.store.close()
+
+    (sub,) = asyncio.run(run())
+    assert sub["notificationUrl"] == url  # Graph validated our endpoint at notify_listen
+
+
+def graph_sent(env: Env, g, text: str) -> list[bytes]:
+    """One acknowledgement through the sender `text` configures; what reached sendMail."""
+    from tests.support.graph_drain import UPN
+    from triage.sinks import outbox as outbox_mod
+
+    text += f'[identity]\nsupport_address = "{UPN}"\n'
+    config = load_config(env.config(text))
+    sender = outbox_mod.sender_for(config)
+    raw = f"From: {UPN}\r\nTo: jane@acme.example\r\nSubject: ack\r\n\r\nhello\r\n".encode()
+
+    async def send() -> None:
+        session = sender.session()
+        try:
+            await session.send("jane@acme.example", raw)
+        finally:
+            await session.close()
+
+    before = len(g.sent(UPN))
+    asyncio.run(send())
+    return g.sent(UPN)[before:]
+
+
+@effect("smtp.kind", "smtp.mailbox")
+def _graph_smtp_mailbox(env: Env) -> None:
+    g = env.graph()
+    text = env.graph_text(g) + '[smtp]\nkind = "graph"\nmailbox = "support"\n'
+    assert load_config(env.config(text)).smtp is None  # no SMTP relay
+    assert len(graph_sent(env, g, text)) == 1
+    with pytest.raises(ConfigError, match="smtp.mailbox"):
+        load_config(env.config(env.graph_text(g) + '[smtp]\nkind = "graph"\nmailbox = "x"\n'))
+
+
+@effect(
+    "smtp.user",
+    "smtp.tenant_id",
+    "smtp.client_id",
+    "smtp.client_secret_file",
+    "smtp.client_secret_env",
+    "smtp.client_secret_credential",
+    "smtp.certificate_file",
+    "smtp.certificate_key_file",
+    "smtp.certificate_key_env",
+    "smtp.certificate_key_credential",
+    "smtp.authority_host",
+    "smtp.graph_url",
+)
+def _graph_smtp_spelled_out(env: Env) -> None:
+    from tests.support.graph_drain import CLIENT_ID, SECRET, UPN
+
+    g = env.graph()
+    assert len(graph_sent(env, g, env.graph_text(g, "[smtp]"))) == 1
+    env.monkeypatch.setenv("TRIAGE_EFFECT_GRAPH", SECRET)
+    creds = env.tmp / "creds"
+    creds.mkdir()
+    (creds / "graph-secret").write_text(SECRET + "\n")
+    cert, key = rsa_certificate(env)
+    (creds / "graph-key").write_text(key.read_text())
+    env.monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    env.monkeypatch.setenv("TRIAGE_EFFECT_KEY", key.read_text())
+    g.add_app(CLIENT_ID, certificate=cert.read_text())
+    for source in (
+        {"client_secret_env": "TRIAGE_EFFECT_GRAPH"},
+        {"client_secret_credential": "graph-secret"},
+        {"certificate_file": str(cert), "certificate_key_file": str(key)},
+        {"certificate_file": str(cert), "certificate_key_env": "TRIAGE_EFFECT_KEY"},
+        {"certificate_file": str(cert), "certificate_key_credential": "graph-key"},
+    ):
+        text = env.graph_text(g, "[smtp]", client_secret_file=None, **source)
+        assert len(graph_sent(env, g, text)) == 1, source
+    g.add_mailbox("other@contoso.example")
+    text = env.graph_text(g, "[smtp]", user="other@contoso.example")
+    config = load_config(env.config(text))
+    assert config.graph_sending is not None and config.graph_sending.user != UPN
+    wrong_tenant = env.graph_text(g, "[smtp]", tenant_id="0" * 8 + "-0000-0000-0000-" + "0" * 12)
+    with pytest.raises(Exception, match="AADSTS"):
+        graph_sent(env, g, wrong_tenant)
 
 
 # --------------------------------------------------------------------------- the table

@@ -177,7 +177,8 @@ class Identity:
             "x5t#S256": jwt.utils.base64url_encode(app.certificate.fingerprint(hashes.SHA256())),
         }
         named = [k for k in thumbprints if k in header]
-        if not named or any(header[k].encode() != thumbprints[k] for k in named):
+        # msal writes x5t with base64 padding, PyJWT without; Entra accepts msal's
+        if not named or any(header[k].rstrip("=").encode() != thumbprints[k] for k in named):
             return _error(
                 "invalid_client",
                 700027,

@@ -62,6 +62,16 @@ def check(config_path, connect) -> None:
             f"mailbox  {mb.name}: {mb.username} at {mb.host}:{mb.port} ({mb.tls}), "
             f"folder {mb.folder}, then {mb.after}, password from {mb.secret}"
         )
+    for mb in config.graph_mailboxes:
+        cred = mb.credentials
+        click.echo(
+            f"mailbox  {mb.name}: {mb.user} through Microsoft Graph ({mb.graph_url}), "
+            f"app {cred.client_id} in tenant {cred.tenant_id}, folder {mb.folder}, "
+            f"then {mb.after}, {'certificate key' if cred.certificate_file else 'client secret'}"
+            f" from {cred.secret}"
+        )
+    if config.graph_sending is not None:
+        click.echo(f"smtp     sendMail as {config.graph_sending.user} through Microsoft Graph")
     if config.smtp is not None:
         smtp = config.smtp
         login = (
@@ -84,9 +94,13 @@ def check(config_path, connect) -> None:
             first.fix,
         )
     if connect:
-        if not config.mailboxes and config.smtp is None:
+        if not (config.mailboxes or config.graph_mailboxes or config.smtp or config.graph_sending):
             click.echo("connect  nothing to connect to: no [[mailbox]] and no [smtp]")
-        results = asyncio.run(probes.all_of(config.mailboxes, config.smtp))
+        results = asyncio.run(
+            probes.all_of(
+                config.mailboxes, config.smtp, config.graph_mailboxes, config.graph_sending
+            )
+        )
         for probe in results:
             for line in probe.lines():
                 click.echo(line)

@@ -189,7 +189,8 @@ def outbox_send(config_path, db_path, once) -> None:
             "give --once (send what is due, then exit); `triage run` sends continuously"
         )
     config = load_config(config_path)
-    if config.smtp is None and not config.sinks:
+    sending = config.smtp is not None or config.graph_sending is not None
+    if not sending and not config.sinks:
         raise ConfigError(
             config.path,
             "smtp",
@@ -202,8 +203,7 @@ def outbox_send(config_path, db_path, once) -> None:
     limit = 100
 
     async def acknowledgements() -> list:
-        assert config.smtp is not None
-        sender = outbox_mod.Sender(config.smtp, config.support_address)
+        sender = outbox_mod.sender_for(config)
         rounds = [await outbox_mod.drain(store, sender, limit=limit)]
         while sum((rounds[-1].sent, rounds[-1].deferred, rounds[-1].failed)) == limit:
             rounds.append(await outbox_mod.drain(store, sender, limit=limit))
@@ -217,7 +217,7 @@ def outbox_send(config_path, db_path, once) -> None:
             await drainer.aclose()
 
     try:
-        rounds = asyncio.run(acknowledgements()) if config.smtp is not None else []
+        rounds = asyncio.run(acknowledgements()) if sending else []
         delivered = asyncio.run(sinks()) if config.sinks else None
     finally:
         store.close()
@@ -233,12 +233,15 @@ def outbox_send(config_path, db_path, once) -> None:
             + "".join(f"; {sink} {n}" for sink, n in sorted(delivered.by_sink.items()))
         )
     if rounds and rounds[-1].relay_error:
-        assert config.smtp is not None
+        fix = (
+            "tenant_id, client_id, the credential, user and the app's Mail.Send permission"
+            if config.graph_sending is not None
+            else "host, port, tls, username, password source"
+        )
         raise TriageError(
-            f"{config.smtp.host}:{config.smtp.port}",
+            outbox_mod.sender_for(config).where,
             f"the relay is failing, so the rest stays queued: {rounds[-1].relay_error}",
-            f"check [smtp] in {config.path} (host, port, tls, username, password source),"
-            " then run this again",
+            f"check [smtp] in {config.path} ({fix}), then run this again",
         )
 
 

@@ -90,6 +90,7 @@ ENDPOINT_KEYS = frozenset(
 )
 MAILBOX_KEYS = ENDPOINT_KEYS | {
     "name",
+    "kind",
     "oauth_command",
     "folder",
     "after",
@@ -103,7 +104,9 @@ MAILBOX_KEYS = ENDPOINT_KEYS | {
     "batch",
     "use_idle",
 }
-SMTP_KEYS = ENDPOINT_KEYS
+SMTP_KEYS = ENDPOINT_KEYS | {"kind"}
+MAILBOX_KINDS = ("imap", "graph")  # graph: triage.config.graph reads it
+SMTP_KINDS = ("smtp", "graph")
 DAEMON_KEYS = frozenset(
     {
         "message_timeout",
@@ -118,7 +121,8 @@ DAEMON_KEYS = frozenset(
 
 
 def parse_mailboxes(path: Path | str, raw: object) -> tuple[Mailbox, ...]:
-    """[[mailbox]] tables, each with its own name."""
+    """[[mailbox]] tables read over IMAP, each with its own name (those with kind = "graph"
+    are triage.config.graph's)."""
     if not isinstance(raw, list):
         raise ConfigError(
             path, "mailbox", "must be an array of tables", "write [[mailbox]] then name = ..."
@@ -127,6 +131,13 @@ def parse_mailboxes(path: Path | str, raw: object) -> tuple[Mailbox, ...]:
     out = []
     for n, item in enumerate(raw):
         key = f"mailbox[{n}]"
+        kind = item.get("kind", "imap") if isinstance(item, dict) else "imap"
+        if kind not in MAILBOX_KINDS:
+            raise ConfigError(
+                path, f"{key}.kind", f"{kind!r} is not known", f"use one of {list(MAILBOX_KINDS)}"
+            )
+        if kind == "graph":
+            continue
         t = fields.table(path, key, item, MAILBOX_KEYS)
         name = fields.text(path, key, t, "name", required=True)
         if name in seen:
@@ -177,6 +188,13 @@ def parse_smtp(path: Path | str, raw: object) -> Smtp | None:
     """The [smtp] relay, or None when the table is absent (nothing is sent)."""
     if raw is None:
         return None
+    kind = raw.get("kind", "smtp") if isinstance(raw, dict) else "smtp"
+    if kind not in SMTP_KINDS:
+        raise ConfigError(
+            path, "smtp.kind", f"{kind!r} is not known", f"use one of {list(SMTP_KINDS)}"
+        )
+    if kind == "graph":
+        return None  # sent through Graph: triage.config.graph reads the table
     t = fields.table(path, "smtp", raw, SMTP_KEYS)
     tls = _tls(path, "smtp", t)
     username = fields.text(path, "smtp", t, "username") or None

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from triage.config import endpoints, fields
+from triage.config import endpoints, fields, graph
 from triage.config.values import Config, Queue
 from triage.errors import ConfigError
 
@@ -61,6 +61,14 @@ def load_config(path: Path | None) -> Config:
     queues = _queues(path, data.get("queue", []))
     mailboxes = endpoints.parse_mailboxes(path, data.get("mailbox", []))
     smtp = endpoints.parse_smtp(path, data.get("smtp"))
+    graph_mailboxes: tuple = ()
+    graph_sending = None
+    if any(map(graph.is_graph, data.get("mailbox", []))) or graph.is_graph(data.get("smtp")):
+        graph_mailboxes = graph.parse_mailboxes(
+            path, data.get("mailbox", []), {m.name for m in mailboxes}
+        )
+        if graph.is_graph(data.get("smtp")):
+            graph_sending = graph.parse_smtp(path, data["smtp"], graph_mailboxes)
     daemon = endpoints.parse_daemon(path, data.get("daemon"))
     base = path.parent
 
@@ -165,6 +173,8 @@ def load_config(path: Path | None) -> Config:
         queues=queues,
         mailboxes=mailboxes,
         smtp=smtp,
+        graph_mailboxes=graph_mailboxes,
+        graph_sending=graph_sending,
         daemon=daemon,
         sinks=sinks,
     )
@@ -179,8 +189,8 @@ def known_keys() -> frozenset[str]:
     keys = {f"{section}.{key}" for section, names in SCHEMA.items() for key in names}
     for section, names in (
         ("queue", QUEUE_KEYS),
-        ("mailbox", endpoints.MAILBOX_KEYS),
-        ("smtp", endpoints.SMTP_KEYS),
+        ("mailbox", endpoints.MAILBOX_KEYS | graph.MAILBOX_KEYS),
+        ("smtp", endpoints.SMTP_KEYS | graph.SMTP_KEYS),
         ("daemon", endpoints.DAEMON_KEYS),
     ):
         keys |= {f"{section}.{key}" for key in names}

@@ -47,6 +47,10 @@ def check(config: Config) -> list[Finding]:
         out += _secret(config, key, mb.secret, oauth=mb.oauth)
         if mb.ca_file:
             out += _ca_file(config, f"{key}.ca_file", Path(mb.ca_file))
+    for n, mb in enumerate(config.graph_mailboxes):
+        out += _graph_app(config, f"mailbox[{n}]", mb.credentials)
+    if config.graph_sending is not None:
+        out += _graph_app(config, "smtp", config.graph_sending.credentials)
     if config.smtp is not None:
         if config.smtp.secret is not None:
             out += _secret(config, "smtp", config.smtp.secret, oauth=False)
@@ -54,6 +58,26 @@ def check(config: Config) -> list[Finding]:
             out += _ca_file(config, "smtp.ca_file", Path(config.smtp.ca_file))
     for n, sink in enumerate(config.sinks):
         out += _sink(config, f"sink[{n}]", sink)
+    return out
+
+
+def _graph_app(config: Config, key: str, credentials) -> list[Finding]:
+    """A Graph app's secret (or certificate key) readable, its certificate and CA files."""
+    out = _secret(config, key, credentials.secret, oauth=False)
+    if credentials.certificate_file:
+        problem = _readable_file(Path(credentials.certificate_file))
+        if problem:
+            out.append(
+                _finding(
+                    ERROR,
+                    config.path,
+                    f"{key}.certificate_file",
+                    f"{credentials.certificate_file}: {problem}",
+                    "name the certificate (public PEM) uploaded to the app registration",
+                )
+            )
+    if credentials.ca_file:
+        out += _ca_file(config, f"{key}.ca_file", Path(credentials.ca_file))
     return out
 
 

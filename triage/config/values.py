@@ -16,6 +16,8 @@ from triage.errors import ConfigError
 
 if TYPE_CHECKING:
     from triage.sinks.config import SinkConfig
+    from triage.sinks.graph_mail import GraphSending
+    from triage.sources.graph import GraphMailbox
 
 
 def shipped_rules() -> Path:
@@ -66,6 +68,9 @@ class Config:
     contacts_file: Path | None = None
     mailboxes: tuple[endpoints.Mailbox, ...] = ()
     smtp: endpoints.Smtp | None = None
+    # [[mailbox]] kind = "graph" (triage.config.graph); [smtp] kind = "graph" sends through it
+    graph_mailboxes: tuple[GraphMailbox, ...] = ()
+    graph_sending: GraphSending | None = None
     daemon: endpoints.Daemon = field(default_factory=endpoints.Daemon)
     # [[sink]] tables: where events go (triage.sinks.config); none by default
     sinks: tuple[SinkConfig, ...] = ()

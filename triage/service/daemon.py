@@ -20,8 +20,8 @@ from triage.config import Config, load_config
 from triage.core.pipeline import Rules
 from triage.engine.pool import Pool
 from triage.service import delivering
+from triage.service.graph_loop import GraphLoop
 from triage.service.health import Health, HealthWatch
-from triage.service.mailbox_loop import MailboxLoop
 from triage.service.notify import Notifier
 from triage.service.timers import Timers
 from triage.sinks import outbox
@@ -35,10 +35,11 @@ STOP_GRACE = 20.0  # seconds to finish the batch in hand after SIGTERM (the unit
 CANCEL_GRACE = 3.0  # then seconds for what was cut short to close its connections
 
 
-class Daemon(MailboxLoop, HealthWatch, Timers):
+class Daemon(GraphLoop, HealthWatch, Timers):
     """The daemon's state and lifecycle: start the tasks, stop them within a bound, reload.
 
-    Its tasks live by concern beside it: mailbox_loop.py (one per mailbox), health.py
+    Its tasks live by concern beside it: mailbox_loop.py (one per IMAP mailbox),
+    graph_loop.py (one per Graph mailbox), health.py
     (state rows, alerts, readiness, stalls), timers.py (SLA checks, outbox, watchdog).
     """
 
@@ -58,7 +59,7 @@ class Daemon(MailboxLoop, HealthWatch, Timers):
         self.stop = asyncio.Event()
         self.hurry = asyncio.Event()  # a second signal: stop now, not after the batch in hand
         self.lock = asyncio.Lock()  # one batch in the store at a time
-        self.health = {mb.name: Health() for mb in config.mailboxes}
+        self.health = {mb.name: Health() for mb in (*config.mailboxes, *config.graph_mailboxes)}
         relay = outbox.relay_health(self.store)
         self.relay_error: str | None = relay["last_error"] if relay and relay["failing"] else None
         self.ready_sent = False
@@ -69,17 +70,19 @@ class Daemon(MailboxLoop, HealthWatch, Timers):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        self.log.info(
-            "daemon_started", mailboxes=[mb.name for mb in self.config.mailboxes], pid=os.getpid()
-        )
+        self.log.info("daemon_started", mailboxes=list(self.health), pid=os.getpid())
         reloads.record(self.store, reloads.STARTED)  # a rejection before this restart is over
         tasks = [
             asyncio.create_task(self._mailbox(mb), name=f"mailbox:{mb.name}")
             for mb in self.config.mailboxes
         ]
+        tasks += [
+            asyncio.create_task(self._graph_mailbox(mb), name=f"mailbox:{mb.name}")
+            for mb in self.config.graph_mailboxes
+        ]
         tasks.append(asyncio.create_task(self._sla_checks(), name="sla"))
         tasks.append(asyncio.create_task(self._stall_checks(), name="stalls"))
-        if self.config.smtp is not None:
+        if self.config.smtp is not None or self.config.graph_sending is not None:
             tasks.append(asyncio.create_task(self._outbox(), name="outbox"))
         tasks.append(asyncio.create_task(self._watchdog(), name="watchdog"))
         tasks.append(
@@ -88,7 +91,7 @@ class Daemon(MailboxLoop, HealthWatch, Timers):
                 name="deliveries",
             )
         )
-        if not self.config.mailboxes:
+        if not self.health:
             self.log.warning("no_mailboxes", fix="add a [[mailbox]] table to the configuration")
             self._maybe_ready()
         await self.stop.wait()

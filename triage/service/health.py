@@ -174,7 +174,11 @@ class HealthWatch:
                     continue
                 idle_for = (now - health.progress_at).total_seconds()
                 if idle_for > limit:
-                    mb = next(m for m in self.config.mailboxes if m.name == row["mailbox"])
+                    mb = next(
+                        m
+                        for m in (*self.config.mailboxes, *self.config.graph_mailboxes)
+                        if m.name == row["mailbox"]
+                    )
                     await self._failed(
                         mb,
                         health,

@@ -131,9 +131,56 @@ async def relay(smtp: Smtp) -> Probe:
         client.close()
 
 
-async def all_of(mailboxes: tuple[Mailbox, ...], smtp: Smtp | None) -> list[Probe]:
+async def graph_mailbox(mb) -> Probe:
+    """A Graph mailbox: get a token, find the watched folder; never create a folder."""
+    from triage.sources.graph import GraphSession
+    from triage.sources.graph_auth import GraphError
+
+    what = f"mailbox {mb.name}"
+    where = f"{mb.user} through {mb.graph_url}"
+    session = GraphSession(replace(mb, after="read"))  # read: open() creates no folder
+    try:
+        opened = await session.open()
+    except GraphError as exc:
+        return Probe(what, False, (f"{exc.kind}: {exc}", where))
+    except (TimeoutError, OSError) as exc:
+        return Probe(what, False, (f"connect: {type(exc).__name__}: {exc}", where))
+    finally:
+        await session.close()
+    return Probe(
+        what,
+        True,
+        (
+            where,
+            f"token for app {mb.credentials.client_id}: granted",
+            f"{mb.folder}: {opened.total} message(s)",
+        ),
+    )
+
+
+async def graph_sender(sending) -> Probe:
+    """Graph's sendMail: a token for the app; nothing is sent (Mail.Send shows at the first)."""
+    from triage.sources.graph_auth import GraphError, TokenSource
+
+    where = f"sendMail as {sending.user} through {sending.graph_url}"
+    try:
+        await TokenSource(sending.credentials).token()
+    except GraphError as exc:
+        return Probe("smtp", False, (f"{exc.kind}: {exc}", where))
+    return Probe("smtp", True, (where, f"token for app {sending.credentials.client_id}: granted"))
+
+
+async def all_of(
+    mailboxes: tuple[Mailbox, ...],
+    smtp: Smtp | None,
+    graph_mailboxes: tuple = (),
+    graph_sending=None,
+) -> list[Probe]:
     """Every probe, at once: one slow server does not hold up the report of the others."""
     jobs = [mailbox(mb) for mb in mailboxes]
+    jobs += [graph_mailbox(mb) for mb in graph_mailboxes]
     if smtp is not None:
         jobs.append(relay(smtp))
+    if graph_sending is not None:
+        jobs.append(graph_sender(graph_sending))
     return list(await asyncio.gather(*jobs))

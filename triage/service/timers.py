@@ -68,8 +68,7 @@ class Timers:
         rows do not wake it: each round is a login attempt, and a relay that sees failed
         logins in a burst may lock the account.
         """
-        assert self.config.smtp is not None
-        sender = outbox.Sender(self.config.smtp, self.config.support_address)
+        sender = outbox.sender_for(self.config)
         every = self.config.daemon.outbox_seconds
         failed_rounds = 0
         while not self.stop.is_set():

@@ -40,7 +40,28 @@ from triage.store.outbox import (
 )
 from triage.store.sqlite import Store
 
-__all__ = ["Result", "Sender", "drain", "ensure", "mark_sent", "relay_health", "retry"]
+__all__ = [
+    "Result",
+    "Sender",
+    "drain",
+    "ensure",
+    "mark_sent",
+    "relay_health",
+    "retry",
+    "sender_for",
+]
+
+
+def sender_for(config) -> Sender:
+    """The acknowledgements' sender: the [smtp] relay, or Graph's sendMail with
+    `[smtp] kind = "graph"` (the same face: `session()`, `lease`, `owner`, `where`)."""
+    if config.graph_sending is not None:
+        from triage.sinks.graph_mail import GraphSender
+
+        return GraphSender(config.graph_sending, config.support_address)  # type: ignore[return-value]
+    assert config.smtp is not None
+    return Sender(config.smtp, config.support_address)
+
 
 GIVE_UP = timedelta(days=5)  # a row failing only for now this long after it was queued fails
 
@@ -127,7 +148,7 @@ async def drain(
 
 
 def _log_relay(logger, change: str | None, error: RelayError | None, sender: Sender) -> None:
-    where = f"{sender.smtp.host}:{sender.smtp.port}"
+    where = sender.where
     if change == "failing" and error is not None:
         logger.error("relay_failing", relay=where, kind=error.kind, error=error.said)
     elif error is not None:

@@ -115,6 +115,11 @@ class Sender:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     @property
+    def where(self) -> str:
+        """What logs name as the relay."""
+        return f"{self.smtp.host}:{self.smtp.port}"
+
+    @property
     def lease(self) -> timedelta:
         """How long a claimed row is this drainer's: every step of a send is bounded by the
         timeout, and connecting, TLS, login and one message take fewer than ten steps."""

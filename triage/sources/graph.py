@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from triage.sources.graph_auth import Credentials, GraphError, TokenSource
 from triage.sources.graph_http import GRAPH_URL, GraphClient, Retries
@@ -49,6 +49,18 @@ class GraphMailbox:
     batch: int = 100  # messages per delta page, and so the most ids held at once
     timeout: float = 30.0
     retries: Retries = Retries()
+    notify_url: str | None = None  # change notifications: the public HTTPS URL Graph posts to
+    notify_listen: str | None = None  # ... and where this process listens for them
+
+    @property
+    def username(self) -> str:
+        """Who is read, under the name alerts and events use for an IMAP mailbox's login."""
+        return self.user
+
+    @property
+    def host(self) -> str:
+        """Where it is read from, as alerts and events name an IMAP server."""
+        return urlsplit(self.graph_url).hostname or self.graph_url
 
 
 @dataclass(frozen=True, slots=True)

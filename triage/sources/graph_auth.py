@@ -120,8 +120,9 @@ class TokenSource:
             return result["access_token"]
         raise GraphError(
             "auth",
-            f"Microsoft refused the token for app {self.credentials.client_id} in tenant "
-            f"{self.credentials.tenant_id}: {_reason(result)}",
+            # the reason first: `triage status` shows the first 60 characters of an error
+            f"{_reason(result)} (Microsoft refused the token for app "
+            f"{self.credentials.client_id} in tenant {self.credentials.tenant_id})",
             code=str((result.get("error_codes") or [""])[0]),
         )
 

@@ -62,3 +62,16 @@ def failing_since(store: Store, mailbox: str) -> str | None:
         "SELECT failing_since FROM mailbox_state WHERE mailbox = ?", (mailbox,)
     ).fetchone()
     return row[0] if row else None
+
+
+def delta_link(store: Store, mailbox: str, scope: str) -> str | None:
+    """A Graph mailbox's ledger: where its next delta query starts (None: the whole folder).
+
+    `scope` names the mailbox and folder watched now; a link stored for another (the
+    configuration changed `user` or `folder`) is not used. Written with `update(...,
+    delta_link=..., delta_scope=...)` only once every message of the page it follows is
+    committed and filed, so a crash repeats at most that page."""
+    row = store.conn.execute(
+        "SELECT delta_link, delta_scope FROM mailbox_state WHERE mailbox = ?", (mailbox,)
+    ).fetchone()
+    return row[0] if row and row[0] and row[1] == scope else None

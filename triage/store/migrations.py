@@ -138,11 +138,21 @@ def deliveries_table(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+def delta_links(db: sqlite_utils.Database) -> None:
+    """5: a Graph mailbox's ledger: its folder's delta link (IMAP's last_uid), and the
+    mailbox and folder the link belongs to (IMAP's uidvalidity)."""
+    columns = db["mailbox_state"].columns_dict
+    for column in ("delta_link", "delta_scope"):
+        if column not in columns:
+            db["mailbox_state"].add_column(column, str)  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
     drop_duplicate_index,  # 3
     deliveries_table,  # 4
+    delta_links,  # 5
 )
 LATEST = len(MIGRATIONS)
 
