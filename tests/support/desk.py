@@ -2,6 +2,8 @@
 
     from tests.support.desk import demo_db, Demo
     demo = demo_db(tmp_path)            # Demo(path, now, breached)
+    with web_server(demo.path) as url:  # the page in its own process on a free port
+        ...
 
 The contacts are imported, the full-text index made (as the store will at start), then
 fixture 12 (a P1 on a 24x7 premium plan: due an hour after it arrives) is replayed three
@@ -11,9 +13,11 @@ is T-000001. Runs the real command line, as `make demo` does.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,3 +74,41 @@ def demo_db(folder: Path, now: datetime | None = None, search: bool = True) -> D
     for when, where in ((now - timedelta(hours=3), early), (now, rest)):
         triage("replay", "--db", db, "--now", iso(when), "--workers", "1", where, cwd=folder)
     return Demo(db, now, "T-000001")
+
+
+@contextlib.contextmanager
+def web_server(db: Path, base_url: str = "/") -> Iterator[str]:
+    """The desk's page served on a free loopback port by its own process, as `triage web`
+    will run it; yields the page's root URL and stops that process (by its pid) on exit."""
+    from tests.servers import HOST, free_port, wait_for_port
+
+    port = free_port()
+    code = (
+        "import sys; from pathlib import Path; from triage.desk import web;"
+        " from triage.desk.listen import Listen;"
+        " web.serve(Path(sys.argv[1]), Listen.parse(sys.argv[2]), base_url=sys.argv[3],"
+        " on_ready=lambda url: print(url, flush=True))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(db), f"{HOST}:{port}", base_url],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        try:
+            wait_for_port(HOST, port, timeout=60)
+        except TimeoutError:
+            proc.kill()
+            raise AssertionError(f"the page did not start: {proc.communicate()[1]}") from None
+        yield f"http://{HOST}:{port}{base_url}"
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # this pid only; uvicorn stops on SIGTERM
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+        proc.communicate()
