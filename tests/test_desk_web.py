@@ -247,3 +247,24 @@ def test_in_a_browser_behind_a_proxy_path_and_search(live_demo, tmp_path: Path):
         assert page.get_by_role(
             "heading", name="T-000013: URGENT: payroll export fails, bank cutoff is 3 pm today"
         ).is_visible()
+
+
+def test_a_senders_markup_is_shown_as_text_never_run(demo, tmp_path: Path):
+    db = tmp_path / "triage.db"
+    db.write_bytes(demo.path.read_bytes())
+    evil = '<img src=x onerror="alert(1)">'
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE tickets SET subject = ?, requester_name = ?, company = ? WHERE number = 'T-000001'",
+        (evil, evil, evil),
+    )
+    conn.execute(
+        "UPDATE messages SET subject = ?, body = ? WHERE subject = 'Severity1'", (evil, evil)
+    )
+    conn.commit()
+    conn.close()
+    ds = web.app(db, clock=lambda: NOW)
+    for path in ("/triage/queue", "/triage/ticket?number=T-000001", "/triage/tickets"):
+        page = get(ds, path).text
+        assert "<img src=x" not in page, path
+        assert "&lt;img src=x onerror=" in page, path
