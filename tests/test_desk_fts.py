@@ -89,10 +89,12 @@ def test_the_demo_mail_is_found_with_its_ticket(tmp_path: Path):
     assert hits[0].as_json()["ticket"] == "T-000013"
 
 
-def test_ddl_is_the_statements_ensure_runs(tmp_path: Path):
-    conn = sqlite3.connect(tmp_path / "x.db")
-    conn.execute("CREATE TABLE messages (id INTEGER PRIMARY KEY, subject TEXT, body TEXT)")
-    conn.executescript(fts.ddl())
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    assert names == {f"{fts.TABLE}_ai", f"{fts.TABLE}_ad", f"{fts.TABLE}_au"}
-    assert fts.ensure(conn) is False  # already made: nothing to do
+def test_a_missing_trigger_is_made_again_and_what_it_missed_indexed(store: Store):
+    fts.ensure(store.conn)
+    store.conn.execute("DROP TRIGGER messages_fts_ai")
+    missed = _add(store.conn, "k1", "Scanner jammed", "The scanner on floor 2 jams.")
+    assert _found(store.conn, "scanner") == []
+    assert fts.ensure(store.conn) is False  # the index was there; its trigger was not
+    assert _found(store.conn, "scanner") == [missed]
+    later = _add(store.conn, "k2", "Scanner again", "scanner")
+    assert _found(store.conn, "scanner") == [missed, later]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import ROOT
 from tests.support.browser import needs_chromium, open_browser
 from tests.support.desk import demo_db, iso
 from triage.desk import objectives, report, series
@@ -172,3 +174,19 @@ def test_the_charts_render_in_chromium(tmp_path: Path):
             "heading", name="First response within target, per priority"
         ).is_visible()
         assert asked == [target.as_uri()]  # nothing fetched but the file itself
+
+
+@pytest.mark.parametrize(
+    "module", ["triage/desk/report.py", "triage/desk/series.py", "triage/desk/snapshot.py"]
+)
+def test_the_ticket_columns_written_out_are_trackings(module: str):
+    """The desk's SQL is literal text, so it writes tracking.COLUMNS out; from_row reads
+    them by position."""
+    tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
+    texts = [
+        " ".join(node.value.split())
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    ]
+    written = " ".join(tracking.COLUMNS.split())
+    assert any(f"SELECT {written} " in text or f"SELECT {written}," in text for text in texts)

@@ -99,6 +99,8 @@ def test_at_risk_means_what_sla_check_means(demo, policies):
     assert [(r["ticket"], r["percent_used"]) for r in risky] == [("T-000013", 80.0)]
     queue = rows(ds, "/triage/queue.json")
     assert [r["state"] for r in queue[:2]] == ["BREACHED", "at risk"]
+    ticket = get(ds, "/triage/ticket?number=T-000013").text  # the same state on its own page
+    assert '<p class="desk-state">\n    <span class="desk-at-risk"' in ticket
     # Without the rules no ticket is "at risk" (never a guess).
     assert rows(web.app(demo.path, clock=lambda: later), "/triage/at-risk.json") == []
 

@@ -17,63 +17,52 @@ from dataclasses import dataclass
 TABLE = "messages_fts"
 COLUMNS = ("subject", "body")
 
-# unicode61 with diacritics removed: "Büro" is found by "buro" and "Buro"; porter would stem
-# English only, and the mail is in several languages (fixtures: German, French, Japanese).
-_STATEMENTS = (
-    f"""CREATE VIRTUAL TABLE IF NOT EXISTS {TABLE} USING fts5(
-    subject, body, content='messages', content_rowid='id',
-    tokenize='unicode61 remove_diacritics 2'
-)""",
-    f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_ai AFTER INSERT ON messages BEGIN
-    INSERT INTO {TABLE}(rowid, subject, body) VALUES (new.id, new.subject, new.body);
-END""",
-    f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_ad AFTER DELETE ON messages BEGIN
-    INSERT INTO {TABLE}({TABLE}, rowid, subject, body)
-        VALUES ('delete', old.id, old.subject, old.body);
-END""",
-    f"""CREATE TRIGGER IF NOT EXISTS {TABLE}_au AFTER UPDATE OF subject, body ON messages BEGIN
-    INSERT INTO {TABLE}({TABLE}, rowid, subject, body)
-        VALUES ('delete', old.id, old.subject, old.body);
-    INSERT INTO {TABLE}(rowid, subject, body) VALUES (new.id, new.subject, new.body);
-END""",
-)
-
-
-def ddl() -> str:
-    """The statements `ensure` runs (for a numbered migration, if the store prefers one)."""
-    return ";\n".join(_STATEMENTS) + ";\n"
-
 
 def ensure(conn: sqlite3.Connection) -> bool:
     """Create the index and its triggers when missing, filled from the rows already stored.
 
     Runs in one transaction (BEGIN IMMEDIATE: two processes starting at once cannot both
-    fill it). Returns True when it created the index. Needs the `messages` table.
+    fill it). Returns True when it created the index. Needs the `messages` table. The store
+    calls it where it makes its schema (or from a numbered migration).
     """
-    have = conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-    ).fetchone()
-    triggers = conn.execute(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE ?",
-        (f"{TABLE}_a_",),
-    ).fetchone()[0]
-    if have and triggers == 3:
+    if _complete(conn):
         return False
     own = not conn.in_transaction
     if own:
         conn.execute("BEGIN IMMEDIATE")
     try:
-        created = (
-            conn.execute(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (TABLE,)
-            ).fetchone()
-            is None
+        created = not _has_table(conn)
+        # unicode61 with diacritics removed: "Büro" is found by "buro" and "Buro"; porter
+        # would stem English only, and the mail is in several languages.
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5("
+            " subject, body, content='messages', content_rowid='id',"
+            " tokenize='unicode61 remove_diacritics 2')"
         )
-        for statement in _STATEMENTS:
-            conn.execute(statement)
+        conn.execute(
+            "CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN"
+            " INSERT INTO messages_fts(rowid, subject, body)"
+            " VALUES (new.id, new.subject, new.body);"
+            " END"
+        )
+        conn.execute(
+            "CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN"
+            " INSERT INTO messages_fts(messages_fts, rowid, subject, body)"
+            " VALUES ('delete', old.id, old.subject, old.body);"
+            " END"
+        )
+        conn.execute(
+            "CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF subject, body"
+            " ON messages BEGIN"
+            " INSERT INTO messages_fts(messages_fts, rowid, subject, body)"
+            " VALUES ('delete', old.id, old.subject, old.body);"
+            " INSERT INTO messages_fts(rowid, subject, body)"
+            " VALUES (new.id, new.subject, new.body);"
+            " END"
+        )
         # 'rebuild' reads every row of the content table: whatever was stored before the
         # triggers existed (or while they were missing) is indexed once, here.
-        conn.execute(f"INSERT INTO {TABLE}({TABLE}) VALUES ('rebuild')")
+        conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
         if own:
             conn.execute("COMMIT")
     except BaseException:
@@ -81,6 +70,24 @@ def ensure(conn: sqlite3.Connection) -> bool:
             conn.execute("ROLLBACK")
         raise
     return created
+
+
+def _has_table(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"
+        ).fetchone()
+        is not None
+    )
+
+
+def _complete(conn: sqlite3.Connection) -> bool:
+    """The index and its three triggers are all there."""
+    triggers = conn.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"
+        " AND name IN ('messages_fts_ai', 'messages_fts_ad', 'messages_fts_au')"
+    ).fetchone()[0]
+    return _has_table(conn) and triggers == 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,11 +126,11 @@ def search(conn: sqlite3.Connection, words: str, limit: int = 50) -> list[Hit]:
     if not q:
         return []
     rows = conn.execute(
-        f"SELECT m.id, t.number, m.subject,"
-        f" snippet({TABLE}, -1, '[', ']', '…', 12), m.received_at"
-        f" FROM {TABLE} JOIN messages m ON m.id = {TABLE}.rowid"
-        f" LEFT JOIN tickets t ON t.id = m.ticket_id"
-        f" WHERE {TABLE} MATCH ? ORDER BY rank LIMIT ?",
+        "SELECT m.id, t.number, m.subject,"
+        " snippet(messages_fts, -1, '[', ']', '…', 12), m.received_at"
+        " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+        " LEFT JOIN tickets t ON t.id = m.ticket_id"
+        " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
         (q, limit),
     ).fetchall()
     return [Hit(*row) for row in rows]

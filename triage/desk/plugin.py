@@ -18,7 +18,7 @@ from markupsafe import Markup, escape
 
 from triage.core import sla as sla_mod
 from triage.desk import fts
-from triage.desk.pages import DB, state_sql
+from triage.desk.pages import DB
 from triage.service import tracking
 
 TICKET_TEMPLATE = f"query-{DB}-ticket.html"
@@ -149,12 +149,21 @@ def extra_template_vars(template, database, request, datasette):
         number = request.args.get("number") or ""
         db = datasette.get_database(DB)
         rows = await db.execute(
-            f"SELECT number, subject, requester, requester_name, company, contact, match,"
-            f" verified, priority, policy, plan, timezone, status, created_at, response_due,"
-            f" first_response_at, queue, linked_to, {state_sql(desk.threshold)} AS state,"
-            f" desk_left(response_due) AS time_left, message_key"
-            f" FROM tickets WHERE number = desk_ticket(?)",
-            [number],
+            # The state as pages.state_sql words it, with the threshold bound.
+            "SELECT number, subject, requester, requester_name, company, contact, match,"
+            " verified, priority, policy, plan, timezone, status, created_at, response_due,"
+            " first_response_at, queue, linked_to,"
+            " CASE"
+            "  WHEN first_response_at IS NOT NULL THEN 'answered'"
+            "  WHEN response_due IS NULL THEN 'no target'"
+            "  WHEN julianday(response_due) < julianday(desk_now()) THEN 'BREACHED'"
+            "  WHEN desk_used(policy, plan, priority, created_at, timezone) >= :threshold"
+            "   THEN 'at risk'"
+            "  ELSE 'in time'"
+            " END AS state,"
+            " desk_left(response_due) AS time_left, message_key"
+            " FROM tickets WHERE number = desk_ticket(:number)",
+            {"threshold": float(desk.threshold), "number": number},
         )
         row = rows.first()
         if row is None:
