@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.desk import demo_db
-from triage.desk import fts
+from triage.store.desk import fts
 from triage.store.sqlite import Store
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT
-from triage.desk.readonly import connect
+from triage.store.desk.readonly import connect
 
 
 def test_a_write_is_refused_and_the_row_stays(tmp_path: Path):
@@ -40,7 +40,7 @@ def test_a_missing_database_is_named_with_the_fix_and_not_created(tmp_path: Path
 def _as_technician(db: Path) -> subprocess.CompletedProcess:
     """Count the tickets as uid 65534 in group GROUP only, through `connect`."""
     code = (
-        "import sys; from triage.desk.readonly import connect\n"
+        "import sys; from triage.store.desk.readonly import connect\n"
         "try:\n"
         "    print(connect(sys.argv[1]).execute('SELECT COUNT(*) FROM tickets').fetchone()[0])\n"
         "except OSError as e:\n"

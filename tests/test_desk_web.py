@@ -4,6 +4,7 @@ search, the filtered mail and the review list; checked in-process and in headles
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -105,9 +106,15 @@ def test_at_risk_means_what_sla_check_means(demo, policies):
     assert rows(web.app(demo.path, clock=lambda: later), "/triage/at-risk.json") == []
 
 
+def filtered_stored(demo) -> int:
+    """Every message the replay filtered (all of them stored at NOW: the demo's today)."""
+    with contextlib.closing(sqlite3.connect(demo.path)) as conn:
+        return conn.execute("SELECT COUNT(*) FROM messages WHERE action = 'filtered'").fetchone()[0]
+
+
 def test_filtered_today_lists_todays_filtered_mail_with_its_reason(demo):
     today = rows(web.app(demo.path, clock=lambda: NOW), "/triage/filtered-today.json")
-    assert len(today) == 60
+    assert len(today) == filtered_stored(demo) > 50
     assert all(r["reason"] for r in today)
     assert sum(r["reason"] == "subject-auto-reply" for r in today) == 3
     tomorrow = NOW + timedelta(days=1)
@@ -121,7 +128,7 @@ def test_today_starts_at_midnight_in_the_desks_time_zone(demo):
     utc = web.app(demo.path, clock=lambda: later)
     assert rows(utc, "/triage/filtered-today.json") == []
     auckland = web.app(demo.path, timezone="Pacific/Auckland", clock=lambda: later)
-    assert len(rows(auckland, "/triage/filtered-today.json")) == 60
+    assert len(rows(auckland, "/triage/filtered-today.json")) == filtered_stored(demo)
 
 
 def test_the_review_list_gives_the_command_that_releases_each(demo):

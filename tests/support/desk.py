@@ -52,7 +52,7 @@ def iso(value: datetime) -> str:
 
 def demo_db(folder: Path, now: datetime | None = None, search: bool = True) -> Demo:
     """Replay the fixtures into `folder`/triage.db (see the module's docstring)."""
-    from triage.desk import fts
+    from triage.store.desk import fts
 
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     db = folder / "triage.db"

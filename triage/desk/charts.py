@@ -18,8 +18,8 @@ from datetime import datetime
 import matplotlib
 from matplotlib.figure import Figure
 
+from triage.core.sla import tracking
 from triage.desk.series import Series
-from triage.service import tracking
 
 TOP = 15  # companies and filter reasons drawn; the rest are summed as "other"
 OK_COLOUR, LATE_COLOUR, LINE_COLOUR = "#2e7d32", "#c62828", "#37474f"

@@ -33,10 +33,10 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from triage.core.sla import tracking
 from triage.desk.listen import Listen
-from triage.desk.readonly import connect
 from triage.desk.snapshot import BUCKETS, OLDEST, SKEW, Latency, Live, Snapshot, label, read
-from triage.service import tracking
+from triage.store.desk.readonly import connect
 
 __all__ = [
     "BUCKETS",

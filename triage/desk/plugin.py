@@ -17,9 +17,10 @@ from datasette import hookimpl
 from markupsafe import Markup, escape
 
 from triage.core import sla as sla_mod
-from triage.desk import fts
+from triage.core.sla import tracking
 from triage.desk.pages import DB
-from triage.service import tracking
+from triage.store.desk import canned, fts
+from triage.store.desk.readonly import refuse_writes
 
 TICKET_TEMPLATE = f"query-{DB}-ticket.html"
 
@@ -108,7 +109,7 @@ def prepare_connection(conn, database, datasette):
     if database == DB:
         # Read-only twice over: Datasette opens the file with mode=ro, and no statement
         # that writes runs on any connection to it (Datasette's own _internal stays writable).
-        conn.execute("PRAGMA query_only=1")
+        refuse_writes(conn)
     for name, (arity, fn) in functions(_desk(datasette)).items():
         conn.create_function(name, arity, fn)
 
@@ -148,33 +149,12 @@ def extra_template_vars(template, database, request, datasette):
     async def ticket_vars():
         number = request.args.get("number") or ""
         db = datasette.get_database(DB)
-        rows = await db.execute(
-            # The state as pages.state_sql words it, with the threshold bound.
-            "SELECT number, subject, requester, requester_name, company, contact, match,"
-            " verified, priority, policy, plan, timezone, status, created_at, response_due,"
-            " first_response_at, queue, linked_to,"
-            " CASE"
-            "  WHEN first_response_at IS NOT NULL THEN 'answered'"
-            "  WHEN response_due IS NULL THEN 'no target'"
-            "  WHEN julianday(response_due) < julianday(desk_now()) THEN 'BREACHED'"
-            "  WHEN desk_used(policy, plan, priority, created_at, timezone) >= :threshold"
-            "   THEN 'at risk'"
-            "  ELSE 'in time'"
-            " END AS state,"
-            " desk_left(response_due) AS time_left, message_key"
-            " FROM tickets WHERE number = desk_ticket(:number)",
-            {"threshold": float(desk.threshold), "number": number},
-        )
-        row = rows.first()
-        if row is None:
+        ticket = await canned.ticket_head(db, desk.threshold, number)
+        if ticket is None:
             return {"desk_ticket": None, "desk_number": number}
-        ticket = dict(row)
-        opening = await db.execute(
-            "SELECT decision FROM messages WHERE message_key = ?", [ticket["message_key"]]
-        )
-        first = opening.first()
+        decision = await canned.decision_of(db, ticket["message_key"])
         try:
-            why = json.loads(first["decision"] or "{}").get("reasons", []) if first else []
+            why = json.loads(decision or "{}").get("reasons", [])
         except ValueError:
             why = []
         ticket["why"] = [str(w) for w in why]

@@ -1,7 +1,7 @@
 """`triage report --html`: the report with charts, from a database path, read-only.
 
 The edge of the report: opens the database read-only, reads the response table (the same
-tally as `tracking.report`) and the series in one snapshot, and hands the values to the pure
+tally as `triage.service.tracking.report`) and the series in one snapshot, and hands the values to the pure
 drawing in `triage.desk.charts`.
 """
 
@@ -11,19 +11,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 
+from triage.core.sla import tracking
 from triage.desk import charts, objectives, series
-from triage.desk.readonly import connect
-from triage.service import tracking
+from triage.store.desk import queries
+from triage.store.desk.readonly import connect
 
 
 def read_report(conn, now: datetime, since: datetime | None = None) -> tracking.Report:
-    """What `tracking.report` returns, from a read-only connection (no Store: it would write)."""
-    rows = conn.execute(
-        # tracking.COLUMNS, written out (SQL here is literal text; a test compares them)
-        "SELECT id, number, status, priority, level, policy, plan, timezone,"
-        " response_due, created_at, first_response_at FROM tickets ORDER BY id"
-    ).fetchall()
-    per_priority, total = tracking.tally((tracking.from_row(r) for r in rows), now, since)
+    """What `triage.service.tracking.report` returns, from a read-only connection (no Store: it would write)."""
+    rows = queries.tickets(conn)
+    per_priority, total = tracking.tally(rows, now, since)
     return tracking.Report(now, since, per_priority, total)
 
 
@@ -44,10 +41,9 @@ def html(
         targets = shipped_objectives()
     conn = connect(db)
     try:
-        conn.execute("BEGIN")  # the table and the charts from one snapshot
-        report = read_report(conn, now, since)
-        values = series.read(conn, report, targets, timezone)
-        conn.execute("COMMIT")
+        with queries.one_snapshot(conn):  # the table and the charts from one instant
+            report = read_report(conn, now, since)
+            values = series.read(conn, report, targets, timezone)
     finally:
         conn.close()
     return charts.html_report(report, values, title)

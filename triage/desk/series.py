@@ -1,7 +1,7 @@
 """What the report draws, read from the database: daily counts, breaches, filtered mail.
 
-The report's table (`tracking.report`) counts tickets per priority; the charts also need
-series over days and companies. Everything is read in one read transaction, so the charts
+The report's table (`triage.service.tracking.report`) counts tickets per priority; the
+charts also need series over days and companies. Everything is read in one read transaction, so the charts
 and the table describe the same instant; the values are frozen and the drawing is pure
 (`triage.desk.charts`).
 """
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from triage.core.sla import tracking
 from triage.desk.objectives import Objective, for_policy
-from triage.service import tracking
+from triage.store.desk import queries
 
 NO_COMPANY = "(no company)"
 NO_POLICY = "(no policy)"
@@ -60,14 +61,7 @@ def read(
     """
     zone = ZoneInfo(timezone)
     since_text = tracking.iso(report.since) if report.since else None
-    rows = conn.execute(
-        # tracking.COLUMNS, written out (SQL here is literal text; a test compares them)
-        "SELECT id, number, status, priority, level, policy, plan, timezone,"
-        " response_due, created_at, first_response_at, COALESCE(company, '') FROM tickets"
-        " WHERE (? IS NULL OR julianday(created_at) >= julianday(?)) ORDER BY id",
-        (since_text, since_text),
-    ).fetchall()
-    tickets = [(tracking.from_row(r[:11]), r[11]) for r in rows]
+    tickets = queries.tickets_since(conn, since_text)
     levels: dict[str, int] = {}
     per_day: dict[str, Counter] = {}
     breaches: Counter = Counter()
@@ -84,11 +78,7 @@ def read(
     cut = 0
     if len(days) > MAX_DAYS:
         cut, days = len(days) - MAX_DAYS, days[-MAX_DAYS:]
-    filtered = conn.execute(
-        "SELECT COALESCE(reason, ''), COUNT(*) FROM messages WHERE action = 'filtered'"
-        " AND (? IS NULL OR julianday(received_at) >= julianday(?)) GROUP BY 1",
-        (since_text, since_text),
-    ).fetchall()
+    filtered = queries.filtered_since(conn, since_text)
     attainment = tuple(
         Attainment(
             policy,

@@ -1,9 +1,9 @@
 """What the metrics are made from: one consistent read of the database, and what the daemon
 knows live.
 
-`read` takes a read-only connection and returns a frozen `Snapshot` (the only SQL behind the
-metrics); `Live` is what a running daemon feeds as it works (ingest latency on its own clock,
-OAuth tokens' expiry) and every scrape reads. `triage.desk.metrics` turns both into metric
+`read` takes a read-only connection and returns a frozen `Snapshot` (its SQL is in
+`triage.store.desk.queries`); `Live` is what a running daemon feeds as it works (ingest
+latency on its own clock, OAuth tokens' expiry) and every scrape reads. `triage.desk.metrics` turns both into metric
 families.
 """
 
@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from triage.service import tracking
+from triage.core.sla import tracking
+from triage.store.desk import queries
 
 # Ingest latency: seconds from a message's arrival to its row being committed. Buckets from a
 # second (IDLE at work) to a day (a mailbox that was down overnight).
@@ -129,11 +130,7 @@ class Live:
             return dict(self._tokens)
 
 
-# --------------------------------------------------------------------------- reading (SQL)
-
-
-def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
-    return {name for (name,) in conn.execute("SELECT name FROM pragma_table_info(?)", (table,))}
+# --------------------------------------------------------------------------- reading
 
 
 def label(value: object) -> str:
@@ -148,39 +145,19 @@ def read(
     threshold: float = tracking.THRESHOLD,
 ) -> Snapshot:
     """Every value the families need, in one read transaction (one consistent snapshot)."""
-    conn.execute("BEGIN")
-    try:
+    with queries.one_snapshot(conn):
         return _read(conn, now, policies, threshold)
-    finally:
-        conn.execute("COMMIT")
 
 
 def _read(conn, now, policies, threshold) -> Snapshot:
     messages: dict[tuple[str, str], int] = {}
-    for action, reason, n in conn.execute(
-        "SELECT action, COALESCE(reason, ''), COUNT(*) FROM messages GROUP BY 1, 2"
-    ):
+    for action, reason, n in queries.message_counts(conn):
         key = (label(action), label(reason))
         messages[key] = messages.get(key, 0) + n
     # Every priority ever used is listed (0 when none is open), so a series does not vanish
     # when the last ticket of a priority is closed. Resolved and closed leave the queue.
-    open_tickets = {
-        label(p): n
-        for p, n in conn.execute(
-            "SELECT COALESCE(priority, ''), SUM(status NOT IN ('resolved', 'closed'))"
-            " FROM tickets GROUP BY 1"
-        )
-    }
-    tracked = [
-        tracking.from_row(r)
-        for r in conn.execute(
-            # tracking.COLUMNS, written out (SQL here is literal text; a test compares them)
-            "SELECT id, number, status, priority, level, policy, plan, timezone,"
-            " response_due, created_at, first_response_at"
-            " FROM tickets WHERE first_response_at IS NULL AND response_due IS NOT NULL"
-            " AND status NOT IN ('resolved', 'closed') ORDER BY id"
-        )
-    ]
+    open_tickets = {label(p): n for p, n in queries.open_per_priority(conn)}
+    tracked = queries.unanswered_open(conn)
     breached = sum(1 for t in tracked if tracking.is_breached(t, now))
     at_risk = None
     if policies is not None:
@@ -188,10 +165,7 @@ def _read(conn, now, policies, threshold) -> Snapshot:
         at_risk = len(numbers)
     pending: dict[str, int] = {"ack": 0, "alert": 0}
     failed: dict[str, int] = {"ack": 0, "alert": 0}
-    for kind, status, n in conn.execute(
-        "SELECT CASE WHEN ticket_id IS NULL THEN 'alert' ELSE 'ack' END, status, COUNT(*)"
-        " FROM outbox WHERE status IN ('pending', 'sending', 'failed') GROUP BY 1, 2"
-    ):
+    for kind, status, n in queries.outbox_counts(conn):
         target = failed if status == "failed" else pending
         target[kind] = target.get(kind, 0) + n
     return Snapshot(
@@ -203,9 +177,7 @@ def _read(conn, now, policies, threshold) -> Snapshot:
         outbox_failed=failed,
         mailboxes=_mailboxes(conn),
         relays=_relays(conn),
-        review_held=conn.execute(
-            "SELECT COUNT(*) FROM messages WHERE action = 'review'"
-        ).fetchone()[0],
+        review_held=queries.review_count(conn),
         latency=_latency(conn),
     )
 
@@ -216,31 +188,15 @@ def _epoch(text: str | None) -> float | None:
 
 
 def _mailboxes(conn: sqlite3.Connection) -> tuple[Mailbox, ...]:
-    have = _columns(conn, "mailbox_state")
-    if not have:
-        return ()
-    conn.row_factory = sqlite3.Row
-    try:
-        rows = conn.execute("SELECT * FROM mailbox_state ORDER BY mailbox").fetchall()
-    finally:
-        conn.row_factory = None
     out = []
-    for r in rows:
-        row = dict(r)
+    for row in queries.mailbox_rows(conn):
         up = not row.get("failing") and row.get("state") not in ("failing", "stopped")
         out.append(Mailbox(label(row["mailbox"]), up, _epoch(row.get("last_ok_at"))))
     return tuple(out)
 
 
 def _relays(conn: sqlite3.Connection) -> dict[str, bool]:
-    if "failing" not in _columns(conn, "relay_state"):
-        return {}
-    return {
-        label(r): not failing
-        for r, failing in conn.execute(
-            "SELECT relay, COALESCE(failing, 0) FROM relay_state ORDER BY relay"
-        )
-    }
+    return {label(r): not failing for r, failing in queries.relay_rows(conn)}
 
 
 def _latency(conn: sqlite3.Connection) -> Latency:
@@ -249,17 +205,7 @@ def _latency(conn: sqlite3.Connection) -> Latency:
     Counted in SQL, one pass: only rows fetched from a watched mailbox (a replayed file's
     Date says when it was written, not when it came in).
     """
-    row = conn.execute(
-        # One SUM per bound of BUCKETS, in order (the zip below refuses a count that differs).
-        "SELECT COUNT(*), COUNT(s), COALESCE(SUM(s), 0),"
-        " SUM(s <= 1), SUM(s <= 5), SUM(s <= 15), SUM(s <= 30), SUM(s <= 60), SUM(s <= 120),"
-        " SUM(s <= 300), SUM(s <= 600), SUM(s <= 1800), SUM(s <= 3600), SUM(s <= 7200),"
-        " SUM(s <= 21600), SUM(s <= 86400) FROM ("
-        " SELECT CASE WHEN d BETWEEN ? AND ? THEN MAX(d, 0) END AS s FROM ("
-        "  SELECT (julianday(received_at) - julianday(date)) * 86400.0 AS d FROM messages"
-        "  WHERE source LIKE ? OR source LIKE ?))",
-        (-SKEW, OLDEST, *(f"{p}%" for p in MAILBOX_SOURCES)),
-    ).fetchone()
+    row = queries.latency_counts(conn, SKEW, OLDEST, MAILBOX_SOURCES)
     total, counted, seconds, *counts = row
     buckets = tuple(n or 0 for _bound, n in zip(BUCKETS, counts, strict=True))
     return Latency(buckets, counted, float(seconds), total - counted)

@@ -23,10 +23,10 @@ from datasette.app import Datasette
 from datasette.database import Database
 from datasette.plugins import pm
 
-from triage.desk import fts, pages, plugin
+from triage.core.sla import tracking
+from triage.desk import pages, plugin
 from triage.desk.listen import Listen
-from triage.desk.readonly import connect
-from triage.service import tracking
+from triage.store.desk import fts
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 SETTINGS = {
@@ -47,18 +47,6 @@ def _register() -> None:
         pm.register(plugin, name="triage-desk")
 
 
-def has_search(db: Path) -> bool:
-    """Whether the store has made the full-text index (`fts.ensure`)."""
-    conn = connect(db)
-    try:
-        row = conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (fts.TABLE,)
-        ).fetchone()
-        return row is not None
-    finally:
-        conn.close()
-
-
 def app(
     db: Path,
     policies: Mapping | None = None,
@@ -77,7 +65,7 @@ def app(
     """
     db = Path(db)
     try:
-        search = has_search(db)
+        search = fts.present(db)
     except (OSError, sqlite3.Error) as exc:
         raise WebError(f"{db}: cannot be read: {exc}; fix: pass the daemon's database") from None
     if not base_url.startswith("/") or not base_url.endswith("/"):

@@ -37,3 +37,8 @@ def connect(db: Path) -> sqlite3.Connection:
             " (docs/desk.md, 'Who can read')"
         ) from None
     return conn
+
+
+def refuse_writes(conn) -> None:
+    """No statement that writes runs on `conn` (Datasette's connections to the database)."""
+    conn.execute("PRAGMA query_only=1")

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from pathlib import Path
+
+from triage.store.desk.readonly import connect
 
 TABLE = "messages_fts"
 COLUMNS = ("subject", "body")
@@ -79,6 +82,15 @@ def _has_table(conn: sqlite3.Connection) -> bool:
         ).fetchone()
         is not None
     )
+
+
+def present(db: Path) -> bool:
+    """Whether the store has made the index in the database at `db` (read-only)."""
+    conn = connect(db)
+    try:
+        return _has_table(conn)
+    finally:
+        conn.close()
 
 
 def _complete(conn: sqlite3.Connection) -> bool:
