@@ -33,7 +33,21 @@ def _found(conn: sqlite3.Connection, words: str) -> list[int]:
     return sorted(h.message for h in fts.search(conn, words))
 
 
+def _drop_index(conn: sqlite3.Connection) -> None:
+    """The database as a release before the index left it."""
+    for trigger in ("messages_fts_ai", "messages_fts_ad", "messages_fts_au"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute(f"DROP TABLE {fts.TABLE}")
+
+
+def test_a_new_database_has_the_index_from_the_start(store: Store):
+    assert fts.ensure(store.conn) is False  # the store's migration made it
+    m = _add(store.conn, "k1", "Printer offline", "The badge printer shows offline.")
+    assert _found(store.conn, "printer") == [m]
+
+
 def test_rows_stored_before_the_index_are_found_once_it_is_made(store: Store):
+    _drop_index(store.conn)
     old = _add(store.conn, "k1", "Printer offline", "The badge printer shows offline.")
     assert fts.ensure(store.conn) is True
     assert _found(store.conn, "printer") == [old]

@@ -27,6 +27,7 @@ import sqlite_utils
 from triage import instants, log
 from triage.errors import TriageError
 from triage.store import deliveries, schema
+from triage.store.desk import fts
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -138,11 +139,18 @@ def deliveries_table(db: sqlite_utils.Database) -> None:
             db.execute(statement)
 
 
+def full_text_index(db: sqlite_utils.Database) -> None:
+    """5: the full-text index over messages' subjects and bodies, its triggers, filled from
+    the rows already stored (`triage.store.desk.fts`)."""
+    fts.ensure(db.conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
     drop_duplicate_index,  # 3
     deliveries_table,  # 4
+    full_text_index,  # 5
 )
 LATEST = len(MIGRATIONS)
 
