@@ -63,4 +63,4 @@ def test_errors_name_the_file_the_key_and_the_fix(tmp_path: Path, text: str, key
         objectives.load(path, known=["cw"])
     message = str(err.value)
     assert message.startswith(f"{path}: {key} ")
-    assert fix in message.split("; fix: ", 1)[1]
+    assert fix in message.split("\n  fix: ", 1)[1]

@@ -2,7 +2,7 @@
 
     from tests.support.desk import demo_db, Demo
     demo = demo_db(tmp_path)            # Demo(path, now, breached)
-    with web_server(demo.path) as url:  # the page in its own process on a free port
+    with web_server(demo.path) as url:  # `triage web` in its own process on a free port
         ...
 
 The contacts are imported (the store makes the full-text index as it creates the file), then
@@ -77,20 +77,29 @@ def demo_db(folder: Path, now: datetime | None = None, search: bool = True) -> D
 
 
 @contextlib.contextmanager
-def web_server(db: Path, base_url: str = "/") -> Iterator[str]:
-    """The desk's page served on a free loopback port by its own process, as `triage web`
-    will run it; yields the page's root URL and stops that process (by its pid) on exit."""
+def web_server(db: Path, base_url: str = "/", *options: str) -> Iterator[str]:
+    """`triage web` on a free loopback port in its own process; yields the page's root URL
+    and stops that process (by its pid, SIGTERM) on exit. `options`: more of the command's
+    options (--config FILE)."""
     from tests.servers import HOST, free_port, wait_for_port
 
     port = free_port()
-    code = (
-        "import sys; from pathlib import Path; from triage.desk import web;"
-        " from triage.desk.listen import Listen;"
-        " web.serve(Path(sys.argv[1]), Listen.parse(sys.argv[2]), base_url=sys.argv[3],"
-        " on_ready=lambda url: print(url, flush=True))"
-    )
     proc = subprocess.Popen(
-        [sys.executable, "-c", code, str(db), f"{HOST}:{port}", base_url],
+        [
+            sys.executable,
+            "-m",
+            "triage.cli",
+            "--log-level",
+            "warning",
+            "web",
+            "--db",
+            str(db),
+            "--listen",
+            f"{HOST}:{port}",
+            "--base-url",
+            base_url,
+            *options,
+        ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

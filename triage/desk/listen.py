@@ -9,8 +9,10 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from triage.errors import TriageError
 
-class ListenError(ValueError):
+
+class ListenError(TriageError, ValueError):
     """A listen address that cannot be used; the message names where it came from and the fix."""
 
 

@@ -13,16 +13,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from triage.errors import TriageError
+
 FILE = "objectives.toml"
 EVERY = 100.0
 _KEYS = {"percent", "seed", "source"}
 
 
-class ObjectiveError(ValueError):
+class ObjectiveError(TriageError, ValueError):
     """objectives.toml cannot be used; the message names the file, the key and the fix."""
 
     def __init__(self, path: Path, key: str, problem: str, fix: str) -> None:
-        super().__init__(f"{path}: [{key}] {problem}; fix: {fix}")
+        super().__init__(path, f"[{key}] {problem}", fix)
 
 
 @dataclass(frozen=True, slots=True)

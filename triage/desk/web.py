@@ -14,6 +14,7 @@ HOST:PORT until interrupted (what `triage web --listen` calls).
 from __future__ import annotations
 
 import secrets
+import socket
 import sqlite3
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from datasette.plugins import pm
 from triage.core.sla import tracking
 from triage.desk import pages, plugin
 from triage.desk.listen import Listen
+from triage.errors import TriageError
 from triage.store.desk import fts
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -38,7 +40,10 @@ SETTINGS = {
 }
 
 
-class WebError(ValueError):
+FIX_DB = "pass the daemon's database (--db, or [store] db in --config)"
+
+
+class WebError(TriageError, ValueError):
     """The page cannot start; the message names the file or option and the fix."""
 
 
@@ -64,12 +69,16 @@ def app(
     page under (e.g. "/desk/"). `clock` is for tests.
     """
     db = Path(db)
+    if not base_url.startswith("/") or not base_url.endswith("/"):
+        raise WebError("--base-url", f"{base_url!r} must start and end with /", "e.g. /desk/")
     try:
         search = fts.present(db)
+    except FileNotFoundError:
+        raise WebError(db, "no database here", FIX_DB) from None
+    except PermissionError as exc:
+        raise WebError(str(exc)) from None  # says why and what to do (store/desk/readonly.py)
     except (OSError, sqlite3.Error) as exc:
-        raise WebError(f"{db}: cannot be read: {exc}; fix: pass the daemon's database") from None
-    if not base_url.startswith("/") or not base_url.endswith("/"):
-        raise WebError(f"base_url {base_url!r} must start and end with /; fix: e.g. /desk/")
+        raise WebError(db, f"cannot be read: {exc}", FIX_DB) from None
     _register()
     ds = Datasette(
         metadata=pages.metadata(threshold, search=search, title=title),
@@ -94,20 +103,44 @@ def serve(
 ) -> None:
     """Serve the page on `listen` until SIGINT or SIGTERM (uvicorn handles both).
 
-    `on_ready(url)` is called with the queue's address before serving (the command prints it).
+    The address is bound before anything is served, so one in use is a WebError naming it
+    (not a log line from the server). `on_ready(url)` is called with the queue's address once
+    it is bound (the command prints it).
     """
     import uvicorn
 
     ds = app(db, policies, threshold, timezone, prefix, base_url)
+    sock = bind(listen)
     host = f"[{listen.host}]" if ":" in listen.host else listen.host
-    if on_ready is not None:
-        on_ready(f"http://{host}:{listen.port}{base_url}{pages.DB}/queue")
-    uvicorn.run(
+    config = uvicorn.Config(
         ds.app(),
-        host=listen.host,
-        port=listen.port,
         log_level="warning",
         access_log=False,
         proxy_headers=True,  # X-Forwarded-Proto from the reverse proxy (loopback only)
         forwarded_allow_ips="127.0.0.1",
     )
+    if on_ready is not None:
+        on_ready(f"http://{host}:{sock.getsockname()[1]}{base_url}{pages.DB}/queue")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def bind(listen: Listen) -> socket.socket:
+    """A listening socket on `listen`; WebError naming the address when it cannot be had."""
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((listen.host, listen.port))
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise WebError(
+            f"--listen {listen}",
+            f"cannot listen there: {exc.strerror or exc}",
+            "choose a free port or an address of this host (another `triage web` may run there)",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
