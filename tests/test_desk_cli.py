@@ -215,3 +215,25 @@ def test_web_on_an_address_in_use_says_so_and_exits(demo):
     assert done.returncode == 1
     assert f"--listen {HOST}:{port}: cannot listen there" in done.stderr
     assert "fix: choose a free port" in done.stderr
+
+
+def test_the_daemon_does_not_start_when_its_metrics_address_is_taken(tmp_path):
+    port = free_port()
+    config = tmp_path / "triage.toml"
+    config.write_text(
+        f'[store]\ndb = "{tmp_path / "t.db"}"\n[daemon]\nmetrics_listen = "{HOST}:{port}"\n',
+        encoding="utf-8",
+    )
+    with socket.socket() as taken:
+        taken.bind((HOST, port))
+        taken.listen(1)
+        done = subprocess.run(
+            [sys.executable, "-m", "triage.cli", "--log-level", "warning", "run"]
+            + ["--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert f"{config}: [daemon] metrics_listen: cannot listen on {HOST}:{port}" in done.stderr
+    assert "fix: choose a free port" in done.stderr

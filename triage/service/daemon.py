@@ -19,7 +19,8 @@ from triage import log
 from triage.config import Config, load_config
 from triage.core.pipeline import Rules
 from triage.engine.pool import Pool
-from triage.service import delivering
+from triage.errors import TriageError
+from triage.service import delivering, metrics_endpoint
 from triage.service.health import Health, HealthWatch
 from triage.service.mailbox_loop import MailboxLoop
 from triage.service.notify import Notifier
@@ -73,6 +74,12 @@ class Daemon(MailboxLoop, HealthWatch, Timers):
             "daemon_started", mailboxes=[mb.name for mb in self.config.mailboxes], pid=os.getpid()
         )
         reloads.record(self.store, reloads.STARTED)  # a rejection before this restart is over
+        try:
+            exporter = metrics_endpoint.start(self.config, self.log)
+        except TriageError:
+            self.analyser.close()  # its worker processes, before the error is printed
+            self.store.close()
+            raise
         tasks = [
             asyncio.create_task(self._mailbox(mb), name=f"mailbox:{mb.name}")
             for mb in self.config.mailboxes
@@ -99,6 +106,8 @@ class Daemon(MailboxLoop, HealthWatch, Timers):
             mailbox_state.update(self.store, name, state="stopped")
         self.analyser.close()
         self.store.close()
+        if exporter is not None:
+            exporter.close()
         self.log.info("daemon_stopped")
         return 0
 
