@@ -67,6 +67,10 @@ demo: $(VENV)/.installed
 	$(BIN)/triage contacts import fixtures/contacts.csv
 	$(BIN)/triage --log-level warning replay --config fixtures/demo/triage.toml --db triage.db \
 		--now $(NOW) --acks-dir demo-acks --sinks-dir demo-sinks fixtures/emails
+	@echo
+	@echo "The technicians' page on this database (read-only; Ctrl-C stops it):"
+	@echo "  $(BIN)/triage web --db triage.db"
+	@echo "  then open http://127.0.0.1:8001/triage/queue"
 
 test: $(VENV)/.installed-test servers
 	$(BIN)/python -m pytest -q
