@@ -10,7 +10,8 @@ One set of families, two ways out:
 
 What only a running daemon knows (OAuth tokens' expiry, ingest latency measured on its own
 clock) it hands to `Live`; without one, the latency histogram is read from the rows. The
-values come from `triage.desk.snapshot` (the only SQL); `families` is pure.
+values come from `triage.desk.snapshot` (its SQL in `triage.store.desk.queries`); `families`
+is pure.
 """
 
 from __future__ import annotations
