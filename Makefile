@@ -24,7 +24,9 @@ $(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 # before Cyrus, whose packages would otherwise pull in another mail server. Debian's cyrus-imapd
 # conflicts with dovecot-imapd (both provide imap-server): cyrus-common (master, tools,
 # libraries) and sasl2-bin are installed, and cyrus-imapd's imapd is unpacked into CYRUS_IMAPD
-# with dpkg-deb, not installed (tests/support/cyrus.py looks there).
+# with dpkg-deb, not installed (tests/support/cyrus.py looks there). Debian's chromium is the
+# browser the desk's tests drive headless through Playwright (tests/support/browser.py); no
+# browser is downloaded from anywhere else.
 CYRUS_IMAPD := /usr/local/lib/triage-tests/cyrus-imapd
 CYRUS_DEBS := cyrus-common sasl2-bin
 
@@ -52,12 +54,23 @@ servers:
 	    mkdir -p $(CYRUS_IMAPD) && dpkg-deb -x $$debs/cyrus-imapd_*.deb $(CYRUS_IMAPD) && rm -rf $$debs || \
 	    echo "note: could not set up Cyrus IMAP; its tests will skip"; \
 	  else echo "note: Cyrus IMAP not set up (run make servers as root); its tests will skip"; fi)
+	@test -x /usr/bin/chromium || ( \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    (apt-get install -y -q chromium >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null)) || \
+	    echo "note: could not install chromium; browser tests will skip"; \
+	  else echo "note: chromium not installed (apt-get install chromium); browser tests will skip"; fi)
 
 demo: $(VENV)/.installed
 	rm -rf triage.db triage.db-wal triage.db-shm triage.db.files demo-acks demo-sinks
 	$(BIN)/triage contacts import fixtures/contacts.csv
 	$(BIN)/triage --log-level warning replay --config fixtures/demo/triage.toml --db triage.db \
 		--now $(NOW) --acks-dir demo-acks --sinks-dir demo-sinks fixtures/emails
+	@echo
+	@echo "The technicians' page on this database (read-only; Ctrl-C stops it):"
+	@echo "  $(BIN)/triage web --db triage.db"
+	@echo "  then open http://127.0.0.1:8001/triage/queue"
 
 test: $(VENV)/.installed-test servers
 	$(BIN)/python -m pytest -q

@@ -179,7 +179,10 @@ def _example(name: str) -> str:
     return next(line.strip() for line in after.splitlines() if line.strip())
 
 
-NOT_RUN = {"run"}  # the daemon: it runs until stopped (tests/test_daemon.py runs it)
+NOT_RUN = {
+    "run",
+    "web",
+}  # run until stopped (tests/test_daemon.py, tests/test_desk_web.py run them)
 
 
 @pytest.mark.parametrize(("name", "cmd"), ALL, ids=[n for n, _ in ALL])

@@ -1228,6 +1228,52 @@ def _graph_smtp_spelled_out(env: Env) -> None:
         graph_sent(env, g, wrong_tenant)
 
 
+def _scrape(port: int) -> str | None:
+    """The text at http://127.0.0.1:PORT/metrics, or None when nothing answers there."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            return response.read().decode("utf-8")
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+@effect("daemon.metrics_listen")
+def _metrics_listen(env: Env) -> None:
+    """The real daemon serves its database's metrics while it runs, and only then."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    _, store = env.triage("", request(Subject="URGENT: server down"))  # one open ticket
+    store.close()
+    port = servers.free_port()
+    for text, served in (("", False), (f'[daemon]\nmetrics_listen = "127.0.0.1:{port}"\n', True)):
+        daemon_ = env.daemon(env.config(text))
+
+        async def scrape_while_running(d=daemon_) -> str | None:
+            running = asyncio.create_task(d.run())
+            await asyncio.sleep(0.3)  # the daemon has started its tasks
+            got = await asyncio.to_thread(_scrape, port)
+            d.stop.set()
+            await asyncio.wait_for(running, 30)
+            return got
+
+        got = asyncio.run(scrape_while_running())
+        assert (got is not None) is served, text
+        if served:
+            assert got is not None
+            values = {
+                (s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(got)
+                for s in family.samples
+            }
+            assert values[("triage_database_up", ())] == 1
+            assert sum(v for (n, _), v in values.items() if n == "triage_tickets_open") == 1
+            assert values[("triage_messages_total", (("action", "ticket"), ("reason", "")))] == 1
+        assert _scrape(port) is None  # closed when the daemon stopped
+
+
 # --------------------------------------------------------------------------- the table
 
 

@@ -19,6 +19,9 @@ from triage.core.filters import RuleError
 from triage.core.limits import MessageError
 from triage.core.priority import PriorityError
 from triage.core.sla import SlaError
+from triage.desk.listen import ListenError
+from triage.desk.objectives import ObjectiveError
+from triage.desk.web import WebError
 from triage.engine.quarantine import RetryError
 from triage.engine.review import ReviewError
 from triage.errors import ConfigError, InstantError, RecordedError, TriageError
@@ -57,6 +60,9 @@ KINDS = [
     StaleFacts("T-000004 is not the next number; fix: read the facts in the transaction"),
     SchemaError("triage.db", "migration 2 failed: disk I/O error", "free some space"),
     SchemaTooNew("triage.db", "the database is at schema version 9", "run a later release"),
+    ListenError("--listen: '8001x' is not a port (1-65535); fix: write HOST:PORT"),
+    ObjectiveError("rules/objectives.toml", "cw.percent", "is not a number", "write percent = 70"),
+    WebError("--base-url", "'desk/' must start and end with /", "e.g. /desk/"),
 ]
 # Exceptions defined in triage/ that are signals inside one module, never raised out of it.
 INTERNAL = {"triage.core.filter_loader._KeyProblem", "triage.core.tnef.BudgetSpent"}

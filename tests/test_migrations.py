@@ -8,6 +8,7 @@ acknowledgement sent, one mailbox's UID state.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -21,6 +22,7 @@ from click.testing import CliRunner
 
 from triage.cli import cli
 from triage.store import migrations
+from triage.store.desk import fts
 from triage.store.sqlite import Store
 
 from .conftest import ROOT, build
@@ -168,6 +170,28 @@ def test_the_commands_work_on_a_release_database(tmp_path, commit):
     assert pragma(db, "foreign_key_check") == []
 
 
+@pytest.mark.parametrize("commit", [LAST, OLDER])
+def test_a_release_databases_messages_are_found_by_search_once_opened(tmp_path, commit):
+    """Migration 5 makes the full-text index and fills it from the rows already stored."""
+    db = release_copy(tmp_path, commit)
+    stored = rows(db, "messages")
+    Store(db).close()
+    conn = sqlite3.connect(db)
+    try:
+        for word in ("printer", "payroll", "invoice"):
+            expected = [
+                m["id"]
+                for m in stored
+                if re.search(rf"\b{word}\b", f"{m['subject']} {m['body']}", re.IGNORECASE)
+            ]
+            assert expected, word  # the release's rows hold the word
+            assert sorted(h.message for h in fts.search(conn, word)) == expected, word
+        # The index agrees with its content table (FTS5's own check raises when it does not).
+        conn.execute(f"INSERT INTO {fts.TABLE}({fts.TABLE}, rank) VALUES ('integrity-check', 1)")
+    finally:
+        conn.close()
+
+
 def test_opening_an_upgraded_database_again_changes_nothing(tmp_path):
     db = release_copy(tmp_path, LAST)
     Store(db).close()
@@ -263,6 +287,7 @@ def test_a_failing_migration_leaves_the_database_at_the_step_before(tmp_path, mo
 _OPEN = """
 import sys, time
 from triage.store import migrations
+from triage.store.desk import fts
 from triage.store.sqlite import Store
 from triage.store import sqlite as store_sqlite
 ran = []

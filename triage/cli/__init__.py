@@ -1,6 +1,6 @@
 """The `triage` command line: the group, its shared options, and one module per command
 group (replay, explain, tickets, check, contacts, sla, daemon, quarantine, outbox, review,
-filtered), each thin: parse options, call, print."""
+filtered, web, metrics), each thin: parse options, call, print."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ COMMAND_MODULES = (
     "outbox",
     "review",
     "filtered",
+    "web",
+    "metrics",
 )
 
 

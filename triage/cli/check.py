@@ -54,6 +54,7 @@ def check(config_path, connect) -> None:
     click.echo(
         f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan or rules.policy.default_plan}, time zone {config.timezone}"
     )
+    click.echo(_objectives_line(config))
     click.echo(f"store    {config.db}")
     if config.contacts_file is not None:
         click.echo(f"contacts {config.contacts_file}")
@@ -108,6 +109,20 @@ def check(config_path, connect) -> None:
         if failed:
             raise click.ClickException("; ".join(f"{p.what}: {p.found[0]}" for p in failed))
     click.echo("ok")
+
+
+def _objectives_line(config) -> str:
+    """rules/objectives.toml checked against the policies in rules/sla/ (ObjectiveError names
+    the file, the key and the fix)."""
+    from triage.core import sla as sla_mod
+    from triage.desk import objectives
+
+    path = config.rules_dir / objectives.FILE
+    if not path.is_file():
+        return f"objectives {path}: none (every policy holds every ticket to its deadline)"
+    found = objectives.load(path, known=sla_mod.load_policies(config.sla_dir))
+    stated = ", ".join(f"{o.policy} {o.percent:g} %" for o in found.values()) or "none stated"
+    return f"objectives {path}: {stated}"
 
 
 def _sink_line(sink) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 
 from triage import instants
-from triage.cli.common import CONFIG, DB, instant, open_store, print_table
+from triage.cli.common import CONFIG, DB, instant, no_database, open_store, print_table
 from triage.config import load_config
 from triage.errors import TriageError
 from triage.service import monitoring
@@ -129,28 +130,43 @@ def _numbers(numbers: tuple[str, ...]) -> str:
 @CONFIG
 @DB
 @click.option(
-    "--since", "since_text", help="Only tickets created at or after this ISO 8601 instant."
+    "--since",
+    "since_text",
+    help="Only tickets created at or after this ISO 8601 instant, or this date"
+    " (YYYY-MM-DD: midnight in the configured time zone).",
 )
 @click.option(
     "--now", "now_text", help="The instant breaches are judged at, ISO 8601 (default: now)."
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout.")
-def report(config_path, db_path, since_text, now_text, as_json) -> None:
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the report with charts to this one self-contained HTML file.",
+)
+def report(config_path, db_path, since_text, now_text, as_json, html_path) -> None:
     """First-response figures per priority: answered within target, late, breached.
 
     "% in target" is within / (within + late + open breached): tickets still
     open and not yet due are left out until they are decided; tickets with no
-    deadline are counted apart under "no target".
+    deadline are counted apart under "no target". With --html, the same figures
+    and charts (attainment against each policy's objective in rules/objectives.toml,
+    tickets per day, breaches per company, filtered mail by reason) go to one file.
 
     Example:
 
     \b
         triage report --since 2026-03-01T00:00:00Z --json
+        triage report --html report.html --since 2026-03-01
     """
     from triage.service import tracking
 
-    since = instant(since_text, "--since") if since_text else None
+    config = load_config(config_path)
+    since = _since(since_text, config.timezone) if since_text else None
     now = instant(now_text, "--now")
+    if html_path is not None:
+        _html_report(config, db_path or config.db, html_path, now, since)
     _config, store, path = _open(config_path, db_path)
     try:
         result = tracking.report(store, now, since)
@@ -183,6 +199,50 @@ def report(config_path, db_path, since_text, now_text, as_json) -> None:
         click.echo("within target: no ticket with a target has an outcome yet")
     else:
         click.echo(f"within target: {t.percent:.1f} % ({t.within} of {t.decided})")
+
+
+def _since(text: str, timezone: str) -> datetime:
+    """--since: an ISO 8601 instant, or a date meaning its midnight in `timezone`."""
+    try:
+        day = date.fromisoformat(text.strip())
+    except ValueError:
+        return instant(text, "--since")
+    if len(text.strip()) != 10:  # 20260301 is a date to fromisoformat; write it with dashes
+        return instant(text, "--since")
+    return datetime.combine(day, time(0), ZoneInfo(timezone)).astimezone(UTC)
+
+
+def _html_report(config, db: Path, target: Path, now: datetime, since: datetime | None) -> None:
+    """Write the report with charts to `target` (read-only on `db`)."""
+    import sqlite3
+
+    from triage.core import sla as sla_mod
+    from triage.desk import objectives
+    from triage.desk import report as desk_report
+
+    if not db.is_file():
+        raise no_database(db)
+    if not target.parent.is_dir():
+        raise TriageError(
+            f"--html {target}", f"no folder {target.parent}", "give a file in an existing folder"
+        )
+    policies = sla_mod.load_policies(config.sla_dir)
+    targets = objectives.load(config.rules_dir / objectives.FILE, known=policies)
+    try:
+        page = desk_report.html(db, now, since, targets, config.timezone)
+    except sqlite3.Error as exc:
+        raise TriageError(db, f"cannot be read: {exc}", "pass the daemon's database") from None
+    except OSError as exc:  # the read-only connection's errors name the file and the fix
+        raise TriageError(str(exc)) from None
+    try:
+        target.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise TriageError(
+            f"--html {target}",
+            f"cannot be written: {exc.strerror or exc}",
+            "give a file this user may write",
+        ) from None
+    click.echo(f"report with charts written to {target}", err=True)
 
 
 @click.group("ticket")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from triage.config import fields
 from triage.config.credentials import PASSWORD_KEYS, Secret, SecretError, password
+from triage.desk.listen import Listen, ListenError
 from triage.errors import ConfigError
 
 __all__ = [
@@ -82,6 +83,7 @@ class Daemon:
     sla_check_seconds: float = 300.0
     backoff_max_seconds: float = 300.0
     outbox_seconds: float = 15.0  # how often the outbox is tried when nothing new arrives
+    metrics_listen: Listen | None = None  # where the daemon serves Prometheus metrics; off
 
 
 # What every server connection takes: where, how securely, who, and the password's source.
@@ -116,6 +118,7 @@ DAEMON_KEYS = frozenset(
         "sla_check_seconds",
         "backoff_max_seconds",
         "outbox_seconds",
+        "metrics_listen",
     }
 )
 
@@ -220,7 +223,20 @@ def parse_daemon(path: Path | str, raw: object) -> Daemon:
         sla_check_seconds=fields.number(path, "daemon", t, "sla_check_seconds", 300.0),
         backoff_max_seconds=fields.number(path, "daemon", t, "backoff_max_seconds", 300.0),
         outbox_seconds=fields.number(path, "daemon", t, "outbox_seconds", 15.0),
+        metrics_listen=_metrics_listen(path, t),
     )
+
+
+def _metrics_listen(path: Path | str, t: dict) -> Listen | None:
+    """[daemon] metrics_listen: HOST:PORT (an IP address, or localhost), or absent: off."""
+    if "metrics_listen" not in t:
+        return None
+    value = fields.text(path, "daemon", t, "metrics_listen")
+    try:
+        return Listen.parse(value, where="metrics_listen", default_port=9108)
+    except ListenError as exc:
+        problem = exc.problem.removeprefix("metrics_listen: ")
+        raise ConfigError(path, "daemon.metrics_listen", problem, exc.fix) from None
 
 
 def _tls(path: Path | str, key: str, t: dict) -> str:

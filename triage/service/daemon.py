@@ -19,7 +19,8 @@ from triage import log
 from triage.config import Config, load_config
 from triage.core.pipeline import Rules
 from triage.engine.pool import Pool
-from triage.service import delivering
+from triage.errors import TriageError
+from triage.service import delivering, metrics_endpoint
 from triage.service.graph_loop import GraphLoop
 from triage.service.health import Health, HealthWatch
 from triage.service.notify import Notifier
@@ -72,6 +73,12 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         self.log.info("daemon_started", mailboxes=list(self.health), pid=os.getpid())
         reloads.record(self.store, reloads.STARTED)  # a rejection before this restart is over
+        try:
+            exporter = metrics_endpoint.start(self.config, self.log)
+        except TriageError:
+            self.analyser.close()  # its worker processes, before the error is printed
+            self.store.close()
+            raise
         tasks = [
             asyncio.create_task(self._mailbox(mb), name=f"mailbox:{mb.name}")
             for mb in self.config.mailboxes
@@ -102,6 +109,8 @@ class Daemon(GraphLoop, HealthWatch, Timers):
             mailbox_state.update(self.store, name, state="stopped")
         self.analyser.close()
         self.store.close()
+        if exporter is not None:
+            exporter.close()
         self.log.info("daemon_stopped")
         return 0
 

@@ -27,6 +27,7 @@ import sqlite_utils
 from triage import instants, log
 from triage.errors import TriageError
 from triage.store import deliveries, schema
+from triage.store.desk import fts
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -147,12 +148,19 @@ def delta_links(db: sqlite_utils.Database) -> None:
             db["mailbox_state"].add_column(column, str)  # type: ignore[union-attr]
 
 
+def full_text_index(db: sqlite_utils.Database) -> None:
+    """6: the full-text index over messages' subjects and bodies, its triggers, filled from
+    the rows already stored (`triage.store.desk.fts`)."""
+    fts.ensure(db.conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
     drop_duplicate_index,  # 3
     deliveries_table,  # 4
     delta_links,  # 5
+    full_text_index,  # 6
 )
 LATEST = len(MIGRATIONS)
 

@@ -1,0 +1,115 @@
+"""The SQL of the technicians' pages (Datasette canned queries), as text Datasette runs.
+
+The statements call a few functions that `triage.desk.plugin` registers on every connection
+(`desk_now`, `desk_day_start`, `desk_used`, `desk_left`, `desk_ticket`, `desk_match`), so
+"breached", "at risk" and "today" mean what `triage sla check` means: the deadline against the
+clock, the share of open time used on the ticket's own policy calendar, and midnight in the
+desk's time zone. `triage.desk.pages` puts them into the page's metadata.
+"""
+
+from __future__ import annotations
+
+OPEN = "status NOT IN ('resolved', 'closed')"  # the lifecycle's states that leave the queue
+
+_STATE = """CASE
+      WHEN first_response_at IS NOT NULL THEN 'answered'
+      WHEN response_due IS NULL THEN 'no target'
+      WHEN julianday(response_due) < julianday(desk_now()) THEN 'BREACHED'
+      WHEN desk_used(policy, plan, priority, created_at, timezone) >= {threshold} THEN 'at risk'
+      ELSE 'in time'
+    END"""
+
+
+def state_sql(threshold: float) -> str:
+    """The SQL expression for a ticket's first-response state, over a `tickets` row."""
+    return _STATE.format(threshold=float(threshold))
+
+
+def queue_sql(threshold: float) -> str:
+    return f"""SELECT number AS ticket, {state_sql(threshold)} AS state,
+  CASE WHEN first_response_at IS NULL THEN desk_left(response_due) END AS time_left,
+  priority, subject, requester, company, queue, status,
+  response_due AS due, created_at AS opened
+FROM tickets
+WHERE {OPEN}
+ORDER BY (first_response_at IS NOT NULL OR response_due IS NULL), julianday(response_due), id"""
+
+
+def at_risk_sql(threshold: float) -> str:
+    return f"""SELECT number AS ticket, 'at risk' AS state, desk_left(response_due) AS time_left,
+  round(100 * desk_used(policy, plan, priority, created_at, timezone)) AS percent_used,
+  priority, subject, requester, company, queue, response_due AS due
+FROM tickets
+WHERE {OPEN} AND first_response_at IS NULL AND response_due IS NOT NULL
+  AND julianday(response_due) >= julianday(desk_now())
+  AND desk_used(policy, plan, priority, created_at, timezone) >= {float(threshold)}
+ORDER BY julianday(response_due), id"""
+
+
+FILTERED_TODAY = """SELECT received_at, reason, json_extract(decision, '$.category') AS category,
+  from_addr, subject, json_extract(decision, '$.reasons[0]') AS why, source
+FROM messages
+WHERE action = 'filtered' AND julianday(received_at) >= julianday(desk_day_start())
+ORDER BY id DESC"""
+
+REVIEW = """SELECT id, received_at, reason, from_addr, subject,
+  'triage review release ' || id AS release
+FROM messages
+WHERE action = 'review'
+ORDER BY id"""
+
+# The thread in order: the ticket's messages and its events, by when each was stored.
+TICKET = """SELECT at, entry, who, subject, text, attachments FROM (
+  SELECT m.received_at AS at, 0 AS o, m.id AS i, 'message' AS entry, m.from_addr AS who,
+    m.subject AS subject, m.body AS text,
+    (SELECT group_concat(a.filename, ', ') FROM attachments a
+     WHERE a.message_key = m.message_key) AS attachments
+  FROM messages m JOIN tickets t ON t.id = m.ticket_id
+  WHERE t.number = desk_ticket(:number)
+  UNION ALL
+  SELECT e.at, 1, e.id, e.kind, NULL, NULL, e.detail, NULL
+  FROM events e JOIN tickets t ON t.id = e.ticket_id
+  WHERE t.number = desk_ticket(:number)
+)
+ORDER BY julianday(at), o, i"""
+
+# Every word must appear (each quoted by desk_match: no FTS5 syntax errors from a search box).
+SEARCH = """SELECT t.number AS ticket, m.subject,
+  snippet(messages_fts, -1, '[', ']', '…', 12) AS excerpt,
+  m.from_addr, m.received_at, m.action
+FROM messages_fts
+JOIN messages m ON m.id = messages_fts.rowid
+LEFT JOIN tickets t ON t.id = m.ticket_id
+WHERE messages_fts MATCH desk_match(:q)
+ORDER BY rank
+LIMIT 100"""
+
+
+async def ticket_head(db, threshold: float, number: str) -> dict | None:
+    """The ticket page's header row (Datasette's `Database`), None when there is no such
+    ticket; its state as `state_sql` words it, with the threshold bound."""
+    rows = await db.execute(
+        "SELECT number, subject, requester, requester_name, company, contact, match,"
+        " verified, priority, policy, plan, timezone, status, created_at, response_due,"
+        " first_response_at, queue, linked_to,"
+        " CASE"
+        "  WHEN first_response_at IS NOT NULL THEN 'answered'"
+        "  WHEN response_due IS NULL THEN 'no target'"
+        "  WHEN julianday(response_due) < julianday(desk_now()) THEN 'BREACHED'"
+        "  WHEN desk_used(policy, plan, priority, created_at, timezone) >= :threshold"
+        "   THEN 'at risk'"
+        "  ELSE 'in time'"
+        " END AS state,"
+        " desk_left(response_due) AS time_left, message_key"
+        " FROM tickets WHERE number = desk_ticket(:number)",
+        {"threshold": float(threshold), "number": number},
+    )
+    row = rows.first()
+    return None if row is None else dict(row)
+
+
+async def decision_of(db, message_key: str | None) -> str | None:
+    """The stored decision (JSON text) of the message `message_key`, None when not stored."""
+    rows = await db.execute("SELECT decision FROM messages WHERE message_key = ?", [message_key])
+    first = rows.first()
+    return None if first is None else first["decision"]

@@ -1,0 +1,148 @@
+"""Full-text search over messages' subjects and bodies (SQLite FTS5), kept in step by triggers.
+
+`messages_fts` is an external-content FTS5 table over `messages` (no second copy of the
+text). Three triggers keep it in step with every insert, update and delete of a message, in
+the writer's own transaction, so the index is never behind a committed row, whichever process
+wrote it (the daemon, `triage replay`, `triage review release`). The store calls `ensure` where
+it makes its schema; `ensure` is idempotent and fills the index once from the rows already
+there. Datasette finds the table by its `content='messages'` and offers a search box on
+`messages`; `search` is the same search for code.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.store.desk.readonly import connect
+
+TABLE = "messages_fts"
+COLUMNS = ("subject", "body")
+
+
+def ensure(conn: sqlite3.Connection) -> bool:
+    """Create the index and its triggers when missing, filled from the rows already stored.
+
+    Runs in one transaction (BEGIN IMMEDIATE: two processes starting at once cannot both
+    fill it). Returns True when it created the index. Needs the `messages` table. The store
+    calls it where it makes its schema (or from a numbered migration).
+    """
+    if _complete(conn):
+        return False
+    own = not conn.in_transaction
+    if own:
+        conn.execute("BEGIN IMMEDIATE")
+    try:
+        created = not _has_table(conn)
+        # unicode61 with diacritics removed: "Büro" is found by "buro" and "Buro"; porter
+        # would stem English only, and the mail is in several languages.
+        conn.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5("
+            " subject, body, content='messages', content_rowid='id',"
+            " tokenize='unicode61 remove_diacritics 2')"
+        )
+        conn.execute(
+            "CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN"
+            " INSERT INTO messages_fts(rowid, subject, body)"
+            " VALUES (new.id, new.subject, new.body);"
+            " END"
+        )
+        conn.execute(
+            "CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN"
+            " INSERT INTO messages_fts(messages_fts, rowid, subject, body)"
+            " VALUES ('delete', old.id, old.subject, old.body);"
+            " END"
+        )
+        conn.execute(
+            "CREATE TRIGGER IF NOT EXISTS messages_fts_au AFTER UPDATE OF subject, body"
+            " ON messages BEGIN"
+            " INSERT INTO messages_fts(messages_fts, rowid, subject, body)"
+            " VALUES ('delete', old.id, old.subject, old.body);"
+            " INSERT INTO messages_fts(rowid, subject, body)"
+            " VALUES (new.id, new.subject, new.body);"
+            " END"
+        )
+        # 'rebuild' reads every row of the content table: whatever was stored before the
+        # triggers existed (or while they were missing) is indexed once, here.
+        conn.execute("INSERT INTO messages_fts(messages_fts) VALUES ('rebuild')")
+        if own:
+            conn.execute("COMMIT")
+    except BaseException:
+        if own:
+            conn.execute("ROLLBACK")
+        raise
+    return created
+
+
+def _has_table(conn: sqlite3.Connection) -> bool:
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"
+        ).fetchone()
+        is not None
+    )
+
+
+def present(db: Path) -> bool:
+    """Whether the store has made the index in the database at `db` (read-only)."""
+    conn = connect(db)
+    try:
+        return _has_table(conn)
+    finally:
+        conn.close()
+
+
+def _complete(conn: sqlite3.Connection) -> bool:
+    """The index and its three triggers are all there."""
+    triggers = conn.execute(
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"
+        " AND name IN ('messages_fts_ai', 'messages_fts_ad', 'messages_fts_au')"
+    ).fetchone()[0]
+    return _has_table(conn) and triggers == 3
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One message matching a search, with its ticket when it has one."""
+
+    message: int
+    ticket: str | None
+    subject: str | None
+    snippet: str
+    received_at: str
+
+    def as_json(self) -> dict:
+        return {
+            "message": self.message,
+            "ticket": self.ticket,
+            "subject": self.subject,
+            "snippet": self.snippet,
+            "received_at": self.received_at,
+        }
+
+
+def query_text(words: str) -> str:
+    """A person's search words -> an FTS5 query that cannot be a syntax error.
+
+    Each word becomes a quoted string (quotes doubled), so `"`, `*`, `:`, `-`, `AND` or a
+    column name typed into a search box are searched for, never parsed.
+    """
+    terms = [w.replace('"', '""') for w in words.split()]
+    return " ".join(f'"{t}"' for t in terms if t.strip('"'))
+
+
+def search(conn: sqlite3.Connection, words: str, limit: int = 50) -> list[Hit]:
+    """Messages whose subject or body has every word, best match first."""
+    q = query_text(words)
+    if not q:
+        return []
+    rows = conn.execute(
+        "SELECT m.id, t.number, m.subject,"
+        " snippet(messages_fts, -1, '[', ']', '…', 12), m.received_at"
+        " FROM messages_fts JOIN messages m ON m.id = messages_fts.rowid"
+        " LEFT JOIN tickets t ON t.id = m.ticket_id"
+        " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
+        (q, limit),
+    ).fetchall()
+    return [Hit(*row) for row in rows]
