@@ -445,10 +445,11 @@ class Background:
 
 class BenchDaemon(Daemon):
     """The harness's `triage run` on the shipped defaults against `dc` over imaps, its memory
-    sampled while it runs."""
+    sampled while it runs. `extra`: TOML tables added as they are (bench/graph.py passes no
+    server and a `[[mailbox]] kind = "graph"` table)."""
 
-    def __init__(self, folder: Path, dc: Dovecot) -> None:
-        super().__init__(folder, dc, quick=False, daemon={"backoff_max_seconds": 5})
+    def __init__(self, folder: Path, dc: Dovecot | None, extra: str = "") -> None:
+        super().__init__(folder, dc, quick=False, daemon={"backoff_max_seconds": 5}, extra=extra)
         self.password_file = folder / "pw"
         self.sampler: Sampler | None = None
         self.started = 0.0
