@@ -34,8 +34,8 @@ ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
-from tests import servers  # noqa: E402
 from tests.conftest import human  # noqa: E402
+from tests.support import dovecot, imap  # noqa: E402
 from tests.support.daemon import Daemon, wait_for  # noqa: E402
 from tests.support.http_receiver import HttpReceiver  # noqa: E402
 from triage import instants  # noqa: E402
@@ -53,7 +53,7 @@ def latency(tmp: Path, messages: int, pause: float) -> int:
     secret = tmp / "hook.secret"
     secret.write_text(SECRET + "\n")
     secret.chmod(0o600)
-    dc = servers.Dovecot.start(tmp / "dovecot")
+    dc = dovecot.Dovecot.start(tmp / "dovecot")
     rx = HttpReceiver.start(secret=SECRET)
     d = Daemon(
         tmp / "daemon",
@@ -72,7 +72,7 @@ def latency(tmp: Path, messages: int, pause: float) -> int:
                 From=f"User {n} <user{n}@acme.example>",
                 Subject=f"Laptop {n} will not start",
             )
-            servers.append(dc, "support", "INBOX", raw)
+            imap.append(dc, "support", "INBOX", raw)
             time.sleep(pause)
         wait_for(lambda: len(rx.requests) >= messages, 60, "every delivery")
         time.sleep(1.0)  # anything sent twice would arrive now
@@ -193,7 +193,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3, help="replays with and without sinks")
     parser.add_argument("--skip-latency", action="store_true")
     args = parser.parse_args()
-    if reason := servers.skip_reason():
+    if reason := dovecot.skip_reason():
         print(f"latency  skipped: {reason}")
         args.skip_latency = True
     with tempfile.TemporaryDirectory(prefix="bench-sinks-") as tmp:

@@ -112,20 +112,31 @@ def outbox_retry(config_path, db_path, row_id) -> None:
     from triage.store import deliveries
     from triage.store import outbox as outbox_rows
 
-    table, number = _row(row_id)
-    store = open_store(load_config(config_path), db_path)
-    try:
-        outbox_rows.ensure(store)
-        if table == "delivery":
-            done = deliveries.retry(store, number, datetime.now(UTC))
-        else:
-            done = outbox_rows.retry(store, number)
-    finally:
-        store.close()
+    done, table = _on_row(
+        config_path,
+        db_path,
+        row_id,
+        lambda store, n: deliveries.retry(store, n, datetime.now(UTC)),
+        outbox_rows.retry,
+    )
     if not done:
         what = "a dead delivery" if table == "delivery" else "a failed row"
         raise TriageError(f"outbox row {row_id}", f"is not {what}", "`triage outbox` lists them")
     click.echo(f"outbox row {row_id} queued again")
+
+
+def _on_row(config_path, db_path, row_id: str, on_delivery, on_ack) -> tuple[bool, str]:
+    """Apply the delivery's or the acknowledgement's action to the row ROW names."""
+    from triage.store import outbox as outbox_rows
+
+    table, number = _row(row_id)
+    store = open_store(load_config(config_path), db_path)
+    try:
+        outbox_rows.ensure(store)
+        action = on_delivery if table == "delivery" else on_ack
+        return bool(action(store, number)), table
+    finally:
+        store.close()
 
 
 @outbox.command("drop")
@@ -145,16 +156,7 @@ def outbox_drop(config_path, db_path, row_id) -> None:
     from triage.store import deliveries
     from triage.store import outbox as outbox_rows
 
-    table, number = _row(row_id)
-    store = open_store(load_config(config_path), db_path)
-    try:
-        outbox_rows.ensure(store)
-        if table == "delivery":
-            done = deliveries.drop(store, number)
-        else:
-            done = outbox_rows.drop(store, number)
-    finally:
-        store.close()
+    done, _table = _on_row(config_path, db_path, row_id, deliveries.drop, outbox_rows.drop)
     if not done:
         raise TriageError(
             f"outbox row {row_id}", "is not waiting or failed", "`triage outbox` lists them"
