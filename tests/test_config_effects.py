@@ -688,6 +688,46 @@ def _mailbox_idle_seconds(env: Env) -> None:
     assert waited(env.mailbox(dc), 1.5) is None  # 25 minutes by default
 
 
+def test_a_flag_change_pushed_during_idle_is_no_new_mail(env):
+    """A person marking a message read (the server pushes `* n FETCH (FLAGS ...)`) must not
+    end the wait as if mail had come; new mail still does at once."""
+    from tests.support import imap as imap_client
+
+    dc = env.dovecot()
+    servers.append(dc, "support", "INBOX", request(Message_ID="<old@x>"))
+    mb = env.mailbox(dc, idle_seconds=30)
+
+    async def action(session: ImapSession) -> tuple[float | None, float | None]:
+        async def wait_for(limit: float) -> float | None:
+            started = time.monotonic()
+            try:
+                await asyncio.wait_for(session.wait(asyncio.Event()), limit)
+            except TimeoutError:
+                return None
+            return time.monotonic() - started
+
+        def mark_read() -> None:
+            with imap_client.session(dc, "support") as m:
+                m.select("INBOX")
+                m.store("1", "+FLAGS", "(\\Seen)")
+
+        assert len(await session.unprocessed(0)) == 1  # as the daemon searches before it waits
+        waiting = asyncio.ensure_future(wait_for(2.5))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(mark_read)
+        after_flag = await waiting
+        waiting = asyncio.ensure_future(wait_for(5))
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(
+            servers.append, dc, "support", "INBOX", request(Message_ID="<new@x>")
+        )
+        return after_flag, await waiting
+
+    after_flag, after_mail = session_do(mb, action)
+    assert after_flag is None  # still idling after the flag change
+    assert after_mail is not None and after_mail < 3
+
+
 # --------------------------------------------------------------------------- the daemon
 
 

@@ -8,6 +8,7 @@ it again.
 from __future__ import annotations
 
 import asyncio
+import re
 
 import aioimaplib
 
@@ -29,13 +30,21 @@ class Waiting(Connection):
             self._check_lost()
             return not stop.is_set()
         idle = await self._timed(self.client.idle_start(timeout=self.mailbox.idle_seconds))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.mailbox.idle_seconds + 10
         try:
-            await _first(
-                self.client.wait_server_push(timeout=self.mailbox.idle_seconds + 5),
-                stop.wait(),
-                self.lost.wait(),
-                timeout=self.mailbox.idle_seconds + 10,
-            )
+            while True:
+                push = asyncio.ensure_future(
+                    self.client.wait_server_push(timeout=self.mailbox.idle_seconds + 5)
+                )
+                await _first(
+                    push, stop.wait(), self.lost.wait(), timeout=max(0.0, deadline - loop.time())
+                )
+                if not (push.done() and not push.cancelled() and push.exception() is None):
+                    break
+                if not _only_changes(push.result()) or loop.time() >= deadline:
+                    break
+                # A flag change, an expunge or a keepalive: no new mail, keep idling.
         finally:
             if not self.lost.is_set():
                 self.client.idle_done()
@@ -45,6 +54,23 @@ class Waiting(Connection):
                     raise ImapError("connect", f"IDLE did not end: {exc}") from None
         self._check_lost()
         return not stop.is_set()
+
+
+# What a server may push during IDLE that announces no new mail: a message's flags changed,
+# a message was expunged, the folder's flags, a keepalive ("* OK Still here").
+_CHANGE = re.compile(r"^(?:\* )?(?:\d+ (?:FETCH|EXPUNGE)\b|FLAGS\b|OK\b)", re.IGNORECASE)
+
+
+def _only_changes(lines: object) -> bool:
+    """True when every pushed line is a change that announces no new mail; anything else
+    (EXISTS, RECENT, BYE, the end of IDLE, a line not understood) ends the wait."""
+    if not isinstance(lines, list | tuple) or not lines:
+        return False
+    for line in lines:
+        text = line.decode("ascii", "replace") if isinstance(line, bytes) else str(line)
+        if not _CHANGE.match(text.strip()):
+            return False
+    return True
 
 
 async def _first(*awaitables, timeout: float) -> None:
