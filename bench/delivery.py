@@ -212,7 +212,6 @@ from datetime import UTC, datetime
 from triage.store.sqlite import Store
 from triage.sinks import outbox
 store = Store(__import__("pathlib").Path({str(db)!r}))
-outbox.ensure(store)
 now = datetime.now(UTC)
 store.begin()
 # their tickets first: outbox.ticket_id is a foreign key

@@ -56,7 +56,6 @@ def demo(tmp_path_factory):
 @pytest.fixture
 def store(tmp_path: Path):
     s = Store(tmp_path / "triage.db")
-    mailboxes.ensure(s)
     yield s
     s.close()
 

@@ -43,7 +43,6 @@ def queue(db, *messages: bytes, config: Config | None = None) -> list:
         db=db, support_address="support@msp.example", own_domains=frozenset({"msp.example"})
     )
     store = Store(db)
-    outbox.ensure(store)
     store.outbox_status = "pending"
     out = []
     replay(
@@ -69,7 +68,6 @@ def rows(db) -> list[tuple]:
 
 def drain(db, sink_port: int, now: datetime = NOW, **smtp) -> outbox.Result:
     store = Store(db)
-    outbox.ensure(store)
     sender = outbox.Sender(
         Smtp("127.0.0.1", sink_port, smtp.pop("tls", "none"), **smtp), "support@msp.example"
     )
@@ -188,7 +186,6 @@ def test_killed_after_the_server_accepted_but_before_marking_sends_again_after_t
 def pending(db, count: int, start: int = 0, ticket: bool = True) -> list[str]:
     """`count` acknowledgement rows queued straight into the outbox; their Message-IDs."""
     store = Store(db)
-    outbox.ensure(store)
     if ticket:
         tickets.make(store.conn, *range(start + 1, start + count + 1))
     ids = []

@@ -635,7 +635,6 @@ def test_no_acknowledgement_reaches_a_forged_sender_through_smtp(tmp_path, smtp_
         Authentication_Results="mx.msp.example; spf=pass; dkim=pass; dmarc=pass header.from=acme.example",
     )
     store = Store(db)
-    outbox.ensure(store)
     store.outbox_status = "pending"
     decided = []
     replay(
@@ -677,7 +676,6 @@ def test_an_encoded_word_never_adds_a_recipient_through_smtp(tmp_path, smtp_sink
         human(From='"eve\r\n RCPT TO:<x@y>"@evil.example', Message_ID="<i3@x>", Subject="3"),
     ]
     store = Store(db)
-    outbox.ensure(store)
     store.outbox_status = "pending"
     replay(
         [Item(f"m{n}", raw) for n, raw in enumerate(messages)],

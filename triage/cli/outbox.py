@@ -32,11 +32,9 @@ def outbox(ctx, config_path, db_path, as_json) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from triage.store import deliveries, listings
-    from triage.store import outbox as outbox_rows
 
     store = open_store(load_config(config_path), db_path)
     try:
-        outbox_rows.ensure(store)
         rows = listings.outbox_waiting(store)
         queued = deliveries.waiting(store)
     finally:
@@ -127,12 +125,10 @@ def outbox_retry(config_path, db_path, row_id) -> None:
 
 def _on_row(config_path, db_path, row_id: str, on_delivery, on_ack) -> tuple[bool, str]:
     """Apply the delivery's or the acknowledgement's action to the row ROW names."""
-    from triage.store import outbox as outbox_rows
 
     table, number = _row(row_id)
     store = open_store(load_config(config_path), db_path)
     try:
-        outbox_rows.ensure(store)
         action = on_delivery if table == "delivery" else on_ack
         return bool(action(store, number)), table
     finally:
@@ -201,7 +197,6 @@ def outbox_send(config_path, db_path, once) -> None:
             " a password source), as in systemd/triage.toml.example",
         )
     store = open_store(config, db_path)
-    outbox_mod.ensure(store)
     limit = 100
 
     async def acknowledgements() -> list:

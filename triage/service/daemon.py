@@ -53,8 +53,6 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         self.notifier = notifier
         self.log = log.get(component="daemon")
         self.store = Store(config.db, config.ticket_prefix)
-        mailbox_state.ensure(self.store)
-        outbox.ensure(self.store)
         self.outbox_wake = asyncio.Event()
         self.analyser = Pool(rules, self.store.files)
         self.stop = asyncio.Event()

@@ -29,7 +29,6 @@ from triage.sinks.smtp import RelayError, RowError, Sender, stamped
 from triage.store.outbox import (
     Row,
     claim,
-    ensure,
     mark_sent,
     record_failure,
     record_relay,
@@ -44,7 +43,6 @@ __all__ = [
     "Result",
     "Sender",
     "drain",
-    "ensure",
     "mark_sent",
     "relay_health",
     "retry",

@@ -13,13 +13,6 @@ from triage import instants
 from triage.store.sqlite import Store
 
 
-def ensure(store: Store) -> None:
-    """Nothing to do: the schema's migrations (store/migrations.py) add every column.
-
-    Kept while callers still call it.
-    """
-
-
 def _now() -> str:
     return instants.iso_seconds(datetime.now(UTC))
 

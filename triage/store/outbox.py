@@ -28,15 +28,6 @@ def _iso(value: datetime) -> str:
     return instants.iso_seconds(value)
 
 
-def ensure(store: Store) -> None:
-    """Columns a database made by an earlier release lacks."""
-    have = set(store.db["outbox"].columns_dict)
-    if "next_attempt_at" not in have:
-        store.db["outbox"].add_column("next_attempt_at", str)
-    if "envelope_from" not in have:
-        store.db["outbox"].add_column("envelope_from", str)
-
-
 @dataclass(frozen=True, slots=True)
 class Row:
     id: int
