@@ -20,15 +20,15 @@ import httpx
 
 from triage.config.endpoints import SecretError
 from triage.sinks.base import Delivery, Outcome, Status, classify
-from triage.sinks.client import Pace, exchange, make_client, unreadable_secret
+from triage.sinks.client import HttpSink, exchange, unreadable_secret
 from triage.sinks.config import ChatSettings, SinkConfig
-from triage.sinks.events import Event, Subscription
+from triage.sinks.events import Event
 from triage.sinks.messages import alert, slack_payload, teams_payload
 
 _THROTTLED = "HTTP error 429"
 
 
-class ChatSink:
+class ChatSink(HttpSink):
     """Posts each event as a short alert to a Slack or Teams incoming webhook."""
 
     def __init__(
@@ -40,15 +40,10 @@ class ChatSink:
     ) -> None:
         if config.kind not in ("slack", "teams") or not isinstance(config.settings, ChatSettings):
             raise TypeError(f"{config.name}: not a slack or teams sink")
-        self.config = config
-        self.name = config.name
+        super().__init__(config, clock=clock, client=client)
         self.kind = config.kind
-        self.subscription: Subscription = config.subscription
         self.settings = config.settings
         self.zone = ZoneInfo(config.zone)
-        self.clock = clock
-        self.client = client or make_client(config.timeout, config.ca_file)
-        self.pace = Pace(config.rate_limit)
         self._url: str | None = None
 
     def payload(self, delivery: Delivery) -> bytes:

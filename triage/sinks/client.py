@@ -13,14 +13,20 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib import metadata
+from typing import TYPE_CHECKING
 
 import httpx
 
 from triage.config.endpoints import SecretError
 from triage.sinks.base import Outcome
+
+if TYPE_CHECKING:
+    from triage.sinks.config import SinkConfig
+    from triage.sinks.events import Subscription
 
 ANSWER_MAX = 1 << 20  # bytes of an answer's body read at most
 
@@ -119,3 +125,22 @@ class Pace:
             self._next = slot + self.interval
         if slot > now:
             await asyncio.sleep(slot - now)
+
+
+class HttpSink:
+    """What every HTTP sink holds: its table, the clock, one client and the pace of its
+    requests; each kind adds its settings (and checks it was given its own kind first)."""
+
+    def __init__(
+        self,
+        config: SinkConfig,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.config = config
+        self.name = config.name
+        self.subscription: Subscription = config.subscription
+        self.clock = clock
+        self.client = client or make_client(config.timeout, config.ca_file)
+        self.pace = Pace(config.rate_limit)

@@ -29,9 +29,9 @@ import httpx
 
 from triage.config.endpoints import Secret, SecretError
 from triage.sinks.base import Delivery, Outcome, Status, classify
-from triage.sinks.client import Answer, Pace, exchange, make_client, unreadable_secret
+from triage.sinks.client import Answer, HttpSink, exchange, unreadable_secret
 from triage.sinks.config import ConnectWiseSettings, SinkConfig
-from triage.sinks.events import TICKET_APPENDED, TICKET_CREATED, Event, Subscription
+from triage.sinks.events import TICKET_APPENDED, TICKET_CREATED, Event
 
 SUMMARY_MAX = 100
 CONTACT_NAME_MAX = 62
@@ -40,7 +40,7 @@ NOTES_READ = 100  # the most recent notes searched for a delivery's mark
 _TICKET = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
-class ConnectWiseSink:
+class ConnectWiseSink(HttpSink):
     """Creates and annotates ConnectWise Manage service tickets."""
 
     kind = "connectwise"
@@ -54,13 +54,8 @@ class ConnectWiseSink:
     ) -> None:
         if not isinstance(config.settings, ConnectWiseSettings):
             raise TypeError(f"{config.name}: not a connectwise sink")
-        self.config = config
-        self.name = config.name
-        self.subscription: Subscription = config.subscription
+        super().__init__(config, clock=clock, client=client)
         self.cw = config.settings
-        self.clock = clock
-        self.client = client or make_client(config.timeout, config.ca_file)
-        self.pace = Pace(config.rate_limit)
         self._auth: str | None = None
 
     # -- requests ---------------------------------------------------------------------------

@@ -26,9 +26,8 @@ import httpx
 from triage.config.endpoints import SecretError
 from triage.errors import TriageError
 from triage.sinks.base import Delivery, Outcome, classify
-from triage.sinks.client import Pace, exchange, make_client, unreadable_secret
+from triage.sinks.client import HttpSink, exchange, unreadable_secret
 from triage.sinks.config import SinkConfig, WebhookSettings
-from triage.sinks.events import Subscription
 
 PREFIX = "whsec_"
 KEY_MIN, KEY_MAX = 24, 64  # bytes: the specification's bounds for a symmetric secret
@@ -83,7 +82,7 @@ def signed_headers(keys: Iterable[bytes], msg_id: str, timestamp: int, body: byt
     }
 
 
-class WebhookSink:
+class WebhookSink(HttpSink):
     """POSTs each event's body, signed, to one URL."""
 
     kind = "webhook"
@@ -97,13 +96,8 @@ class WebhookSink:
     ) -> None:
         if not isinstance(config.settings, WebhookSettings):
             raise TypeError(f"{config.name}: not a webhook sink")
-        self.config = config
-        self.name = config.name
-        self.subscription: Subscription = config.subscription
+        super().__init__(config, clock=clock, client=client)
         self.settings = config.settings
-        self.clock = clock
-        self.client = client or make_client(config.timeout, config.ca_file)
-        self.pace = Pace(config.rate_limit)
         self._keys: tuple[bytes, ...] | None = None
 
     def keys(self) -> tuple[bytes, ...]:
