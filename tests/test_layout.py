@@ -157,3 +157,21 @@ def test_no_module_in_triage_is_over_400_lines():
     )
     fixed = LONG_KNOWN - set(long)
     assert not fixed, f"{sorted(fixed)} are short now; fix: remove them from LONG_KNOWN"
+
+
+def test_a_command_starts_without_numpy_and_the_report_still_gets_it():
+    """sqlite-utils would import numpy (brought by matplotlib) at every start, to map types
+    triage never stores: triage/store/library.py hides it for that one import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, triage.cli, triage.store.sqlite\n"
+        "assert 'numpy' not in sys.modules, 'numpy imported at start'\n"
+        "import numpy, sqlite_utils\n"
+        "assert sqlite_utils.Database(memory=True).execute('select 1').fetchone() == (1,)\n"
+        "print(numpy.__name__)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "numpy"

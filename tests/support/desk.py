@@ -68,7 +68,7 @@ def demo_db(folder: Path, now: datetime | None = None, search: bool = True) -> D
     if not search:  # as a database no release with the index has opened yet
         conn = sqlite3.connect(db, isolation_level=None)
         try:
-            for trigger in ("messages_fts_ai", "messages_fts_ad", "messages_fts_au"):
+            for trigger in ("messages_fts_ad", "messages_fts_au"):
                 conn.execute(f"DROP TRIGGER {trigger}")
             conn.execute("DROP TABLE messages_fts")
         finally:

@@ -33,6 +33,7 @@ def message(store: Store, message_id: int) -> tuple | None:
 
 def forget_quarantined(store: Store, message_id: int, key: str) -> None:
     """The quarantine record of a message about to be decided again (caller's transaction)."""
+    store.index_pending()
     store.conn.execute("DELETE FROM events WHERE message_key = ? AND kind = 'quarantined'", (key,))
     store.conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
@@ -72,6 +73,7 @@ def held_by_key(store: Store, key: str) -> tuple | None:
 def forget_held(store: Store, message_id: int, key: str) -> bool:
     """The review record of a message being released (caller's transaction); False when
     another release removed it first."""
+    store.index_pending()
     store.conn.execute("DELETE FROM events WHERE message_key = ? AND kind = 'review'", (key,))
     gone = store.conn.execute(
         "DELETE FROM messages WHERE id = ? AND action = 'review'", (message_id,)

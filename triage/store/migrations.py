@@ -22,12 +22,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-import sqlite_utils
-
 from triage import instants, log
 from triage.errors import TriageError
 from triage.store import deliveries, schema
 from triage.store.desk import fts
+from triage.store.library import sqlite_utils
 
 Migration = Callable[[sqlite_utils.Database], None]
 
@@ -154,6 +153,12 @@ def full_text_index(db: sqlite_utils.Database) -> None:
     fts.ensure(db.conn)
 
 
+def index_at_commit(db: sqlite_utils.Database) -> None:
+    """7: messages are indexed for search by the store once per batch, at its commit, not
+    by a trigger per row (which wrote an index segment per message); the trigger goes."""
+    db.conn.execute("DROP TRIGGER IF EXISTS messages_fts_ai")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
@@ -161,6 +166,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     deliveries_table,  # 4
     delta_links,  # 5
     full_text_index,  # 6
+    index_at_commit,  # 7
 )
 LATEST = len(MIGRATIONS)
 

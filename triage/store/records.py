@@ -129,7 +129,7 @@ def _write(
             {"from": e.from_addr if e else None},
         )
     key = d.message_key or f"sha256:{d.source}"
-    conn.execute(
+    inserted = conn.execute(
         "INSERT INTO messages (message_key, message_id, sha256, source, from_addr, subject, date,"
         " received_at, action, reason, ticket_id, size, body, decision, fingerprint)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -159,6 +159,7 @@ def _write(
             e.fingerprint if e else None,
         ),
     )
+    store.index_later(inserted.lastrowid)
     if d.action in (Action.FILTERED, Action.QUARANTINED, Action.REVIEW):
         detail = {"reason": d.reason}
         if d.category:

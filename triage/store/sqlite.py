@@ -13,8 +13,6 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-import sqlite_utils
-
 from triage import instants
 from triage.core.decision import Decision
 from triage.core.facts import Facts, Needs
@@ -22,6 +20,8 @@ from triage.core.outgoing import Rendered
 from triage.core.replies import Ack
 from triage.store import facts as facts_mod
 from triage.store import migrations, records
+from triage.store.desk import fts
+from triage.store.library import sqlite_utils
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -74,6 +74,7 @@ class Store:
         # upgraded here, once, and a newer one refused.
         migrations.upgrade(self.db, where)
         self._in_batch = False
+        self._unindexed: int | None = None  # the first message row this batch has not indexed
         # Replay writes would-be acknowledgements with status "replay": never sent.
         self.outbox_status = "pending"
 
@@ -85,13 +86,33 @@ class Store:
 
     def commit(self) -> None:
         if self._in_batch:
+            self.index_pending()
             self.conn.execute("COMMIT")
             self._in_batch = False
 
     def rollback(self) -> None:
+        self._unindexed = None
         if self._in_batch:
             self.conn.execute("ROLLBACK")
             self._in_batch = False
+
+    # -- the full-text index (store/desk/fts.py) ------------------------------------------
+    def index_later(self, message_row: int | None) -> None:
+        """A message row was inserted: index it with the rest of its batch, just before the
+        commit (one FTS5 write per batch, not a segment per message); outside a batch, now."""
+        if message_row is None:
+            return
+        if not self._in_batch:
+            fts.index_from(self.conn, message_row)
+        elif self._unindexed is None or message_row < self._unindexed:
+            self._unindexed = message_row
+
+    def index_pending(self) -> None:
+        """Index the rows this batch inserted so far (before a commit, or a delete that could
+        touch them: FTS5 must never be told to forget a row it was not given)."""
+        if self._unindexed is not None:
+            fts.index_from(self.conn, self._unindexed)
+            self._unindexed = None
 
     def close(self) -> None:
         self.rollback()

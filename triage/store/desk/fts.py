@@ -1,12 +1,15 @@
-"""Full-text search over messages' subjects and bodies (SQLite FTS5), kept in step by triggers.
+"""Full-text search over messages' subjects and bodies (SQLite FTS5), kept in step by the store.
 
 `messages_fts` is an external-content FTS5 table over `messages` (no second copy of the
-text). Three triggers keep it in step with every insert, update and delete of a message, in
-the writer's own transaction, so the index is never behind a committed row, whichever process
-wrote it (the daemon, `triage replay`, `triage review release`). The store calls `ensure` where
-it makes its schema; `ensure` is idempotent and fills the index once from the rows already
-there. Datasette finds the table by its `content='messages'` and offers a search box on
-`messages`; `search` is the same search for code.
+text). The store indexes the messages a batch inserted just before the batch commits
+(`index_from`, called by `Store.commit`; a write outside a batch is indexed at once), in the
+writer's own transaction, so the index is never behind a committed row whichever process
+wrote it (the daemon, `triage replay`, `triage review release`). One FTS5 write per batch:
+a trigger per row would write a new index segment for every message, because FTS5 flushes
+at each savepoint and every message is written in its own. Two triggers keep changes and
+deletes in step. `ensure` makes the index, idempotent, and fills it once from the rows
+already there. Datasette finds the table by its `content='messages'` and offers a search box
+on `messages`; `search` is the same search for code.
 """
 
 from __future__ import annotations
@@ -42,12 +45,9 @@ def ensure(conn: sqlite3.Connection) -> bool:
             " subject, body, content='messages', content_rowid='id',"
             " tokenize='unicode61 remove_diacritics 2')"
         )
-        conn.execute(
-            "CREATE TRIGGER IF NOT EXISTS messages_fts_ai AFTER INSERT ON messages BEGIN"
-            " INSERT INTO messages_fts(rowid, subject, body)"
-            " VALUES (new.id, new.subject, new.body);"
-            " END"
-        )
+        # Inserts are indexed by the store at commit (`index_from`); an earlier release's
+        # per-row trigger goes.
+        conn.execute("DROP TRIGGER IF EXISTS messages_fts_ai")
         conn.execute(
             "CREATE TRIGGER IF NOT EXISTS messages_fts_ad AFTER DELETE ON messages BEGIN"
             " INSERT INTO messages_fts(messages_fts, rowid, subject, body)"
@@ -75,6 +75,19 @@ def ensure(conn: sqlite3.Connection) -> bool:
     return created
 
 
+def index_from(conn: sqlite3.Connection, first: int) -> None:
+    """Index the messages from row `first` on: those the open transaction inserted.
+
+    The writer holds the write lock from its first insert, so every row from `first` on is
+    its own and none is indexed yet.
+    """
+    conn.execute(
+        "INSERT INTO messages_fts(rowid, subject, body)"
+        " SELECT id, subject, body FROM messages WHERE id >= ?",
+        (first,),
+    )
+
+
 def _has_table(conn: sqlite3.Connection) -> bool:
     return (
         conn.execute(
@@ -94,12 +107,15 @@ def present(db: Path) -> bool:
 
 
 def _complete(conn: sqlite3.Connection) -> bool:
-    """The index and its three triggers are all there."""
-    triggers = conn.execute(
-        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger'"
-        " AND name IN ('messages_fts_ai', 'messages_fts_ad', 'messages_fts_au')"
-    ).fetchone()[0]
-    return _has_table(conn) and triggers == 3
+    """The index and its two triggers are there, and no per-row insert trigger."""
+    names = {
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'trigger'"
+            " AND name IN ('messages_fts_ai', 'messages_fts_ad', 'messages_fts_au')"
+        )
+    }
+    return _has_table(conn) and names == {"messages_fts_ad", "messages_fts_au"}
 
 
 @dataclass(frozen=True, slots=True)
