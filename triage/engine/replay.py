@@ -38,10 +38,6 @@ from triage.store.sqlite import Store
 PARALLEL_FROM = 64  # below this, starting workers costs more than it saves
 BATCH = 256
 AHEAD = 2  # batches with the workers beyond the one being written, so they never wait
-# Messages per task. Larger than the daemon's (engine/pool.py): a file replay has no one
-# waiting on its first ticket, and each task costs this process a result to take in and a
-# wake-up of its loop (16 per task spent a fifth more of its CPU than 64, measured).
-CHUNK = 64
 
 
 @dataclass
@@ -164,7 +160,7 @@ async def _pooled(
             part = list(islice(items, batch))
             if not part:
                 return
-            window.append(pool.submit(part, chunk=CHUNK))
+            window.append(pool.submit(part))
 
     fill()
     try:

@@ -9,10 +9,14 @@ monitored would look healthy to nobody.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from triage.config import Config
 from triage.core import sla as sla_mod
-from triage.desk import metrics
 from triage.errors import TriageError
+
+if TYPE_CHECKING:  # prometheus-client is imported only when the key is set
+    from triage.desk import metrics
 
 
 def start(config: Config, logger) -> metrics.Server | None:
@@ -20,6 +24,8 @@ def start(config: Config, logger) -> metrics.Server | None:
     listen = config.daemon.metrics_listen
     if listen is None:
         return None
+    from triage.desk import metrics
+
     policies = sla_mod.load_policies(config.sla_dir)
     try:
         server = metrics.serve(listen, config.db, policies=policies)

@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from triage.sinks.base import Delivery, Sink
-from triage.sinks.chat import ChatSink, chat_payload
 from triage.sinks.config import ConnectWiseSettings, SinkConfig, WebhookSettings
-from triage.sinks.connectwise import ConnectWiseSink, note_body, ticket_body
 from triage.sinks.events import TICKET_CREATED
 from triage.sinks.messages import alert, mail_text
-from triage.sinks.webhook import WebhookSink
+
+# The HTTP sinks' modules (and httpx under them) are imported for the kinds configured:
+# a daemon or replay without HTTP sinks does not pay for them at start.
 
 
 def make_sink(
@@ -29,10 +29,16 @@ def make_sink(
 ) -> Sink | None:
     """The sink for `config`; None for an email sink (its mail goes through the SMTP outbox)."""
     if config.kind == "webhook":
+        from triage.sinks.webhook import WebhookSink
+
         return WebhookSink(config, clock=clock)
     if config.kind == "connectwise":
+        from triage.sinks.connectwise import ConnectWiseSink
+
         return ConnectWiseSink(config, clock=clock)
     if config.kind in ("slack", "teams"):
+        from triage.sinks.chat import ChatSink
+
         return ChatSink(config, clock=clock)
     return None
 
@@ -49,6 +55,8 @@ def preview(config: SinkConfig, delivery: Delivery) -> dict:
             "body": json.loads(event.body()),
         }
     if config.kind == "connectwise":
+        from triage.sinks.connectwise import note_body, ticket_body
+
         cw = config.settings
         assert isinstance(cw, ConnectWiseSettings)
         if event.type == TICKET_CREATED:
@@ -64,6 +72,8 @@ def preview(config: SinkConfig, delivery: Delivery) -> dict:
         }
     zone = ZoneInfo(config.zone)
     if config.kind in ("slack", "teams"):
+        from triage.sinks.chat import chat_payload
+
         return {
             "method": "POST",
             "url": "<webhook url>",

@@ -17,14 +17,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import msal
-import requests
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
+from typing import TYPE_CHECKING
 
 from triage.config.endpoints import Secret, SecretError
 from triage.errors import RecordedError
+
+if TYPE_CHECKING:  # msal, requests and cryptography are imported when a Graph mailbox is used:
+    import msal  # a daemon watching IMAP only does not pay ~40 ms and their memory at start
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 RENEW_WINDOW = 5 * 60 + 5  # msal renews a token with under 5 minutes left; a margin over it
@@ -72,6 +71,9 @@ class Credentials:
 
 def thumbprint(certificate_pem: bytes) -> tuple[str, str]:
     """(SHA-1 hex, the PEM of the first certificate): what msal needs beside the private key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     cert = x509.load_pem_x509_certificate(certificate_pem)
     return cert.fingerprint(hashes.SHA1()).hex(), certificate_pem.decode("ascii")  # noqa: S324 - x5t is SHA-1 by definition
 
@@ -103,6 +105,8 @@ class TokenSource:
                 self._app.remove_tokens_for_client()
 
     def _token(self) -> str:
+        import requests
+
         with self._lock:
             app = self._application()
             try:
@@ -129,6 +133,9 @@ class TokenSource:
     def _application(self) -> msal.ConfidentialClientApplication:
         if self._app is not None:
             return self._app
+        import msal
+        import requests
+
         c = self.credentials
         try:
             secret = c.secret.reveal()

@@ -18,11 +18,13 @@ import random
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import httpx
-
 from triage.sources.graph_auth import GraphError, TokenSource
+
+if TYPE_CHECKING:  # imported by the client, when a Graph mailbox is used
+    import httpx
 
 GRAPH_URL = "https://graph.microsoft.com/v1.0"
 CONCURRENCY = 4  # Outlook's limit of requests in flight per app and mailbox
@@ -85,6 +87,8 @@ class GraphClient:
         self.waited = 0.0  # seconds spent waiting for throttling, for logs and tests
         self.throttled = 0  # 429/503 answers seen
         self._gate = asyncio.Semaphore(CONCURRENCY)
+        import httpx
+
         self._http = httpx.AsyncClient(
             verify=tls_context(ca_file),
             timeout=httpx.Timeout(timeout),
@@ -129,6 +133,8 @@ class GraphClient:
         body is None): a message over the size limit is never held in memory whole.
         Not `idempotent` (sendMail): a connection lost after the request went out is not
         tried again, and raises GraphError("sent_maybe"): Graph may have taken it."""
+        import httpx
+
         url = self.url(path)
         waited = 0.0
         renewed = False
