@@ -59,3 +59,30 @@ def test_the_walk_sees_every_section_and_kind():
     ):
         assert dotted in keys, dotted
     assert set(sections(PAGE.read_text(encoding="utf-8"))) >= {s.split(".")[0] for s in keys}
+
+
+def test_every_template_variable_is_documented_and_no_other():
+    from triage.core.templates import FIELDS
+
+    text = (ROOT / "docs" / "templates.md").read_text(encoding="utf-8")
+    rows = set(re.findall(r"^\| `\$([a-z_]+)` \|", text, re.MULTILINE))
+    assert rows == set(FIELDS), f"docs/templates.md's table: {sorted(rows ^ set(FIELDS))}"
+
+
+def test_the_documented_signature_is_accepted_and_sent(tmp_path):
+    """The page's way to add a signature and a phone line: written into a copy's ack.txt."""
+    import shutil
+
+    from triage.config import shipped_rules
+    from triage.core.templates import Templates
+
+    text = (ROOT / "docs" / "templates.md").read_text(encoding="utf-8")
+    signature = re.search(r"```text\n(.*?)```", text, re.DOTALL).group(1)
+    folder = tmp_path / "templates"
+    shutil.copytree(shipped_rules() / "templates", folder)
+    ack = folder / "ack.txt"
+    ack.write_text(ack.read_text(encoding="utf-8") + "\n" + signature, encoding="utf-8")
+    values = {name: name.upper() for name in ("ticket", "subject", "priority", "meaning")}
+    values |= {"response": "R", "due": "D", "requester_name": "Jane", "support_address": "s@x"}
+    sent, _markup = Templates.load(folder).render("ack", values)
+    assert sent.endswith(signature) and "+44 20 7946 0000" in sent
