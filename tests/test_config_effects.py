@@ -5,7 +5,8 @@ trusts in vain. Each row sets one key to a value other than its default and
 checks what changes: the decision, the row, the bytes sent, the folder a
 message lands in, the time a wait takes. `test_every_key_has_a_row` fails
 when a key is added to the schema (triage/config/__init__.py `_SCHEMA`, `QUEUE_KEYS`,
-triage/config/endpoints.py key sets) without a row here.
+triage/config/endpoints.py key sets) without a row here, or a `[[sink]]` key (any kind's,
+triage/sinks/config.py) without a row in tests/test_config_effects_sinks.py.
 """
 
 from __future__ import annotations
@@ -65,6 +66,14 @@ def test_every_key_has_a_row():
     missing = sorted(schema_keys() - set(EFFECTS))
     assert not missing, f"keys with no row asserting their effect: {missing}"
     assert not set(EFFECTS) - schema_keys(), "rows for keys the schema no longer has"
+    # the [[sink]] keys' rows live beside this file (one row per key of every sink kind)
+    from triage.sinks.config import sink_keys
+
+    from .test_config_effects_sinks import SINK_EFFECTS
+
+    sinks = {f"sink.{key}" for key in sink_keys()}
+    missing = sorted(sinks - set(SINK_EFFECTS))
+    assert not missing, f"[[sink]] keys with no row asserting their effect: {missing}"
 
 
 # --------------------------------------------------------------------------- harness

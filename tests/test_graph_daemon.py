@@ -177,3 +177,30 @@ def test_a_changed_folder_is_read_from_its_start_not_from_the_old_link(graph, da
     wait_for(lambda: count(graph, "Inbox/Support") == 0, 60, "the other folder to empty")
     assert d.stop() == 0
     assert sorted(graph.message_ids(UPN, "Triage/Processed")) == ["<in@x>", "<s1@x>"]
+
+
+def test_the_metrics_endpoint_shows_ingest_latency_and_the_app_tokens_time_left(graph, daemon):
+    """Fed by the running daemon: one latency observation per message committed (arrival
+    from Graph's receivedDateTime), and the time left on the app token msal took."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.servers import free_port
+
+    graph.deliver(UPN, "inbox", *[human(Message_ID=f"<m{n}@x>", **TO) for n in range(3)])
+    port = free_port()
+    d = daemon(daemon={"metrics_listen": f"127.0.0.1:{port}"}).start()
+    wait_for(lambda: count(graph, "inbox") == 0, 60, "the inbox to empty")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert got[("triage_ingest_latency_seconds_count", ())] == 3
+    assert got[("triage_ingest_latency_seconds_bucket", (("le", "60.0"),))] == 3
+    left = got[("triage_oauth_token_seconds_left", (("mailbox", "support"),))]
+    assert 3000 < left <= 3600  # the stand-in's tokens live an hour, as Microsoft's
+    assert d.stop() == 0

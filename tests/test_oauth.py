@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.daemon import Daemon, killed_after, wait_for
 from triage.config.endpoints import Mailbox, Secret
@@ -73,6 +75,34 @@ def test_xoauth2_login_over_tls_turns_mail_into_a_ticket(imap, daemon, tmp_path)
     assert imap.tokens.requests >= 1 and imap.tokens.refused == 0
     assert "user=<support>, method=XOAUTH2" in imap.log_text()
     assert not any(form in d.log.read_text() for form in _forms(token))
+
+
+def _scrape(url: str) -> dict[tuple[str, tuple], float]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode("utf-8")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_a_running_daemon_serves_its_ingest_latency_and_token_time_left(imap, daemon, tmp_path):
+    token = imap.tokens.issue("support", lifetime=1800, jwt=True)
+    for n in range(3):
+        servers.append(imap, "support", "INBOX", human(Message_ID=f"<live{n}@x>"))
+    port = servers.free_port()
+    d = daemon(token_command(tmp_path, token), daemon={"metrics_listen": f"127.0.0.1:{port}"})
+    d.start()
+    wait_for(lambda: d.count("Triage/Processed") == 3, 20, "three messages filed")
+    got = _scrape(f"http://127.0.0.1:{port}/metrics")
+    # one observation per message filed, each within seconds of its INTERNALDATE
+    assert got[("triage_ingest_latency_seconds_count", ())] == 3
+    assert got[("triage_ingest_latency_seconds_bucket", (("le", "60.0"),))] == 3
+    assert got[("triage_ingest_latency_skipped_total", ())] == 0
+    left = got[("triage_oauth_token_seconds_left", (("mailbox", "support"),))]
+    assert 1700 < left <= 1800
+    assert d.stop() == 0
 
 
 @pytest.mark.parametrize("how", ["expired", "revoked"])

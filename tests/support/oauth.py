@@ -3,6 +3,7 @@ OAUTHBEARER, and the clients' initial responses for those mechanisms."""
 
 from __future__ import annotations
 
+import base64
 import http.server
 import json
 import secrets
@@ -74,11 +75,18 @@ class Introspection:
     def url(self) -> str:
         return f"http://{HOST}:{self.port}{self.path}"
 
-    def issue(self, user: str, *, lifetime: float = 3600.0, token: str | None = None) -> str:
-        """A new access token for user, valid for `lifetime` seconds."""
-        token = token or "at-" + secrets.token_urlsafe(24)
+    def issue(
+        self, user: str, *, lifetime: float = 3600.0, token: str | None = None, jwt: bool = False
+    ) -> str:
+        """A new access token for user, valid for `lifetime` seconds.
+
+        jwt: shaped as a JWT whose `exp` claim says when it expires, as Microsoft's access
+        tokens are (signed with a random key: only the resource server would check it)."""
+        exp = time.time() + lifetime
+        if token is None:
+            token = _jwt(user, int(exp)) if jwt else "at-" + secrets.token_urlsafe(24)
         with self._lock:
-            self._tokens[token] = {"user": user, "exp": time.time() + lifetime, "revoked": False}
+            self._tokens[token] = {"user": user, "exp": exp, "revoked": False}
         return token
 
     def revoke(self, token: str) -> None:
@@ -122,6 +130,14 @@ class Introspection:
     def __repr__(self) -> str:
         where = f"{HOST}:{self.port}" if self._server else "stopped"
         return f"<Introspection {where} tokens={len(self._tokens)} requests={self.requests}>"
+
+
+def _jwt(user: str, exp: int) -> str:
+    def part(value: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+
+    signature = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
+    return f"{part({'alg': 'HS256', 'typ': 'JWT'})}.{part({'sub': user, 'exp': exp})}.{signature}"
 
 
 def xoauth2_payload(user: str, token: str) -> bytes:

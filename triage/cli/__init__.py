@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "filtered",
     "web",
     "metrics",
+    "backup",
 )
 
 

@@ -115,6 +115,23 @@ class Live:
             buckets = tuple(n + (seconds <= b) for n, b in zip(old.buckets, BUCKETS, strict=True))
             self._latency = Latency(buckets, old.count + 1, old.total + seconds, old.skipped)
 
+    def observe_batch(self, arrivals: Iterable[datetime | None], stored: datetime) -> None:
+        """A batch committed at `stored`, one arrival per message: one lock for the batch."""
+        seconds = [plausible(arrived, stored) for arrived in arrivals]
+        with self._lock:
+            old = self._latency
+            buckets = list(old.buckets)
+            count, total, skipped = old.count, old.total, old.skipped
+            for s in seconds:
+                if s is None:
+                    skipped += 1
+                    continue
+                count, total = count + 1, total + s
+                for i, bound in enumerate(BUCKETS):
+                    if s <= bound:
+                        buckets[i] += 1
+            self._latency = Latency(tuple(buckets), count, total, skipped)
+
     def token(self, mailbox: str, expires: datetime | None) -> None:
         """The OAuth token `mailbox` now uses expires at `expires` (None: not known)."""
         with self._lock:

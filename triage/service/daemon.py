@@ -18,6 +18,7 @@ from pathlib import Path
 from triage import log
 from triage.config import Config, load_config
 from triage.core.pipeline import Rules
+from triage.desk.snapshot import Live
 from triage.engine.pool import Pool
 from triage.errors import TriageError
 from triage.service import delivering, metrics_endpoint
@@ -62,6 +63,7 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         relay = outbox.relay_health(self.store)
         self.relay_error: str | None = relay["last_error"] if relay and relay["failing"] else None
         self.ready_sent = False
+        self.live = Live()  # ingest latency and OAuth tokens' expiry, for the metrics endpoint
 
     # -- lifecycle ------------------------------------------------------------
     async def run(self) -> int:
@@ -72,7 +74,7 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         self.log.info("daemon_started", mailboxes=list(self.health), pid=os.getpid())
         reloads.record(self.store, reloads.STARTED)  # a rejection before this restart is over
         try:
-            exporter = metrics_endpoint.start(self.config, self.log)
+            exporter = metrics_endpoint.start(self.config, self.log, self.live)
         except TriageError:
             self.analyser.close()  # its worker processes, before the error is printed
             self.store.close()

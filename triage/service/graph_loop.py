@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from datetime import UTC, datetime
 
 from triage.service.mailbox_loop import BATCH_BYTES, MailboxLoop, _Batch
 from triage.sources.files import Item
@@ -32,7 +33,8 @@ class GraphLoop(MailboxLoop):
     async def _graph_mailbox(self, mb: GraphMailbox) -> None:
         health = self.health[mb.name]
         logger = self.log.bind(mailbox=mb.name)
-        tokens = TokenSource(mb.credentials)  # kept across sessions: msal's token cache
+        # kept across sessions: msal's token cache; each token's expiry goes to the metrics
+        tokens = TokenSource(mb.credentials, lambda expires: self.live.token(mb.name, expires))
         delay = 1.0
         while not self.stop.is_set():
             session = GraphSession(mb, tokens)
@@ -119,7 +121,8 @@ class GraphLoop(MailboxLoop):
             readable = [
                 Item(s, f.raw) for s, f in zip(sources, fetched, strict=True) if f.raw is not None
             ]
-            batch = _Batch(done, fetched, sources, self.analyser.submit(readable))
+            submitted = self.analyser.submit(readable)
+            batch = _Batch(done, fetched, sources, submitted, datetime.now(UTC))
             try:
                 await self._process(mb, session, batch, logger)
             finally:

@@ -22,6 +22,7 @@ from structlog.typing import FilteringBoundLogger
 from triage.config import Config
 from triage.config.endpoints import Mailbox
 from triage.core.pipeline import Action, Analysis, Decision, Rules
+from triage.desk.snapshot import Live
 from triage.engine.batch import log_decision, run_batch
 from triage.engine.pool import Pool, Task
 from triage.engine.pool import unreadable as _quarantine
@@ -52,6 +53,7 @@ class _Batch:
     fetched: list[Fetched]
     sources: list[str]
     tasks: list[Task]
+    seen: datetime | None = None  # when it was fetched: arrival where the server gives none
 
 
 class MailboxLoop:
@@ -68,6 +70,7 @@ class MailboxLoop:
     lock: asyncio.Lock
     stop: asyncio.Event
     outbox_wake: asyncio.Event
+    live: Live
 
     async def _mailbox(self, mb: Mailbox) -> None:
         health = self.health[mb.name]
@@ -89,6 +92,8 @@ class MailboxLoop:
                 # session files mail (_filed). Reset here, a server that takes the login but
                 # refuses every move was retried about once a second and never reported.
                 health.logged_in_once = True
+                if mb.oauth:
+                    self.live.token(mb.name, session.token_expires)
                 mailbox_state.update(self.store, mb.name, last_ok_at=mailbox_state.now_text())
                 self._maybe_ready()
                 await self._serve(mb, session, selected, logger)
@@ -192,7 +197,8 @@ class MailboxLoop:
         readable = [
             Item(src, f.raw) for src, f in zip(sources, fetched, strict=True) if f.raw is not None
         ]
-        return _Batch(uids, fetched, sources, self.analyser.submit(readable))
+        submitted = self.analyser.submit(readable)
+        return _Batch(uids, fetched, sources, submitted, datetime.now(UTC))
 
     async def _process(self, mb: Mailbox, session: ImapSession, batch: _Batch, logger) -> None:
         analyses = iter(
@@ -223,6 +229,10 @@ class MailboxLoop:
             # keeps a quarantined message's bytes too
             raws = [f.raw for f in batch.fetched]
             decisions = run_batch(self.store, self.rules, batch_analyses, now, raws)
+            # Ingest latency, once per batch: arrival (the server's date, else when it was
+            # fetched) to the commit that holds the message.
+            stored = datetime.now(UTC)
+            self.live.observe_batch((f.arrived or batch.seen for f in batch.fetched), stored)
             for f, d in zip(batch.fetched, decisions, strict=True):
                 if d.action == Action.DUPLICATE and d.message_id:
                     again.setdefault(self._outcome(d), []).append((f.uid, d.message_id))

@@ -19,8 +19,10 @@ if TYPE_CHECKING:  # prometheus-client is imported only when the key is set
     from triage.desk import metrics
 
 
-def start(config: Config, logger) -> metrics.Server | None:
-    """Serve the metrics on `[daemon] metrics_listen`; None when the key is not set."""
+def start(config: Config, logger, live: metrics.Live | None = None) -> metrics.Server | None:
+    """Serve the metrics on `[daemon] metrics_listen`; None when the key is not set.
+
+    `live`: what the daemon feeds as it works (ingest latency, OAuth tokens' expiry)."""
     listen = config.daemon.metrics_listen
     if listen is None:
         return None
@@ -28,7 +30,7 @@ def start(config: Config, logger) -> metrics.Server | None:
 
     policies = sla_mod.load_policies(config.sla_dir)
     try:
-        server = metrics.serve(listen, config.db, policies=policies)
+        server = metrics.serve(listen, config.db, live=live, policies=policies)
     except OSError as exc:
         raise TriageError(
             f"{config.path}: [daemon] metrics_listen",

@@ -85,6 +85,13 @@ _KEYS = {
     | {f"private_key_{s}" for s in SOURCES},
     "email": _COMMON - {"ca_file", "allow_insecure", "timeout"} | {"to"},
 }
+
+
+def sink_keys() -> frozenset[str]:
+    """Every key a `[[sink]]` table of some kind may hold (the documentation test walks it)."""
+    return frozenset().union(*_KEYS.values())
+
+
 # Keys that would put a secret in the file, and where it goes instead.
 _INLINE_SECRETS = {
     "secret": "secret_file, secret_env or secret_credential",

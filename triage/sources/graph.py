@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import quote, urlsplit
 
 from triage.sources.graph_auth import Credentials, GraphError, TokenSource
@@ -68,6 +69,7 @@ class Fetched:
     id: str
     size: int
     raw: bytes | None  # None when over the size limit: never downloaded whole
+    arrived: datetime | None = None  # receivedDateTime: when it came in
 
     @property
     def uid(self) -> str:
@@ -113,6 +115,7 @@ class GraphSession:
         self.opened: Opened | None = None
         self.hint = asyncio.Event()  # a change notification says: look now
         self._categories: dict[str, list[str]] = {}  # id -> categories, for this page's ids
+        self._received: dict[str, datetime | None] = {}  # id -> receivedDateTime, same ids
         self.resyncs = 0
 
     @property
@@ -235,6 +238,7 @@ class GraphSession:
                 link, resynced = self._first_link(), True
                 self.resyncs += 1
         self._categories = {}
+        self._received = {}
         prefer = {"Prefer": f"odata.maxpagesize={min(self.mailbox.batch, PAGE_MAX)}"}
         while True:
             try:
@@ -256,6 +260,7 @@ class GraphSession:
                 if self.mailbox.after == "category" and self.mailbox.category in categories:
                     continue
                 self._categories[item["id"]] = categories
+                self._received[item["id"]] = _instant(item.get("receivedDateTime"))
                 ids.append(item["id"])
             following = body.get("@odata.nextLink")
             final = body.get("@odata.deltaLink")
@@ -300,7 +305,7 @@ class GraphSession:
             if exc.status == 404:
                 return None
             raise
-        return Fetched(message_id, answer.size, answer.body)
+        return Fetched(message_id, answer.size, answer.body, self._received.pop(message_id, None))
 
     # -- acknowledging --------------------------------------------------------------------
     async def already_filed(self, outcome: str, message_ids: list[str]) -> set[str]:
@@ -349,3 +354,14 @@ class GraphSession:
                     w.cancel()
         self.hint.clear()
         return not stop.is_set()
+
+
+def _instant(text: object) -> datetime | None:
+    """Graph's ISO 8601 receivedDateTime ("2026-12-03T17:40:00Z"); None if absent or not one."""
+    if not isinstance(text, str):
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None

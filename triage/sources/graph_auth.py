@@ -15,7 +15,9 @@ import functools
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -81,8 +83,13 @@ def thumbprint(certificate_pem: bytes) -> tuple[str, str]:
 class TokenSource:
     """Tokens for one app registration; one msal application, built on first use."""
 
-    def __init__(self, credentials: Credentials) -> None:
+    def __init__(
+        self,
+        credentials: Credentials,
+        on_token: Callable[[datetime | None], None] | None = None,
+    ) -> None:
         self.credentials = credentials
+        self.on_token = on_token  # told each token's expiry as it is taken from msal (metrics)
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()  # msal's cache is used from worker threads
         self._fresh: tuple[str, float] | None = None  # (token, until when msal would reuse it)
@@ -121,6 +128,13 @@ class TokenSource:
             if result.get("refresh_on"):
                 left = min(left, float(result["refresh_on"]) - time.time())
             self._fresh = (result["access_token"], time.monotonic() + left)
+            if self.on_token is not None:
+                expires_in = result.get("expires_in")
+                self.on_token(
+                    datetime.now(UTC) + timedelta(seconds=float(expires_in))
+                    if expires_in is not None
+                    else None
+                )
             return result["access_token"]
         raise GraphError(
             "auth",

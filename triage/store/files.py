@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from triage.core.message import Email
+from triage.store.modes import Modes
 
 
 def path_for(root: Path, sha256: str) -> Path:
@@ -20,18 +21,21 @@ def path_for(root: Path, sha256: str) -> Path:
 
 
 _made: set[Path] = set()  # fan-out folders known to exist (creating files is costly enough)
+_modes: dict[Path, Modes] = {}  # per store: what it is made with (its folder's, store/modes.py)
 
 
 def save(root: Path, sha256: str, data: bytes) -> Path:
-    """Write `data` under its hash (owner-only), atomically; skip when present."""
+    """Write `data` under its hash (owner-only, or the group's too: store/modes.py),
+    atomically; skip when present."""
     target = path_for(root, sha256)
     if target.exists():
         return target
+    modes = _modes.get(root) or _modes.setdefault(root, Modes.beside(root))
     if target.parent not in _made:
-        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        modes.mkdir(target.parent)
         _made.add(target.parent)
     tmp = target.with_name(f".{sha256}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+    fd = modes.create(tmp, os.O_WRONLY | os.O_TRUNC)
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
     os.replace(tmp, target)

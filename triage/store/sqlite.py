@@ -22,6 +22,7 @@ from triage.store import facts as facts_mod
 from triage.store import migrations, records
 from triage.store.desk import fts
 from triage.store.library import sqlite_utils
+from triage.store.modes import Modes
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -46,18 +47,20 @@ class Store:
         self.path = Path(path)
         if not self.path.exists():
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            # Owner-only from the first byte: tickets hold customers' mail.
-            # (SQLite gives the -wal and -shm files the database file's mode.)
-            os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+        # Owner-only from the first byte (tickets hold customers' mail), or the group's too
+        # in a folder open to its group (store/modes.py). SQLite gives the -wal and -shm
+        # files the database file's mode.
+        self.modes = Modes.beside(self.path.parent)
+        if not self.path.exists():
+            os.close(self.modes.create(self.path, os.O_WRONLY))
         self._open(str(self.path))
         self.files = self.path.with_name(self.path.name + ".files")
-        # The attachment and quarantine folder, owner-only too: made here, because
+        # The attachment and quarantine folder, the same: made here, because
         # mkdir(parents=True) below it would make it with the umask's 0755; and
         # narrowed when an earlier release made it so.
         try:
-            self.files.mkdir(mode=0o700, exist_ok=True)
-            if self.files.stat().st_mode & 0o077:
-                os.chmod(self.files, 0o700)
+            self.modes.mkdir(self.files)
+            self.modes.narrow(self.files)
         except OSError:  # a read-only place (`triage tickets` on a copy): nothing is written
             pass
 
@@ -165,8 +168,8 @@ class Store:
         assert self.files is not None
         target = self.files / folder / f"{sha256}.eml"
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(target, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
+            self.modes.mkdir(target.parent)
+            fd = self.modes.create(target, os.O_WRONLY | os.O_TRUNC)
             with os.fdopen(fd, "wb") as fh:
                 fh.write(raw)
         return target

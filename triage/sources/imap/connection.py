@@ -15,12 +15,14 @@ import binascii
 import json
 import re
 import ssl
+from datetime import datetime
 
 import aioimaplib
 
 from triage.config.endpoints import Mailbox, SecretError
 from triage.errors import RecordedError
 from triage.sources.imap.namespace import Namespace
+from triage.sources.token_expiry import jwt_expiry
 
 _UNTAGGED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)\b", re.IGNORECASE)
 
@@ -58,6 +60,9 @@ class Connection:
         self.exists = 0  # messages in the selected folder, as the server last said
         self.selected_uidvalidity: int | None = None
         self.arrived = False  # the server announced new mail since the last search began
+        self.token_expires: datetime | None = (
+            None  # XOAUTH2: when the token taken at login expires, if it says
+        )
 
     async def connect(self) -> None:
         """Connect, start TLS as configured, log in, and learn the server's capabilities."""
@@ -176,6 +181,8 @@ class Connection:
                 f"{mb.name}: login as {mb.username} refused ({said}); the {what} may have "
                 f"expired or been changed ({mb.secret})",
             )
+        if mb.oauth:
+            self.token_expires = jwt_expiry(secret)
         # The capabilities after login: xoauth2() never takes the list a server sends with its
         # OK, and login() only when the server sends one (Dovecot does; Gmail does not). With
         # the pre-login list alone (no MOVE, no UIDPLUS) ack() fell back to COPY, STORE
