@@ -26,7 +26,7 @@ import sqlite_utils
 
 from triage import instants, log
 from triage.errors import TriageError
-from triage.store import deliveries, schema
+from triage.store import deliveries, lifecycle, schema
 from triage.store.desk import fts
 
 Migration = Callable[[sqlite_utils.Database], None]
@@ -154,6 +154,16 @@ def full_text_index(db: sqlite_utils.Database) -> None:
     fts.ensure(db.conn)
 
 
+def ticket_lifecycle(db: sqlite_utils.Database) -> None:
+    """7: what a ticket's life needs (triage/store/lifecycle.py): who it is assigned to,
+    when it was last closed (a reply after `[tickets] reopen_days` opens a new one) and
+    when its response clock was paused (pending, where the policy pauses it)."""
+    columns = db["tickets"].columns_dict
+    for column in lifecycle.COLUMNS:
+        if column not in columns:
+            db["tickets"].add_column(column, str)  # type: ignore[union-attr]
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
@@ -161,6 +171,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     deliveries_table,  # 4
     delta_links,  # 5
     full_text_index,  # 6
+    ticket_lifecycle,  # 7
 )
 LATEST = len(MIGRATIONS)
 
