@@ -238,3 +238,74 @@ def test_priority_needs_a_reason(tmp_path):
     a = desk.mail()
     done = desk.run("ticket", "priority", a, "P2", ok=False)
     assert done.exit_code == 2 and "--reason" in done.output
+
+
+def _pausing_rules(tmp_path: Path) -> str:
+    """A copy of the shipped rules whose connectwise policy pauses the clock while pending."""
+    import shutil
+
+    from .conftest import ROOT
+
+    rules = tmp_path / "rules"
+    shutil.copytree(ROOT / "rules", rules)
+    policy = rules / "sla" / "connectwise.toml"
+    text = policy.read_text(encoding="utf-8")
+    policy.write_text(text.replace("[policy]\n", "[policy]\npause_when_pending = true\n", 1))
+    return f'[rules]\ndir = "{rules}"\n'
+
+
+def test_pending_pauses_the_clock_where_the_policy_says_so(tmp_path):
+    desk = Desk(tmp_path, _pausing_rules(tmp_path))
+    a = desk.mail()  # Tue 09:00, P3 on standard (24/5): due Wed 09:00
+    row = desk.json("ticket", "status", a, "pending", "--at", "2026-03-10T10:00:00Z")
+    assert row["paused_at"] == "2026-03-10T10:00:00Z"
+    assert row["response_due"] == "2026-03-11T09:00:00Z"
+    # Thursday: past the old deadline, but the clock is paused: no breach
+    check = desk.run("sla", "check", "--now", "2026-03-12T10:00:00Z", ok=False)
+    assert "0 sla_breached written" in check.stdout
+    breached = desk.run("tickets", "--breached", "--json", "--now", "2026-03-12T10:00:00Z")
+    assert breached.stdout == ""
+    assert (
+        desk.json("ticket", "show", a, "--now", "2026-03-12T10:00:00Z")["sla"]["state"] == "paused"
+    )
+    # back to open on Thursday 12:00: 23 open hours were left, so due Friday 11:00
+    row = desk.json("ticket", "status", a, "open", "--at", "2026-03-12T12:00:00Z")
+    assert row["paused_at"] is None
+    assert row["response_due"] == "2026-03-13T11:00:00Z"
+    (resumed,) = [d for k, _, d in desk.events(a) if k == "status_changed" and d["to"] == "open"]
+    assert resumed["clock"] == "resumed" and resumed["due_before"] == "2026-03-11T09:00:00Z"
+    check = desk.run("sla", "check", "--now", "2026-03-13T12:00:00Z", ok=False)
+    assert f"1 sla_breached written ({a})" in check.stdout
+
+
+def test_pending_on_a_policy_that_does_not_pause_leaves_the_deadline(tmp_path):
+    desk = Desk(tmp_path)  # the shipped connectwise policy: its contract names no pause
+    a = desk.mail()
+    row = desk.json("ticket", "status", a, "pending", "--at", "2026-03-10T10:00:00Z")
+    assert row["paused_at"] is None
+    check = desk.run("sla", "check", "--now", "2026-03-12T10:00:00Z", ok=False)
+    assert f"1 sla_breached written ({a})" in check.stdout
+    row = desk.json("ticket", "status", a, "open", "--at", "2026-03-12T12:00:00Z")
+    assert row["response_due"] == "2026-03-11T09:00:00Z"
+
+
+def test_resolved_and_closed_tickets_are_not_breached(tmp_path):
+    desk = Desk(tmp_path)
+    a = desk.mail()
+    desk.run("ticket", "status", a, "resolved", "--at", "2026-03-10T10:00:00Z")
+    check = desk.run("sla", "check", "--now", "2026-03-12T10:00:00Z", ok=False)
+    assert "0 sla_breached written" in check.stdout
+
+
+def test_a_policy_file_with_a_pause_that_is_not_true_or_false_is_refused(tmp_path):
+    from triage.core import sla
+
+    from .conftest import ROOT
+
+    bad = tmp_path / "p.toml"
+    text = (ROOT / "rules" / "sla" / "connectwise.toml").read_text(encoding="utf-8")
+    bad.write_text(text.replace("[policy]\n", '[policy]\npause_when_pending = "yes"\n', 1))
+    with pytest.raises(sla.SlaError) as info:
+        sla.Policy.from_toml(bad)
+    assert str(bad) in str(info.value) and "[policy] 'pause_when_pending'" in str(info.value)
+    assert "fix: write pause_when_pending = true" in str(info.value)
