@@ -189,8 +189,11 @@ class Facts:
                 if named or self._asks("numbers", d.ticket):
                     requester = d.requester or e.from_addr
                     participants = frozenset({e.from_addr, requester, *e.cc})
-                    ref = TicketRef(d.ticket, requester, participants, d.company)
+                    ref = TicketRef(d.ticket, requester, participants, d.company, d.status)
                     changes["tickets"] = {**self.tickets, d.ticket: ref}
+            elif d.first_response and d.ticket in self.tickets:
+                ref = replace(self.tickets[d.ticket], responded=True)
+                changes["tickets"] = {**self.tickets, d.ticket: ref}
         ack = rendered.ack
         if ack is not None and d.ticket and d.action == Action.TICKET:
             if ack.message_id not in self.sent and self._asks("message_ids", ack.message_id):

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from triage.core import sla as sla_mod
+from triage.core.conversation import TicketRef
+from triage.core.message import Email
 from triage.core.sla.calendars import from_us, to_us
 from triage.core.sla.notation import NONE, zone_named
 from triage.errors import TriageError
@@ -129,3 +131,23 @@ def resumed_due(
     # the deadline falls at the end of open time: moving it by open time keeps it there
     end, _timeline = cal.add_open(zone, to_us(due), amount)
     return from_us(end)
+
+
+def first_response(email: Email, ticket: TicketRef, agent: bool) -> tuple[bool, str]:
+    """(whether `email`, appended to `ticket`, is its first response; the line explain
+    prints, or "" when it is no agent's mail).
+
+    An authenticated agent's mail (`agent`, `routing.is_agent`) sent To or Cc the
+    requester answers the ticket, once: a ticket already answered keeps its first response.
+    """
+    if not agent:
+        return False, ""
+    sender = email.from_addr
+    if ticket.requester not in (*email.to, *email.cc):
+        return False, (
+            f"not counted: {sender} is our agent, but the mail is not addressed to the "
+            f"requester {ticket.requester}"
+        )
+    if ticket.responded:
+        return False, f"{ticket.number} was answered already; its first response stays"
+    return True, f"recorded: our agent {sender} answered the requester {ticket.requester}"
