@@ -191,8 +191,12 @@ class Facts:
                     participants = frozenset({e.from_addr, requester, *e.cc})
                     ref = TicketRef(d.ticket, requester, participants, d.company, d.status)
                     changes["tickets"] = {**self.tickets, d.ticket: ref}
-            elif d.first_response and d.ticket in self.tickets:
-                ref = replace(self.tickets[d.ticket], responded=True)
+            elif (d.first_response or d.reopened) and d.ticket in self.tickets:
+                ref = self.tickets[d.ticket]
+                if d.first_response:
+                    ref = replace(ref, responded=True)
+                if d.reopened:
+                    ref = replace(ref, status="open", closed_at=None)
                 changes["tickets"] = {**self.tickets, d.ticket: ref}
         ack = rendered.ack
         if ack is not None and d.ticket and d.action == Action.TICKET:

@@ -17,10 +17,11 @@ pending its deadline moves later by the open time of the policy's calendar that 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from triage import instants
 from triage.core import sla as sla_mod
-from triage.core.conversation import TicketRef
+from triage.core.conversation import Thread, TicketRef
 from triage.core.message import Email
 from triage.core.sla.calendars import from_us, to_us
 from triage.core.sla.notation import NONE, zone_named
@@ -151,3 +152,30 @@ def first_response(email: Email, ticket: TicketRef, agent: bool) -> tuple[bool, 
     if ticket.responded:
         return False, f"{ticket.number} was answered already; its first response stays"
     return True, f"recorded: our agent {sender} answered the requester {ticket.requester}"
+
+
+def after_done(
+    thread: Thread, now: datetime, reopen_days: int, sender: str
+) -> tuple[Thread, str | None, str]:
+    """A customer's reply to a resolved or closed ticket: (the thread it takes, the state
+    it reopens or None, the line explain prints or "").
+
+    A resolved ticket, or one closed at most `reopen_days` ago ([tickets] reopen_days),
+    is reopened (status back to open). A reply to one closed longer ago opens a new
+    ticket linked to it: the old conversation is over, and its deadline long gone.
+    """
+    ref = thread.ticket
+    if ref is None or ref.status not in DONE:
+        return thread, None, ""
+    if ref.status == CLOSED and ref.closed_at:
+        closed = instants.stored(ref.closed_at)
+        if now - closed > timedelta(days=reopen_days):
+            why = (
+                f"{ref.number} was closed at {instants.iso(closed)}, more than {reopen_days} "
+                f"days ago ([tickets] reopen_days): new ticket linked to it"
+            )
+            return Thread(None, ref, f"{thread.why}; {why}"), None, why
+        when = f"closed at {instants.iso(closed)}, within {reopen_days} days"
+    else:
+        when = ref.status
+    return thread, ref.status, f"{ref.number} was {when}: {sender}'s reply reopens it"

@@ -52,6 +52,13 @@ def ticket_or_append(
         agent=agent,
     )
     reasons.append(f"conversation: {thread.why}")
+    reopened: str | None = None
+    if thread.ticket is not None and not agent:
+        thread, reopened, why = lifecycle.after_done(
+            thread, now, config.reopen_days, email.from_addr
+        )
+        if why:
+            reasons.append(f"lifecycle: {why}")
     stranger = _is_stranger(match, auth)
     label, level = _priority(analysis, match, queue, policy, config.vip_raise, reasons)
     if stranger and config.unknown_ceiling is not None:
@@ -80,6 +87,7 @@ def ticket_or_append(
             action=Action.APPEND,
             ticket=thread.ticket.number,
             first_response=answered,
+            reopened=reopened,
             reasons=tuple(reasons),
             **fields,
         )

@@ -128,6 +128,14 @@ def _write(
             at,
             {"from": e.from_addr if e else None},
         )
+        if d.reopened and ticket_id is not None:
+            store.conn.execute(
+                "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL"
+                " WHERE id = ?",
+                (ticket_id,),
+            )
+            detail = {"from": d.reopened, "to": "open", "by": e.from_addr if e else None}
+            event(store, ticket_id, e.key if e else None, "reopened", at, detail)
         if d.first_response and ticket_id is not None:
             _first_response(store, ticket_id, e.key if e else None, e.from_addr if e else None, at)
     key = d.message_key or f"sha256:{d.source}"
