@@ -61,6 +61,10 @@ def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Anal
         # Keep the bytes of what we could not read: nothing is lost on bad input.
         return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
     weighed = bool(result.evidence)  # only weak rules fired: may become a ticket or review
+    if files is not None and result.email is not None and (result.filter_id is None or weighed):
+        # What may become a ticket or an append keeps its bytes, content-addressed beside
+        # the attachments, for `triage explain T-000123` and `--message KEY`.
+        attachments.save(files, result.email.sha256, raw)
     if result.email is not None and result.email.attachments:
         keep = files if result.filter_id is None or weighed else None
         result = replace(result, email=attachments.store_all(keep, result.email))

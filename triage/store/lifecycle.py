@@ -149,3 +149,43 @@ def opening_reasons(store: Store, message_key: str | None) -> list[str]:
         return list(json.loads(row[0]).get("reasons") or [])
     except ValueError:
         return []
+
+
+def message(store: Store, key: str) -> dict | None:
+    """The stored message with `key` (or whose Message-ID is `key`): its row, its ticket's
+    number, and its decision trace parsed."""
+    rows = list(
+        store.db.query(
+            "SELECT m.message_key, m.message_id, m.sha256, m.source, m.from_addr, m.subject,"
+            " m.received_at, m.action, m.reason, m.decision, t.number AS ticket"
+            " FROM messages m LEFT JOIN tickets t ON t.id = m.ticket_id"
+            " WHERE m.message_key = ? OR m.message_id = ? ORDER BY m.id LIMIT 1",
+            (key, key),
+        )
+    )
+    if not rows:
+        return None
+    row = rows[0]
+    row["reasons"] = _reasons(row.pop("decision"))
+    return row
+
+
+def traces(store: Store, ticket_id: int) -> list[dict]:
+    """Each message of the ticket with the decision trace stored when it was decided."""
+    rows = store.db.query(
+        "SELECT message_key, from_addr, subject, received_at, action, decision FROM messages"
+        " WHERE ticket_id = ? ORDER BY received_at, id",
+        (ticket_id,),
+    )
+    out = []
+    for r in rows:
+        r["reasons"] = _reasons(r.pop("decision"))
+        out.append(r)
+    return out
+
+
+def _reasons(decision: str | None) -> list[str]:
+    try:
+        return list(json.loads(decision or "{}").get("reasons") or [])
+    except (ValueError, AttributeError):
+        return []
