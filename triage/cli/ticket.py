@@ -154,6 +154,9 @@ def _sla(t: dict, now: datetime) -> dict:
         out["text"] = f"{t['target']}, due {t['response_due']}: answered {answered}" + (
             " (within target)" if within else " (late)"
         )
+    elif not rules.is_open(t["status"]):
+        out.update(state="stopped", left_seconds=None)
+        out["text"] = f"{t['target']}, due {t['response_due']}: never answered; {t['status']}"
     else:
         left = (due - now).total_seconds()
         out.update(state="breached" if left < 0 else "running", left_seconds=int(left))

@@ -74,11 +74,9 @@ def move(number: str, before: str, after: str, pauses: bool) -> Move:
     if after == before:
         raise LifecycleError(f"{number} is already {after}; fix: nothing to do")
     if after not in allowed:
-        can = ", ".join(s for s in STATES if s in allowed) or "nothing"
-        raise LifecycleError(
-            f"{number} is {before}: it cannot become {after}; fix: move it to one of {can}"
-            + (" first" if allowed else "")
-        )
+        can = [s for s in STATES if s in allowed]
+        fix = f"move it to {can[0]} first" if len(can) == 1 else f"move it to {', '.join(can)}"
+        raise LifecycleError(f"{number} is {before}: it cannot become {after}; fix: {fix}")
     clock = None
     if pauses and after == PENDING:
         clock = PAUSE

@@ -144,7 +144,7 @@ def set_priority(
         created = instant(t["created_at"])
         assert created is not None  # NOT NULL in the schema
         deadline = sla_mod.due(policy, t["plan"], rank, created, t["timezone"] or "UTC")
-        rows.set_priority(store, t["id"], label, level, deadline.due)
+        rows.set_priority(store, t["id"], label, level, deadline.target, deadline.due)
         rows.event(
             store,
             t["id"],
@@ -194,10 +194,18 @@ def view(store: Store, number: str) -> View:
         for r in rows.opening_reasons(store, t["message_key"])
         if r.startswith(("priority", "sla:", "contact:", "requester:"))
     ]
+    events = rows.events(store, t["id"])
+    for e in events:
+        d = e["detail"] if isinstance(e["detail"], dict) else {}
+        if e["kind"] == PRIORITY_CHANGED:
+            why.append(
+                f"priority: {d.get('from')} -> {d.get('to')} by {d.get('by')} at {e['at']}:"
+                f" {d.get('reason')}"
+            )
     return View(
         t,
         rows.thread(store, t["id"]),
-        rows.events(store, t["id"]),
+        events,
         rows.attachments(store, t["id"]),
         why,
     )

@@ -58,12 +58,17 @@ def set_assignee(store: Store, ticket_id: int, assignee: str | None) -> None:
 
 
 def set_priority(
-    store: Store, ticket_id: int, priority: str, level: int | None, due: datetime | None
+    store: Store,
+    ticket_id: int,
+    priority: str,
+    level: int | None,
+    target: str,
+    due: datetime | None,
 ) -> None:
-    """The ticket's priority label, project level and the deadline computed for them."""
+    """The ticket's priority label, project level, and the target and deadline for them."""
     store.conn.execute(
-        "UPDATE tickets SET priority = ?, level = ?, response_due = ? WHERE id = ?",
-        (priority, level, _iso(due), ticket_id),
+        "UPDATE tickets SET priority = ?, level = ?, target = ?, response_due = ? WHERE id = ?",
+        (priority, level, target, _iso(due), ticket_id),
     )
 
 
