@@ -85,3 +85,51 @@ def test_check_refuses_reopen_days_out_of_range(tmp_path):
     assert done.exit_code == 1
     assert "[tickets.reopen_days] -1 is outside the range 0 to 3650" in done.output
     assert "fix: write reopen_days = 14" in done.output
+
+
+def test_a_customers_reply_to_a_pending_ticket_opens_it(tmp_path):
+    desk = closed_desk(tmp_path, state="pending")  # the shipped policy: the clock never paused
+    due = ticket(desk)["response_due"]
+    (out,) = desk.replay("2026-03-12T12:00:00Z", customer(**FOLLOW_UP))
+    assert (out["action"], out["ticket"]) == ("append", "T-000001")
+    t = ticket(desk)
+    assert (t["status"], t["response_due"]) == ("open", due)
+    assert events(desk, "reopened") == [
+        ("T-000001", '{"from": "pending", "to": "open", "by": "jane@acme.example"}')
+    ]
+
+
+def test_a_customers_reply_runs_a_paused_clock_again_with_its_deadline_moved(tmp_path):
+    from .test_lifecycle import _pausing_rules
+
+    desk = Desk(tmp_path, _pausing_rules(tmp_path))
+    desk.replay(OPENED, customer())  # Tue 09:00, P3 on standard (24/5): due Wed 09:00
+    desk.run("ticket", "status", "T-000001", "pending", "--at", "2026-03-10T10:00:00Z")
+    (tmp_path / "answer.eml").write_bytes(customer(**FOLLOW_UP))
+    said = desk.run(
+        "explain",
+        "--db",
+        str(desk.db),
+        "--now",
+        "2026-03-12T12:00:00Z",
+        str(tmp_path / "answer.eml"),
+    ).stdout
+    assert (
+        "T-000001 was pending, its clock paused: jane@acme.example answered; deadline "
+        "2026-03-11T09:00:00Z -> 2026-03-13T11:00:00Z" in " ".join(said.split())
+    )
+    desk.replay("2026-03-12T12:00:00Z", customer(**FOLLOW_UP))  # Thu 12:00: 23 h were left
+    t = ticket(desk)
+    assert (t["status"], t["paused_at"], t["response_due"]) == (
+        "open",
+        None,
+        "2026-03-13T11:00:00Z",
+    )
+    ((_, detail),) = events(desk, "reopened")
+    assert '"due": "2026-03-13T11:00:00Z"' in detail
+
+
+def test_our_agents_mail_to_a_pending_ticket_leaves_it_pending(tmp_path):
+    desk = closed_desk(tmp_path, state="pending")
+    desk.replay("2026-03-10T12:00:00Z", agent())
+    assert ticket(desk)["status"] == "pending"

@@ -24,9 +24,16 @@ class TicketRef:
     requester: str
     participants: frozenset[str]  # requester, To/Cc of the opening message
     company: str | None = None
-    status: str = "open"  # triage/core/lifecycle.py
-    closed_at: str | None = None  # when it was last closed (ISO 8601, as stored)
+    # Its state (triage/core/lifecycle.py); instants as the store writes them (ISO 8601).
+    status: str = "open"
+    closed_at: str | None = None  # when it was last closed
     responded: bool = False  # its first response is recorded
+    paused_at: str | None = None  # its response clock paused (pending)
+    due: str | None = None  # its response deadline, and what it was computed on:
+    policy: str | None = None
+    plan: str | None = None
+    priority: str | None = None
+    timezone: str | None = None
 
 
 class Threads(Protocol):

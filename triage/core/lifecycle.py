@@ -152,19 +152,53 @@ def first_response(email: Email, ticket: TicketRef, agent: bool) -> tuple[bool, 
     return True, f"recorded: our agent {sender} answered the requester {ticket.requester}"
 
 
-def after_done(
-    thread: Thread, now: datetime, reopen_days: int, sender: str
-) -> tuple[Thread, str | None, str]:
-    """A customer's reply to a resolved or closed ticket: (the thread it takes, the state
-    it reopens or None, the line explain prints or "").
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a customer's reply does to the state of the ticket it names."""
 
-    A resolved ticket, or one closed at most `reopen_days` ago ([tickets] reopen_days),
-    is reopened (status back to open). A reply to one closed longer ago opens a new
-    ticket linked to it: the old conversation is over, and its deadline long gone.
+    thread: Thread  # the thread it takes (a new ticket linked to a long-closed one)
+    reopened: str | None = None  # the state it ends (pending, resolved, closed), or None
+    resumed_due: datetime | None = None  # the deadline once a paused clock runs again
+    why: str = ""  # the line explain prints ("" when nothing changes)
+
+
+def after_reply(
+    thread: Thread, now: datetime, reopen_days: int, sender: str, policy: sla_mod.Policy
+) -> Reply:
+    """A customer's reply to a ticket that is pending, resolved or closed.
+
+    Pending: the customer answered, so it is open again, and a paused clock runs again
+    (its deadline moved by the open time that passed; `policy` is the configured one,
+    used when it is the ticket's own). Resolved, or closed at most `reopen_days` ago
+    ([tickets] reopen_days): reopened. Closed longer ago: a new ticket linked to it; the
+    old conversation is over and its deadline long gone.
     """
     ref = thread.ticket
-    if ref is None or ref.status not in DONE:
-        return thread, None, ""
+    if ref is None or ref.status not in (PENDING, *DONE):
+        return Reply(thread)
+    if ref.status == PENDING:
+        if ref.paused_at is None:
+            return Reply(thread, PENDING, None, f"{ref.number} was pending: {sender} answered")
+        if ref.policy != policy.name or ref.priority is None or ref.due is None:
+            return Reply(
+                thread,
+                why=f"{ref.number} stays pending: its clock is paused on policy {ref.policy},"
+                f" not the configured {policy.name}; fix: `triage ticket status {ref.number}"
+                " open` moves its deadline",
+            )
+        due = instants.stored(ref.due)
+        moved = resumed_due(
+            policy,
+            ref.plan,
+            ref.priority,
+            ref.timezone or "UTC",
+            due,
+            instants.stored(ref.paused_at),
+            now,
+        )
+        when = f"deadline {instants.iso(due)} -> {instants.iso(moved) if moved else 'none'}"
+        why = f"{ref.number} was pending, its clock paused: {sender} answered; {when}"
+        return Reply(thread, PENDING, moved, why)
     if ref.status == CLOSED and ref.closed_at:
         closed = instants.stored(ref.closed_at)
         if now - closed > timedelta(days=reopen_days):
@@ -172,8 +206,8 @@ def after_done(
                 f"{ref.number} was closed at {instants.iso(closed)}, more than {reopen_days} "
                 f"days ago ([tickets] reopen_days): new ticket linked to it"
             )
-            return Thread(None, ref, f"{thread.why}; {why}"), None, why
+            return Reply(Thread(None, ref, f"{thread.why}; {why}"), why=why)
         when = f"closed at {instants.iso(closed)}, within {reopen_days} days"
     else:
         when = ref.status
-    return thread, ref.status, f"{ref.number} was {when}: {sender}'s reply reopens it"
+    return Reply(thread, ref.status, None, f"{ref.number} was {when}: {sender}'s reply reopens it")

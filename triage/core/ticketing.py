@@ -52,13 +52,12 @@ def ticket_or_append(
         agent=agent,
     )
     reasons.append(f"conversation: {thread.why}")
-    reopened: str | None = None
+    reply = lifecycle.Reply(thread)
     if thread.ticket is not None and not agent:
-        thread, reopened, why = lifecycle.after_done(
-            thread, now, config.reopen_days, email.from_addr
-        )
-        if why:
-            reasons.append(f"lifecycle: {why}")
+        reply = lifecycle.after_reply(thread, now, config.reopen_days, email.from_addr, policy)
+        thread = reply.thread
+        if reply.why:
+            reasons.append(f"lifecycle: {reply.why}")
     stranger = _is_stranger(match, auth)
     label, level = _priority(analysis, match, queue, policy, config.vip_raise, reasons)
     if stranger and config.unknown_ceiling is not None:
@@ -87,7 +86,8 @@ def ticket_or_append(
             action=Action.APPEND,
             ticket=thread.ticket.number,
             first_response=answered,
-            reopened=reopened,
+            reopened=reply.reopened,
+            resumed_due=reply.resumed_due,
             reasons=tuple(reasons),
             **fields,
         )

@@ -129,13 +129,7 @@ def _write(
             {"from": e.from_addr if e else None},
         )
         if d.reopened and ticket_id is not None:
-            store.conn.execute(
-                "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL"
-                " WHERE id = ?",
-                (ticket_id,),
-            )
-            detail = {"from": d.reopened, "to": "open", "by": e.from_addr if e else None}
-            event(store, ticket_id, e.key if e else None, "reopened", at, detail)
+            _reopen(store, ticket_id, d, at)
         if d.first_response and ticket_id is not None:
             _first_response(store, ticket_id, e.key if e else None, e.from_addr if e else None, at)
     key = d.message_key or f"sha256:{d.source}"
@@ -192,6 +186,28 @@ def _write(
     if sinks:
         deliveries.for_decision(conn, sinks, d, ticket_id, now, _delivery_status(store))
     return d
+
+
+def _reopen(store: Store, ticket_id: int, d: Decision, at: str | None) -> None:
+    """A customer's reply ended the ticket's wait (pending) or reopened it (resolved, closed):
+    open again, and a paused clock running with its deadline moved (`d.resumed_due`)."""
+    e = d.email
+    conn = store.conn
+    if d.resumed_due is not None:
+        conn.execute(
+            "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL,"
+            " response_due = ? WHERE id = ?",
+            (_iso(d.resumed_due), ticket_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL WHERE id = ?",
+            (ticket_id,),
+        )
+    detail: dict = {"from": d.reopened, "to": "open", "by": e.from_addr if e else None}
+    if d.resumed_due is not None:
+        detail["due"] = _iso(d.resumed_due)
+    event(store, ticket_id, e.key if e else None, "reopened", at, detail)
 
 
 def _first_response(
