@@ -4,6 +4,7 @@ and the bytes kept beside it hold, without the .eml file."""
 from __future__ import annotations
 
 import shutil
+import sqlite3
 
 from .test_first_response import OPENED, agent, customer
 from .test_lifecycle import Desk
@@ -45,9 +46,8 @@ def test_explain_a_stored_message_from_its_kept_bytes(tmp_path):
 def test_a_message_whose_bytes_are_not_kept_says_what_to_do(tmp_path):
     desk = Desk(tmp_path)
     desk.replay(OPENED, customer())
-    for kept in (tmp_path / "triage.db.files").rglob("*"):
-        if kept.is_file():
-            kept.unlink()  # as a database written before the bytes were kept
+    with sqlite3.connect(desk.db) as conn:  # as a database written before bytes were kept
+        conn.execute("DELETE FROM message_bytes")
     done = desk.run("explain", "--message", "<q1@mail.acme.example>", ok=False)
     assert done.exit_code == 1
     assert "the bytes of <q1@mail.acme.example> are not kept" in said(done)
@@ -67,3 +67,34 @@ def test_unknown_ticket_message_and_missing_target_name_the_fix(tmp_path):
     assert done.exit_code == 1 and "no such file, and not a ticket number" in said(done)
     done = desk.run("explain", ok=False)
     assert done.exit_code == 1 and "give one message" in said(done)
+
+
+def test_small_messages_keep_their_bytes_in_the_database_large_ones_beside_it(tmp_path):
+    from triage.store.messages import KEEP_IN_DB
+
+    from .conftest import build
+
+    desk = Desk(tmp_path)
+    big_text = ("The log says:\n" + "x" * 70 + "\n") * (KEEP_IN_DB // 70 + 10)
+    large = build(
+        {
+            "From": "Jane Doe <jane@acme.example>",
+            "To": "support@triage.invalid",
+            "Subject": "Crash log attached inline",
+            "Date": "Tue, 10 Mar 2026 08:59:00 +0000",
+            "Message-ID": "<big@mail.acme.example>",
+        },
+        big_text,
+    )
+    assert len(large) > KEEP_IN_DB
+    out = desk.replay(OPENED, customer(), large)
+    assert [d["action"] for d in out] == ["ticket", "ticket"]
+    with sqlite3.connect(desk.db) as conn:
+        kept = conn.execute("SELECT sha256, length(raw) FROM message_bytes").fetchall()
+        sha_big = conn.execute(
+            "SELECT sha256 FROM messages WHERE message_id = '<big@mail.acme.example>'"
+        ).fetchone()[0]
+    assert [n for _, n in kept] == [len(customer())]
+    assert (tmp_path / "triage.db.files" / sha_big[:2] / sha_big).read_bytes() == large
+    shown = said(desk.run("explain", "--message", "<big@mail.acme.example>"))
+    assert "stored at 2026-03-10T09:00:00Z as ticket (T-000002)" in shown

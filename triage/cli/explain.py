@@ -98,8 +98,8 @@ def _print_file(raw: bytes, source: str, rules, store, now) -> None:
 
 def _print_stored(store, db: Path, key: str, rules, now_text: str | None) -> None:
     """A stored message decided again from its kept bytes (at its arrival unless --now)."""
-    from triage.store import files
     from triage.store import lifecycle as rows
+    from triage.store import messages
 
     m = rows.message(store, key.strip())
     if m is None:
@@ -109,13 +109,7 @@ def _print_stored(store, db: Path, key: str, rules, now_text: str | None) -> Non
             f"no stored message with key or Message-ID {key!r}",
             f"`triage ticket show T-000123 --db {db}` lists a ticket's messages with their keys",
         )
-    raw = files.read(store.files, m["sha256"] or "")
-    if raw is None:
-        for folder in ("quarantine", "review"):
-            kept = store.kept(folder, m["sha256"] or "")
-            if kept is not None:
-                raw = kept.read_bytes()
-                break
+    raw = messages.kept_bytes(store, m["sha256"] or "")
     if raw is None:
         store.close()
         raise TriageError(

@@ -26,6 +26,7 @@ from triage.core.rules import Rules
 from triage.engine.workers import finished, init_worker, stop_pool
 from triage.sources.files import Item
 from triage.store import files as attachments
+from triage.store import messages
 
 CHUNK = 16  # messages per task: one pickle each way and one wake-up of the loop per chunk
 
@@ -62,9 +63,13 @@ def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Anal
         return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
     weighed = bool(result.evidence)  # only weak rules fired: may become a ticket or review
     if files is not None and result.email is not None and (result.filter_id is None or weighed):
-        # What may become a ticket or an append keeps its bytes, content-addressed beside
-        # the attachments, for `triage explain T-000123` and `--message KEY`.
-        attachments.save(files, result.email.sha256, raw)
+        # What may become a ticket or an append keeps its bytes, for `triage explain
+        # T-000123` and `--message KEY`: a small message in the database, with its rows
+        # (a row costs far less than a file); a large one in the file store, from here.
+        if len(raw) <= messages.KEEP_IN_DB:
+            result = replace(result, raw=raw)
+        else:
+            attachments.save(files, result.email.sha256, raw)
     if result.email is not None and result.email.attachments:
         keep = files if result.filter_id is None or weighed else None
         result = replace(result, email=attachments.store_all(keep, result.email))

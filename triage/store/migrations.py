@@ -164,6 +164,15 @@ def ticket_lifecycle(db: sqlite_utils.Database) -> None:
             db["tickets"].add_column(column, str)  # type: ignore[union-attr]
 
 
+def message_bytes(db: sqlite_utils.Database) -> None:
+    """8: the bytes of ticket mail up to `messages.KEEP_IN_DB` (triage/store/messages.py),
+    for `triage explain T-000123` and `--message KEY`; larger messages keep theirs in the
+    file store."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS message_bytes (sha256 TEXT PRIMARY KEY, raw BLOB NOT NULL)"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
@@ -172,6 +181,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     delta_links,  # 5
     full_text_index,  # 6
     ticket_lifecycle,  # 7
+    message_bytes,  # 8
 )
 LATEST = len(MIGRATIONS)
 
