@@ -56,7 +56,8 @@ def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
 
 
 def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Analysis:
-    """Stage one plus the attachment store: bytes leave the worker only for quarantine or review."""
+    """Stage one plus the attachment store; bytes leave the worker for quarantine, review,
+    and to be kept with a ticket's rows (up to `messages.KEEP_IN_DB`)."""
     result = analyse(raw, source, rules)
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
