@@ -173,11 +173,18 @@ def test_assign_and_note_are_events_and_show_lists_them(tmp_path):
     desk.run("ticket", "note", a, "Called, will replace the toner.", "--by", "alice")
     (tmp_path / "note.txt").write_text("Second note\nfrom a file.\n", encoding="utf-8")
     desk.run("ticket", "note", a, "--file", str(tmp_path / "note.txt"), "--by", "alice")
+    piped = desk.runner.invoke(
+        cli,
+        ["ticket", "note", a, "--file", "-", "--by", "bob", "--config", str(desk.config)],
+        input="From standard input.\n",
+    )
+    assert piped.exit_code == 0, piped.output
     kinds = [(k, d) for k, _, d in desk.events(a) if k in ("assigned", "note")]
     assert kinds == [
         ("assigned", {"from": None, "to": "alice@msp.example", "by": "lead"}),
         ("note", {"text": "Called, will replace the toner.", "by": "alice"}),
         ("note", {"text": "Second note\nfrom a file.", "by": "alice"}),
+        ("note", {"text": "From standard input.", "by": "bob"}),
     ]
     shown = desk.json("ticket", "show", a, "--now", "2026-03-10T10:00:00Z")
     assert shown["assignee"] == "alice@msp.example" and shown["status"] == "open"
@@ -186,9 +193,12 @@ def test_assign_and_note_are_events_and_show_lists_them(tmp_path):
     assert "the printer is jammed" in shown["thread"][0]["excerpt"]
     assert shown["sla"]["state"] == "running" and shown["sla"]["due"] == shown["response_due"]
     assert any(line.startswith("priority:") for line in shown["why"])
-    assert [e["kind"] for e in shown["events"]][-3:] == ["assigned", "note", "note"]
+    assert [e["kind"] for e in shown["events"]][-4:] == ["assigned", "note", "note", "note"]
+    (listed,) = [json.loads(line) for line in desk.run("tickets", "--json").stdout.splitlines()]
+    assert (listed["status"], listed["assignee"]) == ("open", "alice@msp.example")
     text = desk.run("ticket", "show", a, "--now", "2026-03-10T10:00:00Z").stdout
     assert "assignee   alice@msp.example" in text and "left" in text
+    assert "key <m1@mail.acme.example>" in text  # what `explain --message KEY` takes
     empty = desk.run("ticket", "note", a, "  ", ok=False)
     assert empty.exit_code == 1 and "the note is empty" in empty.output
 

@@ -127,6 +127,7 @@ def show(config_path, db_path, as_json, now_text, number) -> None:
     echo(f"thread ({len(v.thread)}):")
     for m in v.thread:
         echo(f"  - {m['received_at']}  {m['from_addr']}  {m['subject'] or ''}")
+        echo(f"      key {m['message_key']}")
         for text in (m["excerpt"] or "").strip().splitlines()[:6]:
             echo(f"      {text}")
     echo(f"events ({len(v.events)}):")
