@@ -490,6 +490,32 @@ def _hold_notice(env: Env) -> None:
     assert "not yet on our list of contacts" in body_of(outbox(store)[0][1])
 
 
+@effect("tickets.reopen_days")
+def _reopen_days(env: Env) -> None:
+    from triage.core import sla
+    from triage.service import lifecycle
+
+    def closed_then_answered(text: str, name: str) -> Decision:
+        (first,), store = env.triage(text, request(), name=name)
+        lifecycle.set_status(
+            store,
+            sla.load_policies(load_config(None).sla_dir),
+            first.ticket or "",
+            "closed",
+            lifecycle.Actor("test", NOW),
+        )
+        store.close()
+        reply = request(Message_ID="<r2@x>", In_Reply_To="<abc123@mail.acme.example>")
+        (d,), _ = env.triage(text, reply, now=NOW + timedelta(days=20), name=name)
+        return d
+
+    plain = closed_then_answered("", "plain.toml")
+    env.db.unlink()
+    d = closed_then_answered("[tickets]\nreopen_days = 30\n", "triage.toml")
+    assert (plain.action, plain.linked_ticket) == ("ticket", "T-000001")
+    assert (d.action, d.ticket, d.reopened) == ("append", "T-000001", "closed")
+
+
 @effect("limits.max_bytes")
 def _max_bytes(env: Env) -> None:
     big = request(body="x" * 3000 + "\n")

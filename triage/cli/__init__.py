@@ -1,5 +1,5 @@
 """The `triage` command line: the group, its shared options, and one module per command
-group (replay, explain, tickets, check, contacts, sla, daemon, quarantine, outbox, review,
+group (replay, explain, tickets, check, contacts, sla, ticket, daemon, quarantine, outbox, review,
 filtered, web, metrics), each thin: parse options, call, print."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "check",
     "contacts",
     "sla",
+    "ticket",
     "daemon",
     "quarantine",
     "outbox",

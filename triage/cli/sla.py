@@ -1,5 +1,5 @@
-"""SLA commands: `sla due` (a deadline by hand), `sla check` (for a timer), `report`
-(first-response figures) and `ticket respond` (record the first answer).
+"""SLA commands: `sla due` (a deadline by hand), `sla check` (for a timer) and `report`
+(first-response figures); `ticket respond` is in triage/cli/ticket.py.
 
 Thin: parse options, open the store, call triage.core.sla or triage.service.tracking, print.
 """
@@ -245,53 +245,6 @@ def _html_report(config, db: Path, target: Path, now: datetime, since: datetime 
     click.echo(f"report with charts written to {target}", err=True)
 
 
-@click.group("ticket")
-def ticket() -> None:
-    """One ticket: record what happened to it."""
-
-
-@ticket.command("respond")
-@CONFIG
-@DB
-@click.option("--at", "at_text", help="When the first answer went out, ISO 8601 (default: now).")
-@click.argument("number")
-def ticket_respond(config_path, db_path, at_text, number) -> None:
-    """Record the first response on ticket NUMBER (T-000123 or 123).
-
-    Sets first_response_at and writes a `first_response` event. A ticket
-    already answered keeps its first response; saying so is not an error.
-
-    Example:
-
-    \b
-        triage ticket respond T-000123 --at 2026-03-10T10:15:00Z
-    """
-    from triage.service import tracking
-
-    at = instant(at_text, "--at")
-    config, store, path = _open(config_path, db_path)
-    try:
-        wanted = tracking.ticket_number_from(number, config.ticket_prefix)
-        done = tracking.respond(store, wanted, at)
-    except tracking.UnknownTicket as exc:
-        raise TriageError(
-            path, f"no ticket {exc.number}", f"`triage tickets --db {path}` lists the tickets"
-        ) from None
-    finally:
-        store.close()
-    if done.already:
-        click.echo(
-            f"{done.number} was already answered at {instants.iso(done.at)}; nothing changed"
-        )
-        return
-    if done.due is None:
-        verdict = "no target"
-    else:
-        verdict = "within target" if done.within else "late"
-        verdict += f" (due {instants.iso(done.due)})"
-    click.echo(f"{done.number}: first response recorded at {instants.iso(done.at)}, {verdict}")
-
-
 def register(cli: click.Group) -> None:
-    for command in (sla, report, ticket):
+    for command in (sla, report):
         cli.add_command(command)

@@ -15,7 +15,7 @@ from triage.config import load_config
 @click.command()
 @CONFIG
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--open", "open_only", is_flag=True, help="Only tickets not closed.")
+@click.option("--open", "open_only", is_flag=True, help="Only tickets not resolved or closed.")
 @click.option(
     "--breached", is_flag=True, help="Only tickets past their response deadline with no response."
 )

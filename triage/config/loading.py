@@ -36,6 +36,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     },
     "replies": {"never_reply": list, "bounce_days": int, "max_per_day": int, "hold_notice": bool},
     "limits": {"max_bytes": int},
+    "tickets": {"reopen_days": int},
 }
 
 
@@ -163,6 +164,9 @@ def load_config(path: Path | None) -> Config:
             _ranged(path, "replies.max_per_day", get, defaults.max_acks_per_day, 1, 1000)
         ),
         hold_notice=bool(get("replies", "hold_notice", defaults.hold_notice)),
+        reopen_days=int(
+            _ranged(path, "tickets.reopen_days", get, defaults.reopen_days, 0, 3650, "14")
+        ),
         max_bytes=int(
             _ranged(path, "limits.max_bytes", get, defaults.max_bytes, 1024, MAX_BYTES_LIMIT)
         ),

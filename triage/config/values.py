@@ -64,6 +64,8 @@ class Config:
     bounce_days: int = 60  # no acknowledgement to an address whose last one bounced permanently
     max_acks_per_day: int = 5  # per address, in any 24 hours
     hold_notice: bool = False  # send the held.txt notice to senders held for approval
+    # [tickets] reopen_days: a customer's reply to a ticket closed longer ago opens a new one
+    reopen_days: int = 14
     max_bytes: int = 25 * 1024 * 1024
     contacts_file: Path | None = None
     mailboxes: tuple[endpoints.Mailbox, ...] = ()

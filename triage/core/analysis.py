@@ -41,7 +41,7 @@ class Analysis:
     queue: Queue | None = None
     returned: Returned | None = None  # for filtered mail: what a bounce says it returns
     raw_sha256: str = ""
-    raw: bytes | None = field(default=None, repr=False)  # kept for quarantine and review
+    raw: bytes | None = field(default=None, repr=False)  # kept: quarantine, review, tickets
     auth: Verdict | None = None  # what our boundary's Authentication-Results say of the From
     # Only weak rules fired: the signals they are weighed against in `decide`.
     evidence: tuple[evidence_mod.Signal, ...] = ()

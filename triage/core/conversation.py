@@ -24,6 +24,16 @@ class TicketRef:
     requester: str
     participants: frozenset[str]  # requester, To/Cc of the opening message
     company: str | None = None
+    # Its state (triage/core/lifecycle.py); instants as the store writes them (ISO 8601).
+    status: str = "open"
+    closed_at: str | None = None  # when it was last closed
+    responded: bool = False  # its first response is recorded
+    paused_at: str | None = None  # its response clock paused (pending)
+    due: str | None = None  # its response deadline, and what it was computed on:
+    policy: str | None = None
+    plan: str | None = None
+    priority: str | None = None
+    timezone: str | None = None
 
 
 class Threads(Protocol):
@@ -69,6 +79,7 @@ def find_thread(
     prefix: str = "T-",
     company: str | None = None,
     forged: bool = False,
+    agent: bool = False,
 ) -> Thread:
     """Decide whether `email` adds to a stored ticket, or opens a new one linked to it.
 
@@ -79,6 +90,8 @@ def find_thread(
     of the opening message), or when `company` (the company the sender is shown to
     belong to: see `routing.vouched_company`) is the ticket's; never when the From
     failed authentication (`forged`). Otherwise it opens a new ticket linked to it.
+    `agent`: the From is one of our agents and authenticated (`routing.is_agent`): our
+    own people answer any ticket.
     """
     ids = email.in_reply_to + tuple(
         i for i in reversed(email.references) if i not in email.in_reply_to
@@ -106,6 +119,8 @@ def find_thread(
             ref,
             f"{how}, but the From failed authentication: never appended; new ticket linked to it",
         )
+    if agent:
+        return Thread(ref, None, f"{how}, from our agent {sender} (authenticated)")
     if sender in ref.participants or sender == ref.requester:
         return Thread(ref, None, f"{how}, from a participant of that ticket")
     if company and ref.company and company == ref.company:

@@ -149,6 +149,7 @@ def _weigh(
         rules.config.ticket_prefix,
         company=routing.vouched_company(match, auth),
         forged=auth.failed,
+        agent=routing.is_agent(email, rules.config, auth),
     )
     signals = analysis.evidence
     # Only a reply that may append counts: a robot answering our acknowledgement names our

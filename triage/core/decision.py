@@ -58,6 +58,9 @@ class Decision:
     auto_reply: bool = False
     reply_suppressed: str | None = None
     bounce: Returned | None = None  # a bounce of one of our acknowledgements (linked_ticket)
+    first_response: bool = False  # an agent's reply to the requester: the ticket is answered
+    reopened: str | None = None  # the state (pending, resolved, closed) a customer's reply ends
+    resumed_due: datetime | None = None  # the deadline once a paused clock runs again
     reasons: tuple[str, ...] = ()
     evidence: tuple[evidence_mod.Signal, ...] = ()  # weak rules and the signs weighed against them
     email: Email | None = field(default=None, repr=False, compare=False)

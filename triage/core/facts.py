@@ -189,8 +189,29 @@ class Facts:
                 if named or self._asks("numbers", d.ticket):
                     requester = d.requester or e.from_addr
                     participants = frozenset({e.from_addr, requester, *e.cc})
-                    ref = TicketRef(d.ticket, requester, participants, d.company)
+                    dl = d.deadline
+                    ref = TicketRef(
+                        d.ticket,
+                        requester,
+                        participants,
+                        d.company,
+                        d.status,
+                        due=instant(d.due) if d.due else None,
+                        policy=dl.policy if dl else None,
+                        plan=dl.plan if dl else None,
+                        priority=d.priority,
+                        timezone=d.timezone,
+                    )
                     changes["tickets"] = {**self.tickets, d.ticket: ref}
+            elif (d.first_response or d.reopened) and d.ticket in self.tickets:
+                ref = self.tickets[d.ticket]
+                if d.first_response:
+                    ref = replace(ref, responded=True)
+                if d.reopened:
+                    ref = replace(ref, status="open", closed_at=None, paused_at=None)
+                    if d.resumed_due is not None:
+                        ref = replace(ref, due=instant(d.resumed_due))
+                changes["tickets"] = {**self.tickets, d.ticket: ref}
         ack = rendered.ack
         if ack is not None and d.ticket and d.action == Action.TICKET:
             if ack.message_id not in self.sent and self._asks("message_ids", ack.message_id):

@@ -40,6 +40,19 @@ def requester_of(email: Email, config: Config) -> Requester:
     return Requester(sender, email.from_name, None, "the author in From")
 
 
+def claims_agent(email: Email, config: Config) -> bool:
+    """The From names one of our agents ([identity] agents, or an address in our domains)."""
+    sender = email.from_addr
+    return sender in config.agents or sender.rpartition("@")[2] in config.own_domains
+
+
+def is_agent(email: Email, config: Config, auth: Verdict) -> bool:
+    """The From is one of our agents and our boundary's Authentication-Results vouch for
+    it: anyone can write our domain in a From, and an agent's mail answers a ticket (its
+    first response) and may add to any."""
+    return claims_agent(email, config) and auth.passed
+
+
 def queue_of(email: Email, config: Config) -> Queue | None:
     """The first configured queue whose address the mail was sent to."""
     recipients = set(email.to) | set(email.cc) | set(email.delivered_to)

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from triage.config import Queue
 from triage.core import contacts as contacts_mod
-from triage.core import routing
+from triage.core import lifecycle, routing
 from triage.core import sla as sla_mod
 from triage.core.analysis import Analysis
 from triage.core.conversation import find_thread, ticket_number
@@ -37,6 +37,7 @@ def ticket_or_append(
     )
     queue = analysis.queue
     auth = analysis.auth or routing.authentication(email, config)
+    agent = routing.is_agent(email, config, auth)
     reasons = [
         f"requester: {requester.why}",
         f"authentication: {auth.state} — {auth.why}",
@@ -48,8 +49,15 @@ def ticket_or_append(
         config.ticket_prefix,
         company=routing.vouched_company(match, auth),
         forged=auth.failed,
+        agent=agent,
     )
     reasons.append(f"conversation: {thread.why}")
+    reply = lifecycle.Reply(thread)
+    if thread.ticket is not None and not agent:
+        reply = lifecycle.after_reply(thread, now, config.reopen_days, email.from_addr, policy)
+        thread = reply.thread
+        if reply.why:
+            reasons.append(f"lifecycle: {reply.why}")
     stranger = _is_stranger(match, auth)
     label, level = _priority(analysis, match, queue, policy, config.vip_raise, reasons)
     if stranger and config.unknown_ceiling is not None:
@@ -69,13 +77,24 @@ def ticket_or_append(
         vip=bool(match.vip and match.verified),
     )
     if thread.ticket is not None:
+        answered, why = lifecycle.first_response(email, thread.ticket, agent)
+        if why:
+            reasons.append(f"first response: {why}")
         reasons.append("no acknowledgement for an appended reply")
         return replace(
             base,
             action=Action.APPEND,
             ticket=thread.ticket.number,
+            first_response=answered,
+            reopened=reply.reopened,
+            resumed_due=reply.resumed_due,
             reasons=tuple(reasons),
             **fields,
+        )
+    if not agent and routing.claims_agent(email, config):
+        reasons.append(
+            f"first response: not counted: {email.from_addr} writes as one of ours, but "
+            f"its mail is not authenticated ({auth.state}: {auth.why})"
         )
     unapproved = not match.verified or (match.contact is not None and not match.contact.approved)
     if unapproved and config.unknown_senders == "ignore":

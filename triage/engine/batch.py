@@ -27,7 +27,7 @@ from triage.core.facts import Facts, needs
 from triage.core.outgoing import Rendered, render, wants_ack
 from triage.core.rules import Rules
 from triage.engine.ids import ack_ids
-from triage.store import records
+from triage.store import messages, records
 from triage.store.facts import read as read_facts
 from triage.store.sqlite import Store
 
@@ -105,6 +105,10 @@ def _one(
             store.save_review(kept, email.sha256 if email is not None else analysis.raw_sha256)
     rendered = render(d, rules, ack_at or now, ack_ids() if wants_ack(d) else None)
     d = records.write(store, rendered, now, rules.config.sinks)
+    if d.action in (Action.TICKET, Action.APPEND) and analysis.email is not None:
+        kept = analysis.raw if analysis.raw is not None else raw
+        if kept is not None and len(kept) <= messages.KEEP_IN_DB:
+            messages.keep_bytes(store, analysis.email.sha256, kept)
     return d, facts.after(Rendered(d, rendered.ack), now)
 
 

@@ -26,6 +26,7 @@ from triage.core.rules import Rules
 from triage.engine.workers import finished, init_worker, stop_pool
 from triage.sources.files import Item
 from triage.store import files as attachments
+from triage.store import messages
 
 # Messages per task. Each task costs this process one pickle each way, a result taken in by
 # the pool's thread and a wake-up of its loop, so tasks are as large as keeps every worker
@@ -59,12 +60,21 @@ def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
 
 
 def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Analysis:
-    """Stage one plus the attachment store: bytes leave the worker only for quarantine or review."""
+    """Stage one plus the attachment store; bytes leave the worker for quarantine, review,
+    and to be kept with a ticket's rows (up to `messages.KEEP_IN_DB`)."""
     result = analyse(raw, source, rules)
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
         return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
     weighed = bool(result.evidence)  # only weak rules fired: may become a ticket or review
+    if files is not None and result.email is not None and (result.filter_id is None or weighed):
+        # What may become a ticket or an append keeps its bytes, for `triage explain
+        # T-000123` and `--message KEY`: a small message in the database, with its rows
+        # (a row costs far less than a file); a large one in the file store, from here.
+        if len(raw) <= messages.KEEP_IN_DB:
+            result = replace(result, raw=raw)
+        else:
+            attachments.save(files, result.email.sha256, raw)
     if result.email is not None and result.email.attachments:
         keep = files if result.filter_id is None or weighed else None
         result = replace(result, email=attachments.store_all(keep, result.email))

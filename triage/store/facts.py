@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from triage.store.sqlite import Store
 
 
-# One statement, one row kind per part: (kind, a, b, c, d). Each part reads by an index:
+# One statement, one row kind per part: (kind, a, b, c, d, e); a ticket's state is e, as JSON. Each part reads by an index:
 # messages(message_key), messages(message_id), outbox(message_id), tickets(number),
 # bounces(address, at), outbox(to_addr, created_at) (tests/test_facts.py reads the plan).
 FACTS_SQL = """
@@ -38,28 +38,32 @@ WITH
     SELECT id, message_id AS mid, ticket_id, lower(to_addr) AS rcpt FROM outbox
     WHERE message_id IN (SELECT v FROM wanted_ids)
   )
-SELECT 'key', message_key, COALESCE(fingerprint, ''), NULL, NULL
+SELECT 'key', message_key, COALESCE(fingerprint, ''), NULL, NULL, NULL
   FROM messages WHERE message_key IN (SELECT v FROM wanted_keys)
 UNION ALL
-SELECT 'thread', t.mid, k.number, NULL, NULL FROM threads t JOIN tickets k ON k.id = t.ticket_id
+SELECT 'thread', t.mid, k.number, NULL, NULL, NULL FROM threads t JOIN tickets k ON k.id = t.ticket_id
 UNION ALL
-SELECT 'sent', s.mid, k.number, s.rcpt, s.id FROM sent s LEFT JOIN tickets k ON k.id = s.ticket_id
+SELECT 'sent', s.mid, k.number, s.rcpt, s.id, NULL FROM sent s LEFT JOIN tickets k ON k.id = s.ticket_id
 UNION ALL
-SELECT 'ticket', number, requester, participants, company FROM tickets
+SELECT 'ticket', number, requester, participants, company, json_array(status, closed_at,
+  first_response_at IS NOT NULL, paused_at, response_due, policy, plan, priority, timezone)
+  FROM tickets
   WHERE number IN (SELECT v FROM wanted_numbers)
 UNION ALL
-SELECT 'ticket', k.number, k.requester, k.participants, k.company FROM tickets k
+SELECT 'ticket', k.number, k.requester, k.participants, k.company, json_array(k.status,
+  k.closed_at, k.first_response_at IS NOT NULL, k.paused_at, k.response_due, k.policy, k.plan,
+  k.priority, k.timezone) FROM tickets k
   WHERE k.id IN (SELECT ticket_id FROM threads UNION SELECT ticket_id FROM sent)
 UNION ALL
-SELECT 'bounce', address, MAX(at), NULL, NULL FROM bounces
+SELECT 'bounce', address, MAX(at), NULL, NULL, NULL FROM bounces
   WHERE address IN (SELECT value FROM json_each(:lowered)) AND permanent = 1
   GROUP BY address
 UNION ALL
-SELECT 'ack', to_addr, created_at, NULL, NULL FROM outbox
+SELECT 'ack', to_addr, created_at, NULL, NULL, NULL FROM outbox
   WHERE to_addr IN (SELECT value FROM json_each(:addresses)) AND ticket_id IS NOT NULL
   AND created_at >= :since
 UNION ALL
-SELECT 'next', NULL, COALESCE(MAX(id), 0) + 1, NULL, NULL FROM tickets
+SELECT 'next', NULL, COALESCE(MAX(id), 0) + 1, NULL, NULL, NULL FROM tickets
 """
 
 
@@ -84,7 +88,7 @@ def read(store: Store, needs: Needs, now: datetime) -> Facts:
     acks: dict[str, list[str]] = {}
     outbox: list[tuple[int, str, str | None, str]] = []
     next_ticket = 1
-    for kind, a, b, c, d in rows:
+    for kind, a, b, c, d, e in rows:
         if kind == "key":
             stored[a] = b
         elif kind == "thread":
@@ -92,7 +96,9 @@ def read(store: Store, needs: Needs, now: datetime) -> Facts:
         elif kind == "sent":
             outbox.append((d, a, b, c))
         elif kind == "ticket":
-            tickets[a] = TicketRef(a, b, frozenset(json.loads(c or "[]")), d)
+            state = json.loads(e)
+            state[2] = bool(state[2])
+            tickets[a] = TicketRef(a, b, frozenset(json.loads(c or "[]")), d, *state)
         elif kind == "bounce":
             bounced[a] = b
         elif kind == "ack":

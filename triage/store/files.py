@@ -1,4 +1,5 @@
-"""The content-addressed attachment store beside the database.
+"""The content-addressed attachment store beside the database; a message that may become a
+ticket or an append keeps its own bytes there too (under the SHA-256 of the message).
 
 A file's name is the SHA-256 of its bytes, so no name a sender chooses ever
 reaches the file system, and writing the same attachment twice is a no-op.
@@ -40,6 +41,16 @@ def save(root: Path, sha256: str, data: bytes) -> Path:
         fh.write(data)
     os.replace(tmp, target)
     return target
+
+
+def read(root: Path | None, sha256: str) -> bytes | None:
+    """The bytes saved under `sha256` (a message's or an attachment's), or None."""
+    if root is None or not sha256 or not all(c in "0123456789abcdef" for c in sha256):
+        return None
+    try:
+        return path_for(root, sha256).read_bytes()
+    except OSError:
+        return None
 
 
 def store_all(root: Path | None, email: Email) -> Email:

@@ -6,7 +6,14 @@ the same functions.
 
 from __future__ import annotations
 
-from triage.store.sqlite import Store
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from triage.store.sqlite import Store
+
+# Messages up to this size keep their bytes in the database (`message_bytes`); larger ones
+# in the content-addressed file store beside it (triage/store/files.py).
+KEEP_IN_DB = 256 * 1024
 
 
 def action_of(store: Store, message_key: str | None) -> str | None:
@@ -16,3 +23,28 @@ def action_of(store: Store, message_key: str | None) -> str | None:
         "SELECT action FROM messages WHERE message_key = ?", (message_key,)
     ).fetchone()
     return row[0] if row else None
+
+
+def keep_bytes(store: Store, sha256: str, raw: bytes) -> None:
+    """Keep a ticket's message's bytes (once per content), in the caller's transaction."""
+    store.conn.execute(
+        "INSERT OR IGNORE INTO message_bytes (sha256, raw) VALUES (?, ?)", (sha256, raw)
+    )
+
+
+def kept_bytes(store: Store, sha256: str) -> bytes | None:
+    """The bytes kept for the message whose content hashes to `sha256`, wherever they are:
+    the database, the file store, or the quarantine and review folders."""
+    from triage.store import files
+
+    row = store.conn.execute("SELECT raw FROM message_bytes WHERE sha256 = ?", (sha256,)).fetchone()
+    if row is not None:
+        return bytes(row[0])
+    raw = files.read(store.files, sha256)
+    if raw is not None:
+        return raw
+    for folder in ("quarantine", "review"):
+        kept = store.kept(folder, sha256)
+        if kept is not None:
+            return kept.read_bytes()
+    return None

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 from triage import instants, log
 from triage.errors import TriageError
-from triage.store import deliveries, schema
+from triage.store import deliveries, lifecycle, schema
 from triage.store.desk import fts
 from triage.store.library import sqlite_utils
 
@@ -153,8 +153,27 @@ def full_text_index(db: sqlite_utils.Database) -> None:
     fts.ensure(db.conn)
 
 
+def ticket_lifecycle(db: sqlite_utils.Database) -> None:
+    """7: what a ticket's life needs (triage/store/lifecycle.py): who it is assigned to,
+    when it was last closed (a reply after `[tickets] reopen_days` opens a new one) and
+    when its response clock was paused (pending, where the policy pauses it)."""
+    columns = db["tickets"].columns_dict
+    for column in lifecycle.COLUMNS:
+        if column not in columns:
+            db["tickets"].add_column(column, str)  # type: ignore[union-attr]
+
+
+def message_bytes(db: sqlite_utils.Database) -> None:
+    """8: the bytes of ticket mail up to `messages.KEEP_IN_DB` (triage/store/messages.py),
+    for `triage explain T-000123` and `--message KEY`; larger messages keep theirs in the
+    file store."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS message_bytes (sha256 TEXT PRIMARY KEY, raw BLOB NOT NULL)"
+    )
+
+
 def index_at_commit(db: sqlite_utils.Database) -> None:
-    """7: messages are indexed for search by the store once per batch, at its commit, not
+    """9: messages are indexed for search by the store once per batch, at its commit, not
     by a trigger per row (which wrote an index segment per message); the trigger goes."""
     db.conn.execute("DROP TRIGGER IF EXISTS messages_fts_ai")
 
@@ -166,7 +185,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     deliveries_table,  # 4
     delta_links,  # 5
     full_text_index,  # 6
-    index_at_commit,  # 7
+    ticket_lifecycle,  # 7
+    message_bytes,  # 8
+    index_at_commit,  # 9
 )
 LATEST = len(MIGRATIONS)
 

@@ -128,6 +128,10 @@ def _write(
             at,
             {"from": e.from_addr if e else None},
         )
+        if d.reopened and ticket_id is not None:
+            _reopen(store, ticket_id, d, at)
+        if d.first_response and ticket_id is not None:
+            _first_response(store, ticket_id, e.key if e else None, e.from_addr if e else None, at)
     key = d.message_key or f"sha256:{d.source}"
     inserted = conn.execute(
         "INSERT INTO messages (message_key, message_id, sha256, source, from_addr, subject, date,"
@@ -183,6 +187,47 @@ def _write(
     if sinks:
         deliveries.for_decision(conn, sinks, d, ticket_id, now, _delivery_status(store))
     return d
+
+
+def _reopen(store: Store, ticket_id: int, d: Decision, at: str | None) -> None:
+    """A customer's reply ended the ticket's wait (pending) or reopened it (resolved, closed):
+    open again, and a paused clock running with its deadline moved (`d.resumed_due`)."""
+    e = d.email
+    conn = store.conn
+    if d.resumed_due is not None:
+        conn.execute(
+            "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL,"
+            " response_due = ? WHERE id = ?",
+            (_iso(d.resumed_due), ticket_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL WHERE id = ?",
+            (ticket_id,),
+        )
+    detail: dict = {"from": d.reopened, "to": "open", "by": e.from_addr if e else None}
+    if d.resumed_due is not None:
+        detail["due"] = _iso(d.resumed_due)
+    event(store, ticket_id, e.key if e else None, "reopened", at, detail)
+
+
+def _first_response(
+    store: Store, ticket_id: int, key: str | None, sender: str | None, at: str | None
+) -> None:
+    """An agent's reply answered the ticket: its first response, once (never overwritten),
+    and a `first_response` event when this message set it."""
+    cur = store.conn.execute(
+        "UPDATE tickets SET first_response_at = ? WHERE id = ? AND first_response_at IS NULL",
+        (at, ticket_id),
+    )
+    if cur.rowcount != 1:
+        return
+    due = store.conn.execute(
+        "SELECT response_due FROM tickets WHERE id = ?", (ticket_id,)
+    ).fetchone()[0]
+    within = None if due is None or at is None else instants.stored(at) <= instants.stored(due)
+    detail = {"due": due, "within_target": within, "by": sender, "from_mail": True}
+    event(store, ticket_id, key, "first_response", at, detail)
 
 
 def _delivery_status(store: Store) -> str:

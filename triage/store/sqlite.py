@@ -176,8 +176,11 @@ class Store:
 
     # -- queries ------------------------------------------------------------
     def tickets(self, open_only: bool = False) -> Iterator[dict]:
-        """Ticket rows in number order (deadline filters live in triage.tracking)."""
-        sql = "SELECT * FROM tickets" + (" WHERE status != 'closed'" if open_only else "")
+        """Ticket rows in number order (deadline filters live in triage.tracking); `open_only`:
+        not resolved or closed."""
+        sql = "SELECT * FROM tickets" + (
+            " WHERE status NOT IN ('resolved', 'closed')" if open_only else ""
+        )
         yield from self.db.query(sql + " ORDER BY id")
 
     def filtered(

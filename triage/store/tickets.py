@@ -14,6 +14,8 @@ from triage import instants
 from triage.core.sla.tracking import CLOSED, Ticket, instant
 from triage.store.sqlite import Store
 
+RESOLVED = "resolved"
+
 
 def _ticket(row: tuple) -> Ticket:
     """A row of the statements below -> Ticket. Each statement is written out whole (no SQL
@@ -32,6 +34,7 @@ def _ticket(row: tuple) -> Ticket:
         due=instant(row[8]),
         created=created,
         responded=instant(row[10]),
+        paused=instant(row[11]),
     )
 
 
@@ -39,20 +42,20 @@ def every(store: Store) -> list[Ticket]:
     """All tickets, oldest first (the response report counts them)."""
     rows = store.conn.execute(
         "SELECT id, number, status, priority, level, policy, plan, timezone, response_due,"
-        " created_at, first_response_at FROM tickets ORDER BY id"
+        " created_at, first_response_at, paused_at FROM tickets ORDER BY id"
     ).fetchall()
     return [_ticket(r) for r in rows]
 
 
 def tracked(store: Store) -> list[Ticket]:
-    """Unanswered, not closed tickets with a deadline, oldest first: what warnings and
-    breaches are about."""
+    """Unanswered tickets with a deadline, not resolved or closed, their clock not paused,
+    oldest first: what warnings and breaches are about."""
     rows = store.conn.execute(
         "SELECT id, number, status, priority, level, policy, plan, timezone, response_due,"
-        " created_at, first_response_at FROM tickets"
-        " WHERE first_response_at IS NULL AND response_due IS NOT NULL AND status != ?"
-        " ORDER BY id",
-        (CLOSED,),
+        " created_at, first_response_at, paused_at FROM tickets"
+        " WHERE first_response_at IS NULL AND response_due IS NOT NULL"
+        " AND status NOT IN (?, ?) AND paused_at IS NULL ORDER BY id",
+        (RESOLVED, CLOSED),
     ).fetchall()
     return [_ticket(r) for r in rows]
 
@@ -61,7 +64,7 @@ def by_number(store: Store, number: str) -> Ticket | None:
     """The ticket numbered `number` (e.g. T-000123), or None."""
     row = store.conn.execute(
         "SELECT id, number, status, priority, level, policy, plan, timezone, response_due,"
-        " created_at, first_response_at FROM tickets WHERE number = ?",
+        " created_at, first_response_at, paused_at FROM tickets WHERE number = ?",
         (number,),
     ).fetchone()
     return _ticket(row) if row else None

@@ -62,8 +62,26 @@ class _Loader:
         self.only(d, "-", ("policy", "holidays", "calendars", "plans", "targets"))
         pol = self.table(d, "policy", "policy")
         self.only(
-            pol, "policy", ("description", "source", "labels", "aliases", "levels", "default_plan")
+            pol,
+            "policy",
+            (
+                "description",
+                "source",
+                "labels",
+                "aliases",
+                "levels",
+                "default_plan",
+                "pause_when_pending",
+            ),
         )
+        pause = pol.get("pause_when_pending", False)
+        if not isinstance(pause, bool):
+            raise self.bad(
+                "policy",
+                f"'pause_when_pending' = {pause!r} is not true or false",
+                "write pause_when_pending = true (the clock stops while a ticket is pending)"
+                " or remove it",
+            )
         labels = pol.get("labels")
         if (
             not isinstance(labels, list)
@@ -141,6 +159,7 @@ class _Loader:
             calendars=calendars,
             description=str(pol.get("description", "")),
             lookup=lookup,
+            pause_when_pending=pause,
         )
 
     def plan(

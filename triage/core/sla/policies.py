@@ -53,6 +53,9 @@ class Policy:
     calendars: dict[str, Calendar]
     description: str = ""
     lookup: dict[str, int] = field(default_factory=dict, repr=False)
+    # [policy] pause_when_pending: the response clock stops while the ticket waits on the
+    # customer (triage/core/lifecycle.py); off unless the contract says so
+    pause_when_pending: bool = False
 
     def rank_of(self, priority: str) -> int:
         """'P2', the policy's own label or an alias (any case/spacing) -> rank."""

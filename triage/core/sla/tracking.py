@@ -28,6 +28,7 @@ BREACHED = "sla_breached"
 FIRST_RESPONSE = "first_response"
 THRESHOLD = 0.75
 CLOSED = "closed"
+DONE = frozenset({"resolved", CLOSED})  # triage/core/lifecycle.py: not open any more
 NO_PRIORITY = "(none)"
 
 
@@ -71,6 +72,7 @@ class Ticket:
     due: datetime | None
     created: datetime
     responded: datetime | None
+    paused: datetime | None = None  # pending, on a policy that pauses its clock meanwhile
 
 
 COLUMNS = (
@@ -93,8 +95,9 @@ def ticket_number_from(text: str, prefix: str = "T-") -> str:
 
 
 def is_tracked(t: Ticket) -> bool:
-    """Unanswered, not closed, with a deadline: the tickets warnings and breaches are about."""
-    return t.responded is None and t.due is not None and t.status != CLOSED
+    """Unanswered, not resolved or closed, with a deadline whose clock runs (not paused):
+    the tickets warnings and breaches are about."""
+    return t.responded is None and t.due is not None and t.status not in DONE and t.paused is None
 
 
 def is_breached(t: Ticket, now: datetime) -> bool:
