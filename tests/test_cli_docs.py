@@ -43,6 +43,17 @@ def blocks() -> list[tuple[bool, list[str]]]:
     return out
 
 
+def refusals() -> dict[str, str]:
+    """Transcript lines the page shows refused: the command, and the `Error:` line it prints."""
+    out = {}
+    for block in _BLOCK.findall(PAGE.read_text(encoding="utf-8")):
+        shown = block.splitlines()
+        for line, after in zip(shown, shown[1:] + [""], strict=True):
+            if line.startswith("$ triage ") and after.startswith("Error: "):
+                out[line.removeprefix("$ ").strip()] = after
+    return out
+
+
 def examples() -> list[str]:
     return [line for _transcript, lines in blocks() for line in lines]
 
@@ -118,6 +129,7 @@ def test_every_command_has_an_example_on_the_page():
 def _run(folder: Path, lines: list[str]) -> list[str]:
     ran = []
     runner = CliRunner(env={"COLUMNS": "200", "TRIAGE_CONFIG": None})
+    refused = refusals()
     with _inside(folder):
         for line in lines:
             words = shlex.split(line, comments=True)[1:]
@@ -126,6 +138,9 @@ def _run(folder: Path, lines: list[str]) -> list[str]:
                 continue
             done = runner.invoke(cli, ["--log-level", "warning", *words])
             allowed = (0, 1, 2) if name in MONITORING else (0,)
+            if line in refused:  # the page shows it refused: it must be, with that error
+                allowed = (1,)
+                assert refused[line] in done.output, f"{line}\n-> {done.output}"
             assert done.exit_code in allowed, f"{line}\n-> exit {done.exit_code}\n{done.output}"
             assert done.exception is None or isinstance(done.exception, SystemExit), line
             ran.append(name)

@@ -16,6 +16,9 @@ from triage.cli import cli
 from triage.config.endpoints import SecretError
 from triage.core.contact_rows import CsvError
 from triage.core.filters import RuleError
+
+# Each kind built by its own constructor, as its raise sites build it.
+from triage.core.lifecycle import LifecycleError
 from triage.core.limits import MessageError
 from triage.core.priority import PriorityError
 from triage.core.sla import SlaError
@@ -31,11 +34,11 @@ from triage.sinks.values import SinkConfigError
 from triage.sinks.webhook import WebhookSecretError
 from triage.sources.graph_auth import GraphError
 from triage.sources.imap import ImapError
+from triage.store.backup import BackupError
 from triage.store.lock import AlreadyRunning, LockError
 from triage.store.migrations import SchemaError, SchemaTooNew
 from triage.store.records import StaleFacts
 
-# Each kind built by its own constructor, as its raise sites build it.
 KINDS = [
     ConfigError("triage.toml", "sla.timezone", "'Mars' is not a known time zone", "use UTC"),
     RuleError("rules/filters.toml", 12, "'startswith' is not a test", "use begins_with"),
@@ -63,6 +66,8 @@ KINDS = [
     ListenError("--listen: '8001x' is not a port (1-65535); fix: write HOST:PORT"),
     ObjectiveError("rules/objectives.toml", "cw.percent", "is not a number", "write percent = 70"),
     WebError("--base-url", "'desk/' must start and end with /", "e.g. /desk/"),
+    LifecycleError("T-000001", "is closed: it cannot become pending", "move it to open first"),
+    BackupError("backup-1", "not empty", "give a new folder for each backup"),
 ]
 # Exceptions defined in triage/ that are signals inside one module, never raised out of it.
 INTERNAL = {"triage.core.filter_loader._KeyProblem", "triage.core.tnef.BudgetSpent"}

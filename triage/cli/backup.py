@@ -40,8 +40,6 @@ def backup(config_path, db_path, dest, as_json) -> None:
     try:
         copied = store_backup.take(path, dest)
     except OSError as exc:
-        if "fix:" in str(exc):
-            raise TriageError(str(exc)) from None
         raise TriageError(
             dest, f"cannot be written: {exc.strerror or exc}", "check the folder's owner and space"
         ) from None

@@ -16,10 +16,11 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from triage.errors import TriageError
 from triage.store import files as file_store
 
 
-class BackupError(OSError):
+class BackupError(TriageError):
     """A copy that could not be made or did not check out; the message names the fix."""
 
 
@@ -37,7 +38,7 @@ def take(db: Path, dest: Path) -> Copied:
     """Copy `db` and `<db>.files` into the new folder `dest` (owner-only); checked."""
     db = Path(db)
     if dest.exists() and any(dest.iterdir()):
-        raise BackupError(f"{dest}: not empty; fix: give a new folder for each backup")
+        raise BackupError(dest, "not empty", "give a new folder for each backup")
     dest.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = dest / db.name
     source = sqlite3.connect(f"file:{db.resolve()}?mode=ro", uri=True, timeout=15.0)
@@ -48,7 +49,9 @@ def take(db: Path, dest: Path) -> Copied:
         source.backup(copy)  # every page in one step: one snapshot
         copy.execute("PRAGMA journal_mode=DELETE")  # one file, nothing beside it
     except sqlite3.Error as exc:
-        raise BackupError(f"{db}: cannot be copied ({exc})") from None
+        raise BackupError(
+            db, f"cannot be copied ({exc})", "check the disk and run it again"
+        ) from None
     finally:
         source.close()
         copy.close()
