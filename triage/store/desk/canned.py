@@ -98,10 +98,19 @@ async def ticket_head(db, threshold: float, number: str) -> dict | None:
         "SELECT number, subject, requester, requester_name, company, contact, match,"
         " verified, priority, policy, plan, timezone, status, created_at, response_due,"
         " first_response_at, queue, linked_to,"
-        f" {state_sql(threshold)} AS state,"
+        " CASE"
+        "  WHEN first_response_at IS NOT NULL THEN 'answered'"
+        "  WHEN response_due IS NULL THEN 'no target'"
+        "  WHEN julianday(response_due) < min(julianday(desk_now()),"
+        "   COALESCE(julianday(paused_at), julianday(desk_now()))) THEN 'BREACHED'"
+        "  WHEN paused_at IS NOT NULL THEN 'paused'"
+        "  WHEN desk_used(policy, plan, priority, created_at, timezone) >= :threshold"
+        "   THEN 'at risk'"
+        "  ELSE 'in time'"
+        " END AS state,"
         " desk_left(response_due) AS time_left, message_key"
         " FROM tickets WHERE number = desk_ticket(:number)",
-        {"number": number},
+        {"threshold": float(threshold), "number": number},
     )
     row = rows.first()
     return None if row is None else dict(row)
