@@ -69,12 +69,12 @@ def test_every_template_variable_is_documented_and_no_other():
     assert rows == set(FIELDS), f"docs/templates.md's table: {sorted(rows ^ set(FIELDS))}"
 
 
-def test_the_documented_signature_is_accepted_and_sent(tmp_path):
-    """The page's way to add a signature and a phone line: written into a copy's ack.txt."""
+def test_the_documented_extra_words_are_accepted_and_sent(tmp_path):
+    """The page's way to add other words (opening hours): written into a copy's ack.txt."""
     import shutil
 
     from triage.config import shipped_rules
-    from triage.core.templates import Templates
+    from triage.core.templates import FIELDS, Templates
 
     text = (ROOT / "docs" / "templates.md").read_text(encoding="utf-8")
     signature = re.search(r"```text\n(.*?)```", text, re.DOTALL).group(1)
@@ -82,7 +82,8 @@ def test_the_documented_signature_is_accepted_and_sent(tmp_path):
     shutil.copytree(shipped_rules() / "templates", folder)
     ack = folder / "ack.txt"
     ack.write_text(ack.read_text(encoding="utf-8") + "\n" + signature, encoding="utf-8")
-    values = {name: name.upper() for name in ("ticket", "subject", "priority", "meaning")}
+    values = {name: "" for name in FIELDS}
+    values |= {name: name.upper() for name in ("ticket", "subject", "priority", "meaning")}
     values |= {"response": "R", "due": "D", "requester_name": "Jane", "support_address": "s@x"}
     sent, _markup = Templates.load(folder).render("ack", values)
-    assert sent.endswith(signature) and "+44 20 7946 0000" in sent
+    assert sent.endswith(signature) and "08:00 to 18:00 UK time" in sent

@@ -264,6 +264,26 @@ def _support_address(env: Env) -> None:
     assert "From: help@msp.example\r\n" in raw
 
 
+@effect("identity.display_name")
+def _display_name(env: Env) -> None:
+    import email
+    import email.policy
+
+    _, store = env.triage('[identity]\ndisplay_name = "Example IT, Service Desk"\n', request())
+    ((_to, raw),) = outbox(store)
+    assert 'From: "Example IT, Service Desk" <support@triage.invalid>\r\n' in raw
+    env.db.unlink()
+    _, store = env.triage(
+        '[identity]\ndisplay_name = "Müller & Söhne IT-Service"\n', request(), name="utf8.toml"
+    )
+    ((_to, raw),) = outbox(store)
+    head = raw.split("\r\n\r\n", 1)[0]
+    assert head.isascii() and "From: =?utf-8?" in head  # RFC 2047, never raw UTF-8
+    parsed = email.message_from_string(raw, policy=email.policy.default)
+    assert parsed["From"].addresses[0].display_name == "Müller & Söhne IT-Service"
+    assert parsed["From"].addresses[0].addr_spec == "support@triage.invalid"
+
+
 @effect("identity.ticket_prefix")
 def _ticket_prefix(env: Env) -> None:
     (d,), store = env.triage('[identity]\nticket_prefix = "HD-"\n', request())
@@ -488,6 +508,41 @@ def _hold_notice(env: Env) -> None:
     (d,), store = env.triage(hold + "[replies]\nhold_notice = true\n", request())
     assert not plain.auto_reply and d.auto_reply and d.status == "pending-approval"
     assert "not yet on our list of contacts" in body_of(outbox(store)[0][1])
+
+
+def _ack_parts(raw: str) -> tuple[str, str]:
+    """(text part, HTML part) of an acknowledgement, decoded."""
+    import email
+    import email.policy
+
+    message = email.message_from_string(raw, policy=email.policy.default)
+    text, markup = message.get_body(("plain",)), message.get_body(("html",))
+    assert text is not None and markup is not None
+    return (
+        text.get_content().replace("\r\n", "\n"),
+        markup.get_content().replace("\r\n", "\n"),
+    )
+
+
+@effect("replies.signature")
+def _signature(env: Env) -> None:
+    (plain,), _ = env.triage("", request(), name="plain.toml")
+    text0, html0 = _ack_parts(outbox(_)[0][1])
+    env.db.unlink()
+    signature = '[replies]\nsignature = """\nExample IT <Service Desk>\nMon-Fri 08:00-18:00\n"""\n'
+    _, store = env.triage(signature, request())
+    text, markup = _ack_parts(outbox(store)[0][1])
+    assert text == text0.rstrip("\n") + "\n\nExample IT <Service Desk>\nMon-Fri 08:00-18:00\n"
+    assert "<p>Example IT &lt;Service Desk&gt;<br>\nMon-Fri 08:00-18:00</p>" in markup
+    assert "<p></p>" not in html0 and "<p></p>" not in markup  # unset values leave no gap
+
+
+@effect("replies.emergency_phone")
+def _emergency_phone(env: Env) -> None:
+    _, store = env.triage('[replies]\nemergency_phone = "+44 20 7946 0000"\n', request())
+    text, markup = _ack_parts(outbox(store)[0][1])
+    assert text.endswith("answer it.\n\nIn an emergency, call +44 20 7946 0000.\n")
+    assert "<p>In an emergency, call +44 20 7946 0000.</p>" in markup
 
 
 @effect("tickets.reopen_days")

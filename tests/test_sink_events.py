@@ -45,11 +45,14 @@ def ticket_event(type: str = TICKET_CREATED, **over) -> Event:
     return Event.for_ticket(type, "evt_1", AT, **fields)
 
 
-def test_the_issue_names_eight_events():
+def test_the_issues_name_eleven_events():
     assert EVENT_TYPES == (
         "ticket.created",
         "ticket.appended",
         "ticket.priority_changed",
+        "ticket.assigned",
+        "ticket.noted",
+        "ticket.status_changed",
         "sla.warning",
         "sla.breached",
         "mailbox.failing",

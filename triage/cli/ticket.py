@@ -197,7 +197,7 @@ def assign(config_path, db_path, as_json, at_text, by, number, who) -> None:
     actor = lifecycle.Actor(_by(by), instant(at_text, "--at"))
     o = _Open(config_path, db_path, number)
     try:
-        row = lifecycle.assign(o.store, o.number, who.strip(), actor)
+        row = lifecycle.assign(o.store, o.number, who.strip(), actor, o.config.sinks)
     except UnknownTicket:
         raise o.unknown() from None
     finally:
@@ -220,7 +220,8 @@ def assign(config_path, db_path, as_json, at_text, by, number, who) -> None:
 @click.argument("number")
 @click.argument("text", required=False)
 def note(config_path, db_path, as_json, at_text, by, file_path, number, text) -> None:
-    """Add an internal note TEXT (or --file) to ticket NUMBER; it is sent to no one.
+    """Add an internal note TEXT (or --file) to ticket NUMBER; never mailed to the customer
+    (sinks subscribed get `ticket.noted`).
 
     Example:
 
@@ -245,7 +246,7 @@ def note(config_path, db_path, as_json, at_text, by, file_path, number, text) ->
     actor = lifecycle.Actor(_by(by), instant(at_text, "--at"))
     o = _Open(config_path, db_path, number)
     try:
-        row = lifecycle.note(o.store, o.number, text.strip(), actor)
+        row = lifecycle.note(o.store, o.number, text.strip(), actor, o.config.sinks)
     except UnknownTicket:
         raise o.unknown() from None
     finally:
@@ -277,7 +278,7 @@ def status(config_path, db_path, as_json, at_text, by, number, state) -> None:
     actor = lifecycle.Actor(_by(by), instant(at_text, "--at"))
     o = _Open(config_path, db_path, number)
     try:
-        row = lifecycle.set_status(o.store, o.policies(), o.number, state, actor)
+        row = lifecycle.set_status(o.store, o.policies(), o.number, state, actor, o.config.sinks)
     except UnknownTicket:
         raise o.unknown() from None
     finally:

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from triage.config import endpoints, fields, graph
+from triage.config import endpoints, fields, graph, sender
 from triage.config.values import Config, Queue
 from triage.errors import ConfigError
 
@@ -16,6 +16,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "identity": {
         "domains": list,
         "support_address": str,
+        "display_name": str,
         "ticket_prefix": str,
         "agents": list,
         "authserv_ids": list,
@@ -34,7 +35,14 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
         "file": str,
         "vip_raise": int,
     },
-    "replies": {"never_reply": list, "bounce_days": int, "max_per_day": int, "hold_notice": bool},
+    "replies": {
+        "never_reply": list,
+        "bounce_days": int,
+        "max_per_day": int,
+        "hold_notice": bool,
+        "signature": str,
+        "emergency_phone": str,
+    },
     "limits": {"max_bytes": int},
     "tickets": {"reopen_days": int},
 }
@@ -149,6 +157,9 @@ def load_config(path: Path | None) -> Config:
         db=db,
         own_domains=own,
         support_address=support,
+        display_name=sender.display_name(path, get("identity", "display_name", "")),
+        signature=sender.signature(path, get("replies", "signature", "")),
+        emergency_phone=sender.emergency_phone(path, get("replies", "emergency_phone", "")),
         ticket_prefix=prefix,
         policy=str(get("sla", "policy", defaults.policy)),
         plan=str(get("sla", "plan", "")) or None,

@@ -47,6 +47,9 @@ class Config:
     db: Path = Path("triage.db")
     own_domains: frozenset[str] = frozenset({"triage.invalid"})
     support_address: str = "support@triage.invalid"
+    display_name: str = ""  # [identity] display_name: From: "name <support_address>" of acks
+    signature: str = ""  # [replies] signature: $signature in the acknowledgement templates
+    emergency_phone: str = ""  # [replies] emergency_phone: $emergency_phone and $emergency
     ticket_prefix: str = "T-"
     policy: str = "connectwise"
     plan: str | None = None  # None: the policy's own default plan (connectwise: standard)

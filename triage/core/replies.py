@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.header import Header
-from email.utils import format_datetime
+from email.utils import format_datetime, formataddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triage.config import Config
@@ -201,6 +201,20 @@ def _address_header(name: str, address: str) -> bytes:
     return f"{name}: {clean(address)}\r\n".encode()
 
 
+def _from_header(name: str, address: str) -> bytes:
+    """`From: Display Name <address>`: an ASCII name quoted where RFC 5322 needs it (by
+    formataddr, given a stand-in address because the real one may be UTF-8), a non-ASCII
+    name as RFC 2047 encoded words folded at 78; no name: the address alone."""
+    name = clean(name)
+    if not name:
+        return _address_header("From", address)
+    if name.isascii():
+        phrase = formataddr((name, "a@b")).removesuffix(" <a@b>")
+    else:
+        phrase = Header(name, "utf-8", header_name="From").encode(linesep="\r\n")
+    return f"From: {phrase} <{clean(address)}>\r\n".encode()
+
+
 _ID_MAX = 900  # octets: a longer msg-id cannot stay on one line of at most 998
 _FOLD_AT = 78
 
@@ -253,10 +267,16 @@ def render(
         else "This request has no committed response time.",
         "requester_name": capped(facts.requester_name, NAME_MAX) or "there",
         "support_address": config.support_address,
+        "sender_name": config.display_name,
+        "signature": config.signature,
+        "emergency_phone": config.emergency_phone,
+        "emergency": f"In an emergency, call {config.emergency_phone}."
+        if config.emergency_phone
+        else "",
     }
     text, markup = templates.render(facts.kind, values)
     head = [
-        _address_header("From", config.support_address),
+        _from_header(config.display_name, config.support_address),
         _address_header("To", facts.to),
         _header("Subject", subject),
         _header("Date", format_datetime(now)),  # the outbox sets it again when it is sent

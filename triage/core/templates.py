@@ -8,6 +8,7 @@ object's attributes or run code. A placeholder that is not known fails
 from __future__ import annotations
 
 import html
+import re
 import string
 import tomllib
 from dataclasses import dataclass, field
@@ -24,7 +25,13 @@ FIELDS = (
     "due",
     "requester_name",
     "support_address",
+    "sender_name",
+    "signature",
+    "emergency_phone",
+    "emergency",
 )
+# Values that may hold several lines: in HTML each line break becomes <br>.
+MULTILINE = frozenset({"signature"})
 _SAMPLE = {
     "ticket": "T-000123",
     "subject": "Printer jammed",
@@ -34,6 +41,10 @@ _SAMPLE = {
     "due": "Tuesday 10 March 2026, 11:30 EDT",
     "requester_name": "Jane",
     "support_address": "support@example.com",
+    "sender_name": "Example IT Service Desk",
+    "signature": "Example IT Service Desk\n+44 20 7946 0000",
+    "emergency_phone": "+44 20 7946 0000",
+    "emergency": "In an emergency, call +44 20 7946 0000.",
 }
 
 
@@ -74,14 +85,30 @@ class Templates:
         )
 
     def render(self, which: str, values: dict[str, str]) -> tuple[str, str | None]:
-        """(text, html or None) of template `which` ("ack" or "held")."""
+        """(text, html or None) of template `which` ("ack" or "held").
+
+        A value left empty (no signature, no emergency phone configured) leaves no gap:
+        blank lines are closed up to one, none at the end, and an empty `<p></p>` goes.
+        """
         if which == "held":
             return self.held_text.substitute(values), None
-        text = self.ack_text.substitute(values)
+        text = _BLANKS.sub("\n\n", self.ack_text.substitute(values)).rstrip() + "\n"
         markup = None
         if self.ack_html is not None:
-            markup = self.ack_html.substitute({k: html.escape(v) for k, v in values.items()})
+            markup = _EMPTY_P.sub("", self.ack_html.substitute(_escaped(values)))
         return text, markup
+
+
+_BLANKS = re.compile(r"\n[ \t]*(?:\n[ \t]*)+\n")
+_EMPTY_P = re.compile(r"<p>\s*</p>\n?")
+
+
+def _escaped(values: dict[str, str]) -> dict[str, str]:
+    """Every value HTML-escaped; a multi-line one with <br> at its line breaks."""
+    out = {k: html.escape(v) for k, v in values.items()}
+    for k in MULTILINE & out.keys():
+        out[k] = out[k].replace("\n", "<br>\n")
+    return out
 
 
 def _levels(path: Path, data: dict, table: str, example: str) -> dict[int, str]:

@@ -175,9 +175,10 @@ def _read(conn, now, policies, threshold) -> Snapshot:
     # when the last ticket of a priority is closed. Resolved and closed leave the queue.
     open_tickets = {label(p): n for p, n in queries.open_per_priority(conn)}
     tracked = queries.unanswered_open(conn)
-    breached = sum(1 for t in tracked if tracking.is_breached(t, now))
+    breached = sum(1 for t in tracked if tracking.is_breached_open(t, now))
     at_risk = None
     if policies is not None:
+        # a paused ticket is not tracked: never at risk while it waits on the customer
         numbers, _problems = tracking.at_risk_of(tracked, policies, now, threshold)
         at_risk = len(numbers)
     pending: dict[str, int] = {"ack": 0, "alert": 0}

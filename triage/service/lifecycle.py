@@ -2,8 +2,8 @@
 
 Each runs in one write transaction: read the ticket under the lock, let the pure rules
 (triage/core/lifecycle.py) decide, write the change and its event (who, when), and queue
-the sink deliveries it causes (`ticket.priority_changed`), so a crash leaves all of it or
-none. `view` gathers what `triage ticket show` prints.
+the sink deliveries it causes (`ticket.status_changed`, `ticket.assigned`, `ticket.noted`,
+`ticket.priority_changed`), so a crash leaves all of it or none. `view` gathers what `triage ticket show` prints.
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from triage import instants, log
 from triage.core import lifecycle as rules
 from triage.core import sla as sla_mod
 from triage.core.sla.tracking import UnknownTicket, instant
-from triage.sinks.events import TICKET_PRIORITY_CHANGED
+from triage.sinks.events import (
+    TICKET_ASSIGNED,
+    TICKET_NOTED,
+    TICKET_PRIORITY_CHANGED,
+    TICKET_STATUS_CHANGED,
+)
 from triage.store import deliveries
 from triage.store import lifecycle as rows
 from triage.store.sqlite import Store
@@ -58,8 +63,10 @@ def set_status(
     number: str,
     status: str,
     actor: Actor,
+    sinks: Sequence[deliveries.Subscriber] = (),
 ) -> dict:
-    """Move the ticket to `status`; LifecycleError when its state does not allow it.
+    """Move the ticket to `status`; LifecycleError when its state does not allow it;
+    `ticket.status_changed` to the sinks.
 
     Entering pending pauses the response clock where the ticket's policy says so;
     leaving pending moves the deadline by the open time that passed while paused.
@@ -94,28 +101,68 @@ def set_status(
         closed = actor.at if m.after == rules.CLOSED else None
         rows.set_status(store, t["id"], m.after, closed, paused, due)
         rows.event(store, t["id"], STATUS_CHANGED, actor.at, detail)
+        rows.queue_ticket_event(
+            store,
+            sinks,
+            TICKET_STATUS_CHANGED,
+            t["id"],
+            actor.at,
+            reasons=(f"status {m.before} -> {m.after} by {actor.by}",),
+            change={"status": m.after, "previous_status": m.before, "by": actor.by},
+        )
 
     after = _change(store, number, apply)
     log.get(component="lifecycle").info("ticket_status_changed", ticket=number, status=status)
     return after
 
 
-def assign(store: Store, number: str, who: str, actor: Actor) -> dict:
-    """Give the ticket to `who` (an empty name: to nobody)."""
+def assign(
+    store: Store,
+    number: str,
+    who: str,
+    actor: Actor,
+    sinks: Sequence[deliveries.Subscriber] = (),
+) -> dict:
+    """Give the ticket to `who` (an empty name: to nobody); `ticket.assigned` to the sinks."""
 
     def apply(t: dict) -> None:
         rows.set_assignee(store, t["id"], who or None)
         detail = {"from": t["assignee"], "to": who or None, "by": actor.by}
         rows.event(store, t["id"], ASSIGNED, actor.at, detail)
+        rows.queue_ticket_event(
+            store,
+            sinks,
+            TICKET_ASSIGNED,
+            t["id"],
+            actor.at,
+            reasons=(f"assigned to {who or 'nobody'} by {actor.by}",),
+            change={"assignee": who or None, "previous_assignee": t["assignee"], "by": actor.by},
+        )
 
     return _change(store, number, apply)
 
 
-def note(store: Store, number: str, text: str, actor: Actor) -> dict:
-    """An internal note on the ticket (never sent to anyone)."""
+def note(
+    store: Store,
+    number: str,
+    text: str,
+    actor: Actor,
+    sinks: Sequence[deliveries.Subscriber] = (),
+) -> dict:
+    """An internal note on the ticket: never mailed to the customer; `ticket.noted` to the
+    sinks subscribed to it (the desk's own systems)."""
 
     def apply(t: dict) -> None:
         rows.event(store, t["id"], NOTE, actor.at, {"text": text, "by": actor.by})
+        rows.queue_ticket_event(
+            store,
+            sinks,
+            TICKET_NOTED,
+            t["id"],
+            actor.at,
+            reasons=(f"note by {actor.by}",),
+            change={"note": text, "by": actor.by},
+        )
 
     return _change(store, number, apply)
 

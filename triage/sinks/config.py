@@ -44,7 +44,13 @@ RATE_LIMITS = {"webhook": 10.0, "connectwise": 5.0, "slack": 1.0, "teams": 4.0, 
 TIMEOUT = 15.0  # seconds for one request (Standard Webhooks: receivers get 15 to 30 s)
 MAX_ATTEMPTS = 10
 NOTE_TYPES = ("discussion", "internal")
-CONNECTWISE_EVENTS = ("ticket.created", "ticket.appended")  # a service ticket, then its notes
+# a service ticket, then its notes (a message, an internal note, a change of state)
+CONNECTWISE_EVENTS = (
+    "ticket.created",
+    "ticket.appended",
+    "ticket.noted",
+    "ticket.status_changed",
+)
 CODEBASE = "v4_6_release"
 API_VERSION = "2022.1"
 
@@ -273,6 +279,7 @@ def _subscription(path: Path | str, key: str, t: dict) -> Subscription:
         frozenset(read_strings(path, key, t, "priorities")),
         frozenset(read_strings(path, key, t, "queues")),
         vip,
+        done_states=t.get("kind") not in ("slack", "teams"),
     )
 
 

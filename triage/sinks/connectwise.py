@@ -2,7 +2,10 @@
 
 `ticket.created` becomes a service ticket (POST /service/tickets: summary, initialDescription,
 board, company, priority, status, the requester as the ticket's contact e-mail and name);
-`ticket.appended` becomes a note on it (POST /service/tickets/{id}/notes). Every request
+`ticket.appended` becomes a note on it (POST /service/tickets/{id}/notes), and so do
+`ticket.noted` (an internal note) and `ticket.status_changed` (an internal note saying
+who moved it where: the PSA ticket's own status is not changed, since a board's statuses
+are its own and are not mapped). Every request
 carries `Authorization: Basic base64(companyId+publicKey:privateKey)`, the integration's
 `clientId` header and the API version in `Accept`.
 
@@ -30,8 +33,13 @@ import httpx
 from triage.config.endpoints import Secret, SecretError
 from triage.sinks.base import Delivery, Outcome, Status, classify
 from triage.sinks.client import Answer, HttpSink, exchange, unreadable_secret
-from triage.sinks.config import ConnectWiseSettings, SinkConfig
-from triage.sinks.events import TICKET_APPENDED, TICKET_CREATED, Event
+from triage.sinks.config import CONNECTWISE_EVENTS, ConnectWiseSettings, SinkConfig
+from triage.sinks.events import (
+    TICKET_CREATED,
+    TICKET_NOTED,
+    TICKET_STATUS_CHANGED,
+    Event,
+)
 
 SUMMARY_MAX = 100
 CONTACT_NAME_MAX = 62
@@ -129,9 +137,10 @@ class ConnectWiseSink(HttpSink):
     async def deliver(self, delivery: Delivery) -> Outcome:
         event = delivery.event
         ticket = event.ticket
-        if event.type not in (TICKET_CREATED, TICKET_APPENDED):
+        if event.type not in CONNECTWISE_EVENTS:
             return Outcome.failed(
-                f"{self.name}: a connectwise sink takes ticket.created and ticket.appended, not {event.type}"
+                f"{self.name}: a connectwise sink takes {', '.join(CONNECTWISE_EVENTS)},"
+                f" not {event.type}"
             )
         if ticket is None or not _TICKET.fullmatch(ticket):
             return Outcome.failed(f"{self.name}: the event names no usable ticket ({ticket!r})")
@@ -239,15 +248,28 @@ def _description(data: Mapping[str, object]) -> str:
 
 
 def note_body(delivery: Delivery, cw: ConnectWiseSettings) -> dict:
-    """The POST .../notes body for a ticket.appended event; its last line carries the
-    delivery id, so a resend finds it."""
-    d = delivery.event.data
-    text = str(d.get("text") or "").strip() or "(no text)"
-    who = d.get("requester") or "unknown sender"
+    """The POST .../notes body for ticket.appended (filed as `note_type` says),
+    ticket.noted and ticket.status_changed (always internal: they are the desk's own); its
+    last line carries the delivery id, so a resend finds it."""
+    event = delivery.event
+    d = event.data
+    internal = cw.note_type != "discussion"
+    if event.type == TICKET_NOTED:
+        note = str(d.get("note") or "").strip() or "(no text)"
+        head, internal = f"Note by {d.get('by') or 'unknown'}:\n\n{note}", True
+    elif event.type == TICKET_STATUS_CHANGED:
+        head = (
+            f"Status in triage: {d.get('previous_status') or '?'} -> {d.get('status') or '?'}"
+            f" by {d.get('by') or 'unknown'}"
+        )
+        internal = True
+    else:
+        text = str(d.get("text") or "").strip() or "(no text)"
+        head = f"New message from {d.get('requester') or 'unknown sender'}:\n\n{text}"
     body: dict[str, object] = {
-        "text": f"New message from {who}:\n\n{text}\n\n— triage {d.get('ticket')}, delivery {delivery.id}",
+        "text": f"{head}\n\n— triage {d.get('ticket')}, delivery {delivery.id}",
     }
-    body["detailDescriptionFlag" if cw.note_type == "discussion" else "internalAnalysisFlag"] = True
+    body["internalAnalysisFlag" if internal else "detailDescriptionFlag"] = True
     return body
 
 

@@ -21,6 +21,9 @@ from datetime import UTC, datetime
 TICKET_CREATED = "ticket.created"
 TICKET_APPENDED = "ticket.appended"
 TICKET_PRIORITY_CHANGED = "ticket.priority_changed"
+TICKET_ASSIGNED = "ticket.assigned"
+TICKET_NOTED = "ticket.noted"
+TICKET_STATUS_CHANGED = "ticket.status_changed"
 SLA_WARNING = "sla.warning"
 SLA_BREACHED = "sla.breached"
 MAILBOX_FAILING = "mailbox.failing"
@@ -31,6 +34,9 @@ EVENT_TYPES = (
     TICKET_CREATED,
     TICKET_APPENDED,
     TICKET_PRIORITY_CHANGED,
+    TICKET_ASSIGNED,
+    TICKET_NOTED,
+    TICKET_STATUS_CHANGED,
     SLA_WARNING,
     SLA_BREACHED,
     MAILBOX_FAILING,
@@ -40,8 +46,25 @@ EVENT_TYPES = (
 # Events about one ticket: their `data` holds the ticket's fields, and filters by
 # priority, queue and VIP apply to them. Mailbox and quarantine events have none.
 TICKET_EVENTS = frozenset(
-    {TICKET_CREATED, TICKET_APPENDED, TICKET_PRIORITY_CHANGED, SLA_WARNING, SLA_BREACHED}
+    {
+        TICKET_CREATED,
+        TICKET_APPENDED,
+        TICKET_PRIORITY_CHANGED,
+        TICKET_ASSIGNED,
+        TICKET_NOTED,
+        TICKET_STATUS_CHANGED,
+        SLA_WARNING,
+        SLA_BREACHED,
+    }
 )
+# What a change people make (or a customer's reply reopening the ticket) adds to the ticket
+# fields: who made it, and what it changed.
+CHANGE_FIELDS: dict[str, tuple[str, ...]] = {
+    TICKET_ASSIGNED: ("assignee", "previous_assignee", "by"),
+    TICKET_NOTED: ("note", "by"),
+    TICKET_STATUS_CHANGED: ("status", "previous_status", "by"),
+}
+DONE_STATES = frozenset({"resolved", "closed"})  # see Subscription.done_states
 TEXT_MAX = 4000  # characters of a message's text an event carries (a PSA's description, a note)
 
 
@@ -131,12 +154,15 @@ class Event:
         text: str = "",
         previous_priority: str | None = None,
         sla: str | None = None,
+        change: Mapping[str, object] | None = None,
     ) -> Event:
-        """A ticket event: created, appended, priority changed, SLA warning or breach.
+        """A ticket event: created, appended, priority changed, assigned, noted, status
+        changed, SLA warning or breach.
 
         `text` is the message's text (cut to TEXT_MAX), for a PSA's description or note;
         `previous_priority` goes with ticket.priority_changed, `sla` (which deadline:
-        "respond" or "resolve") with the SLA events.
+        "respond" or "resolve") with the SLA events, `change` (its keys: CHANGE_FIELDS)
+        with assigned, noted and status changed.
         """
         if type not in TICKET_EVENTS:
             raise ValueError(f"{type!r} is not a ticket event")
@@ -160,6 +186,11 @@ class Event:
             data["previous_priority"] = previous_priority
         if type in (SLA_WARNING, SLA_BREACHED):
             data["sla"] = sla
+        if type in CHANGE_FIELDS:
+            given = change or {}
+            for name in CHANGE_FIELDS[type]:
+                value = given.get(name)
+                data[name] = value[:TEXT_MAX] if isinstance(value, str) else value
         return cls(id, type, at, data)
 
     @classmethod
@@ -228,13 +259,16 @@ class Subscription:
     `priorities` and `queues` (empty: any) narrow ticket events. `vip`: "any" (VIP or not,
     the default), "only" (VIP tickets only), "also" (VIP tickets pass even when their
     priority is not listed: "P1 or VIP" for an on-call channel). Events that are not about
-    a ticket (mailbox, quarantine) pass every ticket filter.
+    a ticket (mailbox, quarantine) pass every ticket filter. `done_states` False: a
+    `ticket.status_changed` to resolved or closed is not for this sink (chat channels are
+    told what needs someone, not what is finished).
     """
 
     events: frozenset[str]
     priorities: frozenset[str] = frozenset()
     queues: frozenset[str] = frozenset()
     vip: str = "any"
+    done_states: bool = True
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.events) - set(EVENT_TYPES))
@@ -249,6 +283,12 @@ class Subscription:
         if event.type not in TICKET_EVENTS:
             return True
         data = event.data
+        if (
+            event.type == TICKET_STATUS_CHANGED
+            and not self.done_states
+            and data.get("status") in DONE_STATES
+        ):
+            return False
         vip = bool(data.get("vip"))
         if self.queues and data.get("queue") not in self.queues:
             return False

@@ -24,8 +24,11 @@ from triage.sinks.events import (
     SLA_BREACHED,
     SLA_WARNING,
     TICKET_APPENDED,
+    TICKET_ASSIGNED,
     TICKET_CREATED,
+    TICKET_NOTED,
     TICKET_PRIORITY_CHANGED,
+    TICKET_STATUS_CHANGED,
     Event,
     parse_iso,
 )
@@ -79,6 +82,9 @@ def alert(event: Event, zone: ZoneInfo) -> Alert:
         TICKET_CREATED,
         TICKET_APPENDED,
         TICKET_PRIORITY_CHANGED,
+        TICKET_ASSIGNED,
+        TICKET_NOTED,
+        TICKET_STATUS_CHANGED,
         SLA_WARNING,
         SLA_BREACHED,
     ):
@@ -86,10 +92,14 @@ def alert(event: Event, zone: ZoneInfo) -> Alert:
         priority, vip = d.get("priority") or "?", bool(d.get("vip"))
         tag = f"{priority}{' VIP' if vip else ''}"
         due = when(d.get("due"), zone)  # type: ignore[arg-type]
+        by = _short(d.get("by") or "?")
         title = {
             TICKET_CREATED: f"{tag} ticket {ticket}: {subject}",
             TICKET_APPENDED: f"{tag} {ticket} has a new message: {subject}",
             TICKET_PRIORITY_CHANGED: f"{ticket} is now {priority} (was {d.get('previous_priority') or '?'}): {subject}",
+            TICKET_ASSIGNED: f"{ticket} assigned to {_short(d.get('assignee') or 'nobody')} by {by}: {subject}",
+            TICKET_NOTED: f"{ticket} has a note from {by}: {subject}",
+            TICKET_STATUS_CHANGED: f"{ticket} is now {_short(d.get('status') or '?')} (was {_short(d.get('previous_status') or '?')}) by {by}: {subject}",
             SLA_WARNING: f"SLA warning, {tag} {ticket} due {due}: {subject}",
             SLA_BREACHED: f"SLA breached, {tag} {ticket} was due {due}: {subject}",
         }[event.type]
@@ -104,6 +114,8 @@ def alert(event: Event, zone: ZoneInfo) -> Alert:
         facts.append(("Due", due))
         if d.get("sla"):
             facts.append(("Deadline", _short(d["sla"])))
+        if event.type == TICKET_NOTED:
+            facts.append(("Note", _short(d.get("note") or "")))
         urgent = priority == "P1" or vip or event.type == SLA_BREACHED
         return Alert(title, tuple(facts), top_reason(d.get("reasons")), urgent)
     if event.type == MAILBOX_FAILING:

@@ -28,6 +28,7 @@ from triage.sinks.events import (
     MESSAGE_QUARANTINED,
     TICKET_APPENDED,
     TICKET_CREATED,
+    TICKET_STATUS_CHANGED,
     Event,
     Subscription,
     delivery_id,
@@ -154,18 +155,39 @@ def for_decision(
             text=(e.body or "") if e else "",
         )
         return queue(conn, sinks, event, at, status)
-    if d.action == Action.APPEND and ticket_id is not None and _wanted(sinks, TICKET_APPENDED):
-        event = ticket_event(
-            conn,
-            TICKET_APPENDED,
-            ticket_id,
-            at,
-            action="append",
-            reasons=d.reasons,
-            message_id=d.message_id,
-            text=(e.body or "") if e else "",
-        )
-        return queue(conn, sinks, event, at, status) if event else 0
+    if d.action == Action.APPEND and ticket_id is not None:
+        written = 0
+        if _wanted(sinks, TICKET_APPENDED):
+            event = ticket_event(
+                conn,
+                TICKET_APPENDED,
+                ticket_id,
+                at,
+                action="append",
+                reasons=d.reasons,
+                message_id=d.message_id,
+                text=(e.body or "") if e else "",
+            )
+            written += queue(conn, sinks, event, at, status) if event else 0
+        if d.reopened and _wanted(sinks, TICKET_STATUS_CHANGED):
+            # the customer's reply moved it back to open: the same change `ticket status` makes
+            moved = ticket_event(
+                conn,
+                TICKET_STATUS_CHANGED,
+                ticket_id,
+                at,
+                action="append",
+                reasons=d.reasons,
+                message_id=d.message_id,
+                text=(e.body or "") if e else "",
+                change={
+                    "status": "open",
+                    "previous_status": d.reopened,
+                    "by": e.from_addr if e else None,
+                },
+            )
+            written += queue(conn, sinks, moved, at, status) if moved else 0
+        return written
     if d.action == Action.QUARANTINED and _wanted(sinks, MESSAGE_QUARANTINED):
         event = Event.quarantined(
             new_event_id(),
@@ -190,6 +212,7 @@ def ticket_event(
     text: str | None = None,
     sla: str | None = None,
     previous_priority: str | None = None,
+    change: dict[str, object] | None = None,
 ) -> Event | None:
     """A ticket event built from the ticket's row as it stands in this transaction.
 
@@ -231,6 +254,7 @@ def ticket_event(
         text=text if text is not None else (body or ""),
         previous_priority=previous_priority,
         sla=sla,
+        change=change,
     )
 
 

@@ -85,6 +85,7 @@ def queue_ticket_event(
     at: datetime,
     reasons: Sequence[str],
     previous_priority: str | None = None,
+    change: dict[str, object] | None = None,
 ) -> None:
     """A ticket event's deliveries (the ticket as it stands now), in the caller's transaction,
     for the sinks subscribed to `kind`."""
@@ -98,6 +99,7 @@ def queue_ticket_event(
         action="change",
         reasons=reasons,
         previous_priority=previous_priority,
+        change=change,
     )
     if event is not None:
         deliveries.queue(store.conn, sinks, event, at)

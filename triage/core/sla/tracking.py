@@ -105,6 +105,21 @@ def is_breached(t: Ticket, now: datetime) -> bool:
     return is_tracked(t) and t.due is not None and t.due < now
 
 
+def clock(t: Ticket, now: datetime) -> datetime:
+    """The instant the ticket's response clock reads at `now`: a paused clock stopped when
+    it paused (pending, on a policy that pauses it)."""
+    return min(now, t.paused) if t.paused is not None else now
+
+
+def is_breached_open(t: Ticket, now: datetime) -> bool:
+    """Unanswered, not resolved or closed, and past its deadline on its own clock: a ticket
+    paused before its deadline is not breached while it waits on the customer; one paused
+    after it stays breached (pausing does not hide a breach; `resumed_due` keeps it too)."""
+    if t.responded is not None or t.due is None or t.status in DONE:
+        return False
+    return t.due < clock(t, now)
+
+
 def used(t: Ticket, policies: Mapping[str, sla_mod.Policy], now: datetime) -> float | None:
     """Fraction of the ticket's allowed open time used at `now` (None: no deadline).
 
@@ -197,8 +212,8 @@ class ReportRow:
     """Response figures for one priority (or the total).
 
     Every ticket falls in exactly one of: no_target, within, late, breached
-    (unanswered and past due at the report's instant), pending (unanswered, not
-    yet due). `percent` is within / (within + late + breached): the share
+    (unanswered and past due at the report's instant, or at the instant its clock
+    paused), pending (unanswered, not yet due, or paused before its deadline). `percent` is within / (within + late + breached): the share
     answered in time among tickets whose outcome is known; None when none is.
     """
 
@@ -237,7 +252,7 @@ def outcome(t: Ticket, now: datetime) -> str:
         return "no_target"
     if t.responded is not None:
         return "within" if t.responded <= t.due else "late"
-    return "breached" if t.due < now else "pending"
+    return "breached" if t.due < clock(t, now) else "pending"
 
 
 def tally(

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 OPEN = "status NOT IN ('resolved', 'closed')"  # the lifecycle's states that leave the queue
 
+# A pending ticket whose clock is paused (`paused_at`) reads its clock where it stopped: it
+# is breached only if its deadline had passed before the pause, and never at risk.
+CLOCK = "min(julianday(desk_now()), COALESCE(julianday(paused_at), julianday(desk_now())))"
+
 _STATE = """CASE
       WHEN first_response_at IS NOT NULL THEN 'answered'
       WHEN response_due IS NULL THEN 'no target'
-      WHEN julianday(response_due) < julianday(desk_now()) THEN 'BREACHED'
+      WHEN julianday(response_due) < {clock} THEN 'BREACHED'
+      WHEN paused_at IS NOT NULL THEN 'paused'
       WHEN desk_used(policy, plan, priority, created_at, timezone) >= {threshold} THEN 'at risk'
       ELSE 'in time'
     END"""
@@ -22,12 +27,13 @@ _STATE = """CASE
 
 def state_sql(threshold: float) -> str:
     """The SQL expression for a ticket's first-response state, over a `tickets` row."""
-    return _STATE.format(threshold=float(threshold))
+    return _STATE.format(threshold=float(threshold), clock=CLOCK)
 
 
 def queue_sql(threshold: float) -> str:
     return f"""SELECT number AS ticket, {state_sql(threshold)} AS state,
-  CASE WHEN first_response_at IS NULL THEN desk_left(response_due) END AS time_left,
+  CASE WHEN first_response_at IS NULL AND paused_at IS NULL
+    THEN desk_left(response_due) END AS time_left,
   priority, subject, requester, company, queue, status,
   response_due AS due, created_at AS opened
 FROM tickets
@@ -41,7 +47,7 @@ def at_risk_sql(threshold: float) -> str:
   priority, subject, requester, company, queue, response_due AS due
 FROM tickets
 WHERE {OPEN} AND first_response_at IS NULL AND response_due IS NOT NULL
-  AND julianday(response_due) >= julianday(desk_now())
+  AND paused_at IS NULL AND julianday(response_due) >= julianday(desk_now())
   AND desk_used(policy, plan, priority, created_at, timezone) >= {float(threshold)}
 ORDER BY julianday(response_due), id"""
 
@@ -95,7 +101,9 @@ async def ticket_head(db, threshold: float, number: str) -> dict | None:
         " CASE"
         "  WHEN first_response_at IS NOT NULL THEN 'answered'"
         "  WHEN response_due IS NULL THEN 'no target'"
-        "  WHEN julianday(response_due) < julianday(desk_now()) THEN 'BREACHED'"
+        "  WHEN julianday(response_due) < min(julianday(desk_now()),"
+        "   COALESCE(julianday(paused_at), julianday(desk_now()))) THEN 'BREACHED'"
+        "  WHEN paused_at IS NOT NULL THEN 'paused'"
         "  WHEN desk_used(policy, plan, priority, created_at, timezone) >= :threshold"
         "   THEN 'at risk'"
         "  ELSE 'in time'"

@@ -26,17 +26,18 @@ def one_snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 
 
 def _ticket(row: Sequence) -> Ticket:
-    """A row of tracking.COLUMNS -> Ticket (its fields are in the columns' order)."""
+    """A row of tracking.COLUMNS, then paused_at -> Ticket (its fields are in the columns'
+    order): a pending ticket's paused clock is what keeps it from counting as breached."""
     created = instant(row[9])
     assert created is not None  # NOT NULL in the schema
-    return Ticket(*row[:8], instant(row[8]), created, instant(row[10]))
+    return Ticket(*row[:8], instant(row[8]), created, instant(row[10]), instant(row[11]))
 
 
 def tickets(conn: sqlite3.Connection) -> list[Ticket]:
     """Every ticket, oldest first (the report's table)."""
     rows = conn.execute(
         "SELECT id, number, status, priority, level, policy, plan, timezone,"
-        " response_due, created_at, first_response_at FROM tickets ORDER BY id"
+        " response_due, created_at, first_response_at, paused_at FROM tickets ORDER BY id"
     ).fetchall()
     return [_ticket(r) for r in rows]
 
@@ -45,11 +46,11 @@ def tickets_since(conn: sqlite3.Connection, since: str | None) -> list[tuple[Tic
     """(ticket, company or '') of the tickets created at or after `since` (None: all)."""
     rows = conn.execute(
         "SELECT id, number, status, priority, level, policy, plan, timezone,"
-        " response_due, created_at, first_response_at, COALESCE(company, '') FROM tickets"
-        " WHERE (? IS NULL OR julianday(created_at) >= julianday(?)) ORDER BY id",
+        " response_due, created_at, first_response_at, paused_at, COALESCE(company, '')"
+        " FROM tickets WHERE (? IS NULL OR julianday(created_at) >= julianday(?)) ORDER BY id",
         (since, since),
     ).fetchall()
-    return [(_ticket(r[:11]), r[11]) for r in rows]
+    return [(_ticket(r[:12]), r[12]) for r in rows]
 
 
 def filtered_since(conn: sqlite3.Connection, since: str | None) -> list[tuple[str, int]]:
@@ -77,10 +78,11 @@ def open_per_priority(conn: sqlite3.Connection) -> list[tuple[str, int]]:
 
 
 def unanswered_open(conn: sqlite3.Connection) -> list[Ticket]:
-    """Open tickets with a deadline and no first response, oldest first."""
+    """Open tickets (not resolved or closed) with a deadline and no first response, oldest
+    first; a paused one among them (`Ticket.paused`)."""
     rows = conn.execute(
         "SELECT id, number, status, priority, level, policy, plan, timezone,"
-        " response_due, created_at, first_response_at"
+        " response_due, created_at, first_response_at, paused_at"
         " FROM tickets WHERE first_response_at IS NULL AND response_due IS NOT NULL"
         " AND status NOT IN ('resolved', 'closed') ORDER BY id"
     ).fetchall()
