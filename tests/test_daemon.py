@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import shutil
@@ -65,6 +66,14 @@ def test_fixtures_become_tickets_and_land_in_the_right_folders(imap, daemon):
     )
     by_subject = dict(d.query("SELECT subject, priority FROM tickets"))
     assert by_subject["Severity1"] == "P1"
+    # Each ticket's mail keeps the bytes the server gave (the daemon's own copy, for
+    # `triage explain --message KEY`): every one, and each under the hash of its bytes.
+    kept = dict(d.query("SELECT sha256, raw FROM message_bytes"))
+    filed = {
+        s for (s,) in d.query("SELECT sha256 FROM messages WHERE action IN ('ticket', 'append')")
+    }
+    assert filed and filed <= set(kept)
+    assert all(hashlib.sha256(raw).hexdigest() == sha for sha, raw in kept.items())
     # BODY.PEEK[]: nothing was marked read by fetching
     assert all(b"\\Seen" not in flags for flags in _flags(imap, d.folder("Triage/Processed")))
 

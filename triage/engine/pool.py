@@ -56,12 +56,17 @@ def analyse_item(item: Item, rules: Rules, files: Path | None) -> Analysis:
     raw, error = item.load()
     if raw is None:
         return Analysis(item.source, None, "unreadable", error or "cannot read")
-    return stage_one(raw, item.source, rules, files)
+    # An item that came with its bytes (the daemon's) has them in the writing process too:
+    # they need not travel back to be kept with a ticket's rows.
+    return stage_one(raw, item.source, rules, files, send_back=item.raw is None)
 
 
-def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Analysis:
+def stage_one(
+    raw: bytes, source: str, rules: Rules, files: Path | None, send_back: bool = True
+) -> Analysis:
     """Stage one plus the attachment store; bytes leave the worker for quarantine, review,
-    and to be kept with a ticket's rows (up to `messages.KEEP_IN_DB`)."""
+    and to be kept with a ticket's rows (up to `messages.KEEP_IN_DB`) unless the caller holds
+    them already (`send_back` False)."""
     result = analyse(raw, source, rules)
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
@@ -72,7 +77,8 @@ def stage_one(raw: bytes, source: str, rules: Rules, files: Path | None) -> Anal
         # T-000123` and `--message KEY`: a small message in the database, with its rows
         # (a row costs far less than a file); a large one in the file store, from here.
         if len(raw) <= messages.KEEP_IN_DB:
-            result = replace(result, raw=raw)
+            if send_back:
+                result = replace(result, raw=raw)
         else:
             attachments.save(files, result.email.sha256, raw)
     if result.email is not None and result.email.attachments:
