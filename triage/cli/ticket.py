@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -57,6 +58,16 @@ class _Open:
         from triage.core import sla as sla_mod
 
         return sla_mod.load_policies(self.config.sla_dir)
+
+    def change(self, apply: Callable[[_Open], dict]) -> dict:
+        """The ticket after `apply` changed it; an unknown ticket is named with the fix, and
+        the store is closed whatever happens."""
+        try:
+            return apply(self)
+        except UnknownTicket:
+            raise self.unknown() from None
+        finally:
+            self.store.close()
 
 
 def _out(row: dict, as_json: bool, line: str) -> None:
@@ -195,13 +206,9 @@ def assign(config_path, db_path, as_json, at_text, by, number, who) -> None:
     from triage.service import lifecycle
 
     actor = lifecycle.Actor(_by(by), instant(at_text, "--at"))
-    o = _Open(config_path, db_path, number)
-    try:
-        row = lifecycle.assign(o.store, o.number, who.strip(), actor, o.config.sinks)
-    except UnknownTicket:
-        raise o.unknown() from None
-    finally:
-        o.store.close()
+    row = _Open(config_path, db_path, number).change(
+        lambda o: lifecycle.assign(o.store, o.number, who.strip(), actor, o.config.sinks)
+    )
     _out(row, as_json, f"{row['number']}: assigned to {row['assignee'] or 'nobody'}")
 
 
@@ -244,13 +251,9 @@ def note(config_path, db_path, as_json, at_text, by, file_path, number, text) ->
             "ticket note", "the note is empty", "write the note as TEXT, or --file note.txt"
         )
     actor = lifecycle.Actor(_by(by), instant(at_text, "--at"))
-    o = _Open(config_path, db_path, number)
-    try:
-        row = lifecycle.note(o.store, o.number, text.strip(), actor, o.config.sinks)
-    except UnknownTicket:
-        raise o.unknown() from None
-    finally:
-        o.store.close()
+    row = _Open(config_path, db_path, number).change(
+        lambda o: lifecycle.note(o.store, o.number, text.strip(), actor, o.config.sinks)
+    )
     _out(row, as_json, f"{row['number']}: note added by {actor.by}")
 
 
@@ -276,13 +279,11 @@ def status(config_path, db_path, as_json, at_text, by, number, state) -> None:
     from triage.service import lifecycle
 
     actor = lifecycle.Actor(_by(by), instant(at_text, "--at"))
-    o = _Open(config_path, db_path, number)
-    try:
-        row = lifecycle.set_status(o.store, o.policies(), o.number, state, actor, o.config.sinks)
-    except UnknownTicket:
-        raise o.unknown() from None
-    finally:
-        o.store.close()
+    row = _Open(config_path, db_path, number).change(
+        lambda o: lifecycle.set_status(
+            o.store, o.policies(), o.number, state, actor, o.config.sinks
+        )
+    )
     due = f", due {row['response_due']}" if row["response_due"] else ""
     paused = ", response clock paused" if row["paused_at"] else ""
     _out(row, as_json, f"{row['number']}: {row['status']}{paused}{due}")
@@ -310,27 +311,26 @@ def priority(config_path, db_path, as_json, at_text, by, reason, number, priorit
     from triage.service import lifecycle
 
     actor = lifecycle.Actor(_by(by), instant(at_text, "--at"))
-    o = _Open(config_path, db_path, number)
-    try:
-        row = lifecycle.set_priority(
-            o.store,
-            o.policies(),
-            o.config.policy,
-            o.number,
-            priority,
-            reason,
-            actor,
-            o.config.sinks,
-        )
-    except UnknownTicket:
-        raise o.unknown() from None
-    except SlaError as exc:
-        fix = str(exc).split("fix: ", 1)[-1]
-        raise TriageError(
-            f"ticket priority {o.number}", f"{priority!r} is not a priority", fix
-        ) from None
-    finally:
-        o.store.close()
+
+    def apply(o: _Open) -> dict:
+        try:
+            return lifecycle.set_priority(
+                o.store,
+                o.policies(),
+                o.config.policy,
+                o.number,
+                priority,
+                reason,
+                actor,
+                o.config.sinks,
+            )
+        except SlaError as exc:
+            fix = str(exc).split("fix: ", 1)[-1]
+            raise TriageError(
+                f"ticket priority {o.number}", f"{priority!r} is not a priority", fix
+            ) from None
+
+    row = _Open(config_path, db_path, number).change(apply)
     due = row["response_due"] or "none"
     _out(row, as_json, f"{row['number']}: priority {row['priority']}, due {due}")
 
