@@ -30,7 +30,9 @@ MAILBOX_FAILING = "mailbox.failing"
 MAILBOX_RECOVERED = "mailbox.recovered"
 MESSAGE_QUARANTINED = "message.quarantined"
 
-EVENT_TYPES = (
+# Events about one ticket: their `data` holds the ticket's fields, and filters by
+# priority, queue and VIP apply to them. Mailbox and quarantine events have none.
+TICKET_EVENT_TYPES = (
     TICKET_CREATED,
     TICKET_APPENDED,
     TICKET_PRIORITY_CHANGED,
@@ -39,24 +41,9 @@ EVENT_TYPES = (
     TICKET_STATUS_CHANGED,
     SLA_WARNING,
     SLA_BREACHED,
-    MAILBOX_FAILING,
-    MAILBOX_RECOVERED,
-    MESSAGE_QUARANTINED,
 )
-# Events about one ticket: their `data` holds the ticket's fields, and filters by
-# priority, queue and VIP apply to them. Mailbox and quarantine events have none.
-TICKET_EVENTS = frozenset(
-    {
-        TICKET_CREATED,
-        TICKET_APPENDED,
-        TICKET_PRIORITY_CHANGED,
-        TICKET_ASSIGNED,
-        TICKET_NOTED,
-        TICKET_STATUS_CHANGED,
-        SLA_WARNING,
-        SLA_BREACHED,
-    }
-)
+TICKET_EVENTS = frozenset(TICKET_EVENT_TYPES)
+EVENT_TYPES = (*TICKET_EVENT_TYPES, MAILBOX_FAILING, MAILBOX_RECOVERED, MESSAGE_QUARANTINED)
 # What a change people make (or a customer's reply reopening the ticket) adds to the ticket
 # fields: who made it, and what it changed.
 CHANGE_FIELDS: dict[str, tuple[str, ...]] = {

@@ -26,6 +26,7 @@ from triage.sinks.events import (
     TICKET_APPENDED,
     TICKET_ASSIGNED,
     TICKET_CREATED,
+    TICKET_EVENTS,
     TICKET_NOTED,
     TICKET_PRIORITY_CHANGED,
     TICKET_STATUS_CHANGED,
@@ -78,16 +79,7 @@ def top_reason(reasons: object) -> str | None:
 def alert(event: Event, zone: ZoneInfo) -> Alert:
     """The on-call alert for `event`, times shown in `zone`."""
     d = event.data
-    if event.type in (
-        TICKET_CREATED,
-        TICKET_APPENDED,
-        TICKET_PRIORITY_CHANGED,
-        TICKET_ASSIGNED,
-        TICKET_NOTED,
-        TICKET_STATUS_CHANGED,
-        SLA_WARNING,
-        SLA_BREACHED,
-    ):
+    if event.type in TICKET_EVENTS:
         ticket, subject = _short(d.get("ticket") or "?"), _short(d.get("subject") or "(no subject)")
         priority, vip = d.get("priority") or "?", bool(d.get("vip"))
         tag = f"{priority}{' VIP' if vip else ''}"
