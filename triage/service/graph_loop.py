@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from datetime import UTC, datetime
 
 from triage.service.mailbox_loop import BATCH_BYTES, MailboxLoop, _Batch
@@ -72,14 +71,7 @@ class GraphLoop(MailboxLoop):
                 await session.close()
             if self.stop.is_set():
                 break
-            if health.filed:
-                delay = 1.0
-            wait = min(self.config.daemon.backoff_max_seconds, delay) * random.uniform(0.5, 1.0)
-            logger.info(
-                "mailbox_reconnect_scheduled", seconds=round(wait, 1), attempt=health.failures
-            )
-            await self._sleep(wait)
-            delay = min(self.config.daemon.backoff_max_seconds, delay * 2)
+            delay = await self._back_off(health, delay, logger)
         self._set(mb, health, "stopped")
 
     async def _graph_serve(self, mb: GraphMailbox, session: GraphSession, logger) -> None:

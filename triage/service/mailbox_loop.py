@@ -111,16 +111,18 @@ class MailboxLoop:
                 await session.close()
             if self.stop.is_set():
                 break
-            if health.filed:
-                delay = 1.0  # this session worked: a new fault starts the backoff again
-            # Exponential backoff with jitter, bounded: never a busy loop.
-            wait = min(self.config.daemon.backoff_max_seconds, delay) * random.uniform(0.5, 1.0)
-            logger.info(
-                "mailbox_reconnect_scheduled", seconds=round(wait, 1), attempt=health.failures
-            )
-            await self._sleep(wait)
-            delay = min(self.config.daemon.backoff_max_seconds, delay * 2)
+            delay = await self._back_off(health, delay, logger)
         self._set(mb, health, "stopped")
+
+    async def _back_off(self, health, delay: float, logger) -> float:
+        """Wait before connecting again, IMAP or Graph: exponential backoff with jitter,
+        bounded (never a busy loop); returns the delay for the next fault."""
+        if health.filed:
+            delay = 1.0  # this session worked: a new fault starts the backoff again
+        wait = min(self.config.daemon.backoff_max_seconds, delay) * random.uniform(0.5, 1.0)
+        logger.info("mailbox_reconnect_scheduled", seconds=round(wait, 1), attempt=health.failures)
+        await self._sleep(wait)
+        return min(self.config.daemon.backoff_max_seconds, delay * 2)
 
     async def _serve(self, mb: Mailbox, session: ImapSession, selected, logger) -> None:
         pos = mailbox_state.position(self.store, mb.name)
