@@ -22,10 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
 import random
-import secrets
-import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -37,6 +34,7 @@ from triage.sinks.config import SinkConfig
 from triage.sinks.kinds import make_sink
 from triage.sinks.schedule import after
 from triage.store import delivery_claims
+from triage.store.outbox import owner_id
 from triage.store.sqlite import Store
 
 ROUND_SECONDS = 5.0  # a round claims what each sink's rate limit sends in this long
@@ -55,11 +53,6 @@ class Result:
     @property
     def tried(self) -> int:
         return self.sent + self.retried + self.dead + self.lost
-
-
-def owner_id() -> str:
-    """host:pid:token, as the acknowledgement outbox names its drainers."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 def build(
@@ -151,6 +144,8 @@ class Drainer:
 
     async def due_at(self) -> datetime | None:
         """When the next row of a known sink is due (None: nothing waits)."""
+        if not self._by_name:  # no sinks: nothing to ask the database (nor to take its lock for)
+            return None
         async with self._guard():
             return delivery_claims.next_due(self.store, list(self._by_name))
 

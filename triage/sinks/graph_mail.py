@@ -24,9 +24,6 @@ import base64
 import email.parser
 import email.policy
 import email.utils
-import os
-import secrets
-import socket
 from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import quote
@@ -36,6 +33,7 @@ import httpx
 from triage.sinks.smtp import RelayError, RowError
 from triage.sources.graph_auth import Credentials, GraphError, TokenSource
 from triage.sources.graph_http import GRAPH_URL, GraphClient, Retries
+from triage.store.outbox import owner_id
 
 LEASE_TIMEOUTS = 10
 SEND_MAX_BYTES = 4 * 1024 * 1024  # MIME through sendMail (larger needs an upload session)
@@ -68,7 +66,7 @@ class GraphSender:
         self.sending = sending
         self.envelope_from = envelope_from
         self.tokens = tokens or TokenSource(sending.credentials)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = owner_id()
 
     @property
     def where(self) -> str:

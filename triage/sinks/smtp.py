@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import secrets
-import socket
 import ssl
 from datetime import datetime, timedelta
 from email.utils import format_datetime
@@ -28,6 +26,7 @@ import aiosmtplib
 from triage.config.endpoints import SecretError, Smtp
 from triage.errors import RecordedError
 from triage.sources.imap import tls_context
+from triage.store.outbox import owner_id
 
 LEASE_TIMEOUTS = 10  # a claimed row is its drainer's for this many SMTP timeouts
 # A relay that will not relay for us answers every recipient so (Postfix "Relay access
@@ -112,7 +111,7 @@ class Sender:
     def __init__(self, smtp: Smtp, envelope_from: str) -> None:
         self.smtp = smtp
         self.envelope_from = envelope_from
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = owner_id()
 
     @property
     def where(self) -> str:

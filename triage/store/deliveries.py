@@ -62,8 +62,6 @@ CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (status, next_attempt_at
 CREATE INDEX IF NOT EXISTS deliveries_sink ON deliveries (sink, status);
 """
 
-WAITING = ("pending", "sending", "dead")  # what `triage outbox` lists (not replay's rows)
-
 
 class Subscriber(Protocol):
     """What queueing needs of a sink: its name and what it subscribes to (a SinkConfig)."""
@@ -261,26 +259,15 @@ def ticket_event(
 # -- the drainer's side ---------------------------------------------------------------------
 
 
-def waiting(store: Store, statuses: Sequence[str] = WAITING) -> list[dict]:
+def waiting(store: Store) -> list[dict]:
     """Rows not yet sent (pending, being sent, dead), by sink then age."""
     return list(
         store.db.query(
             "SELECT id, sink, event_type AS event, ticket, delivery_id, status, attempts,"
             " last_code, last_error, next_attempt_at, created_at, remote FROM deliveries"
-            " WHERE status IN (SELECT value FROM json_each(?)) ORDER BY sink, id",
-            (json.dumps(list(statuses)),),
+            " WHERE status IN ('pending', 'sending', 'dead') ORDER BY sink, id"
         )
     )
-
-
-def counts(store: Store) -> dict[tuple[str, str], int]:
-    """(sink, status) -> rows."""
-    return {
-        (sink, status): n
-        for sink, status, n in store.conn.execute(
-            "SELECT sink, status, COUNT(*) FROM deliveries GROUP BY sink, status"
-        ).fetchall()
-    }
 
 
 def retry(store: Store, row_id: int, at: datetime) -> bool:

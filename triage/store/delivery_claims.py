@@ -8,7 +8,6 @@ row for one drainer until its lease ends, so two daemons, or a daemon and `triag
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from triage import instants
 from triage.sinks.events import Event
+from triage.store import outbox
 from triage.store.deliveries import stamp
-from triage.store.outbox import gone
 
 if TYPE_CHECKING:
     from triage.store.sqlite import Store
@@ -41,24 +40,7 @@ class Row:
 
 def recover(store: Store) -> int:
     """Give back the claims of drainers on this host whose process is gone; how many rows."""
-    conn = store.conn
-    host = socket.gethostname()
-    owners = [
-        r[0]
-        for r in conn.execute(
-            "SELECT DISTINCT claimed_by FROM deliveries WHERE status = 'sending'"
-        ).fetchall()
-        if r[0]
-    ]
-    back = 0
-    for owner in owners:
-        if gone(owner, host):
-            back += conn.execute(
-                "UPDATE deliveries SET status = 'pending', claimed_by = NULL, lease_until = NULL"
-                " WHERE status = 'sending' AND claimed_by = ?",
-                (owner,),
-            ).rowcount
-    return back
+    return outbox.recover(store, "deliveries")
 
 
 def claim(

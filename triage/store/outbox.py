@@ -9,6 +9,7 @@ back at once (`recover`), one whose drainer is elsewhere when its lease runs out
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -74,6 +75,11 @@ def claim(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | Non
     return Row.from_db(got[0]) if got else None
 
 
+def owner_id() -> str:
+    """Who claims rows, as `gone` reads it: host, pid, and a token for this sender."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
 def gone(owner: str, host: str) -> bool:
     """True when `owner` (host:pid:token) ran on this host and its process no longer exists."""
     where, _, rest = owner.rpartition(":")[0].rpartition(":")
@@ -88,25 +94,30 @@ def gone(owner: str, host: str) -> bool:
     return False
 
 
-def recover(store: Store) -> int:
-    """Give back the claims of drainers on this host that died; the number of rows."""
+# The two tables drained under leases: who holds claims, and giving one owner's back.
+_CLAIMS = {
+    "outbox": (
+        "SELECT DISTINCT claimed_by FROM outbox WHERE status = 'sending'",
+        "UPDATE outbox SET status = 'pending', claimed_by = NULL, lease_until = NULL"
+        " WHERE status = 'sending' AND claimed_by = ?",
+    ),
+    "deliveries": (
+        "SELECT DISTINCT claimed_by FROM deliveries WHERE status = 'sending'",
+        "UPDATE deliveries SET status = 'pending', claimed_by = NULL, lease_until = NULL"
+        " WHERE status = 'sending' AND claimed_by = ?",
+    ),
+}
+
+
+def recover(store: Store, table: str = "outbox") -> int:
+    """Give back the claims of drainers on this host that died (in the outbox, or the sink
+    `deliveries`); the number of rows."""
+    owners_sql, give_back = _CLAIMS[table]
     host = socket.gethostname()
-    owners = [
-        r[0]
-        for r in store.conn.execute(
-            "SELECT DISTINCT claimed_by FROM outbox WHERE status = 'sending'"
-        ).fetchall()
-        if r[0]
-    ]
-    back = 0
-    for owner in owners:
-        if gone(owner, host):
-            back += store.conn.execute(
-                "UPDATE outbox SET status = 'pending', claimed_by = NULL, lease_until = NULL"
-                " WHERE status = 'sending' AND claimed_by = ?",
-                (owner,),
-            ).rowcount
-    return back
+    owners = [r[0] for r in store.conn.execute(owners_sql).fetchall() if r[0]]
+    return sum(
+        store.conn.execute(give_back, (owner,)).rowcount for owner in owners if gone(owner, host)
+    )
 
 
 def record_failure(
