@@ -161,6 +161,29 @@ def test_acknowledgements_go_out_through_sendmail(graph, daemon):
     assert d.query("SELECT status FROM outbox") == [("sent",)]
 
 
+def test_an_email_sink_alerts_on_call_through_sendmail_too(graph, daemon):
+    """With `[smtp] kind = "graph"` there is no relay: an on-call `[[sink]] kind = "email"`
+    sends through sendMail like the acknowledgements, not never."""
+    graph.deliver(UPN, "inbox", human(Message_ID="<p1@acme.example>", Subject="URGENT down", **TO))
+    extra = (
+        '[identity]\ndomains = ["contoso.example"]\n'
+        f'support_address = "{UPN}"\n'
+        '[smtp]\nkind = "graph"\nmailbox = "support"\n'
+        '[[sink]]\nname = "oncall"\nkind = "email"\nto = ["oncall@contoso.example"]\n'
+        'events = ["ticket.created"]\n'
+    )
+    d = daemon(extra=extra, daemon={"outbox_seconds": 1}).start()
+    wait_for(lambda: len(graph.sent(UPN)) >= 2, 60, "the acknowledgement and the alert")
+    assert d.stop() == 0
+    heads = [
+        email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(raw)
+        for raw in graph.sent(UPN)
+    ]
+    alert = next(h for h in heads if "oncall@contoso.example" in (h["To"] or ""))
+    assert "T-000001" in alert["Subject"]
+    assert d.query("SELECT status FROM deliveries") == [("sent",)]
+
+
 def test_a_changed_folder_is_read_from_its_start_not_from_the_old_link(graph, daemon):
     graph.deliver(UPN, "inbox", human(Message_ID="<in@x>", **TO))
     graph.deliver(UPN, "Inbox/Support", human(Message_ID="<s1@x>", Subject="one", **TO))

@@ -89,7 +89,7 @@ def _sink(config: Config, key: str, sink) -> list[Finding]:
 
     found: list[Finding] = []
     settings = sink.settings
-    if sink.kind == "email" and config.smtp is None:
+    if sink.kind == "email" and config.smtp is None and config.graph_sending is None:
         found.append(
             _finding(
                 ERROR,

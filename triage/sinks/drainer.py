@@ -65,7 +65,7 @@ def build(
     out: dict[str, Sink] = {}
     for config in configs:
         if config.kind == "email":
-            if triage_config.smtp is None:
+            if triage_config.smtp is None and triage_config.graph_sending is None:
                 continue
             from triage.sinks.oncall_mail import MailSink
 

@@ -20,7 +20,8 @@ from triage.sinks.client import Pace
 from triage.sinks.config import EmailSettings, SinkConfig
 from triage.sinks.events import Subscription
 from triage.sinks.messages import alert, mail_text
-from triage.sinks.smtp import RelayError, RowError, Sender, stamped
+from triage.sinks.outbox import sender_for
+from triage.sinks.smtp import RelayError, RowError, stamped
 
 
 class MailSink:
@@ -37,14 +38,14 @@ class MailSink:
     ) -> None:
         if not isinstance(config.settings, EmailSettings):
             raise TypeError(f"{config.name}: not an email sink")
-        if triage_config.smtp is None:
+        if triage_config.smtp is None and triage_config.graph_sending is None:
             raise TypeError(f"{config.name}: an email sink needs [smtp]")
         self.config = config
         self.name = config.name
         self.subscription: Subscription = config.subscription
         self.to = config.settings.to
         self.triage_config = triage_config
-        self.sender = Sender(triage_config.smtp, triage_config.support_address)
+        self.sender = sender_for(triage_config)  # the relay, or Graph's sendMail
         self.zone = ZoneInfo(config.zone)
         self.clock = clock
         self.pace = Pace(config.rate_limit)
