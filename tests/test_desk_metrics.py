@@ -183,8 +183,8 @@ def test_a_real_scrape_over_http_with_what_the_daemon_knows(demo, tmp_path: Path
     db.write_bytes(demo.path.read_bytes())
     live = metrics.Live()
     arrived = datetime.now(UTC) - timedelta(seconds=42)
-    live.observe_ingest(arrived, arrived + timedelta(seconds=42))
-    live.observe_ingest(None, arrived)  # arrival unknown: skipped, not counted as 0
+    live.observe_batch([arrived], arrived + timedelta(seconds=42))
+    live.observe_batch([None], arrived)  # arrival unknown: skipped, not counted as 0
     live.token("support", datetime.now(UTC) + timedelta(minutes=50))
     live.token("graph", None)  # not known: no sample
     server = metrics.serve(Listen.parse(f"127.0.0.1:{free_port()}"), db, live=live)

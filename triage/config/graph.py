@@ -56,8 +56,6 @@ MAILBOX_KEYS = APP_KEYS | {
     "notify_listen",
 }
 SMTP_KEYS = APP_KEYS | {"mailbox"}
-AFTER_MODES = ("move", "read", "category")
-PAGE_MAX = 1000  # Graph's largest odata.maxpagesize
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -90,7 +88,7 @@ def parse_mailboxes(path: Path | str, raw: object, taken: set[str]) -> tuple[Gra
 
 def parse_mailbox(path: Path | str, key: str, t: dict) -> GraphMailbox:
     """One `[[mailbox]] kind = "graph"` table (`key` is "mailbox[N]")."""
-    from triage.sources.graph import GraphMailbox
+    from triage.sources.graph import AFTER_MODES, PAGE_MAX, GraphMailbox
 
     _no_secret(path, key, t)
     fields.table(path, key, t, set(MAILBOX_KEYS))

@@ -210,7 +210,7 @@ class Collector:
         try:
             conn = connect(self.db)
             try:
-                snap = read(conn, now, self.policies, self.threshold)
+                snap = read(conn, now, self.policies, self.threshold, latency=self.live is None)
             finally:
                 conn.close()
             self.last_error = None

@@ -57,6 +57,15 @@ class Latency:
                     buckets[i] += 1
         return cls(tuple(buckets), count, total, skipped)
 
+    def plus(self, other: Latency) -> Latency:
+        """Both sets of counts together."""
+        return Latency(
+            tuple(a + b for a, b in zip(self.buckets, other.buckets, strict=True)),
+            self.count + other.count,
+            self.total + other.total,
+            self.skipped + other.skipped,
+        )
+
 
 def plausible(arrived: datetime | None, stored: datetime) -> float | None:
     """Seconds from `arrived` to `stored`, or None when arrival is unknown or not believable."""
@@ -99,38 +108,15 @@ class Live:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._latencies: list[float | None] = []
         self._latency = Latency()
         self._tokens: dict[str, datetime | None] = {}
 
-    def observe_ingest(self, arrived: datetime | None, stored: datetime) -> None:
-        """One message committed at `stored` that arrived at `arrived` (the server's
-        INTERNALDATE, or when the daemon first saw it; None when unknown)."""
-        seconds = plausible(arrived, stored)
-        with self._lock:
-            old = self._latency
-            if seconds is None:
-                self._latency = Latency(old.buckets, old.count, old.total, old.skipped + 1)
-                return
-            buckets = tuple(n + (seconds <= b) for n, b in zip(old.buckets, BUCKETS, strict=True))
-            self._latency = Latency(buckets, old.count + 1, old.total + seconds, old.skipped)
-
     def observe_batch(self, arrivals: Iterable[datetime | None], stored: datetime) -> None:
-        """A batch committed at `stored`, one arrival per message: one lock for the batch."""
-        seconds = [plausible(arrived, stored) for arrived in arrivals]
+        """A batch committed at `stored`, one arrival per message (the server's INTERNALDATE,
+        or when the daemon first saw it; None when unknown): one lock for the batch."""
+        seen = Latency.of(plausible(arrived, stored) for arrived in arrivals)
         with self._lock:
-            old = self._latency
-            buckets = list(old.buckets)
-            count, total, skipped = old.count, old.total, old.skipped
-            for s in seconds:
-                if s is None:
-                    skipped += 1
-                    continue
-                count, total = count + 1, total + s
-                for i, bound in enumerate(BUCKETS):
-                    if s <= bound:
-                        buckets[i] += 1
-            self._latency = Latency(tuple(buckets), count, total, skipped)
+            self._latency = self._latency.plus(seen)
 
     def token(self, mailbox: str, expires: datetime | None) -> None:
         """The OAuth token `mailbox` now uses expires at `expires` (None: not known)."""
@@ -160,13 +146,17 @@ def read(
     now: datetime,
     policies: Mapping | None = None,
     threshold: float = tracking.THRESHOLD,
+    latency: bool = True,
 ) -> Snapshot:
-    """Every value the families need, in one read transaction (one consistent snapshot)."""
+    """Every value the families need, in one read transaction (one consistent snapshot).
+
+    `latency` False: the ingest-latency histogram is not read from the rows (a scan of every
+    message); the daemon's endpoint has its own, measured as it works."""
     with queries.one_snapshot(conn):
-        return _read(conn, now, policies, threshold)
+        return _read(conn, now, policies, threshold, latency)
 
 
-def _read(conn, now, policies, threshold) -> Snapshot:
+def _read(conn, now, policies, threshold, latency: bool) -> Snapshot:
     messages: dict[tuple[str, str], int] = {}
     for action, reason, n in queries.message_counts(conn):
         key = (label(action), label(reason))
@@ -196,7 +186,7 @@ def _read(conn, now, policies, threshold) -> Snapshot:
         mailboxes=_mailboxes(conn),
         relays=_relays(conn),
         review_held=queries.review_count(conn),
-        latency=_latency(conn),
+        latency=_latency(conn) if latency else Latency(),
     )
 
 

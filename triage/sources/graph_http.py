@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from triage.sources.graph_auth import GraphError, TokenSource
+from triage.sources.imap.connection import tls_context
 
 if TYPE_CHECKING:  # imported by the client, when a Graph mailbox is used
     import httpx
@@ -59,12 +60,6 @@ class Retries:
     attempts: int = 8  # per request, 429/503/dropped connection together
     budget: float = 600.0  # seconds of waiting per request, all attempts together
     backoff: float = 1.0  # first wait without Retry-After; doubles, with jitter
-
-
-def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
 
 
 class GraphClient:
