@@ -257,3 +257,46 @@ def test_the_validation_token_is_echoed_as_plain_text(graph):
     status, kind, text = asyncio.run(body())
     assert status == 200 and kind.startswith("text/plain")
     assert text == "Validation: Testing client application reachability <script>"
+
+
+def test_a_notify_url_graph_cannot_validate_is_logged_once_and_polling_goes_on(graph):
+    """A subscription that fails (here: nothing answers Graph's validation at the public
+    URL) is said in the log, once for the same reason, not left silent."""
+    from structlog.testing import capture_logs
+
+    from triage import log
+
+    async def body():
+        session = GraphSession(mailbox(graph))
+        await session.open()
+        port = free_port()
+        assert session.opened is not None
+        notes = Notifications(
+            session.client,
+            UPN,
+            session.opened.folder_id,
+            f"http://127.0.0.1:{free_port()}/graph/notify",  # not where it listens
+            f"127.0.0.1:{port}",
+            session.hint,
+        )
+        await notes.start()
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(notes.keep(stop))
+        try:
+            await _eventually(lambda: notes.last_error is not None)
+            notes._wake.set()  # a second attempt, for the same reason
+            await asyncio.sleep(0.5)
+        finally:
+            stop.set()
+            await keeper
+            await notes.stop()
+            await session.close()
+        return notes.subscription
+
+    log.get()  # configure structlog first, so capture_logs is not undone
+    with capture_logs() as logs:
+        subscription = asyncio.run(body())
+    assert subscription is None and graph.subscriptions() == []
+    failed = [e for e in logs if e["event"] == "notify_subscription_failed"]
+    assert len(failed) == 1, logs
+    assert "validation" in failed[0]["error"].lower()

@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from triage import log
 from triage.sources.graph_auth import GraphError
 from triage.sources.graph_http import GraphClient
 
@@ -110,7 +111,6 @@ class Notifications:
     last_error: GraphError | None = None  # the last failure to subscribe or renew, for logs
     _runner: web.AppRunner | None = field(default=None, repr=False)
     _wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
-    _recreate: bool = False
 
     # -- the endpoint ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -145,7 +145,6 @@ class Notifications:
         if notices.hint:
             self.hint.set()
         if notices.renew or notices.recreate:
-            self._recreate = self._recreate or bool(notices.recreate)
             if notices.recreate:
                 self.subscription = None
             else:
@@ -162,9 +161,17 @@ class Notifications:
             delay = 60.0
             try:
                 delay = await self.maintain(datetime.now(UTC))
+                if self.last_error is not None:
+                    log.get(component="graph").info("notify_subscribed", url=self.public_url)
                 self.last_error = None
             except GraphError as exc:
-                self.last_error = exc  # polling covers the gap; the daemon logs this
+                # Polling covers the gap, but a notify_url Graph cannot reach must be seen:
+                # said once per new reason, not at every retry.
+                if self.last_error is None or str(self.last_error) != str(exc):
+                    log.get(component="graph").warning(
+                        "notify_subscription_failed", url=self.public_url, error=str(exc)
+                    )
+                self.last_error = exc
                 delay = 60.0
             self._wake.clear()
             waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._wake.wait())]
