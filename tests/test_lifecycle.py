@@ -275,9 +275,10 @@ def test_pending_pauses_the_clock_where_the_policy_says_so(tmp_path):
     assert "0 sla_breached written" in check.stdout
     breached = desk.run("tickets", "--breached", "--json", "--now", "2026-03-12T10:00:00Z")
     assert breached.stdout == ""
-    assert (
-        desk.json("ticket", "show", a, "--now", "2026-03-12T10:00:00Z")["sla"]["state"] == "paused"
-    )
+    sla = desk.json("ticket", "show", a, "--now", "2026-03-12T10:00:00Z")["sla"]
+    assert sla["state"] == "paused"
+    # ... and `show` reads the same stopped clock as `sla check`: 23 h were left when it paused
+    assert sla["left_seconds"] == 23 * 3600 and "breached" not in sla["text"]
     # back to open on Thursday 12:00: 23 open hours were left, so due Friday 11:00
     row = desk.json("ticket", "status", a, "open", "--at", "2026-03-12T12:00:00Z")
     assert row["paused_at"] is None

@@ -21,6 +21,7 @@ from triage import instants
 from triage.cli.common import CONFIG, DB, instant, open_store
 from triage.config import load_config
 from triage.core import lifecycle as rules
+from triage.core.sla import tracking as sla_tracking
 from triage.core.sla.tracking import UnknownTicket, ticket_number_from
 from triage.errors import TriageError
 
@@ -152,32 +153,58 @@ def show(config_path, db_path, as_json, now_text, number) -> None:
 
 
 def _sla(t: dict, now: datetime) -> dict:
-    """The response target, its deadline and how much is left (or that it was missed)."""
-    due = instants.stored(t["response_due"]) if t["response_due"] else None
+    """The response target, its deadline and how much is left (or that it was missed), read
+    on the ticket's own clock as SLA tracking reads it (a paused clock stopped when it paused)."""
+    tracked = _tracked(t)
     out: dict = {"target": t["target"], "due": t["response_due"], "policy": t["policy"]}
     out["plan"] = t["plan"]
-    answered = t["first_response_at"]
-    if due is None:
+    if tracked.due is None:
         out.update(state="no target", left_seconds=None)
         out["text"] = f"{t['target'] or 'none'}: no deadline"
-    elif answered:
-        within = instants.stored(answered) <= due
+    elif tracked.responded is not None:
+        within = sla_tracking.within(tracked.responded, tracked.due)
         out.update(state="answered", left_seconds=None)
-        out["text"] = f"{t['target']}, due {t['response_due']}: answered {answered}" + (
-            " (within target)" if within else " (late)"
+        out["text"] = f"{t['target']}, due {t['response_due']}: answered " + (
+            f"{t['first_response_at']} (within target)"
+            if within
+            else f"{t['first_response_at']} (late)"
         )
     elif not rules.is_open(t["status"]):
         out.update(state="stopped", left_seconds=None)
         out["text"] = f"{t['target']}, due {t['response_due']}: never answered; {t['status']}"
     else:
-        left = (due - now).total_seconds()
-        out.update(state="breached" if left < 0 else "running", left_seconds=int(left))
-        if t["paused_at"]:
-            out["state"] = "paused"
+        left = (tracked.due - sla_tracking.clock(tracked, now)).total_seconds()
+        breached = sla_tracking.is_breached_open(tracked, now)
+        state = "breached" if breached else "paused" if tracked.paused else "running"
+        out.update(state=state, left_seconds=int(left))
         span = _span(abs(left))
-        when = f"breached {span} ago" if left < 0 else f"{span} left"
-        out["text"] = f"{t['target']}, due {t['response_due']}: {when}"
+        when = f"breached {span} ago" if breached else f"{span} left"
+        out["text"] = f"{t['target']}, due {t['response_due']}: {when}" + (
+            " (clock paused)" if state == "paused" else ""
+        )
     return out
+
+
+def _tracked(t: dict) -> sla_tracking.Ticket:
+    """The ticket as SLA tracking sees it, from the row `ticket show` read."""
+
+    def when(key: str) -> datetime | None:
+        return instants.stored(t[key]) if t.get(key) else None
+
+    return sla_tracking.Ticket(
+        t["id"],
+        t["number"],
+        t["status"],
+        t["priority"],
+        t["level"],
+        t["policy"],
+        t["plan"],
+        t["timezone"],
+        when("response_due"),
+        instants.stored(t["created_at"]),
+        when("first_response_at"),
+        when("paused_at"),
+    )
 
 
 def _span(seconds: float) -> str:
