@@ -165,3 +165,10 @@ class Group(click.Group):
             if friendly is None:
                 raise
             raise friendly from None
+
+
+def event_line(e: dict) -> str:
+    """One stored event for people: when, what, and its details that say something."""
+    detail = e["detail"] if isinstance(e["detail"], dict) else {}
+    said = ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, ""))
+    return f"{e['at']}  {e['kind']}" + (f"  {said}" if said else "")

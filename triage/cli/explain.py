@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from triage.cli.common import CONFIG, instant, no_database, store_at
+from triage.cli.common import CONFIG, event_line, instant, no_database, store_at
 from triage.config import load_config
 from triage.errors import TriageError
 
@@ -68,12 +68,11 @@ def explain(config_path, db_path, now_text, message_key, target) -> None:
     db = db_path or config.db
     if not db.is_file():
         raise no_database(db)
-    rules = rules_for(config, db)
-    store = store_at(db, config.ticket_prefix)
-    if message_key is not None:
-        _print_stored(store, db, message_key, rules, now_text)
+    if message_key is not None:  # decided again: the rules are needed (a ticket's trace is stored)
+        rules = rules_for(config, db)
+        _print_stored(store_at(db, config.ticket_prefix), db, message_key, rules, now_text)
     else:
-        _print_ticket(store, db, target, config.ticket_prefix)
+        _print_ticket(store_at(db, config.ticket_prefix), db, target, config.ticket_prefix)
 
 
 def _print_file(raw: bytes, source: str, rules, store, now) -> None:
@@ -163,9 +162,7 @@ def _print_ticket(store, db: Path, target: str, prefix: str) -> None:
     if events:
         out.print("  events:")
     for e in events:
-        detail = e["detail"] if isinstance(e["detail"], dict) else {}
-        said = ", ".join(f"{k}={v}" for k, v in detail.items() if v not in (None, ""))
-        out.print(f"    - {e['at']}  {e['kind']}  {said}", markup=False, highlight=False)
+        out.print(f"    - {event_line(e)}", markup=False, highlight=False)
     out.print(f"  (`triage explain --message KEY --db {db}` decides a message again)", markup=False)
 
 

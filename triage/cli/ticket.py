@@ -14,11 +14,12 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 
 from triage import instants
-from triage.cli.common import CONFIG, DB, instant, open_store
+from triage.cli.common import CONFIG, DB, event_line, instant, open_store
 from triage.config import load_config
 from triage.core import lifecycle as rules
 from triage.core.sla import tracking as sla_tracking
@@ -37,6 +38,9 @@ def _by(value: str | None) -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container's uid)
         return "unknown"
+
+
+T = TypeVar("T")  # what a change gives back
 
 
 class _Open:
@@ -60,7 +64,7 @@ class _Open:
 
         return sla_mod.load_policies(self.config.sla_dir)
 
-    def change(self, apply: Callable[[_Open], dict]) -> dict:
+    def change(self, apply: Callable[[_Open], T]) -> T:
         """The ticket after `apply` changed it; an unknown ticket is named with the fix, and
         the store is closed whatever happens."""
         try:
@@ -144,9 +148,7 @@ def show(config_path, db_path, as_json, now_text, number) -> None:
             echo(f"      {text}")
     echo(f"events ({len(v.events)}):")
     for e in v.events:
-        detail = e["detail"] if isinstance(e["detail"], dict) else {}
-        said = ", ".join(f"{k}={val}" for k, val in detail.items() if val not in (None, ""))
-        echo(f"  - {e['at']}  {e['kind']}" + (f"  {said}" if said else ""))
+        echo(f"  - {event_line(e)}")
     echo(f"attachments ({len(v.attachments)}):")
     for a in v.attachments:
         echo(f"  - {a['filename'] or '(no name)'}  {a['content_type']}  {a['size']} bytes")
@@ -382,18 +384,9 @@ def respond(config_path, db_path, at_text, number) -> None:
     from triage.service import tracking
 
     at = instant(at_text, "--at")
-    config = load_config(config_path)
-    path = db_path or config.db
-    store = open_store(config, db_path)
-    try:
-        wanted = tracking.ticket_number_from(number, config.ticket_prefix)
-        done = tracking.respond(store, wanted, at)
-    except tracking.UnknownTicket as exc:
-        raise TriageError(
-            path, f"no ticket {exc.number}", f"`triage tickets --db {path}` lists the tickets"
-        ) from None
-    finally:
-        store.close()
+    done = _Open(config_path, db_path, number).change(
+        lambda o: tracking.respond(o.store, o.number, at)
+    )
     if done.already:
         click.echo(
             f"{done.number} was already answered at {instants.iso(done.at)}; nothing changed"
