@@ -157,7 +157,7 @@ def show(config_path, db_path, as_json, now_text, number) -> None:
 def _sla(t: dict, now: datetime) -> dict:
     """The response target, its deadline and how much is left (or that it was missed), read
     on the ticket's own clock as SLA tracking reads it (a paused clock stopped when it paused)."""
-    tracked = _tracked(t)
+    tracked = sla_tracking.from_row(t)
     out: dict = {"target": t["target"], "due": t["response_due"], "policy": t["policy"]}
     out["plan"] = t["plan"]
     if tracked.due is None:
@@ -185,28 +185,6 @@ def _sla(t: dict, now: datetime) -> dict:
             " (clock paused)" if state == "paused" else ""
         )
     return out
-
-
-def _tracked(t: dict) -> sla_tracking.Ticket:
-    """The ticket as SLA tracking sees it, from the row `ticket show` read."""
-
-    def when(key: str) -> datetime | None:
-        return instants.stored(t[key]) if t.get(key) else None
-
-    return sla_tracking.Ticket(
-        t["id"],
-        t["number"],
-        t["status"],
-        t["priority"],
-        t["level"],
-        t["policy"],
-        t["plan"],
-        t["timezone"],
-        when("response_due"),
-        instants.stored(t["created_at"]),
-        when("first_response_at"),
-        when("paused_at"),
-    )
 
 
 def _span(seconds: float) -> str:

@@ -15,6 +15,7 @@ from email.utils import format_datetime, formataddr
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from triage.config import Config
+from triage.core import lifecycle
 from triage.core.addresses import sendable
 from triage.core.conversation import token_pattern
 from triage.core.message import Email
@@ -171,7 +172,7 @@ def facts_for(email: Email, d, config: Config) -> AckFacts:
         d.due,
         d.timezone or config.timezone,
         d.requester_name or email.from_name,
-        "held" if d.status == "pending-approval" else "ack",
+        "held" if d.status == lifecycle.HELD else "ack",
         d.stranger,
     )
 

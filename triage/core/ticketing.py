@@ -132,7 +132,7 @@ def ticket_or_append(
         due=deadline.due,
         deadline=deadline,
         timezone=tz,
-        status="pending-approval" if held else "open",
+        status=lifecycle.HELD if held else lifecycle.OPEN,
         auto_reply=guard is None,
         reply_suppressed=guard,
         reasons=tuple(reasons),

@@ -11,10 +11,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from triage import instants
-from triage.core.sla.tracking import CLOSED, Ticket, instant
+from triage.core.lifecycle import CLOSED, RESOLVED
+from triage.core.sla.tracking import Ticket, instant
 from triage.store.sqlite import Store
-
-RESOLVED = "resolved"
 
 
 def _ticket(row: tuple) -> Ticket:

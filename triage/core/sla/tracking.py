@@ -21,14 +21,13 @@ from datetime import datetime
 from triage import instants
 from triage.core import sla as sla_mod
 from triage.core.conversation import ticket_number
+from triage.core.lifecycle import DONE
 from triage.errors import TriageError
 
 WARNING = "sla_warning"
 BREACHED = "sla_breached"
 FIRST_RESPONSE = "first_response"
 THRESHOLD = 0.75
-CLOSED = "closed"
-DONE = frozenset({"resolved", CLOSED})  # triage/core/lifecycle.py: not open any more
 NO_PRIORITY = "(none)"
 
 
@@ -73,6 +72,30 @@ class Ticket:
     created: datetime
     responded: datetime | None
     paused: datetime | None = None  # pending, on a policy that pauses its clock meanwhile
+
+
+def from_row(row: Mapping[str, object]) -> Ticket:
+    """A `tickets` row read by column name (as `triage ticket show` has it)."""
+
+    def when(key: str) -> datetime | None:
+        return instant(row.get(key))  # type: ignore[arg-type]
+
+    created = instant(row["created_at"])  # type: ignore[arg-type]
+    assert created is not None
+    return Ticket(
+        row["id"],
+        row["number"],
+        row["status"],
+        row["priority"],
+        row["level"],  # type: ignore[arg-type]
+        row["policy"],
+        row["plan"],
+        row["timezone"],
+        when("response_due"),
+        created,  # type: ignore[arg-type]
+        when("first_response_at"),
+        when("paused_at"),
+    )
 
 
 COLUMNS = (
