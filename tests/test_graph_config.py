@@ -67,6 +67,17 @@ def test_a_graph_mailbox_is_read_with_its_defaults(tmp_path):
         ({"batch": 5000}, "mailbox[0].batch", "outside the range"),
         ({"graph_url": "http://graph.example/v1.0"}, "mailbox[0].graph_url", "https"),
         ({"notify_url": "https://x.example/n"}, "mailbox[0].notify_listen", "is missing"),
+        # accepted once, then failing at every connection: refused when the file is read
+        (
+            {"notify_url": "https://x.example/n", "notify_listen": "127.0.0.1:99999"},
+            "mailbox[0].notify_listen",
+            "not a port",
+        ),
+        (
+            {"notify_url": "https://x.example/n", "notify_listen": "[::1]"},
+            "mailbox[0].notify_listen",
+            "no port",
+        ),
         ({"kind": "ews"}, "mailbox[0].kind", "'ews' is not known"),
         ({"host": "imap.example"}, "mailbox[0].host", "is not a known key"),
     ],

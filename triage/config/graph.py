@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from triage.config import fields
 from triage.config.credentials import Secret
+from triage.desk.listen import Listen, ListenError
 from triage.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -59,7 +60,6 @@ SMTP_KEYS = APP_KEYS | {"mailbox"}
 _GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 _DOMAIN = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+")
 _LOOPBACK = ("127.0.0.1", "::1", "localhost")
-_LISTEN = re.compile(r"(?P<host>[A-Za-z0-9.:\[\]-]+):(?P<port>\d{1,5})")
 
 
 def is_graph(item: object) -> bool:
@@ -107,13 +107,12 @@ def parse_mailbox(path: Path | str, key: str, t: dict) -> GraphMailbox:
         loopback_http=True,
     )
     listen = fields.text(path, key, t, "notify_listen") or None
-    if listen is not None and not _LISTEN.fullmatch(listen):
-        raise ConfigError(
-            path,
-            f"{key}.notify_listen",
-            f"{listen!r} is not host:port",
-            'write notify_listen = "127.0.0.1:8025"',
-        )
+    if listen is not None:  # read as the daemon's metrics_listen is, so the listener can bind it
+        try:
+            Listen.parse(listen, where="notify_listen", default_port=8025)
+        except ListenError as exc:
+            problem = exc.problem.removeprefix("notify_listen: ")
+            raise ConfigError(path, f"{key}.notify_listen", problem, exc.fix) from None
     if (notify_url is None) != (listen is None):
         missing = "notify_listen" if listen is None else "notify_url"
         raise ConfigError(

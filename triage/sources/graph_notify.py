@@ -29,6 +29,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 
 from triage import log
+from triage.desk.listen import Listen
 from triage.sources.graph_auth import GraphError
 from triage.sources.graph_http import GraphClient
 
@@ -120,8 +121,8 @@ class Notifications:
         app.router.add_post(path, self._receive)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        host, _, port = self.listen.rpartition(":")
-        await web.TCPSite(self._runner, host or "127.0.0.1", int(port)).start()
+        listen = Listen.parse(self.listen, where="notify_listen", default_port=8025)
+        await web.TCPSite(self._runner, listen.host, listen.port).start()
 
     async def stop(self) -> None:
         if self.subscription is not None:
