@@ -370,6 +370,10 @@ SQL_ALLOWED = {
         "_unlink_orphans",
     ): "table and column names from schema.FOREIGN_KEYS; row ids bound",
     (
+        "triage/store/outbox.py",
+        "recover",
+    ): "the statements of the module constant _CLAIMS, literals; the owner bound",
+    (
         "triage/sources/imap/connection.py",
         "Connection._starttls",
     ): "protocol.execute(command) is IMAP, not SQL",

@@ -19,8 +19,9 @@ from triage.core.conversation import ticket_number
 from triage.core.decision import Action, Decision
 from triage.core.outgoing import Rendered
 from triage.core.replies import Ack
+from triage.core.sla import tracking
 from triage.errors import TriageError
-from triage.store import deliveries
+from triage.store import deliveries, tickets
 from triage.store import files as attachments
 
 if TYPE_CHECKING:
@@ -194,17 +195,11 @@ def _reopen(store: Store, ticket_id: int, d: Decision, at: str | None) -> None:
     open again, and a paused clock running with its deadline moved (`d.resumed_due`)."""
     e = d.email
     conn = store.conn
-    if d.resumed_due is not None:
-        conn.execute(
-            "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL,"
-            " response_due = ? WHERE id = ?",
-            (_iso(d.resumed_due), ticket_id),
-        )
-    else:
-        conn.execute(
-            "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL WHERE id = ?",
-            (ticket_id,),
-        )
+    conn.execute(  # the deadline moves only when a paused clock runs again
+        "UPDATE tickets SET status = 'open', closed_at = NULL, paused_at = NULL,"
+        " response_due = COALESCE(?, response_due) WHERE id = ?",
+        (_iso(d.resumed_due), ticket_id),
+    )
     detail: dict = {"from": d.reopened, "to": "open", "by": e.from_addr if e else None}
     if d.resumed_due is not None:
         detail["due"] = _iso(d.resumed_due)
@@ -212,20 +207,17 @@ def _reopen(store: Store, ticket_id: int, d: Decision, at: str | None) -> None:
 
 
 def _first_response(
-    store: Store, ticket_id: int, key: str | None, sender: str | None, at: str | None
+    store: Store, ticket_id: int, key: str | None, sender: str | None, at: str
 ) -> None:
     """An agent's reply answered the ticket: its first response, once (never overwritten),
     and a `first_response` event when this message set it."""
-    cur = store.conn.execute(
-        "UPDATE tickets SET first_response_at = ? WHERE id = ? AND first_response_at IS NULL",
-        (at, ticket_id),
-    )
-    if cur.rowcount != 1:
+    answered = instants.stored(at)
+    if not tickets.set_first_response(store, ticket_id, answered):
         return
     due = store.conn.execute(
         "SELECT response_due FROM tickets WHERE id = ?", (ticket_id,)
     ).fetchone()[0]
-    within = None if due is None or at is None else instants.stored(at) <= instants.stored(due)
+    within = tracking.within(answered, instants.stored(due) if due else None)
     detail = {"due": due, "within_target": within, "by": sender, "from_mail": True}
     event(store, ticket_id, key, "first_response", at, detail)
 

@@ -9,11 +9,14 @@ under one write lock.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from triage import instants
 from triage.core.lifecycle import CLOSED, RESOLVED
 from triage.core.sla.tracking import Ticket, instant
-from triage.store.sqlite import Store
+
+if TYPE_CHECKING:
+    from triage.store.sqlite import Store
 
 
 def _ticket(row: tuple) -> Ticket:
@@ -69,9 +72,10 @@ def by_number(store: Store, number: str) -> Ticket | None:
     return _ticket(row) if row else None
 
 
-def set_first_response(store: Store, ticket_id: int, at: datetime) -> None:
-    """Record the first response at `at`; a ticket already answered keeps its own."""
-    store.conn.execute(
+def set_first_response(store: Store, ticket_id: int, at: datetime) -> bool:
+    """Record the first response at `at`; a ticket already answered keeps its own (False)."""
+    cur = store.conn.execute(
         "UPDATE tickets SET first_response_at = ? WHERE id = ? AND first_response_at IS NULL",
         (instants.iso(at), ticket_id),
     )
+    return cur.rowcount == 1
