@@ -7,6 +7,7 @@ the same way and a test can hand in a dict.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,8 +65,10 @@ class Thread:
     why: str
 
 
+@functools.lru_cache(maxsize=8)
 def token_pattern(prefix: str) -> re.Pattern[str]:
-    """`[#T-000123]` for prefix `T-`; digits only after the prefix."""
+    """`[#T-000123]` for prefix `T-`; digits only after the prefix (built once per prefix:
+    it is asked for at every message)."""
     return re.compile(r"\[#" + re.escape(prefix) + r"(\d{1,12})\]", re.IGNORECASE)
 
 

@@ -170,3 +170,77 @@ def counting_parser(limit: int):
         return part
 
     return factory
+
+
+# The parser decides these from the headers alone; every other message is one part.
+_CONTAINERS = ("multipart", "message")
+# Four or more lines after a line break that the parser can only copy into a body, a
+# preamble or an epilogue: not empty, no colon (so no header, nor `name:` lookalike), no
+# leading space or tab (a folded header), no leading "-" (a boundary), no mbox "From ".
+# Each run is parsed as one such line. A literal first byte keeps the scan quick.
+_RUN = re.compile(rb"\n((?:(?!From )[^ \t\r\n:-][^\r\n:]*+(?:\r\n|\n)){4,})")
+_TOKEN = b"TriageRun"
+_TOKENS = re.compile(_TOKEN.decode() + r"(\d{7})")
+
+
+def parse(raw: bytes, max_parts: int) -> email.message.Message:
+    """The stdlib parser's Message for `raw`, the part budget of `counting_parser` kept.
+
+    The parser reads a line at a time (about a microsecond each) and only copies the
+    lines of a body. A one-part message: its header block is parsed and the rest handed
+    over whole, the same string. A container: each run of body lines is parsed as one
+    line and put back after. Anything else, or anything these cannot prove the same, is
+    parsed in full (tests/test_parsing.py holds them equal on generated and real mail).
+    """
+    end = header_end(raw)
+    start = end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)
+    block = raw[:start]
+    lowered = block.lower()
+    if end < len(raw) and raw.startswith((b"\r\n\r\n", b"\n\n"), end):
+        if b"multipart" not in lowered and b"message/" not in lowered:
+            head = email.message_from_bytes(block, _class=counting_parser(max_parts))
+            if (
+                not head.defects
+                and head._payload == ""  # noqa: SLF001 - the parser ended at our empty line
+                and head.get_content_maintype() not in _CONTAINERS
+            ):
+                head._payload = raw[start:].decode("ascii", "surrogateescape")  # noqa: SLF001
+                return head
+        elif _TOKEN not in raw:
+            msg = _parse_runs(raw, max_parts)
+            if msg is not None:
+                return msg
+    return email.message_from_bytes(raw, _class=counting_parser(max_parts))
+
+
+def _parse_runs(raw: bytes, max_parts: int) -> email.message.Message | None:
+    """Parse with every run of body lines as one line, then put the runs back (None:
+    no run, or a placeholder not found where it was put: the caller parses in full)."""
+    runs: list[str] = []
+
+    def placeholder(found: re.Match[bytes]) -> bytes:
+        text = found.group(1).decode("ascii", "surrogateescape")
+        eol = "\r\n" if text.endswith("\r\n") else "\n"
+        runs.append(text[: -len(eol)])  # its last line ending stays with the placeholder
+        return b"\n%s%07d%s" % (_TOKEN, len(runs) - 1, eol.encode())
+
+    collapsed = _RUN.sub(placeholder, raw)
+    if not runs:
+        return None
+    msg = email.message_from_bytes(collapsed, _class=counting_parser(max_parts))
+    put = 0
+
+    def back(found: re.Match[str]) -> str:
+        nonlocal put
+        put += 1
+        return runs[int(found.group(1))]
+
+    for part in msg.walk():
+        for name in ("_payload", "preamble", "epilogue"):
+            value = getattr(part, name)
+            if isinstance(value, str) and _TOKEN_TEXT in value:
+                setattr(part, name, _TOKENS.sub(back, value))
+    return msg if put == len(runs) else None
+
+
+_TOKEN_TEXT = _TOKEN.decode()

@@ -22,7 +22,7 @@ from triage.core.addresses import addresses, first_mailbox
 from triage.core.bodies import Attachment, with_bodies
 from triage.core.fingerprints import fingerprints
 from triage.core.headertext import clean, decode, header_charset, raw_text, undo_surrogates
-from triage.core.limits import Limits, MessageError, counting_parser, precheck
+from triage.core.limits import Limits, MessageError, parse, precheck
 from triage.core.values import by_position
 
 # Headers the filters, conversation and priority steps read, kept verbatim.
@@ -235,7 +235,7 @@ def read(
     """
     precheck(raw, limits)
     try:
-        msg = email.message_from_bytes(raw, _class=counting_parser(limits.max_parts))
+        msg = parse(raw, limits.max_parts)
     except RecursionError:
         raise MessageError("too_deep", "MIME nesting too deep to parse") from None
     grouped: dict[str, list[str]] = {}
