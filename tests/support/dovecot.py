@@ -104,6 +104,7 @@ class Dovecot:
         own_tokens: bool = False,
         auth_socket: bool = False,
         namespace_prefix: str = "",
+        process_limit: int | None = None,
     ) -> None:
         self.root = root  # the instance folder (config, sockets, state, log, mail)
         self._link = link  # symlink in the caller's tmpdir when root is a private folder
@@ -115,6 +116,9 @@ class Dovecot:
         # SASL, smtpd_sasl_type = dovecot) on this socket, open to every local user.
         self.auth_socket: Path | None = root / "run" / "auth-relay" if auth_socket else None
         self.namespace_prefix = namespace_prefix  # the personal namespace's prefix ("" or "INBOX.")
+        # Dovecot's default_process_limit: its default, 100, is also the most imap sessions
+        # (and imaps logins, each a process for the whole session) it serves at once
+        self.process_limit = process_limit
         self.port: int | None = port
         self.tls_port = tls_port
         self.instance_name = "triage-" + secrets.token_hex(5)
@@ -141,6 +145,7 @@ class Dovecot:
         namespace_prefix: str = "",
         timeout: float = 15.0,
         auth_socket: bool = False,
+        process_limit: int | None = None,
     ) -> Dovecot:
         """Start a private instance: an `imap` listener (`port`; offers STARTTLS when tls) and,
         when tls, an `imaps` listener (`tls_port`) with a self-signed cert (`ca_file`).
@@ -154,7 +159,10 @@ class Dovecot:
         Introspection instead to use one the caller started and stops.
 
         auth_socket=True also serves Dovecot's authentication to other local servers on
-        `auth_socket` (a private Postfix checks SMTP AUTH against these users there)."""
+        `auth_socket` (a private Postfix checks SMTP AUTH against these users there).
+
+        process_limit raises Dovecot's default_process_limit (100): above about 100 clients
+        at once (imaps logins hold a process each for the whole session) it must be set."""
         reason = skip_reason()
         if reason:
             raise RuntimeError(reason)
@@ -194,6 +202,7 @@ class Dovecot:
                     own_tokens=own_tokens,
                     auth_socket=auth_socket,
                     namespace_prefix=namespace_prefix,
+                    process_limit=process_limit,
                 )
                 dovecot_conf.prepare(dc)
                 try:
@@ -393,6 +402,11 @@ class Dovecot:
             raise RuntimeError(f"doveadm {' '.join(args)} failed: {res.stderr.strip()}")
         return res.stdout
 
+    def connections(self, port: int | None = None) -> int:
+        """Client connections open now to `port` (default: its imap and imaps ports), from
+        /proc/net/tcp: the server's ends, ESTABLISHED, whoever the clients are."""
+        return tcp_connections({port} if port else {p for p in (self.port, self.tls_port) if p})
+
     def __enter__(self) -> Dovecot:
         return self
 
@@ -405,3 +419,17 @@ class Dovecot:
         return (
             f"<Dovecot {self.instance_name} imap={self.port} imaps={self.tls_port}{oauth} {state}>"
         )
+
+
+def tcp_connections(ports: set[int]) -> int:
+    """ESTABLISHED TCP connections whose local port is one of `ports` (IPv4 and IPv6)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f, None)  # the heading
+            for line in f:
+                fields = line.split(maxsplit=4)
+                local, state = fields[1], fields[3]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) in ports:
+                    count += 1
+    return count

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -24,6 +25,8 @@ from triage.service import delivering
 from triage.service.notify import Notifier
 from triage.store import mailboxes as mailbox_state
 from triage.store.sqlite import Store
+
+STATUS_EACH = 8  # mailboxes named one by one in systemd's STATUS= line; beyond, counts by state
 
 
 @dataclass
@@ -151,8 +154,13 @@ class HealthWatch:
 
     def _status(self) -> None:
         parts = []
+        if len(self.health) > STATUS_EACH:  # counts by state, then the failing ones by name
+            states = Counter(h.state for h in self.health.values() if not h.failing)
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            parts.append(f"{len(self.health)} mailboxes: {counts or 'none working'}")
         for name, h in self.health.items():
-            parts.append(f"{name}: {'FAILING ' + h.last_error[:80] if h.failing else h.state}")
+            if h.failing or len(self.health) <= STATUS_EACH:
+                parts.append(f"{name}: {'FAILING ' + h.last_error[:80] if h.failing else h.state}")
         if self.relay_error:
             parts.append(f"relay: FAILING {self.relay_error[:80]}")
         self.notifier.status("; ".join(parts) or "no mailboxes configured")

@@ -1,0 +1,128 @@
+"""Many mailboxes in one daemon: at most `[daemon] max_imap_connections` connections to one
+server; the mailboxes beyond the bound are polled in turn, and none is left out."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from triage.config import ConfigError, load_config
+from triage.config.endpoints import Mailbox, Secret
+from triage.service import connections
+
+from .conftest import human
+from .support.daemon import Daemon, mailbox_tables, wait_for
+
+
+def box(name: str, host: str = "imap.example", port: int = 993) -> Mailbox:
+    return Mailbox(name, host, port, "tls", name, Secret("env", "PW"))
+
+
+@pytest.mark.parametrize(
+    ("count", "bound", "watched", "polled", "turns"),
+    [
+        (3, 100, 3, 0, 0),  # under the bound: every mailbox keeps its own connection
+        (100, 100, 100, 0, 0),  # the default bound: 100 mailboxes IDLE without tuning
+        (20, 5, 4, 16, 1),  # a tenth of the bound (one at least) is left for the turns
+        (101, 100, 90, 11, 10),
+        (5, 1, 0, 5, 1),  # a bound of one: every mailbox polled in turn over it
+    ],
+)
+def test_the_plan_keeps_to_the_bound(count, bound, watched, polled, turns):
+    (server,) = connections.plan([box(f"m{n}") for n in range(count)], bound).values()
+    assert (len(server.watched), len(server.polled), server.turns) == (watched, polled, turns)
+    assert len(server.watched) + server.turns <= bound
+    assert server.watched == tuple(f"m{n}" for n in range(watched))  # the file's order
+
+
+def test_the_bound_is_per_server_host_and_port():
+    boxes = [box("a", "IMAP.example"), box("b", "imap.example"), box("c", port=143), box("d")]
+    plan = connections.plan(boxes, 2)
+    assert {name: (s.watched, s.polled) for name, s in plan.items()} == {
+        "imap.example:993": (("a",), ("b", "d")),
+        "imap.example:143": (("c",), ()),
+    }
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, "10", 10_001])
+def test_the_bound_is_checked(tmp_path, value):
+    path = tmp_path / "triage.toml"
+    written = f'"{value}"' if isinstance(value, str) else value
+    path.write_text(f"[daemon]\nmax_imap_connections = {written}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "[daemon.max_imap_connections]" in str(caught.value)
+    assert "fix: write max_imap_connections = 100" in str(caught.value)
+
+
+def test_the_default_bound_is_100(tmp_path):
+    path = tmp_path / "triage.toml"
+    path.write_text("[daemon]\n")
+    assert load_config(path).daemon.max_imap_connections == 100
+
+
+class Peak(threading.Thread):
+    """The most connections a server's imaps port had open at once (the daemon's: the test's
+    own helpers use the plain port), looked at every millisecond."""
+
+    def __init__(self, server) -> None:
+        super().__init__(daemon=True)
+        self.server, self.most, self.done = server, 0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            self.most = max(self.most, self.server.connections(self.server.tls_port))
+            time.sleep(0.001)
+
+
+def request(user: str, n: int) -> bytes:
+    return human(
+        From=f"Customer {user} <{user}@acme.example>",
+        Subject=f"Request {n} for {user}",
+        Message_ID=f"<{user}.{n}@acme.example>",
+    )
+
+
+def test_twenty_mailboxes_over_five_connections(tmp_path, make_dovecot):
+    """20 mailboxes of one server, at most 5 connections: 4 IDLE, 16 polled in turn over the
+    fifth. Every message, there before the start or sent while it runs, is one ticket; the
+    server never has more than 5 connections open; `status` says which mailboxes are polled."""
+    users = [f"user{n:02d}" for n in range(20)]
+    dc = make_dovecot(users={u: f"pw-{u}" for u in users})
+    from tests.support import imap
+
+    for user in users:
+        imap.append(dc, user, "INBOX", request(user, 1))
+    d = Daemon(
+        tmp_path / "d",
+        daemon={"max_imap_connections": 5},
+        extra=mailbox_tables(tmp_path / "d", dc, users, poll_seconds=1),
+    )
+    peak = Peak(dc)
+    peak.start()
+    try:
+        d.start()
+        wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 20, 15, "20 tickets")
+        for user in users:  # while it runs: IDLE (the first 4) or the next turn (the rest)
+            imap.append(dc, user, "INBOX", request(user, 2))
+        wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 40, 10, "40 tickets")
+        states = dict(d.query("SELECT mailbox, state FROM mailbox_state"))
+        status = d.cli("status", "--json").stdout
+        assert d.stop() == 0
+    finally:
+        peak.done.set()
+        peak.join(5)
+        if d.running():
+            d.kill()
+    ids = [mid for (mid,) in d.query("SELECT message_id FROM messages")]
+    assert sorted(ids) == sorted(f"<{u}.{n}@acme.example>" for u in users for n in (1, 2))
+    assert d.scalar("SELECT COUNT(DISTINCT ticket_id) FROM messages") == 40
+    assert all(imap.count(dc, u, "INBOX") == 0 for u in users)  # each filed once done
+    assert 4 <= peak.most <= 5, peak.most
+    assert [states[u] for u in users[:4]] == ["idle"] * 4
+    assert set(states[u] for u in users[4:]) <= {"polled", "connecting", "fetching"}
+    assert '"state": "polled"' in status
+    polled = d.events("mailboxes_polled_in_turn")
+    assert [(e["idle"], e["polled"], e["connections"]) for e in polled] == [(4, 16, 5)]
