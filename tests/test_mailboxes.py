@@ -3,9 +3,6 @@ server; the mailboxes beyond the bound are polled in turn, and none is left out.
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 
 from triage.config import ConfigError, load_config
@@ -14,6 +11,7 @@ from triage.service import connections
 
 from .conftest import human
 from .support.daemon import Daemon, mailbox_tables, wait_for
+from .support.dovecot import Concurrent
 
 
 def box(name: str, host: str = "imap.example", port: int = 993) -> Mailbox:
@@ -63,20 +61,6 @@ def test_the_default_bound_is_100(tmp_path):
     assert load_config(path).daemon.max_imap_connections == 100
 
 
-class Peak(threading.Thread):
-    """The most connections a server's imaps port had open at once (the daemon's: the test's
-    own helpers use the plain port), looked at every millisecond."""
-
-    def __init__(self, server) -> None:
-        super().__init__(daemon=True)
-        self.server, self.most, self.done = server, 0, threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.most = max(self.most, self.server.connections(self.server.tls_port))
-            time.sleep(0.001)
-
-
 def request(user: str, n: int) -> bytes:
     return human(
         From=f"Customer {user} <{user}@acme.example>",
@@ -100,7 +84,7 @@ def test_twenty_mailboxes_over_five_connections(tmp_path, make_dovecot):
         daemon={"max_imap_connections": 5},
         extra=mailbox_tables(tmp_path / "d", dc, users, poll_seconds=1),
     )
-    peak = Peak(dc)
+    peak = Concurrent(dc, dc.tls_port)  # the daemon's: the test's own helpers use the plain port
     peak.start()
     try:
         d.start()
@@ -112,15 +96,14 @@ def test_twenty_mailboxes_over_five_connections(tmp_path, make_dovecot):
         status = d.cli("status", "--json").stdout
         assert d.stop() == 0
     finally:
-        peak.done.set()
-        peak.join(5)
+        most = peak.stop()
         if d.running():
             d.kill()
     ids = [mid for (mid,) in d.query("SELECT message_id FROM messages")]
     assert sorted(ids) == sorted(f"<{u}.{n}@acme.example>" for u in users for n in (1, 2))
     assert d.scalar("SELECT COUNT(DISTINCT ticket_id) FROM messages") == 40
     assert all(imap.count(dc, u, "INBOX") == 0 for u in users)  # each filed once done
-    assert 4 <= peak.most <= 5, peak.most
+    assert 4 <= most <= 5, most
     assert [states[u] for u in users[:4]] == ["idle"] * 4
     assert set(states[u] for u in users[4:]) <= {"polled", "connecting", "fetching"}
     assert '"state": "polled"' in status

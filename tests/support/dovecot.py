@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -402,9 +403,10 @@ class Dovecot:
             raise RuntimeError(f"doveadm {' '.join(args)} failed: {res.stderr.strip()}")
         return res.stdout
 
-    def connections(self, port: int | None = None) -> int:
-        """Client connections open now to `port` (default: its imap and imaps ports), from
-        /proc/net/tcp: the server's ends, ESTABLISHED, whoever the clients are."""
+    def connections(self, port: int | None = None) -> set[tuple[str, str]]:
+        """Client connections open to `port` (default: its imap and imaps ports), as
+        (local, remote) address pairs from /proc/net/tcp: the server's ends, ESTABLISHED,
+        whoever the clients are. Not a snapshot: see `tcp_connections`."""
         return tcp_connections({port} if port else {p for p in (self.port, self.tls_port) if p})
 
     def __enter__(self) -> Dovecot:
@@ -421,15 +423,48 @@ class Dovecot:
         )
 
 
-def tcp_connections(ports: set[int]) -> int:
-    """ESTABLISHED TCP connections whose local port is one of `ports` (IPv4 and IPv6)."""
-    count = 0
+def tcp_connections(ports: set[int]) -> set[tuple[str, str]]:
+    """ESTABLISHED TCP connections whose local port is one of `ports` (IPv4 and IPv6), as
+    (local, remote) address pairs.
+
+    The kernel walks its table while it writes the file, so one read is no snapshot: a
+    connection closed after its line was written and one opened before its line was reached
+    are both listed. Those in two reads one after the other were all open at once, at the
+    moment between the reads (`Concurrent`)."""
+    seen = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(OSError), open(table) as f:
             next(f, None)  # the heading
             for line in f:
                 fields = line.split(maxsplit=4)
-                local, state = fields[1], fields[3]
+                local, remote, state = fields[1], fields[2], fields[3]
                 if state == "01" and int(local.rsplit(":", 1)[1], 16) in ports:
-                    count += 1
-    return count
+                    seen.add((local, remote))
+    return seen
+
+
+class Concurrent(threading.Thread):
+    """The most connections to `port` of `server` seen open at once, looked at every `every`
+    seconds: the connections found by two reads of /proc/net/tcp one after the other (a
+    lower bound, never an artefact of one read; an extra connection lives for at least its
+    TLS handshake and login, far longer than a read)."""
+
+    def __init__(self, server: Dovecot, port: int, every: float = 0.001) -> None:
+        super().__init__(daemon=True)
+        self.server, self.port, self.every = server, port, every
+        self.most = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        before = self.server.connections(self.port)
+        while not self._done.is_set():
+            now = self.server.connections(self.port)
+            self.most = max(self.most, len(before & now))
+            before = now
+            time.sleep(self.every)
+
+    def stop(self) -> int:
+        """Stop looking; the most seen at once."""
+        self._done.set()
+        self.join(5)
+        return self.most
