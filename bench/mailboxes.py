@@ -25,7 +25,8 @@ It prints the figures and the goals: p95 of APPEND -> committed row at most the 
 server's push + 50 ms; peak RSS (sum over the daemon and its workers) under 300 MB.
 
     .venv/bin/python bench/mailboxes.py [--mailboxes 100] [--count 300] [--interval 0.2]
-                                        [--max-connections N] [--seed 1] [--checkout DIR]
+                                        [--max-connections N] [--seed 1] [--system-store]
+                                        [--checkout DIR]
 
 Needs root and Debian's dovecot-imapd (as the tests that use tests/support/dovecot.py do).
 """
@@ -61,6 +62,7 @@ from tests.support.dovecot import Concurrent, Dovecot, skip_reason  # noqa: E402
 POLL = 0.005  # database polling for committed rows, seconds
 PEAK_EVERY = 0.02  # connection sampling, seconds (every 2 ms took a tenth of a core)
 MISSED_AFTER = 15.0  # seconds: a message not committed by then is counted missed
+SYSTEM_STORE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's bundle of the system's CAs
 PUSH = "Push"  # each account's folder the bare IDLE clients watch
 PROCESS_LIMIT = 1000  # Dovecot's default_process_limit here: the daemon's imaps sessions,
 # each with a login process for the whole session, plus the bare clients and the writers
@@ -175,6 +177,12 @@ def main() -> int:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--system-store",
+        action="store_true",
+        help="mailboxes without ca_file: the system's CA store (with the instance's CA added, "
+        "through SSL_CERT_FILE), as for a server with a public certificate",
+    )
+    parser.add_argument(
         "--checkout",
         type=Path,
         default=None,
@@ -199,9 +207,16 @@ def main() -> int:
             daemon_keys = (
                 {"max_imap_connections": args.max_connections} if args.max_connections else {}
             )
+            keys = {"ca_file": None} if args.system_store else {}
             d = imap_bench.BenchDaemon(
-                folder, None, extra=mailbox_tables(folder, dc, users, quick=False)
+                folder, None, extra=mailbox_tables(folder, dc, users, quick=False, **keys)
             )
+            env = None
+            if args.system_store:
+                bundle = tmp / "ca-bundle.pem"
+                bundle.write_bytes(Path(SYSTEM_STORE).read_bytes() + Path(dc.ca_file).read_bytes())
+                env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+                env["SSL_CERT_FILE"] = str(bundle)
             if args.checkout is not None:
                 d.checkout = args.checkout.resolve()
             if daemon_keys:  # the harness writes [daemon] last: add the key to it
@@ -209,16 +224,16 @@ def main() -> int:
                     "[daemon]\n", f"[daemon]\nmax_imap_connections = {args.max_connections}\n"
                 )
                 d.config.write_text(text)
-            return run(args, dc, d, users, rnd)
+            return run(args, dc, d, users, rnd, env)
 
 
-def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random) -> int:
+def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random, env: dict | None) -> int:
     db = Database(d.db)
     peak = Concurrent(dc, dc.tls_port, every=PEAK_EVERY)
     peak.start()
     pushes: Pushes | None = None
     try:
-        d.start()
+        d.start(env=env)
         settled = {"idle"} if not args.max_connections else {"idle", "polled"}
         deadline = time.perf_counter() + 120
         while True:
@@ -236,6 +251,7 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random) -> int:
         messages = imap_bench.latency_messages(args.count)
         sent: dict[str, float] = {}
         committed: dict[str, float] = {}
+        others = imap_bench.Background()  # CPU of other work on the machine, from here
         phase = time.perf_counter()
         next_at = phase
         for mid, raw in messages:
@@ -257,6 +273,7 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random) -> int:
             _watch(db, sent, committed, time.perf_counter())
         _watch(db, sent, committed, time.perf_counter() + MISSED_AFTER, until_all=True)
         phase_end = time.perf_counter()
+        busy = others.cores()
         assert d.sampler is not None
         d.sampler.sample()
         fds = len(os.listdir(f"/proc/{d.pid}/fd")) if d.pid else 0
@@ -276,6 +293,10 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random) -> int:
     problems, other = d.log_problems()
     print(f"CPU of this script (clients, polling, samplers): {time.process_time() - CPU_AT:,.1f} s")
     report(args, started, connected_peak, peak.most, fds, latency, push, missed, whole, during)
+    print(
+        f"other processes on the machine used {busy:.2f} cores on average while the messages "
+        f"were sent (load average now {Path('/proc/loadavg').read_text().split()[0]})"
+    )
     print(
         f"daemon exit {code}; log problems: {dict(problems) or 'none'}; non-JSON lines: {len(other)}"
     )
@@ -306,8 +327,9 @@ def report(args, started, connected_peak, peak, fds, latency, push, missed, whol
     n = args.mailboxes
     bound = args.max_connections or 100
     print(f"machine: {imap_bench.machine()}; {imap_bench.dovecot_version()}")
+    store = "the system's CA store + the instance's CA" if args.system_store else "ca_file"
     print(
-        f"{n} mailboxes on one Dovecot, imaps, max_imap_connections {bound}; "
+        f"{n} mailboxes on one Dovecot, imaps ({store}), max_imap_connections {bound}; "
         f"{args.count} messages, one every {args.interval:g} s to a random mailbox"
     )
     print(f"  start-up, process start -> every mailbox settled   {started:,.1f} s")

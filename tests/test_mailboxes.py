@@ -109,3 +109,33 @@ def test_twenty_mailboxes_over_five_connections(tmp_path, make_dovecot):
     assert '"state": "polled"' in status
     polled = d.events("mailboxes_polled_in_turn")
     assert [(e["idle"], e["polled"], e["connections"]) for e in polled] == [(4, 16, 5)]
+
+
+def test_a_folder_deleted_between_turns_is_made_again(tmp_path, make_dovecot):
+    """A polled turn skips the folders' check an earlier turn made; when a folder went away
+    in between, the move fails, the mail stays stored once, and the next turn makes the
+    folder again and files it."""
+    from tests.support import imap
+
+    users = ["ann", "bob"]
+    dc = make_dovecot(users={u: f"pw-{u}" for u in users})
+    d = Daemon(
+        tmp_path / "d",
+        daemon={"max_imap_connections": 1},
+        extra=mailbox_tables(tmp_path / "d", dc, users, poll_seconds=0.5),
+    )
+    try:
+        d.start()
+        imap.append(dc, "ann", "INBOX", request("ann", 1))
+        wait_for(lambda: imap.count(dc, "ann", "Triage.Processed") == 1, 15, "filed")
+        with imap.session(dc, "ann") as m:
+            imap.ok(*m.delete("Triage.Processed"), "DELETE")
+        imap.append(dc, "ann", "INBOX", request("ann", 2))
+        wait_for(lambda: imap.count(dc, "ann", "Triage.Processed") == 1, 15, "filed again")
+        assert imap.count(dc, "ann", "INBOX") == 0
+        assert d.stop() == 0
+    finally:
+        if d.running():
+            d.kill()
+    assert d.scalar("SELECT COUNT(*) FROM tickets") == 2
+    assert [e["polled"] for e in d.events("mailbox_connected")][:2] == [True, True]

@@ -41,6 +41,7 @@ class Health:
     stalled_since: datetime | None = None
     alerts_sent: set[str] = field(default_factory=set)
     filed: bool = False  # this session has filed a batch (or found nothing to file)
+    folders_found: bool = False  # a session found (or made) the folders; until an IMAP fault
     progress_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # the stall clock
 
 

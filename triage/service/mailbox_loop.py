@@ -109,7 +109,10 @@ class MailboxLoop:
             async with self.gates.login(mb):
                 if self.stop.is_set():
                     return True
-                selected = await session.open()
+                # a turn after one that worked: its folders are there (a move fails if not,
+                # and the next session looks again)
+                selected = await session.open(folders=not (turn and health.folders_found))
+            health.folders_found = True
             if not (turn and health.logged_in_once):  # a turn a minute is not news
                 logger.info(
                     "mailbox_connected",
@@ -129,6 +132,7 @@ class MailboxLoop:
             await self._serve(mb, session, selected, logger, turn=turn)
             return True
         except ImapError as exc:
+            health.folders_found = False
             message = str(exc)
             if exc.kind == "config" and self.config_path is not None:
                 message = f"{self.config_path}: {message}"
