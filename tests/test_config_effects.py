@@ -980,9 +980,10 @@ def _max_imap_connections(env: Env) -> None:
 
     users = ["ann", "bob", "cid"]
     dc = env.dovecot(users={u: f"pw-{u}" for u in users})
+    turn = {"polled", "connecting", "fetching"}  # between turns, or in one
     for text, most, states in (
         ("", 3, {"idle"}),  # under the bound: a connection each, IDLE
-        ("[daemon]\nmax_imap_connections = 1\n", 1, {"polled"}),  # one, taken in turn
+        ("[daemon]\nmax_imap_connections = 1\n", 1, turn),  # one, taken in turn
     ):
         mids = [f"<{u}.{most}@acme.example>" for u in users]
         for user, mid in zip(users, mids, strict=True):
@@ -1007,7 +1008,7 @@ def _max_imap_connections(env: Env) -> None:
             seen = {h.state for h in d.health.values()}
             d.stop.set()
             await asyncio.wait_for(asyncio.gather(*tasks), 10)
-            assert seen == states, seen
+            assert seen <= states and seen & {"idle", "polled"}, seen
 
         try:
             asyncio.run(run())

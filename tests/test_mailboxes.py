@@ -92,7 +92,13 @@ def test_twenty_mailboxes_over_five_connections(tmp_path, make_dovecot):
         for user in users:  # while it runs: IDLE (the first 4) or the next turn (the rest)
             imap.append(dc, user, "INBOX", request(user, 2))
         wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 40, 10, "40 tickets")
-        states = dict(d.query("SELECT mailbox, state FROM mailbox_state"))
+
+        def settled() -> bool:  # the watched back in IDLE once their batch is filed
+            states.update(d.query("SELECT mailbox, state FROM mailbox_state"))
+            return [states.get(u) for u in users[:4]] == ["idle"] * 4
+
+        states: dict[str, str] = {}
+        wait_for(settled, 10, "the first four mailboxes to IDLE")
         status = d.cli("status", "--json").stdout
         assert d.stop() == 0
     finally:
@@ -139,3 +145,28 @@ def test_a_folder_deleted_between_turns_is_made_again(tmp_path, make_dovecot):
             d.kill()
     assert d.scalar("SELECT COUNT(*) FROM tickets") == 2
     assert [e["polled"] for e in d.events("mailbox_connected")][:2] == [True, True]
+
+
+def test_check_prints_each_servers_plan(tmp_path):
+    from click.testing import CliRunner
+
+    from triage.cli import cli
+
+    pw = tmp_path / "pw"
+    pw.write_text("secret\n")
+    pw.chmod(0o600)
+    tables = "".join(
+        f'[[mailbox]]\nname = "{n}"\nhost = "imap.example"\nusername = "{n}"\n'
+        f'password_file = "{pw}"\n'
+        for n in ("ann", "bob", "cid")
+    )
+    path = tmp_path / "triage.toml"
+    path.write_text(
+        f'[store]\ndb = "{tmp_path / "t.db"}"\n{tables}[daemon]\nmax_imap_connections = 2\n'
+    )
+    done = CliRunner().invoke(cli, ["check", "--config", str(path)])
+    assert done.exit_code == 0, done.output
+    assert (
+        "imap     imap.example:993: 3 mailbox(es), at most 2 connection(s): 1 keep their own "
+        "(IDLE), 2 polled in turn over 1" in done.output
+    )
