@@ -25,7 +25,8 @@ It prints the figures and the goals: p95 of APPEND -> committed row at most the 
 server's push + 50 ms; peak RSS (sum over the daemon and its workers) under 300 MB.
 
     .venv/bin/python bench/mailboxes.py [--mailboxes 100] [--count 300] [--interval 0.2]
-                                        [--max-connections N] [--seed 1] [--system-store]
+                                        [--max-connections N] [--poll-seconds S] [--seed 1]
+                                        [--system-store]
                                         [--checkout DIR]
 
 Needs root and Debian's dovecot-imapd (as the tests that use tests/support/dovecot.py do).
@@ -58,6 +59,8 @@ import imap as imap_bench  # noqa: E402
 from tests.support import imap  # noqa: E402
 from tests.support.daemon import Database, mailbox_tables  # noqa: E402
 from tests.support.dovecot import Concurrent, Dovecot, skip_reason  # noqa: E402
+from triage.config import load_config  # noqa: E402
+from triage.service.connections import plan  # noqa: E402
 
 POLL = 0.005  # database polling for committed rows, seconds
 PEAK_EVERY = 0.02  # connection sampling, seconds (every 2 ms took a tenth of a core)
@@ -175,6 +178,12 @@ def main() -> int:
     parser.add_argument(
         "--max-connections", type=int, default=None, help="[daemon] max_imap_connections"
     )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        help="poll_seconds of every [[mailbox]]: how often a mailbox polled in turn is looked at",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--system-store",
@@ -207,7 +216,9 @@ def main() -> int:
             daemon_keys = (
                 {"max_imap_connections": args.max_connections} if args.max_connections else {}
             )
-            keys = {"ca_file": None} if args.system_store else {}
+            keys: dict = {"ca_file": None} if args.system_store else {}
+            if args.poll_seconds:
+                keys["poll_seconds"] = args.poll_seconds
             d = imap_bench.BenchDaemon(
                 folder, None, extra=mailbox_tables(folder, dc, users, quick=False, **keys)
             )
@@ -234,11 +245,18 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random, env: dict | 
     pushes: Pushes | None = None
     try:
         d.start(env=env)
-        settled = {"idle"} if not args.max_connections else {"idle", "polled"}
+        # settled: every mailbox logged in once, and each IDLE or between its turns (while
+        # some mailboxes are polled in turn, a turn or two are always under way)
+        settled = {"idle", "polled", "connecting", "fetching"} if args.max_connections else {"idle"}
         deadline = time.perf_counter() + 120
         while True:
-            states = dict(db.rows("SELECT mailbox, state FROM mailbox_state"))
-            if len(states) == len(users) and set(states.values()) <= settled:
+            rows = db.rows("SELECT mailbox, state, last_ok_at FROM mailbox_state")
+            states = {name: state for name, state, _ok in rows}
+            if (
+                len(rows) == len(users)
+                and all(ok for _name, _state, ok in rows)
+                and set(states.values()) <= settled
+            ):
                 break
             if time.perf_counter() > deadline or not d.running():
                 raise RuntimeError(f"not every mailbox settled: {states}; see {d.log}")
@@ -250,6 +268,7 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random, env: dict | 
         time.sleep(1.0)  # the IDLE commands reach the server
         messages = imap_bench.latency_messages(args.count)
         sent: dict[str, float] = {}
+        to: dict[str, str] = {}  # message id -> the mailbox it went to
         committed: dict[str, float] = {}
         others = imap_bench.Background()  # CPU of other work on the machine, from here
         phase = time.perf_counter()
@@ -263,6 +282,7 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random, env: dict | 
                     _watch(db, sent, committed, next_at)
                 at = time.perf_counter()
                 sent[mid] = at
+                to[mid] = user
                 imap.ok(*m.append("INBOX", None, None, raw), "APPEND")
                 pushes.expect(user, mid, time.perf_counter())
                 imap.ok(*m.append(PUSH, None, None, raw), "APPEND")
@@ -271,7 +291,8 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random, env: dict | 
                     m.logout()
             next_at = at + args.interval
             _watch(db, sent, committed, time.perf_counter())
-        _watch(db, sent, committed, time.perf_counter() + MISSED_AFTER, until_all=True)
+        wait = max(MISSED_AFTER, 3 * (args.poll_seconds or 0))
+        _watch(db, sent, committed, time.perf_counter() + wait, until_all=True)
         phase_end = time.perf_counter()
         busy = others.cores()
         assert d.sampler is not None
@@ -293,6 +314,21 @@ def run(args, dc: Dovecot, d, users: list[str], rnd: random.Random, env: dict | 
     problems, other = d.log_problems()
     print(f"CPU of this script (clients, polling, samplers): {time.process_time() - CPU_AT:,.1f} s")
     report(args, started, connected_peak, peak.most, fds, latency, push, missed, whole, during)
+    config = load_config(d.config)
+    polled = {
+        n
+        for s in plan(config.mailboxes, config.daemon.max_imap_connections).values()
+        for n in s.polled
+    }
+    if polled:
+        for what, mine in (("IDLE", False), ("polled in turn", True)):
+            got = [committed[m] - sent[m] for m in committed if (to[m] in polled) is mine]
+            if got:
+                print(
+                    f"  mailboxes {what} ({len(polled) if mine else len(users) - len(polled)}): "
+                    f"APPEND -> committed row median {ms(statistics.median(got))}, p95 "
+                    f"{ms(pct(got, 95))}, max {ms(max(got))} over {len(got)}"
+                )
     print(
         f"other processes on the machine used {busy:.2f} cores on average while the messages "
         f"were sent (load average now {Path('/proc/loadavg').read_text().split()[0]})"
