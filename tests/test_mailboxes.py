@@ -170,3 +170,25 @@ def test_check_prints_each_servers_plan(tmp_path):
         "imap     imap.example:993: 3 mailbox(es), at most 2 connection(s): 1 keep their own "
         "(IDLE), 2 polled in turn over 1" in done.output
     )
+
+
+def test_connections_naming_one_ca_file_share_its_context_until_it_changes(tmp_path):
+    """One TLS context per CA file (a hundred mailboxes held a hundred certificate stores);
+    a CA file replaced on disk is read again at the next connection."""
+    import os
+
+    from tests.support.certs import make_cert
+    from triage.sources.imap import tls_context
+
+    first, _ = make_cert(tmp_path / "a")
+    other, _ = make_cert(tmp_path / "b")
+    shared = tls_context(str(first))
+    assert tls_context(str(first)) is shared
+    assert tls_context(str(other)) is not shared
+    before = shared.get_ca_certs()
+    first.write_bytes(other.read_bytes())
+    stat = first.stat()
+    os.utime(first, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    renewed = tls_context(str(first))
+    assert renewed is not shared
+    assert renewed.get_ca_certs() != before
