@@ -86,6 +86,7 @@ bench: $(VENV)/.installed-test servers
 	$(BIN)/python bench/sla.py
 	$(BIN)/python bench/contacts.py
 	$(BIN)/python bench/imap.py
+	$(BIN)/python bench/mailboxes.py
 	$(BIN)/python bench/graph.py
 	$(BIN)/python bench/chaos.py --short
 	$(BIN)/python bench/delivery.py

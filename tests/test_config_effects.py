@@ -973,6 +973,51 @@ def _backoff_max(env: Env) -> None:
     assert counts[0] <= 3 and counts[1] >= 6, counts
 
 
+@effect("daemon.max_imap_connections")
+def _max_imap_connections(env: Env) -> None:
+    from tests.support import imap
+    from tests.support.daemon import mailbox_tables
+
+    users = ["ann", "bob", "cid"]
+    dc = env.dovecot(users={u: f"pw-{u}" for u in users})
+    turn = {"polled", "connecting", "fetching"}  # between turns, or in one
+    for text, most, states in (
+        ("", 3, {"idle"}),  # under the bound: a connection each, IDLE
+        ("[daemon]\nmax_imap_connections = 1\n", 1, turn),  # one, taken in turn
+    ):
+        mids = [f"<{u}.{most}@acme.example>" for u in users]
+        for user, mid in zip(users, mids, strict=True):
+            imap.append(dc, user, "INBOX", human(Message_ID=mid, Subject=f"For {user}"))
+        tables = mailbox_tables(env.tmp / "mb", dc, users, poll_seconds=0.2)
+        daemon_ = env.daemon(env.config(tables + text))
+        peak = [0]
+
+        async def run(d=daemon_, peak=peak, mids=mids, states=states) -> None:
+            tasks = [asyncio.create_task(d._mailbox(mb)) for mb in d.config.mailboxes]
+            ended = time.monotonic() + 10
+            stored = "SELECT COUNT(*) FROM messages WHERE message_id IN (?, ?, ?)"
+            before = dc.connections(dc.tls_port)
+            while time.monotonic() < ended:
+                now = dc.connections(dc.tls_port)
+                peak[0] = max(peak[0], len(before & now))  # both reads: open at once
+                before = now
+                if d.store.conn.execute(stored, mids).fetchone()[0] == 3:
+                    break
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.5)  # settled: IDLE, or waiting for the next turn
+            seen = {h.state for h in d.health.values()}
+            d.stop.set()
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+            assert seen <= states and seen & {"idle", "polled"}, seen
+
+        try:
+            asyncio.run(run())
+        finally:
+            daemon_.analyser.close()
+            daemon_.store.close()
+        assert peak[0] == most, (text, peak[0])
+
+
 @effect("daemon.outbox_seconds")
 def _outbox_seconds(env: Env) -> None:
     sink = env.sink()

@@ -93,6 +93,33 @@ def wait_for(predicate: Callable[[], object], timeout: float = 15, what: str = "
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def mailbox_tables(
+    tmp: Path, server: imap.Server, users: list[str], *, quick: bool = True, **keys: object
+) -> str:
+    """`[[mailbox]]` tables, one per user of `server` (over imaps, each named for its user,
+    each with its own password file in `tmp`): the `extra` of a Daemon that watches many.
+    `keys` replace the defaults of every table (a None value leaves the key out)."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    text = []
+    for user in users:
+        pw = tmp / f"pw-{user}"
+        pw.write_text(f"{server.users[user]}\n")
+        pw.chmod(0o600)  # as `triage check` wants a password file
+        table = {
+            "name": user,
+            "host": server.host,
+            "port": server.tls_port,
+            "tls": "tls",
+            "username": user,
+            "password_file": str(pw),
+            "ca_file": str(server.ca_file),
+            **(QUICK_MAILBOX if quick else {}),
+            **keys,
+        }
+        text.append(f"[[mailbox]]\n{toml_lines(table)}\n")
+    return "\n".join(text)
+
+
 class Database:
     """A daemon's database, read-only, looked at while it runs.
 

@@ -32,6 +32,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -104,6 +105,7 @@ class Dovecot:
         own_tokens: bool = False,
         auth_socket: bool = False,
         namespace_prefix: str = "",
+        process_limit: int | None = None,
     ) -> None:
         self.root = root  # the instance folder (config, sockets, state, log, mail)
         self._link = link  # symlink in the caller's tmpdir when root is a private folder
@@ -115,6 +117,9 @@ class Dovecot:
         # SASL, smtpd_sasl_type = dovecot) on this socket, open to every local user.
         self.auth_socket: Path | None = root / "run" / "auth-relay" if auth_socket else None
         self.namespace_prefix = namespace_prefix  # the personal namespace's prefix ("" or "INBOX.")
+        # Dovecot's default_process_limit: its default, 100, is also the most imap sessions
+        # (and imaps logins, each a process for the whole session) it serves at once
+        self.process_limit = process_limit
         self.port: int | None = port
         self.tls_port = tls_port
         self.instance_name = "triage-" + secrets.token_hex(5)
@@ -141,6 +146,7 @@ class Dovecot:
         namespace_prefix: str = "",
         timeout: float = 15.0,
         auth_socket: bool = False,
+        process_limit: int | None = None,
     ) -> Dovecot:
         """Start a private instance: an `imap` listener (`port`; offers STARTTLS when tls) and,
         when tls, an `imaps` listener (`tls_port`) with a self-signed cert (`ca_file`).
@@ -154,7 +160,10 @@ class Dovecot:
         Introspection instead to use one the caller started and stops.
 
         auth_socket=True also serves Dovecot's authentication to other local servers on
-        `auth_socket` (a private Postfix checks SMTP AUTH against these users there)."""
+        `auth_socket` (a private Postfix checks SMTP AUTH against these users there).
+
+        process_limit raises Dovecot's default_process_limit (100): above about 100 clients
+        at once (imaps logins hold a process each for the whole session) it must be set."""
         reason = skip_reason()
         if reason:
             raise RuntimeError(reason)
@@ -194,6 +203,7 @@ class Dovecot:
                     own_tokens=own_tokens,
                     auth_socket=auth_socket,
                     namespace_prefix=namespace_prefix,
+                    process_limit=process_limit,
                 )
                 dovecot_conf.prepare(dc)
                 try:
@@ -393,6 +403,12 @@ class Dovecot:
             raise RuntimeError(f"doveadm {' '.join(args)} failed: {res.stderr.strip()}")
         return res.stdout
 
+    def connections(self, port: int | None = None) -> set[tuple[str, str]]:
+        """Client connections open to `port` (default: its imap and imaps ports), as
+        (local, remote) address pairs from /proc/net/tcp: the server's ends, ESTABLISHED,
+        whoever the clients are. Not a snapshot: see `tcp_connections`."""
+        return tcp_connections({port} if port else {p for p in (self.port, self.tls_port) if p})
+
     def __enter__(self) -> Dovecot:
         return self
 
@@ -405,3 +421,50 @@ class Dovecot:
         return (
             f"<Dovecot {self.instance_name} imap={self.port} imaps={self.tls_port}{oauth} {state}>"
         )
+
+
+def tcp_connections(ports: set[int]) -> set[tuple[str, str]]:
+    """ESTABLISHED TCP connections whose local port is one of `ports` (IPv4 and IPv6), as
+    (local, remote) address pairs.
+
+    The kernel walks its table while it writes the file, so one read is no snapshot: a
+    connection closed after its line was written and one opened before its line was reached
+    are both listed. Those in two reads one after the other were all open at once, at the
+    moment between the reads (`Concurrent`)."""
+    seen = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            next(f, None)  # the heading
+            for line in f:
+                fields = line.split(maxsplit=4)
+                local, remote, state = fields[1], fields[2], fields[3]
+                if state == "01" and int(local.rsplit(":", 1)[1], 16) in ports:
+                    seen.add((local, remote))
+    return seen
+
+
+class Concurrent(threading.Thread):
+    """The most connections to `port` of `server` seen open at once, looked at every `every`
+    seconds: the connections found by two reads of /proc/net/tcp one after the other (a
+    lower bound, never an artefact of one read; an extra connection lives for at least its
+    TLS handshake and login, far longer than a read)."""
+
+    def __init__(self, server: Dovecot, port: int, every: float = 0.001) -> None:
+        super().__init__(daemon=True)
+        self.server, self.port, self.every = server, port, every
+        self.most = 0
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        before = self.server.connections(self.port)
+        while not self._done.is_set():
+            now = self.server.connections(self.port)
+            self.most = max(self.most, len(before & now))
+            before = now
+            time.sleep(self.every)
+
+    def stop(self) -> int:
+        """Stop looking; the most seen at once."""
+        self._done.set()
+        self.join(5)
+        return self.most

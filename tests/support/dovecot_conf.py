@@ -73,6 +73,7 @@ def render(dc: Dovecot, uid: int, gid: int, passwd: Path) -> str:
         f"log_path = {dc.log_path}",
         f"info_log_path = {dc.log_path}",
         "protocols = imap",
+        *([f"default_process_limit = {dc.process_limit}"] if dc.process_limit else []),
         "listen = 127.0.0.1",
         "disable_plaintext_auth = no",
         "auth_mechanisms = plain login" + (" xoauth2 oauthbearer" if dc.tokens else ""),

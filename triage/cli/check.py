@@ -34,7 +34,7 @@ def check(config_path, connect) -> None:
 
     from triage.config import preflight
     from triage.engine.loading import rules_for
-    from triage.service import probes
+    from triage.service import connections, probes
 
     config = load_config(config_path)
     rules = rules_for(config)
@@ -63,6 +63,8 @@ def check(config_path, connect) -> None:
             f"mailbox  {mb.name}: {mb.username} at {mb.host}:{mb.port} ({mb.tls}), "
             f"folder {mb.folder}, then {mb.after}, password from {mb.secret}"
         )
+    for server in connections.plan(config.mailboxes, config.daemon.max_imap_connections).values():
+        click.echo(f"imap     {server.line()}")
     for mb in config.graph_mailboxes:
         cred = mb.credentials
         click.echo(
@@ -99,7 +101,11 @@ def check(config_path, connect) -> None:
             click.echo("connect  nothing to connect to: no [[mailbox]] and no [smtp]")
         results = asyncio.run(
             probes.all_of(
-                config.mailboxes, config.smtp, config.graph_mailboxes, config.graph_sending
+                config.mailboxes,
+                config.smtp,
+                config.graph_mailboxes,
+                config.graph_sending,
+                config.daemon.max_imap_connections,
             )
         )
         for probe in results:

@@ -36,6 +36,9 @@ TLS_MODES = ("tls", "starttls", "none")
 AFTER_MODES = ("move", "flag", "delete")
 IDLE_MAX = 29 * 60.0  # RFC 2177: a server may log out a client idle for 30 minutes
 BATCH_MAX = 10_000
+MAX_CONNECTIONS = (
+    10_000  # [daemon] max_imap_connections: each is a file descriptor and a TLS session
+)
 _ATOM = re.compile(r"\$?[A-Za-z0-9_.-]{1,64}")
 
 
@@ -84,6 +87,9 @@ class Daemon:
     backoff_max_seconds: float = 300.0
     outbox_seconds: float = 15.0  # how often the outbox is tried when nothing new arrives
     metrics_listen: Listen | None = None  # where the daemon serves Prometheus metrics; off
+    # IMAP connections open at once to one server (host and port), whatever the mailboxes;
+    # beyond it mailboxes take turns (triage.service.connections)
+    max_imap_connections: int = 100
 
 
 # What every server connection takes: where, how securely, who, and the password's source.
@@ -119,6 +125,7 @@ DAEMON_KEYS = frozenset(
         "backoff_max_seconds",
         "outbox_seconds",
         "metrics_listen",
+        "max_imap_connections",
     }
 )
 
@@ -224,6 +231,9 @@ def parse_daemon(path: Path | str, raw: object) -> Daemon:
         backoff_max_seconds=fields.number(path, "daemon", t, "backoff_max_seconds", 300.0),
         outbox_seconds=fields.number(path, "daemon", t, "outbox_seconds", 15.0),
         metrics_listen=_metrics_listen(path, t),
+        max_imap_connections=fields.whole(
+            path, "daemon", t, "max_imap_connections", 100, high=MAX_CONNECTIONS
+        ),
     )
 
 

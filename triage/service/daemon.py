@@ -21,7 +21,8 @@ from triage.core.pipeline import Rules
 from triage.desk.snapshot import Live
 from triage.engine.pool import Pool
 from triage.errors import TriageError
-from triage.service import delivering, metrics_endpoint
+from triage.service import connections, delivering, metrics_endpoint
+from triage.service.connections import Gates
 from triage.service.graph_loop import GraphLoop
 from triage.service.health import Health, HealthWatch
 from triage.service.notify import Notifier
@@ -60,6 +61,7 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         self.hurry = asyncio.Event()  # a second signal: stop now, not after the batch in hand
         self.lock = asyncio.Lock()  # one batch in the store at a time
         self.health = {mb.name: Health() for mb in (*config.mailboxes, *config.graph_mailboxes)}
+        self.gates = Gates(config.mailboxes, config.daemon.max_imap_connections)
         relay = outbox.relay_health(self.store)
         self.relay_error: str | None = relay["last_error"] if relay and relay["failing"] else None
         self.ready_sent = False
@@ -72,6 +74,16 @@ class Daemon(GraphLoop, HealthWatch, Timers):
             loop.add_signal_handler(sig, self._request_stop, sig)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         self.log.info("daemon_started", mailboxes=list(self.health), pid=os.getpid())
+        for server in self.gates.plan.values():
+            if server.polled:
+                self.log.info(
+                    "mailboxes_polled_in_turn",
+                    server=server.name,
+                    idle=len(server.watched),
+                    polled=len(server.polled),
+                    connections=server.bound,
+                    fix="raise [daemon] max_imap_connections to IDLE on every mailbox",
+                )
         reloads.record(self.store, reloads.STARTED)  # a rejection before this restart is over
         try:
             exporter = metrics_endpoint.start(self.config, self.log, self.live)
@@ -170,11 +182,28 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         self._status()
 
 
+FDS_BESIDE_CONNECTIONS = 256  # the database, worker pipes, the relay, sinks, metrics
+
+
+def _enough_files(connections: int) -> None:
+    """Raise the soft limit on open files to what the mailboxes' connections need (up to the
+    hard limit): each is a socket, and the soft limit is often 1,024 (systemd's default)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + FDS_BESIDE_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < want:
+        top = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (top, hard))
+
+
 def run(config_path: Path | None) -> int:
     """Load, refuse to start on a broken configuration or beside another daemon on the same
     database (daemon_lock.AlreadyRunning), then serve until told to stop."""
     config = load_config(config_path)
     held = daemon_lock.acquire(config.db)
+    servers = connections.plan(config.mailboxes, config.daemon.max_imap_connections)
+    _enough_files(sum(len(s.watched) + s.turns for s in servers.values()))
     try:
         store = Store(config.db, config.ticket_prefix)
         contacts = contacts_store.load(store)

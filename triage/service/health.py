@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -25,6 +26,8 @@ from triage.service.notify import Notifier
 from triage.store import mailboxes as mailbox_state
 from triage.store.sqlite import Store
 
+STATUS_EACH = 8  # mailboxes named one by one in systemd's STATUS= line; beyond, counts by state
+
 
 @dataclass
 class Health:
@@ -38,6 +41,7 @@ class Health:
     stalled_since: datetime | None = None
     alerts_sent: set[str] = field(default_factory=set)
     filed: bool = False  # this session has filed a batch (or found nothing to file)
+    folders_found: bool = False  # a session found (or made) the folders; until an IMAP fault
     progress_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # the stall clock
 
 
@@ -151,8 +155,13 @@ class HealthWatch:
 
     def _status(self) -> None:
         parts = []
+        if len(self.health) > STATUS_EACH:  # counts by state, then the failing ones by name
+            states = Counter(h.state for h in self.health.values() if not h.failing)
+            counts = ", ".join(f"{n} {state}" for state, n in sorted(states.items()))
+            parts.append(f"{len(self.health)} mailboxes: {counts or 'none working'}")
         for name, h in self.health.items():
-            parts.append(f"{name}: {'FAILING ' + h.last_error[:80] if h.failing else h.state}")
+            if h.failing or len(self.health) <= STATUS_EACH:
+                parts.append(f"{name}: {'FAILING ' + h.last_error[:80] if h.failing else h.state}")
         if self.relay_error:
             parts.append(f"relay: FAILING {self.relay_error[:80]}")
         self.notifier.status("; ".join(parts) or "no mailboxes configured")

@@ -26,6 +26,7 @@ from triage.desk.snapshot import Live
 from triage.engine.batch import log_decision, run_batch
 from triage.engine.pool import Pool, Task
 from triage.engine.pool import unreadable as _quarantine
+from triage.service.connections import Gates
 from triage.service.health import Health
 from triage.sources.files import Item
 from triage.sources.imap import Fetched, ImapError, ImapSession
@@ -71,48 +72,79 @@ class MailboxLoop:
     stop: asyncio.Event
     outbox_wake: asyncio.Event
     live: Live
+    gates: Gates  # connection slots and login gates per server
 
     async def _mailbox(self, mb: Mailbox) -> None:
+        """Sessions one after another until the daemon stops, each under a connection slot of
+        the mailbox's server (connections.Gates): a watched mailbox holds its slot for the
+        session (IDLE), a polled one for one turn, then waits `poll_seconds` for the next."""
         health = self.health[mb.name]
         logger = self.log.bind(mailbox=mb.name)
+        polled = self.gates.polled(mb)
         delay = 1.0
         while not self.stop.is_set():
-            session = ImapSession(mb)
-            health.filed = False
-            try:
-                self._set(mb, health, "connecting")
-                selected = await session.open()
+            if polled:
+                self._set(mb, health, "polled")  # waiting for its turn, no connection open
+            async with self.gates.slot(mb):
+                if self.stop.is_set():
+                    break
+                worked = await self._session(mb, health, logger, turn=polled)
+            if self.stop.is_set():
+                break
+            if polled and worked:
+                self._set(mb, health, "polled")
+                await self._sleep(mb.poll_seconds)
+                delay = 1.0
+                continue
+            delay = await self._back_off(health, delay, logger)
+        self._set(mb, health, "stopped")
+
+    async def _session(self, mb: Mailbox, health: Health, logger, *, turn: bool) -> bool:
+        """One connection: log in (under the server's login gate), then serve until stopped
+        (or, for a turn, until what waits is filed). False when it failed."""
+        session = ImapSession(mb)
+        health.filed = False
+        try:
+            self._set(mb, health, "connecting")
+            async with self.gates.login(mb):
+                if self.stop.is_set():
+                    return True
+                # a turn after one that worked: its folders are there (a move fails if not,
+                # and the next session looks again)
+                selected = await session.open(folders=not (turn and health.folders_found))
+            health.folders_found = True
+            if not (turn and health.logged_in_once):  # a turn a minute is not news
                 logger.info(
                     "mailbox_connected",
                     host=mb.host,
                     uidvalidity=selected.uidvalidity,
                     exists=selected.exists,
+                    polled=turn,
                 )
-                # A login is not health: the failure count and the backoff go on until this
-                # session files mail (_filed). Reset here, a server that takes the login but
-                # refuses every move was retried about once a second and never reported.
-                health.logged_in_once = True
-                if mb.oauth:
-                    self.live.token(mb.name, session.token_expires)
-                mailbox_state.update(self.store, mb.name, last_ok_at=mailbox_state.now_text())
-                self._maybe_ready()
-                await self._serve(mb, session, selected, logger)
-            except ImapError as exc:
-                message = str(exc)
-                if exc.kind == "config" and self.config_path is not None:
-                    message = f"{self.config_path}: {message}"
-                await self._failed(mb, health, logger, exc.kind, message)
-            except (TimeoutError, OSError, ConnectionError) as exc:
-                await self._failed(mb, health, logger, "connect", f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - never crash the daemon on one mailbox
-                logger.exception("mailbox_error")
-                await self._failed(mb, health, logger, "internal", f"{type(exc).__name__}: {exc}")
-            finally:
-                await session.close()
-            if self.stop.is_set():
-                break
-            delay = await self._back_off(health, delay, logger)
-        self._set(mb, health, "stopped")
+            # A login is not health: the failure count and the backoff go on until this
+            # session files mail (_filed). Reset here, a server that takes the login but
+            # refuses every move was retried about once a second and never reported.
+            health.logged_in_once = True
+            if mb.oauth:
+                self.live.token(mb.name, session.token_expires)
+            mailbox_state.update(self.store, mb.name, last_ok_at=mailbox_state.now_text())
+            self._maybe_ready()
+            await self._serve(mb, session, selected, logger, turn=turn)
+            return True
+        except ImapError as exc:
+            health.folders_found = False
+            message = str(exc)
+            if exc.kind == "config" and self.config_path is not None:
+                message = f"{self.config_path}: {message}"
+            await self._failed(mb, health, logger, exc.kind, message)
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            await self._failed(mb, health, logger, "connect", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - never crash the daemon on one mailbox
+            logger.exception("mailbox_error")
+            await self._failed(mb, health, logger, "internal", f"{type(exc).__name__}: {exc}")
+        finally:
+            await session.close()
+        return False
 
     async def _back_off(self, health, delay: float, logger) -> float:
         """Wait before connecting again, IMAP or Graph: exponential backoff with jitter,
@@ -124,7 +156,11 @@ class MailboxLoop:
         await self._sleep(wait)
         return min(self.config.daemon.backoff_max_seconds, delay * 2)
 
-    async def _serve(self, mb: Mailbox, session: ImapSession, selected, logger) -> None:
+    async def _serve(
+        self, mb: Mailbox, session: ImapSession, selected, logger, *, turn: bool = False
+    ) -> None:
+        """Fetch and file what waits, then wait for more (IDLE or a poll) until stopped; a
+        turn (`turn`) returns once what waited is filed."""
         pos = mailbox_state.position(self.store, mb.name)
         if pos.uidvalidity is not None and pos.uidvalidity != selected.uidvalidity:
             # The server renumbered the folder: rescan it all; message keys stop duplicates.
@@ -142,7 +178,7 @@ class MailboxLoop:
             last_uid = max(
                 last_uid, await self._drain(mb, session, selected.uidvalidity, uids, logger)
             )
-            if self.stop.is_set():
+            if self.stop.is_set() or turn:
                 return
             self._set(mb, self.health[mb.name], "idle")
             if not await session.wait(self.stop):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 import aiosmtplib
 
 from triage.config.endpoints import Mailbox, SecretError, Smtp
+from triage.service.connections import Gates
 from triage.sources.imap import ImapError, ImapSession, quote, tls_context
 
 # what the daemon uses when the server has it, or does without at a cost
@@ -175,9 +176,18 @@ async def all_of(
     smtp: Smtp | None,
     graph_mailboxes: tuple = (),
     graph_sending=None,
+    max_connections: int = 100,
 ) -> list[Probe]:
-    """Every probe, at once: one slow server does not hold up the report of the others."""
-    jobs = [mailbox(mb) for mb in mailboxes]
+    """Every probe, at once: one slow server does not hold up the report of the others.
+    The mailboxes of one server are probed within the daemon's bounds (`max_connections`
+    open at once, LOGINS_AT_ONCE logging in): a hundred mailboxes are not a hundred logins."""
+    gates = Gates(mailboxes, max_connections)
+
+    async def bounded(mb: Mailbox) -> Probe:
+        async with gates.slot(mb), gates.login(mb):
+            return await mailbox(mb)
+
+    jobs = [bounded(mb) for mb in mailboxes]
     jobs += [graph_mailbox(mb) for mb in graph_mailboxes]
     if smtp is not None:
         jobs.append(relay(smtp))

@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import json
+import os
 import re
 import ssl
 from datetime import datetime
@@ -24,6 +26,7 @@ from triage.errors import RecordedError
 from triage.sources.imap.namespace import Namespace
 from triage.sources.token_expiry import jwt_expiry
 
+CLOSE_WAIT = 1.0  # seconds for a closed connection's socket to go before it is aborted
 _UNTAGGED = re.compile(rb"^\* (\d+) (EXISTS|EXPUNGE)\b", re.IGNORECASE)
 
 
@@ -36,7 +39,21 @@ class ImapError(RecordedError):
 
 
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
-    """Certificates verified, host names checked: the system store or the CA file named."""
+    """Certificates verified, host names checked: the system store or the CA file named.
+
+    One context per CA file (and version of it on disk), shared by every connection that
+    names it: each holds its certificate store, and the system's is a few hundred kilobytes
+    that a hundred mailboxes loaded a hundred times, again at every reconnection.
+    """
+    try:
+        stamp = os.stat(ca_file).st_mtime_ns if ca_file else 0
+    except OSError:
+        stamp = -1  # create_default_context says what is wrong with it
+    return _tls_context(ca_file, stamp)
+
+
+@functools.lru_cache(maxsize=32)
+def _tls_context(ca_file: str | None, _stamp: int) -> ssl.SSLContext:
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_file)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
@@ -233,9 +250,18 @@ class Connection:
             pass
         finally:
             transport = getattr(self.client.protocol, "transport", None)
-            if transport is not None:
-                transport.close()
             self.client = None
+            if transport is not None:
+                await self._closed(transport)
+
+    async def _closed(self, transport: asyncio.BaseTransport) -> None:
+        """Close `transport` and wait until the socket is gone (aborted after CLOSE_WAIT):
+        a connection counted free by the daemon's bound must be closed on the server too."""
+        transport.close()
+        try:
+            await asyncio.wait_for(self.lost.wait(), CLOSE_WAIT)
+        except TimeoutError:
+            transport.abort()  # a TLS close the peer never answered
 
     async def noop(self) -> None:
         assert self.client is not None
