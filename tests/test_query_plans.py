@@ -183,6 +183,23 @@ def test_the_desk_queue_reads_by_index(store, monkeypatch):
     assert explain_all(store, statements) == {}
 
 
+def test_the_prune_reads_and_writes_by_index(store, monkeypatch):
+    copy = store.with_name("prune.db")
+    source = sqlite3.connect(store)
+    try:
+        source.execute(f"VACUUM INTO '{copy}'")
+    finally:
+        source.close()
+    traced = Traced(monkeypatch)
+    later = "2027-01-01T00:00:00Z"  # every fixture is older than a day by then
+    triage("prune", "--older-than", "1", "--now", later, "--dry-run", "--db", copy)
+    out = triage("prune", "--older-than", "1", "--now", later, "--json", "--db", copy)
+    assert '"messages": 0' not in out
+    statements = traced.take()
+    assert any("UPDATE messages SET" in s for s in statements)
+    assert explain_all(copy, statements) == {}
+
+
 def test_the_open_tickets_index_names_the_states_that_leave_the_queue(store):
     """The partial index, the statements that use it and the lifecycle agree on which
     states are done (a state added to DONE needs a new index and new statements)."""
