@@ -379,33 +379,32 @@ def read_figures(db: Path, runs: int) -> None:
 
 # -- 3. prune ------------------------------------------------------------------------------
 def prune_figures(big: Path, days: int) -> None:
+    from triage import log
+    from triage.store import prune as store_prune
+    from triage.store.sqlite import Store
+
+    log.setup("warning")
     with tempfile.TemporaryDirectory(dir=big.parent) as tmp:
         target = copy(big, Path(tmp) / "big.db")
-        start = time.perf_counter()
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "triage.cli",
-                "--log-level",
-                "warning",
-                "prune",
-                "--older-than",
-                str(days),
-                "--now",
-                _iso(NOW),
-                "--json",
-                "--db",
-                str(target),
-            ],  # fmt: skip
-            capture_output=True,
-            text=True,
-        )
-        elapsed = time.perf_counter() - start
-        assert done.returncode == 0, done.stderr
-        result = json.loads(done.stdout)
-    print(f"prune --older-than {days} on a copy: {elapsed:.1f} s as a command")
-    print(f"  {json.dumps(result)}")
+        store = Store(target)
+        try:
+            started = time.perf_counter()
+            dry = store_prune.prune(store, NOW - timedelta(days=days), NOW, dry_run=True)
+            dry_s = time.perf_counter() - started
+            started = time.perf_counter()
+            done = store_prune.prune(store, NOW - timedelta(days=days), NOW)
+            done_s = time.perf_counter() - started
+        finally:
+            store.close()
+    locks = sorted(done.lock_ms)
+    print(f"prune --older-than {days} on a copy of the big store (in-process)")
+    print(f"  dry run   {dry_s:.1f} s: {json.dumps(dry.as_json())}")
+    print(f"  prune     {done_s:.1f} s: {json.dumps(done.as_json())}")
+    print(
+        f"  write lock per batch of {store_prune.BATCH}: median {statistics.median(locks):.0f} ms,"
+        f" p95 {locks[int(0.95 * (len(locks) - 1))]:.0f} ms, longest {locks[-1]:.0f} ms"
+        f" ({len(locks)} transactions)"
+    )
 
 
 def main() -> None:
