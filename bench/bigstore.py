@@ -252,6 +252,8 @@ def copy(src: Path, dst: Path) -> Path:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     shutil.copyfile(src, dst)
+    with open(dst, "rb+") as fh:  # written out now, not by the kernel during what is timed
+        os.fsync(fh.fileno())
     return dst
 
 

@@ -61,12 +61,14 @@ def outcome_counts(
     it. tests/test_tracking.py checks that both count the same.
     """
     at = instants.iso(now)
-    return store.conn.execute(
+    rows = store.conn.execute(
+        # Answered tickets are compared once each: within adds 1, late adds 2**32, so one
+        # sum carries both counts (a priority never has 2**32 tickets). Two sums cost each
+        # answered ticket its instants parsed twice: a third of the time.
         "SELECT priority, MIN(level), COUNT(*), SUM(response_due IS NULL),"
-        " SUM(response_due IS NOT NULL AND first_response_at IS NOT NULL"
-        "  AND julianday(first_response_at) <= julianday(response_due)),"
-        " SUM(response_due IS NOT NULL AND first_response_at IS NOT NULL"
-        "  AND julianday(first_response_at) > julianday(response_due)),"
+        " SUM(CASE WHEN response_due IS NULL OR first_response_at IS NULL THEN 0"
+        "  WHEN julianday(first_response_at) <= julianday(response_due) THEN 1"
+        "  ELSE 4294967296 END),"
         " SUM(response_due IS NOT NULL AND first_response_at IS NULL"
         "  AND julianday(response_due)"
         "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now))))"
@@ -75,6 +77,10 @@ def outcome_counts(
         " GROUP BY priority",
         {"now": at, "since": instants.iso(since) if since else None},
     ).fetchall()
+    return [
+        (priority, level, n, no_target, answered & 0xFFFFFFFF, answered >> 32, breached)
+        for priority, level, n, no_target, answered, breached in rows
+    ]
 
 
 def tracked(store: Store) -> list[Ticket]:
