@@ -133,14 +133,18 @@ def _batch(
             (keys,),
         ).fetchall()
         own = [(r[0], r[2], r[3]) for r in rows if r[3]]  # (id, Message-ID, hash)
-        kept = _kept_bytes(store, own, gone_messages | set(ids))
+        if dry:  # every row a dry run has counted so far stands for one pruned
+            gone_messages.update(ids)
+            going = gone_messages
+        else:
+            going = set(ids)
+        kept = _kept_bytes(store, own, going)
         result.messages += len(rows)
         result.bytes_freed += sum(r[4] for r in rows) + sum(n for _, n in kept)
         result.attachments += len(attachments)
         result.kept_bytes += len(kept)
         result.batches += 1
         if dry:
-            gone_messages.update(ids)
             gone_attachments.update(a[0] for a in attachments)
         else:
             conn.execute(
@@ -159,7 +163,7 @@ def _batch(
                 (instants.iso(now), json.dumps(ids)),
             )
         unlink = _unnamed(store, {a[1] for a in attachments if a[1]}, gone_attachments)
-        unlink += _unnamed_messages(store, own, gone_messages | set(ids))
+        unlink += _unnamed_messages(store, own, going)
         if not dry:
             conn.execute("COMMIT")
     except BaseException:
