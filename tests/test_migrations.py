@@ -120,6 +120,7 @@ YEARS_INDEXES = (  # migration 10's (tickets_open is partial: the open tickets o
         ("priority", "level", "response_due", "first_response_at", "paused_at", "created_at"),
     ),
     ("messages", ("action",)),
+    ("messages", ("action", "received_at")),
     ("attachments", ("sha256",)),
 )
 

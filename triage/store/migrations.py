@@ -187,7 +187,8 @@ def years_of_mail(db: sqlite_utils.Database) -> None:
     - the response report by a covering index: it counts every ticket, but reads the
       columns it needs, in priority order, never the wide rows;
     - messages by action (`status`'s held-for-review count, the filtered and quarantined
-      listings, the prune);
+      listings in id order, the prune), and by action and arrival (the desk's "filtered
+      today": it read every filtered message, and Datasette stopped it after 3 s);
     - attachments by content hash (the prune keeps a file another row still names);
     - `messages.pruned_at`: when the prune emptied a filtered message's row (its key and
       fingerprint stay, so the same mail fetched again is still a duplicate).
@@ -201,6 +202,10 @@ def years_of_mail(db: sqlite_utils.Database) -> None:
         " (priority, level, response_due, first_response_at, paused_at, created_at)"
     )
     db.execute("CREATE INDEX IF NOT EXISTS idx_messages_action ON messages (action)")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS idx_messages_action_received_at"
+        " ON messages (action, received_at)"
+    )
     db.execute("CREATE INDEX IF NOT EXISTS idx_attachments_sha256 ON attachments (sha256)")
     if "pruned_at" not in db["messages"].columns_dict:
         db["messages"].add_column("pruned_at", str)  # type: ignore[union-attr]
