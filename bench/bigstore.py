@@ -371,7 +371,7 @@ def startup(runs: int) -> list[float]:
     return out
 
 
-def queue_page(db: Path, runs: int) -> list[float]:
+def queue_page(db: Path, runs: int, path: str = "/triage/queue") -> list[float]:
     from triage.core import sla
     from triage.desk import web
 
@@ -381,7 +381,7 @@ def queue_page(db: Path, runs: int) -> list[float]:
         out = []
         for _ in range(runs + 1):
             start = time.perf_counter()
-            response = await ds.client.get("/triage/queue")
+            response = await ds.client.get(path)
             out.append(time.perf_counter() - start)
             assert response.status_code == 200, response.text[:500]
         return out[1:]
@@ -398,6 +398,8 @@ def read_figures(db: Path, runs: int) -> None:
         outside = as_command(db, args, runs)
         print(f"  triage {name:<15} in-process {ms(inside):>9}   as a command {ms(outside):>9}")
     print(f"  desk queue page (GET /triage/queue, in-process)  {ms(queue_page(db, runs))}")
+    today = queue_page(db, runs, "/triage/filtered-today")
+    print(f"  desk filtered-today page (GET /triage/filtered-today)  {ms(today)}")
 
 
 # -- 3. prune ------------------------------------------------------------------------------
