@@ -262,3 +262,26 @@ def test_filtered_lists_spam_apart_and_replay_json_carries_the_category(tmp_path
     assert len(everything.output.splitlines()) == 3  # the newsletter too, not the request
     wrong = runner.invoke(cli, ["filtered", "--db", str(db), "--category", "spamm"])
     assert wrong.exit_code != 0 and "spam" in wrong.output
+
+
+def test_a_long_listing_is_every_row_in_plain_aligned_columns_without_control_characters(
+    capsys,
+):
+    """Past LONG_TABLE rows a listing is plain text (rich drew 2,500 tickets in 2 s): every
+    row, each on its own line, the columns aligned, a sender's escape sequence defused."""
+    from triage.cli.common import LONG_TABLE, print_table
+
+    rows = [(f"T-{n:06d}", "open", "P3" if n % 2 else "P10", f"subject {n}") for n in range(500)]
+    rows[7] = ("T-000007", "open", "P1", "evil \x1b[2J\x07 subject\nsecond line")
+    assert len(rows) > LONG_TABLE
+    print_table(
+        "Tickets in t.db", ("ticket", "status", "priority", "subject"), rows, right=("priority",)
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "Tickets in t.db"
+    assert lines[1].split() == ["ticket", "status", "priority", "subject"]
+    assert len(lines) == 3 + 500
+    assert lines[3].startswith("T-000000  open         P10  subject 0")
+    assert lines[4].startswith("T-000001  open          P3  subject 1")  # figures right-aligned
+    assert "\x1b" not in lines[10] and "\x07" not in lines[10] and "second line" in lines[10]
+    assert len({line.index("subject ") for line in lines[3:] if "evil" not in line}) == 1

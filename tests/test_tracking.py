@@ -469,3 +469,50 @@ def test_a_lock_held_too_long_is_a_clear_error_not_a_traceback(desk, monkeypatch
     assert "fix:" in result.output and "Traceback" not in result.output
     assert desk.column(d["ticket"], "first_response_at") is None
     assert check.exit_code == 3 and "locked" in check.output  # a monitor: cannot tell
+
+
+# (priority, level, created, due, responded, paused): every outcome, both instant formats
+COUNTED = [
+    ("P1", 1, "2026-03-10T09:00:00Z", "2026-03-10T10:00:00Z", "2026-03-10T10:00:00Z", None),
+    ("P1", 1, "2026-03-10T09:00:00Z", "2026-03-10T10:00:00.5Z", "2026-03-10T10:00:00Z", None),
+    ("P1", 1, "2026-03-10T09:00:00Z", "2026-03-10T10:00:00Z", "2026-03-10T10:00:00.25Z", None),
+    ("P2", 2, "2026-03-10T09:00:00Z", "2026-03-10T13:00:00Z", None, None),  # breached
+    ("P2", 2, "2026-03-11T09:00:00Z", "2026-03-11T13:00:00Z", None, None),  # pending
+    ("P2", 2, "2026-03-10T09:00:00Z", "2026-03-10T13:00:00Z", None, "2026-03-10T12:00:00Z"),
+    ("P2", 2, "2026-03-10T09:00:00Z", "2026-03-10T13:00:00Z", None, "2026-03-10T14:00:00Z"),
+    ("P3", None, "2026-03-09T09:00:00Z", None, None, None),  # no target
+    (None, None, "2026-03-10T09:00:00Z", "2026-03-10T13:00:00Z", None, None),
+    ("", None, "2026-03-11T09:00:00Z", "2026-03-12T13:00:00Z", "2026-03-11T10:00:00Z", None),
+]
+
+
+@pytest.mark.parametrize("since", [None, "2026-03-10T00:00:00Z", "2026-03-11T00:00:00Z"])
+def test_the_report_counted_in_sql_is_the_report_tally_makes_of_every_ticket(tmp_path, since):
+    """The store counts the report in SQL (a store with years in it); `tally` over every
+    ticket read into Python is the definition it must agree with, edge by edge."""
+    from triage.core.sla import tracking as rules
+    from triage.store import tickets
+
+    store = Store(tmp_path / "t.db")
+    for n, (priority, level, created, due, responded, paused) in enumerate(COUNTED, start=1):
+        store.conn.execute(
+            "INSERT INTO tickets (id, number, status, requester, priority, level, created_at,"
+            " response_due, first_response_at, paused_at)"
+            " VALUES (?, ?, 'open', 'a@example.com', ?, ?, ?, ?, ?, ?)",
+            (n, f"T-{n:06d}", priority, level, created, due, responded, paused),
+        )
+    now = at("2026-03-11T10:00:00Z")
+    start = at(since) if since else None
+    counted = rules.tally_counted(tickets.outcome_counts(store, now, start))
+    assert counted == rules.tally(tickets.every(store), now, start)
+    store.close()
+    if since is None:  # and what that is, by hand
+        rows, total = counted
+        assert [
+            (r.priority, r.within, r.late, r.breached, r.pending, r.no_target) for r in rows
+        ] == [
+            ("P1", 2, 1, 0, 0, 0),
+            ("P2", 0, 0, 2, 2, 0),
+            ("(none)", 1, 0, 1, 0, 0),  # no level: after those with one, by name
+            ("P3", 0, 0, 0, 0, 1),
+        ]

@@ -1,6 +1,6 @@
 """The `triage` command line: the group, its shared options, and one module per command
 group (replay, explain, tickets, check, contacts, sla, ticket, daemon, quarantine, outbox, review,
-filtered, web, metrics), each thin: parse options, call, print."""
+filtered, web, metrics, backup, prune), each thin: parse options, call, print."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "web",
     "metrics",
     "backup",
+    "prune",
 )
 
 

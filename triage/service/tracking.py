@@ -32,7 +32,7 @@ from triage.core.sla.tracking import (
     due_events,
     is_breached,
     iso,
-    tally,
+    tally_counted,
     ticket_number_from,
     within,
 )
@@ -184,5 +184,5 @@ def respond(store: Store, number: str, at: datetime) -> Responded:
 
 def report(store: Store, now: datetime, since: datetime | None = None) -> Report:
     """Response figures per priority for tickets created at or after `since`."""
-    rows, total = tally(tickets.every(store), now, since)
+    rows, total = tally_counted(tickets.outcome_counts(store, now, since))
     return Report(now, since, rows, total)

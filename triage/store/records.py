@@ -254,10 +254,11 @@ def _bounce(store: Store, d: Decision, key: str, at: str | None) -> None:
         " AND message_id IN (SELECT value FROM json_each(?)))",
         (b.recipient, at, b.status, int(b.permanent), ticket_id, key, b.recipient, ids),
     )
-    conn.execute(
-        "UPDATE outbox SET status = 'bounced', last_error = ? WHERE status = 'sent'"
-        " AND lower(to_addr) = ? AND message_id IN (SELECT value FROM json_each(?))",
-        (f"{b.status or ''} {b.diagnostic or ''}".strip()[:500], b.recipient, ids),
+    conn.execute(  # the rows found by their Message-ID (an index), not by `sent`: most are
+        "UPDATE outbox SET status = 'bounced', last_error = ? WHERE id IN (SELECT id FROM"
+        " outbox WHERE message_id IN (SELECT value FROM json_each(?)))"
+        " AND status = 'sent' AND lower(to_addr) = ?",
+        (f"{b.status or ''} {b.diagnostic or ''}".strip()[:500], ids, b.recipient),
     )
 
 

@@ -306,6 +306,35 @@ def tally(
     return rows, total
 
 
+OUTCOMES = ("no_target", "within", "late", "breached", "pending")
+
+
+def tally_counted(
+    counted: Iterable[tuple[str | None, int | None, int, int, int, int, int]],
+) -> tuple[list[ReportRow], ReportRow]:
+    """`tally`'s result from counts made elsewhere (the store counts in SQL, by `outcome`'s
+    rules): one (priority, its most urgent level, tickets, no_target, within, late,
+    breached) per stored priority; the rest of each priority's tickets are pending."""
+    counts: dict[str, dict[str, int]] = {}
+    order: dict[str, int] = {}
+    for priority, level, tickets, *decided in counted:
+        label = priority or NO_PRIORITY  # None and "" are one row, as in `tally`
+        c = counts.setdefault(label, dict.fromkeys(("tickets", *OUTCOMES), 0))
+        c["tickets"] += tickets
+        for name, n in zip(OUTCOMES[:4], decided, strict=True):
+            c[name] += n
+        c["pending"] += tickets - sum(decided)
+        order[label] = min(order.get(label, 99), level if level is not None else 99)
+    rows = [
+        ReportRow(label, **counts[label]) for label in sorted(counts, key=lambda x: (order[x], x))
+    ]
+    total = ReportRow(
+        "total",
+        **{name: sum(getattr(r, name) for r in rows) for name in ("tickets", *OUTCOMES)},
+    )
+    return rows, total
+
+
 @dataclass(frozen=True, slots=True)
 class CheckResult:
     """What one check wrote (or, previewed, would write) at `now`, by ticket number."""
