@@ -59,7 +59,10 @@ def no_database(path: Path) -> TriageError:
 
 
 def open_store(config: Config, db_path: Path | None, create: bool = False):
-    """The store at --db or the configured path; an existing one unless `create`."""
+    """The store at --db, or the configured PostgreSQL database (`[store] url`), or the
+    configured path; an existing one unless `create`."""
+    if db_path is None and config.database is not None:
+        return postgres_store(config)
     path = db_path or config.db
     if not create and not path.is_file():
         raise no_database(path)
@@ -80,6 +83,20 @@ def store_at(path: Path | None, prefix: str):
     if ctx is not None and path is not None:
         ctx.meta["triage.db"] = path
     return Store(path, prefix, busy_timeout=WAIT_SECONDS)
+
+
+def postgres_store(config: Config):
+    """The store on `[store] url` (psycopg is imported only here, only then)."""
+    try:
+        from triage.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise TriageError(
+            config.path,
+            f"[store] url names a PostgreSQL database, and psycopg cannot be imported ({exc})",
+            "pip install 'triage[postgres]', or use [store] db for SQLite",
+        ) from None
+    assert config.database is not None
+    return PostgresStore(config.database, config.ticket_prefix, busy_timeout=WAIT_SECONDS)
 
 
 def busy_error(exc: BaseException) -> click.ClickException | None:

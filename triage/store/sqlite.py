@@ -32,6 +32,10 @@ def _iso(value: datetime | None) -> str | None:
 class Store:
     """The database and the attachment folder beside it."""
 
+    dialect = "sqlite"  # store/postgres.py's PostgresStore: "postgresql"
+    # errors of the database rather than of one message, beyond sqlite3's (engine/batch.py)
+    systemic: tuple[type[BaseException], ...] = ()
+
     def __init__(self, path: Path | None, prefix: str = "T-", busy_timeout: float = 5.0) -> None:
         """`path` None: an in-memory database for dry runs (same rules, nothing kept).
 
