@@ -112,11 +112,13 @@ class Postgres:
         _STARTED.append(pg)
         return pg
 
-    def _as_owner(self) -> list[str]:
-        """The prefix that runs a program as the unprivileged owner (nothing when not root)."""
+    def _as_owner(self, server: bool = False) -> list[str]:
+        """The prefix that runs a program as the unprivileged owner (nothing when not root);
+        the `server` shuts down fast when the test process dies without stopping it."""
         if os.geteuid() != 0:
             return []
-        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", "--"]
+        death = ["--pdeathsig=SIGINT"] if server else []
+        return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups", *death, "--"]
 
     def _prepare(self) -> None:
         bindir = _bin_dir()
@@ -169,7 +171,7 @@ class Postgres:
             "max_connections": "40",
             "logging_collector": "off",
         }
-        args = [*self._as_owner(), str(bindir / "postgres"), "-D", str(self.data_dir)]
+        args = [*self._as_owner(server=True), str(bindir / "postgres"), "-D", str(self.data_dir)]
         for name, value in settings.items():
             args += ["-c", f"{name}={value}"]
         with open(self.log_path, "ab") as log:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from triage import instants
-from triage.config import Config
+from triage.config import Config, load_config
 from triage.errors import InstantError, TriageError
 
 CONFIG = click.option(
@@ -140,10 +140,44 @@ def guard(command: click.Command) -> None:
             guard(sub)
 
 
+# The commands that work on a PostgreSQL store (`[store] url`); every other one that opens
+# a store refuses at its start while the configuration names one (docs/operations.md,
+# "PostgreSQL: what works today"). A command given --db works on that SQLite file.
+POSTGRES_COMMANDS = frozenset({"replay", "tickets", "status", "ticket show", "check", "sla due"})
+
+
+class NeedsSQLite(TriageError, RuntimeError):
+    """The command does not work on a PostgreSQL store yet."""
+
+
+def _refuse_postgres(name: str, kwargs: dict) -> None:
+    """Refuse `name` before it does anything when its configuration names a PostgreSQL
+    store and the command does not work on one yet (never a half-done write on SQLite's
+    default file instead, never a traceback later)."""
+    if name in POSTGRES_COMMANDS or "config_path" not in kwargs or kwargs.get("db_path"):
+        return
+    if kwargs["config_path"] is None:  # the shipped defaults: SQLite
+        return
+    config = load_config(kwargs["config_path"])
+    if config.database is None:
+        return
+    either = " (or pass --db PATH of an SQLite database)" if "db_path" in kwargs else ""
+    raise NeedsSQLite(
+        config.path,
+        f"`triage {name}` needs SQLite for now, and [store] url names a PostgreSQL database"
+        f" ({config.database.shown})",
+        f"run it with a configuration whose [store] db names the SQLite file{either};"
+        ' docs/operations.md, "PostgreSQL: what works today", lists what works on PostgreSQL',
+    )
+
+
 def _guarded(callback: Callable) -> Callable:
     @functools.wraps(callback)
     def run(*args, **kwargs):
         try:
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and "config_path" in kwargs:
+                _refuse_postgres(ctx.command_path.split(" ", 1)[-1], kwargs)
             return callback(*args, **kwargs)
         except TriageError as exc:
             raise failure(exc) from None

@@ -29,6 +29,7 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "store": {
         "db": str,
         "url": str,  # PostgreSQL instead of the file (triage/config/storage.py)
+        "files": str,  # with url: the folder of attachments and kept mail
         "password_file": str,
         "password_env": str,
         "password_credential": str,

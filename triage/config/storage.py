@@ -4,6 +4,8 @@ comes from (a file, the environment or a systemd credential: never the URL itsel
     [store]
     url = "postgresql://triage@db.msp.example:5432/triage"
     password_file = "/etc/triage/pg-password"
+    files = "/var/lib/triage/files"   # attachments, quarantined and held mail (default: beside
+                                      # the config file, triage.files)
 """
 
 from __future__ import annotations
@@ -12,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
-from triage.config import credentials
+from triage.config import credentials, fields
 from triage.config.credentials import Secret
 from triage.errors import ConfigError
 
 SCHEMES = ("postgresql", "postgres")
-KEYS = frozenset({"db", "url", *credentials.PASSWORD_KEYS})
+KEYS = frozenset({"db", "url", "files", *credentials.PASSWORD_KEYS})
 EXAMPLE = 'url = "postgresql://triage@db.example:5432/triage"'
 
 
@@ -27,6 +29,9 @@ class Database:
 
     url: str
     password: Secret | None = None
+    # attachments, quarantined and held mail, and large messages' bytes: a folder on this
+    # machine (SQLite keeps them beside its file, DB.files)
+    files: Path = Path("triage.files")
 
     @property
     def shown(self) -> str:
@@ -36,13 +41,13 @@ class Database:
 
 def parse(path: Path | str, table: dict) -> Database | None:
     """`[store]`'s url and password source; None when there is no url (SQLite)."""
-    given = [k for k in credentials.PASSWORD_KEYS if k in table]
+    given = [k for k in (*credentials.PASSWORD_KEYS, "files") if k in table]
     if "url" not in table:
         if given:
             raise ConfigError(
                 path,
                 f"store.{given[0]}",
-                "is a password for a PostgreSQL store, and there is no url",
+                "is for a PostgreSQL store, and there is no url",
                 f"add {EXAMPLE}, or remove {given[0]}",
             )
         return None
@@ -84,4 +89,11 @@ def parse(path: Path | str, table: dict) -> Database | None:
             path, "store.url", "names no database", f"write {EXAMPLE} (the database after /)"
         )
     del port  # read above only to refuse a port that is not a number
-    return Database(url, credentials.password(path, "store", table, required=False))
+    files = str(table.get("files", "triage.files")).strip()
+    if not files:
+        raise ConfigError(path, "store.files", "is empty", 'write files = "/var/lib/triage/files"')
+    return Database(
+        url,
+        credentials.password(path, "store", table, required=False),
+        Path(fields.beside(path, files)),
+    )

@@ -6,7 +6,7 @@ unchanged, their statements spelled for PostgreSQL by store/dialect.py. What dif
 here: opening (the URL and its password, the schema in store/postgres_schema.py), a
 batch's transaction (serialised with a transaction-level advisory lock, as SQLite's
 BEGIN IMMEDIATE serialises writers, because a ticket's number is decided from MAX(id)
-read in it), and no attachment folder: a PostgreSQL store keeps no files beside it yet.
+read in it), and where the attachment folder is (`[store] files`, not beside a file).
 
 psycopg is imported here only, and this module only when `[store] url` is configured.
 """
@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from triage.config.storage import Database
 from triage.errors import TriageError
 from triage.store import dialect, postgres_schema
+from triage.store.modes import Modes
 from triage.store.sqlite import Store
 
 # pg_advisory_xact_lock key held by a batch's transaction: one writer at a time, as SQLite
@@ -140,7 +141,15 @@ class PostgresStore(Store):
         self.busy_timeout = busy_timeout
         self.database = database
         self.path = None
-        self.files = None  # no folder beside a server's database (yet): see the module's note
+        # attachments and kept mail: a folder on this machine ([store] files), made as
+        # SQLite's DB.files is (store/modes.py)
+        self.files = database.files
+        self.modes = Modes.beside(self.files.parent)
+        try:
+            self.modes.mkdir(self.files)
+            self.modes.narrow(self.files)
+        except OSError:  # a read-only place: nothing is written
+            pass
         self.conn = Connection(connect(database, busy_timeout))  # type: ignore[assignment]
         # a statement waiting on a lock longer than a SQLite write would wait fails alike
         self.conn.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
