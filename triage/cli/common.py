@@ -158,7 +158,10 @@ def _refuse_postgres(name: str, kwargs: dict) -> None:
         return
     if kwargs["config_path"] is None:  # the shipped defaults: SQLite
         return
-    config = load_config(kwargs["config_path"])
+    try:
+        config = load_config(kwargs["config_path"])
+    except TriageError:  # the command reports its own configuration's errors, its own way
+        return
     if config.database is None:
         return
     either = " (or pass --db PATH of an SQLite database)" if "db_path" in kwargs else ""

@@ -152,7 +152,9 @@ class PostgresStore(Store):
             pass
         self.conn = Connection(connect(database, busy_timeout))  # type: ignore[assignment]
         # a statement waiting on a lock longer than a SQLite write would wait fails alike
-        self.conn.execute(f"SET lock_timeout = {int(busy_timeout * 1000)}")
+        self.conn.execute(
+            "SELECT set_config('lock_timeout', ?, false)", (f"{int(busy_timeout * 1000)}ms",)
+        )
         self.db = Rows(self.conn)  # type: ignore[assignment]
         postgres_schema.upgrade(self.conn, database.shown)  # type: ignore[arg-type]
         self._in_batch = False

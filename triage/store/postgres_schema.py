@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from triage import log
-from triage.store import deliveries, lifecycle, migrations, schema
+from triage.store import deliveries, migrations, schema
 
 if TYPE_CHECKING:
     from triage.store.postgres import Connection
@@ -89,8 +89,10 @@ def deliveries_table(conn: Connection) -> None:
 
 def delta_links(conn: Connection) -> None:
     """5: a Graph mailbox's delta link and its scope."""
-    for column in ("delta_link", "delta_scope"):
-        conn.execute(f"ALTER TABLE mailbox_state ADD COLUMN IF NOT EXISTS {column} TEXT")
+    conn.execute(
+        "ALTER TABLE mailbox_state ADD COLUMN IF NOT EXISTS delta_link TEXT,"
+        " ADD COLUMN IF NOT EXISTS delta_scope TEXT"
+    )
 
 
 def full_text_index(conn: Connection) -> None:
@@ -106,8 +108,10 @@ def full_text_index(conn: Connection) -> None:
 
 def ticket_lifecycle(conn: Connection) -> None:
     """7: a ticket's assignee, when it was last closed and when its clock was paused."""
-    for column in lifecycle.COLUMNS:
-        conn.execute(f"ALTER TABLE tickets ADD COLUMN IF NOT EXISTS {column} TEXT")
+    conn.execute(  # lifecycle.COLUMNS
+        "ALTER TABLE tickets ADD COLUMN IF NOT EXISTS assignee TEXT,"
+        " ADD COLUMN IF NOT EXISTS closed_at TEXT, ADD COLUMN IF NOT EXISTS paused_at TEXT"
+    )
 
 
 def message_bytes(conn: Connection) -> None:
@@ -138,9 +142,9 @@ LATEST = len(MIGRATIONS)
 # -- the runner -------------------------------------------------------------------------
 def version(conn: Connection) -> int:
     """The schema version of the database (0: none yet)."""
-    row = conn.execute(
-        "SELECT version FROM triage_schema WHERE id = 1" if _has_version_table(conn) else "SELECT 0"
-    ).fetchone()
+    if not _has_version_table(conn):
+        return 0
+    row = conn.execute("SELECT version FROM triage_schema WHERE id = 1").fetchone()
     return int(row[0]) if row else 0
 
 
