@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import triage
 from triage.cli import cli
+from triage.cli.common import NeedsSQLite
 from triage.config.endpoints import SecretError
 from triage.core.contact_rows import CsvError
 from triage.core.filters import RuleError
@@ -34,7 +35,6 @@ from triage.sinks.values import SinkConfigError
 from triage.sinks.webhook import WebhookSecretError
 from triage.sources.graph_auth import GraphError
 from triage.sources.imap import ImapError
-from triage.cli.common import NeedsSQLite
 from triage.store.backup import BackupError
 from triage.store.dialect import NotPortable
 from triage.store.lock import AlreadyRunning, LockError

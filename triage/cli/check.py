@@ -63,7 +63,9 @@ def check(config_path, connect) -> None:
     if config.database is None:
         click.echo(f"store    {config.db}")
     else:
-        click.echo(f"store    {config.database.shown} (PostgreSQL), files in {config.database.files}")
+        click.echo(
+            f"store    {config.database.shown} (PostgreSQL), files in {config.database.files}"
+        )
     if config.contacts_file is not None:
         click.echo(f"contacts {config.contacts_file}")
     for mb in config.mailboxes:
