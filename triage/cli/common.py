@@ -143,7 +143,23 @@ def guard(command: click.Command) -> None:
 # The commands that work on a PostgreSQL store (`[store] url`); every other one that opens
 # a store refuses at its start while the configuration names one (docs/operations.md,
 # "PostgreSQL: what works today"). A command given --db works on that SQLite file.
-POSTGRES_COMMANDS = frozenset({"replay", "tickets", "status", "ticket show", "check", "sla due"})
+POSTGRES_COMMANDS = frozenset(
+    {
+        "replay",
+        "tickets",
+        "status",
+        "check",
+        "sla check",
+        "sla due",
+        "ticket show",
+        "ticket assign",
+        "ticket note",
+        "ticket status",
+        "ticket priority",
+        "contacts import",
+        "contacts list",
+    }
+)
 
 
 class NeedsSQLite(TriageError, RuntimeError):
