@@ -227,3 +227,44 @@ def test_commands_do_not_import_psycopg_without_a_url():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_a_connection_the_server_drops_mid_batch_stops_it_and_commits_nothing(
+    tmp_path, postgres_url, rules
+):
+    """The server ends the store's session (a restart, an operator's pg_terminate_backend)
+    inside a batch: the batch raises the database's error, nothing of it is kept, no message
+    is quarantined for it, and the next store writes it whole."""
+    from datetime import UTC, datetime
+
+    import psycopg
+
+    from tests.support.postgres import PASSWORD
+    from triage.config.credentials import Secret
+    from triage.config.storage import Database
+    from triage.core.pipeline import analyse
+    from triage.engine.batch import run_batch
+    from triage.store.postgres import PostgresStore
+
+    from .conftest import human
+
+    secret = tmp_path / "pw"
+    secret.write_text(PASSWORD)
+    database = Database(postgres_url, Secret("file", str(secret)), tmp_path / "files")
+    now = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)
+    mail = [analyse(human(Message_ID=f"<m{n}@x>", Subject=f"s{n}"), f"m{n}", rules) for n in (1, 2)]
+    store = PostgresStore(database)
+    store.begin()
+    with psycopg.connect(postgres_url, password=PASSWORD, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (store.conn.raw.info.backend_pid,))
+    with pytest.raises(psycopg.OperationalError):
+        run_batch(store, rules, mail, now)
+    store.close()  # no second error
+    again = PostgresStore(database)
+    try:
+        assert again.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+        decided = run_batch(again, rules, mail, now)
+        assert [d.action for d in decided] == ["ticket", "ticket"]
+        assert [d.ticket for d in decided] == ["T-000001", "T-000002"]
+    finally:
+        again.close()

@@ -173,9 +173,12 @@ class PostgresStore(Store):
             self._in_batch = False
 
     def rollback(self) -> None:
+        """Roll the batch back; on a connection the server dropped, it is rolled back there
+        already (and the error that said so is the one the caller sees, not this one's)."""
         if self._in_batch:
-            self.conn.execute("ROLLBACK")
             self._in_batch = False
+            if not (self.conn.raw.closed or self.conn.raw.broken):
+                self.conn.execute("ROLLBACK")
 
     def index_later(self, message_row: int | None) -> None:
         """Nothing: PostgreSQL keeps the search column itself."""
@@ -184,6 +187,10 @@ class PostgresStore(Store):
         """Nothing: PostgreSQL keeps the search column itself."""
 
     def close(self) -> None:
-        if not self.conn.raw.closed:
+        """Roll back what is open and close (a dropped connection too: see rollback)."""
+        if self.conn.raw.closed:
+            return
+        try:
             self.rollback()
+        finally:
             self.conn.close()
