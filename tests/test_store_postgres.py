@@ -268,3 +268,28 @@ def test_a_connection_the_server_drops_mid_batch_stops_it_and_commits_nothing(
         assert [d.ticket for d in decided] == ["T-000001", "T-000002"]
     finally:
         again.close()
+
+
+def test_two_replays_at_once_into_one_database_store_each_message_once(tmp_path, postgres_url):
+    """Two processes write batches into one PostgreSQL database at the same time: batches
+    take turns (an advisory lock per transaction, as SQLite's BEGIN IMMEDIATE), so each
+    message is stored once, as a ticket or filtered by one and a duplicate to the other,
+    and ticket numbers run on without a gap or a clash."""
+    config = config_for(tmp_path, postgres_url)
+    command = [sys.executable, "-m", "triage.cli", "--log-level", "error", "replay"]
+    command += ["--config", str(config), "--now", NOW, "--json", str(FIXTURES)]
+    runs = [
+        subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    assert [run.returncode for run in runs] == [0, 0], [err[-2000:] for _, err in outputs]
+    decided = [[json.loads(line) for line in out.splitlines()] for out, _ in outputs]
+    assert [len(d) for d in decided] == [90, 90]
+    for first, second in zip(*decided, strict=True):
+        assert first["source"] == second["source"]
+        actions = sorted([first["action"], second["action"]])
+        assert actions.count("duplicate") >= 1, (first, second)
+        assert "quarantined" not in actions
+    numbers = sorted(d["ticket"] for run in decided for d in run if d["action"] == "ticket")
+    assert numbers == [f"T-{n:06d}" for n in range(1, 23)]
