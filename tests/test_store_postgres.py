@@ -122,6 +122,11 @@ def test_replay_into_postgres_gives_the_rows_sqlite_gets_and_the_commands_agree(
         lite_code, lite_out = run(*args[:n], "--config", str(lite_config), *args[n:])
         pg_code, pg_out = run(*args[:n], "--config", str(pg_config), *args[n:])
         assert (pg_code, pg_out) == (lite_code, lite_out), args
+    # a listing names the database it lists: the URL, not the file the defaults would use
+    code, out = run("tickets", "--config", str(pg_config))
+    assert code == 0 and "Tickets in postgresql://" in out and "triage.db" not in out, out
+    code, out = run("ticket", "show", "--config", str(pg_config), "T-000099")
+    assert code == 1 and postgres_url in out and "fix: `triage tickets` lists" in out, out
     lite = Store(tmp_path / "t.db")
     pg = PostgresStore(load_config(pg_config).database)
     try:  # what those commands wrote is the same too

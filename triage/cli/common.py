@@ -58,6 +58,14 @@ def no_database(path: Path) -> TriageError:
     )
 
 
+def where(config: Config, db_path: Path | None) -> str:
+    """The store a command works on, as its messages name it: --db, or the PostgreSQL URL
+    (`[store] url`, no secret in it), or the configured file."""
+    if db_path is None and config.database is not None:
+        return config.database.shown
+    return str(db_path or config.db)
+
+
 def open_store(config: Config, db_path: Path | None, create: bool = False):
     """The store at --db, or the configured PostgreSQL database (`[store] url`), or the
     configured path; an existing one unless `create`."""

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triage.cli.common import CONFIG, instant, postgres_store, store_at
+from triage.cli.common import CONFIG, instant, postgres_store, store_at, where
 from triage.config import load_config
 from triage.core.pipeline import Action, Decision
 from triage.errors import TriageError
@@ -112,8 +112,8 @@ def replay(
         written = folder.write_deliveries(queued, config.sinks, sinks_dir)
         err.print(f"wrote {written} sink deliveries that would be sent to {sinks_dir}/")
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
-    where = "nothing stored (dry run)" if dry_run else f"stored in {_where(config, db_path)}"
-    err.print(f"{summary.total} message(s): {counts or 'none'}; {where}")
+    stored = "nothing stored (dry run)" if dry_run else f"stored in {where(config, db_path)}"
+    err.print(f"{summary.total} message(s): {counts or 'none'}; {stored}")
     if summary.interrupted is not None:
         name = signal.Signals(summary.interrupted).name
         err.print(f"interrupted by {name}: the messages above are stored; run again for the rest")
@@ -124,12 +124,6 @@ def replay(
             "nothing could be read: no .eml file, maildir or mbox found, or none readable",
             "give .eml files, folders of them, maildirs or mbox files",
         )
-
-
-def _where(config, db_path: Path | None) -> str:
-    if db_path is None and config.database is not None:
-        return config.database.shown
-    return str(db_path or config.db)
 
 
 class _Progress:
