@@ -107,6 +107,10 @@ def test_replay_into_postgres_gives_the_rows_sqlite_gets_and_the_commands_agree(
     at = ["--at", "2026-03-10T15:00:00Z", "--by", "ana"]
     for args in (
         ["contacts", "list"],
+        ["filtered", "--json"],
+        ["filtered", "--category", "spam", "--json"],
+        ["review", "--json"],
+        ["report", "--now", NOW, "--json"],
         ["ticket", "assign", "T-000001", "ben", *at],
         ["ticket", "note", "T-000001", "called back", *at],
         ["ticket", "status", "T-000002", "resolved", *at],
@@ -125,6 +129,10 @@ def test_replay_into_postgres_gives_the_rows_sqlite_gets_and_the_commands_agree(
     # a listing names the database it lists: the URL, not the file the defaults would use
     code, out = run("tickets", "--config", str(pg_config))
     assert code == 0 and "Tickets in postgresql://" in out and "triage.db" not in out, out
+    code, out = run("filtered", "--config", str(pg_config))
+    assert code == 0 and "Filtered in postgresql://" in out and "triage.db" not in out, out
+    code, out = run("report", "--config", str(pg_config), "--now", NOW)
+    assert code == 0 and "First responses in postgresql://" in out, out
     code, out = run("ticket", "show", "--config", str(pg_config), "T-000099")
     assert code == 1 and postgres_url in out and "fix: `triage tickets` lists" in out, out
     lite = Store(tmp_path / "t.db")
@@ -201,8 +209,8 @@ def test_a_wrong_password_names_the_url_and_the_fix(tmp_path, postgres_url):
         (["web"], []),
         (["backup"], ["{tmp}/copy.db"]),
         (["ticket", "respond"], ["T-000001"]),
-        (["filtered"], []),
-        (["report"], []),
+        (["report"], ["--html", "{tmp}/report.html"]),
+        (["review", "release"], ["KEY"]),
         (["explain"], ["T-000001"]),
         (["metrics"], []),
     ],

@@ -195,8 +195,9 @@ class Store:
             self.db.query(
                 "SELECT id, received_at, reason, json_extract(decision, '$.category') AS category,"
                 " from_addr, subject, message_id, source FROM messages WHERE action = 'filtered'"
-                " AND (:category IS NULL OR json_extract(decision, '$.category') = :category)"
-                " AND (:reason IS NULL OR reason = :reason) ORDER BY id DESC LIMIT :limit",
+                " AND (CAST(:category AS TEXT) IS NULL"  # typed: PostgreSQL must know it
+                " OR json_extract(decision, '$.category') = :category)"
+                " AND (CAST(:reason AS TEXT) IS NULL OR reason = :reason) ORDER BY id DESC LIMIT :limit",
                 {"category": category or None, "reason": reason or None, "limit": limit},
             )
         )
