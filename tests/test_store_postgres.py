@@ -91,9 +91,15 @@ def test_replay_into_postgres_gives_the_rows_sqlite_gets_and_the_commands_agree(
     pg = PostgresStore(load_config(pg_config).database)
     try:
         want, got = rows_of(lite), rows_of(pg)
+        # the full-text column is kept by PostgreSQL itself, under its GIN index
+        found = pg.conn.execute(
+            "SELECT subject, body FROM messages WHERE search @@ plainto_tsquery('simple', ?)",
+            ("printer",),
+        ).fetchall()
     finally:
         lite.close()
         pg.close()
+    assert found and all("printer" in f"{s} {b}".lower() for s, b in found), found
     assert len(want["tickets"]) == 22 and len(want["outbox"]) > 0 and want["deliveries"]
     assert sum(t["contact"] is not None for t in want["tickets"]) >= 2  # contacts matched
     for name in ROWS:
