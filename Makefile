@@ -26,7 +26,9 @@ $(VENV)/.installed-test: pyproject.toml setup.py | $(BIN)/python
 # libraries) and sasl2-bin are installed, and cyrus-imapd's imapd is unpacked into CYRUS_IMAPD
 # with dpkg-deb, not installed (tests/support/cyrus.py looks there). Debian's chromium is the
 # browser the desk's tests drive headless through Playwright (tests/support/browser.py); no
-# browser is downloaded from anywhere else.
+# browser is downloaded from anywhere else. PostgreSQL's server (the `postgresql` package) is
+# started privately by tests/support/postgres.py as the unprivileged `postgres` user; Debian's
+# own cluster is not used (its service may be left stopped).
 CYRUS_IMAPD := /usr/local/lib/triage-tests/cyrus-imapd
 CYRUS_DEBS := cyrus-common sasl2-bin
 
@@ -54,6 +56,13 @@ servers:
 	    mkdir -p $(CYRUS_IMAPD) && dpkg-deb -x $$debs/cyrus-imapd_*.deb $(CYRUS_IMAPD) && rm -rf $$debs || \
 	    echo "note: could not set up Cyrus IMAP; its tests will skip"; \
 	  else echo "note: Cyrus IMAP not set up (run make servers as root); its tests will skip"; fi)
+	@ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || ( \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    (apt-get install -y -q postgresql >/dev/null 2>&1 || \
+	     (apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null)) || \
+	    echo "note: could not install postgresql; PostgreSQL tests will skip"; \
+	  else echo "note: postgresql not installed (apt-get install postgresql); PostgreSQL tests will skip"; fi)
 	@test -x /usr/bin/chromium || ( \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    export DEBIAN_FRONTEND=noninteractive; \

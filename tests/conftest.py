@@ -134,3 +134,52 @@ def make_smtp_sink(tmp_path):
 def smtp_sink(make_smtp_sink):
     """A fresh SMTP sink on 127.0.0.1 that accepts and saves every message."""
     return make_smtp_sink()
+
+
+# --- PostgreSQL (tests/support/postgres.py): one private server per session, a database per test
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory):
+    """A private PostgreSQL for the session; skips when it can't run here."""
+    from tests.support.postgres import Postgres, skip_reason
+
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    pg = Postgres.start(tmp_path_factory.mktemp("postgres"))
+    try:
+        yield pg
+    finally:
+        pg.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A new empty database on the session's PostgreSQL: its URL (the password is not in
+    it: `PASSWORD` in tests/support/postgres.py, given as a config's password source)."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    """A fresh store on each backend: SQLite in tmp_path, or a new database on the session's
+    private PostgreSQL (skipped with the reason when it can't run here). Closed at teardown."""
+    if request.param == "sqlite":
+        from triage.store.sqlite import Store
+
+        made = Store(tmp_path / "t.db")
+    else:
+        from tests.support.postgres import PASSWORD
+        from triage.config.credentials import Secret
+        from triage.config.storage import Database
+        from triage.store.postgres import PostgresStore
+
+        url = request.getfixturevalue("postgres_url")
+        secret = tmp_path / "pg-password"
+        secret.write_text(PASSWORD)
+        made = PostgresStore(Database(url, Secret("file", str(secret)), tmp_path / "t.files"))
+    try:
+        yield made
+    finally:
+        made.close()

@@ -12,6 +12,7 @@ triage/sinks/config.py) without a row in tests/test_config_effects_sinks.py.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import shutil
 import socket
@@ -125,6 +126,24 @@ class Env:
     def sink(self, **options) -> servers.SmtpSink:
         return self._sink(**options)
 
+    def postgres(self) -> str:
+        """A new database on the session's private PostgreSQL (skips when there is none)."""
+        return self.request.getfixturevalue("postgres_url")
+
+    def replay_cli(self, config: Path, *raws: bytes) -> list[dict]:
+        """`triage replay --config` of `raws` (written as .eml files): its JSON lines."""
+        mail = self.tmp / "mail"
+        mail.mkdir(exist_ok=True)
+        for n, raw in enumerate(raws):
+            (mail / f"{n:02d}.eml").write_bytes(raw)
+        done = CliRunner().invoke(
+            cli,
+            ["--log-level", "error", "replay", "--config", str(config), "--json"]
+            + ["--now", instants.iso(NOW), str(mail)],
+        )
+        assert done.exit_code == 0, done.output
+        return [json.loads(line) for line in done.output.splitlines() if line.startswith("{")]
+
     def secret(self, text: str, name: str = "pw") -> Path:
         path = self.tmp / name
         path.write_text(text + "\n")
@@ -223,8 +242,9 @@ def toml(value: object) -> str:
 
 
 @pytest.fixture
-def env(tmp_path, monkeypatch, make_dovecot, make_smtp_sink) -> Env:
+def env(tmp_path, monkeypatch, make_dovecot, make_smtp_sink, request) -> Env:
     made = Env(tmp_path, monkeypatch, make_dovecot, make_smtp_sink)
+    made.request = request
     yield made
     for g in made.graphs:
         g.stop()
@@ -380,6 +400,67 @@ def _store_db(env: Env) -> None:
         "SELECT number FROM tickets"
     ).fetchall() == [("T-000001",)]
     assert not env.db.exists()
+
+
+def _postgres_tickets(url: str, password: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(url, password=password) as conn:
+        return conn.execute("SELECT number, requester FROM tickets ORDER BY id").fetchall()
+
+
+@effect("store.url", "store.password_file", "store.files")
+def _store_url(env: Env) -> None:
+    from tests.support.postgres import PASSWORD
+
+    url = env.postgres()
+    secret = env.secret(PASSWORD, "pg-password")
+    config = env.config(
+        f'[store]\nurl = "{url}"\npassword_file = "{secret.name}"\nfiles = "kept"\n'
+    )
+    attached = build(
+        {
+            "From": "Jane Doe <jane@acme.example>",
+            "To": "support@msp.example",
+            "Subject": "Screenshot of the error",
+            "Date": "Tue, 10 Mar 2026 09:12:00 +0000",
+            "Message-ID": "<shot@mail.acme.example>",
+            "MIME-Version": "1.0",
+            "Content-Type": 'multipart/mixed; boundary="b"',
+        },
+        "--b\nContent-Type: text/plain\n\nThe error is attached.\n--b\n"
+        'Content-Type: application/octet-stream\nContent-Disposition: attachment; filename="e.bin"\n'
+        "Content-Transfer-Encoding: base64\n\nAAECAwQFBgcICQ==\n--b--\n",
+    )
+    (d,) = env.replay_cli(config, attached)
+    assert d["ticket"] == "T-000001"
+    assert _postgres_tickets(url, PASSWORD) == [("T-000001", "jane@acme.example")]
+    assert not env.db.exists() and not (env.tmp / "triage.db").exists()
+    sha = hashlib.sha256(bytes(range(10))).hexdigest()
+    assert (env.tmp / "kept" / sha[:2] / sha).read_bytes() == bytes(range(10))
+    secret.write_text("wrong\n")  # the password is read from the file named
+    done = CliRunner().invoke(cli, ["tickets", "--config", str(config)])
+    assert done.exit_code == 1 and "password authentication failed" in done.output
+
+
+@effect("store.password_env", "store.password_credential")
+def _store_password_sources(env: Env) -> None:
+    from tests.support.postgres import PASSWORD
+
+    url = env.postgres()
+    creds = env.tmp / "credentials"
+    creds.mkdir()
+    (creds / "pg-password").write_text(PASSWORD)
+    env.monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    env.monkeypatch.setenv("TRIAGE_TEST_PG", PASSWORD)
+    for source in ('password_env = "TRIAGE_TEST_PG"', 'password_credential = "pg-password"'):
+        config = env.config(f'[store]\nurl = "{url}"\n{source}\n', name="pg.toml")
+        assert env.replay_cli(config, request())[0]["action"] in ("ticket", "duplicate")
+        assert _postgres_tickets(url, PASSWORD) == [("T-000001", "jane@acme.example")]
+    env.monkeypatch.setenv("TRIAGE_TEST_PG", "wrong")
+    config = env.config(f'[store]\nurl = "{url}"\npassword_env = "TRIAGE_TEST_PG"\n', "pg.toml")
+    done = CliRunner().invoke(cli, ["tickets", "--config", str(config)])
+    assert done.exit_code == 1 and "password authentication failed" in done.output
 
 
 # --------------------------------------------------------------------------- [sla]

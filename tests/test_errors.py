@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 import triage
 from triage.cli import cli
+from triage.cli.common import NeedsSQLite
 from triage.config.endpoints import SecretError
 from triage.core.contact_rows import CsvError
 from triage.core.filters import RuleError
@@ -35,8 +36,10 @@ from triage.sinks.webhook import WebhookSecretError
 from triage.sources.graph_auth import GraphError
 from triage.sources.imap import ImapError
 from triage.store.backup import BackupError
+from triage.store.dialect import NotPortable
 from triage.store.lock import AlreadyRunning, LockError
 from triage.store.migrations import SchemaError, SchemaTooNew
+from triage.store.postgres import Unreachable
 from triage.store.records import StaleFacts
 
 KINDS = [
@@ -68,6 +71,9 @@ KINDS = [
     WebError("--base-url", "'desk/' must start and end with /", "e.g. /desk/"),
     LifecycleError("T-000001", "is closed: it cannot become pending", "move it to open first"),
     BackupError("backup-1", "not empty", "give a new folder for each backup"),
+    NeedsSQLite("triage.toml", "`triage web` needs SQLite for now", "use [store] db"),
+    NotPortable("store", "'rowid' has no PostgreSQL form", "add a rule to store/dialect.py"),
+    Unreachable("postgresql://db/t", "cannot connect: refused", "check [store] url"),
 ]
 # Exceptions defined in triage/ that are signals inside one module, never raised out of it.
 INTERNAL = {"triage.core.filter_loader._KeyProblem", "triage.core.tnef.BudgetSpent"}

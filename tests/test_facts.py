@@ -37,7 +37,7 @@ def test_the_facts_of_a_batch_are_read_in_one_statement_by_index_only(tmp_path):
         assert any(s.startswith(f"SEARCH {table}") for s in steps), (table, steps)
 
 
-def test_the_store_answers_as_the_facts_carried_forward_do(rules, tmp_path):
+def test_the_store_answers_as_the_facts_carried_forward_do(rules, store):
     """Every fixture decided by the core alone and by the engine into a database; then what
     each fixture names is asked of both: the same answer, question by question."""
     analyses = [analyse(p.read_bytes(), str(p), rules) for p in sorted(FIXTURES.glob("*.eml"))]
@@ -45,12 +45,10 @@ def test_the_store_answers_as_the_facts_carried_forward_do(rules, tmp_path):
     for n, a in enumerate(analyses):
         d = decide(a, carried, rules, NOW)
         carried = carried.after(render(d, rules, NOW, AckIds(f"{n:016x}", "0" * 24)), NOW)
-    store = Store(tmp_path / "t.db")
     run_batch(store, rules, analyses[:40], NOW)  # two batches: the second reads the first
     run_batch(store, rules, analyses[40:], NOW)
     wanted = needs(analyses, rules.config.ticket_prefix)
     read = store.facts_for(wanted, NOW)
-    store.close()
     assert read.next_ticket == carried.next_ticket == 23
     assert {k: read.stored[k] for k in wanted.keys if k in read.stored} == {
         k: carried.stored[k] for k in wanted.keys if k in carried.stored
@@ -65,7 +63,7 @@ def test_the_store_answers_as_the_facts_carried_forward_do(rules, tmp_path):
         assert read.acks_since(address, since) == carried.acks_since(address, since), address
 
 
-def test_a_bounce_of_an_acknowledgement_in_the_same_batch_silences_its_address(rules, tmp_path):
+def test_a_bounce_of_an_acknowledgement_in_the_same_batch_silences_its_address(rules, store):
     """The core alone: our acknowledgement to gone@ bounces two messages later, and the next
     message from gone@ gets none. The engine, over two batches, says the same."""
     first = human(From="gone@acme.example", Message_ID="<g1@acme.example>")
@@ -83,7 +81,6 @@ def test_a_bounce_of_an_acknowledgement_in_the_same_batch_silences_its_address(r
     assert core[0].bounce is not None and core[0].linked_ticket == "T-000001"
     assert core[1].auto_reply is False and "bounced permanently" in core[1].reply_suppressed
 
-    store = Store(tmp_path / "t.db")
     run_batch(store, rules, [analyse(first, "1", rules)], NOW)
     (ack_id,) = store.conn.execute("SELECT message_id FROM outbox").fetchone()
     engine = run_batch(
@@ -92,7 +89,6 @@ def test_a_bounce_of_an_acknowledgement_in_the_same_batch_silences_its_address(r
         [analyse(dsn(ack_id, "gone@acme.example"), "0", rules), analyse(again, "1", rules)],
         NOW,
     )
-    store.close()
     assert [(d.action, d.linked_ticket, d.reply_suppressed) for d in engine] == [
         (d.action, d.linked_ticket, d.reply_suppressed) for d in core
     ]

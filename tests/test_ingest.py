@@ -9,7 +9,6 @@ import pytest
 
 from triage.core.pipeline import Action, analyse
 from triage.engine import batch as ingest
-from triage.store.sqlite import Store
 
 from .conftest import human
 
@@ -25,9 +24,8 @@ def _breaking(real, error: Exception):
     return decide
 
 
-def test_an_error_of_one_message_quarantines_it_and_keeps_its_bytes(tmp_path, rules, monkeypatch):
+def test_an_error_of_one_message_quarantines_it_and_keeps_its_bytes(store, rules, monkeypatch):
     monkeypatch.setattr(ingest, "decide", _breaking(ingest.decide, KeyError("no such thing")))
-    store = Store(tmp_path / "t.db")
     raws = [
         human(Message_ID="<a@x>", Subject="first"),
         human(Message_ID="<b@x>", Subject="boom"),
@@ -52,29 +50,35 @@ def test_an_error_of_one_message_quarantines_it_and_keeps_its_bytes(tmp_path, ru
     # a second delivery of the same bytes is a duplicate, not a second quarantine row
     (again,) = ingest.run_batch(store, rules, [analyse(raws[1], "m1-again", rules)], NOW, raws[1:2])
     assert again.action == Action.DUPLICATE
-    store.close()
 
 
-def test_without_bytes_the_message_is_still_recorded_once(tmp_path, rules, monkeypatch):
+def test_without_bytes_the_message_is_still_recorded_once(store, rules, monkeypatch):
     monkeypatch.setattr(ingest, "decide", _breaking(ingest.decide, ValueError("odd")))
-    store = Store(tmp_path / "t.db")
     raw = human(Message_ID="<b@x>", Subject="boom")
     (first,) = ingest.run_batch(store, rules, [analyse(raw, "file.eml", rules)], NOW)
     (second,) = ingest.run_batch(store, rules, [analyse(raw, "file.eml", rules)], NOW)
     assert (first.action, second.action) == (Action.QUARANTINED, Action.DUPLICATE)
-    store.close()
 
 
 @pytest.mark.parametrize(
-    "error", [sqlite3.OperationalError("disk I/O error"), OSError(28, "No space left on device")]
+    "error",
+    [
+        sqlite3.OperationalError("disk I/O error"),
+        OSError(28, "No space left on device"),
+        pytest.param("postgres", id="postgres-connection-lost"),
+    ],
 )
-def test_a_failing_database_or_disk_stops_the_batch(tmp_path, rules, monkeypatch, error):
+def test_a_failing_database_or_disk_stops_the_batch(store, rules, monkeypatch, error):
+    if error == "postgres":  # PostgreSQL's own: the connection to the server is gone
+        if store.dialect != "postgresql":
+            pytest.skip("PostgreSQL's error")
+        import psycopg
+
+        error = psycopg.OperationalError("server closed the connection unexpectedly")
     monkeypatch.setattr(ingest, "decide", _breaking(ingest.decide, error))
-    store = Store(tmp_path / "t.db")
     first = analyse(human(Message_ID="<ok@x>", Subject="fine"), "m0", rules)
     boom = analyse(human(Subject="boom"), "m1", rules)
     with pytest.raises(type(error)):
         ingest.run_batch(store, rules, [first, boom], NOW, [None, b"x"])
     # nothing of the batch is committed: it comes back whole
     assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
-    store.close()

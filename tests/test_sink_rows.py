@@ -52,10 +52,11 @@ def write_config(tmp_path: Path, text: str = SINKS) -> Path:
     return path
 
 
-def pipeline(tmp_path: Path, text: str = SINKS) -> tuple[Rules, Store]:
+def pipeline(tmp_path: Path, text: str = SINKS, store: Store | None = None) -> tuple[Rules, Store]:
+    """The rules of the sinks' config, and `store` (the conftest fixture: SQLite or
+    PostgreSQL) or the SQLite database the config names."""
     config = load_config(write_config(tmp_path, text))
-    store = Store(config.db, config.ticket_prefix)
-    return Rules.load(config), store
+    return Rules.load(config), store or Store(config.db, config.ticket_prefix)
 
 
 def rows(store: Store) -> list[dict]:
@@ -100,8 +101,8 @@ def test_check_refuses_an_unreadable_webhook_secret(tmp_path):
     assert "sink[0].secret_file" in done.output and "whsec_" in done.output
 
 
-def test_a_ticket_and_its_deliveries_commit_together(tmp_path):
-    rules, store = pipeline(tmp_path)
+def test_a_ticket_and_its_deliveries_commit_together(tmp_path, store):
+    rules, store = pipeline(tmp_path, store=store)
     raw = human(Subject="Server is down", From="Dana <dana@acme.example>")
     [d] = run_batch(store, rules, [analyse(raw, "m1", rules)], NOW, [raw])
     got = rows(store)
@@ -136,8 +137,8 @@ def test_no_ticket_without_its_delivery_rows_and_no_rows_without_the_ticket(tmp_
     assert other.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0] == 1
 
 
-def test_an_append_queues_ticket_appended_with_the_tickets_fields(tmp_path):
-    rules, store = pipeline(tmp_path)
+def test_an_append_queues_ticket_appended_with_the_tickets_fields(tmp_path, store):
+    rules, store = pipeline(tmp_path, store=store)
     first = human()
     reply = human(
         Subject="Re: Printer on floor 2 is jammed",
@@ -158,8 +159,8 @@ def test_an_append_queues_ticket_appended_with_the_tickets_fields(tmp_path):
     assert event.data["text"].startswith("Still jammed.")
 
 
-def test_a_duplicate_queues_nothing_and_a_filtered_message_nothing(tmp_path):
-    rules, store = pipeline(tmp_path)
+def test_a_duplicate_queues_nothing_and_a_filtered_message_nothing(tmp_path, store):
+    rules, store = pipeline(tmp_path, store=store)
     raw = human()
     run_batch(store, rules, [analyse(raw, "m1", rules)], NOW, [raw])
     run_batch(store, rules, [analyse(raw, "m1-again", rules)], NOW, [raw])
@@ -168,8 +169,8 @@ def test_a_duplicate_queues_nothing_and_a_filtered_message_nothing(tmp_path):
     assert [r["event_type"] for r in rows(store)] == ["ticket.created"]
 
 
-def test_a_quarantined_message_queues_message_quarantined(tmp_path):
-    rules, store = pipeline(tmp_path)
+def test_a_quarantined_message_queues_message_quarantined(tmp_path, store):
+    rules, store = pipeline(tmp_path, store=store)
     raw = b"\x00\x01 not mail at all"
     [d] = run_batch(store, rules, [analyse(raw, "junk.eml", rules)], NOW, [raw])
     assert str(d.action) == "quarantined"
@@ -182,11 +183,11 @@ def test_a_quarantined_message_queues_message_quarantined(tmp_path):
     )
 
 
-def test_sla_breach_queues_deliveries_in_the_checks_transaction_once(tmp_path):
+def test_sla_breach_queues_deliveries_in_the_checks_transaction_once(tmp_path, store):
     from triage.core import sla as sla_mod
     from triage.service import tracking
 
-    rules, store = pipeline(tmp_path)
+    rules, store = pipeline(tmp_path, store=store)
     raw = human(Subject="Server is down")
     [d] = run_batch(store, rules, [analyse(raw, "m1", rules)], NOW, [raw])
     policies = sla_mod.load_policies(rules.config.sla_dir)
@@ -203,16 +204,16 @@ def test_sla_breach_queues_deliveries_in_the_checks_transaction_once(tmp_path):
     assert event.data["due"] == d.due.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_no_sinks_no_rows(tmp_path):
-    rules, store = pipeline(tmp_path, "")
+def test_no_sinks_no_rows(tmp_path, store):
+    rules, store = pipeline(tmp_path, "", store=store)
     raw = human()
     run_batch(store, rules, [analyse(raw, "m1", rules)], NOW, [raw])
     assert rows(store) == []
 
 
-def test_rows_queue_one_per_event_and_sink(tmp_path):
+def test_rows_queue_one_per_event_and_sink(tmp_path, store):
     """INSERT OR IGNORE on (event, sink): queueing the same event again adds nothing."""
-    rules, store = pipeline(tmp_path)
+    rules, store = pipeline(tmp_path, store=store)
     event = Event.quarantined("evt_1", NOW, source="x.eml", message_id=None, error="bad")
     assert deliveries.queue(store.conn, rules.config.sinks, event, NOW) == 1
     deliveries.queue(store.conn, rules.config.sinks, event, NOW)

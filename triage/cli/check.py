@@ -37,7 +37,12 @@ def check(config_path, connect) -> None:
     from triage.service import connections, probes
 
     config = load_config(config_path)
-    rules = rules_for(config)
+    if config.database is None:
+        rules = rules_for(config)
+    else:  # a server's contacts are not read: check asks no server without --connect
+        from triage.core.pipeline import Rules
+
+        rules = Rules.load(config, ())
     enabled = sum(r.enabled for r in rules.filters.rules)
     click.echo(f"config   {config.path}")
     click.echo(
@@ -55,7 +60,12 @@ def check(config_path, connect) -> None:
         f"sla      {config.sla_dir}: policy {rules.policy.name}, plan {config.plan or rules.policy.default_plan}, time zone {config.timezone}"
     )
     click.echo(_objectives_line(config))
-    click.echo(f"store    {config.db}")
+    if config.database is None:
+        click.echo(f"store    {config.db}")
+    else:
+        click.echo(
+            f"store    {config.database.shown} (PostgreSQL), files in {config.database.files}"
+        )
     if config.contacts_file is not None:
         click.echo(f"contacts {config.contacts_file}")
     for mb in config.mailboxes:

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from triage import instants
-from triage.config import Config
+from triage.config import Config, load_config
 from triage.errors import InstantError, TriageError
 
 CONFIG = click.option(
@@ -58,8 +58,19 @@ def no_database(path: Path) -> TriageError:
     )
 
 
+def where(config: Config, db_path: Path | None) -> str:
+    """The store a command works on, as its messages name it: --db, or the PostgreSQL URL
+    (`[store] url`, no secret in it), or the configured file."""
+    if db_path is None and config.database is not None:
+        return config.database.shown
+    return str(db_path or config.db)
+
+
 def open_store(config: Config, db_path: Path | None, create: bool = False):
-    """The store at --db or the configured path; an existing one unless `create`."""
+    """The store at --db, or the configured PostgreSQL database (`[store] url`), or the
+    configured path; an existing one unless `create`."""
+    if db_path is None and config.database is not None:
+        return postgres_store(config)
     path = db_path or config.db
     if not create and not path.is_file():
         raise no_database(path)
@@ -80,6 +91,20 @@ def store_at(path: Path | None, prefix: str):
     if ctx is not None and path is not None:
         ctx.meta["triage.db"] = path
     return Store(path, prefix, busy_timeout=WAIT_SECONDS)
+
+
+def postgres_store(config: Config):
+    """The store on `[store] url` (psycopg is imported only here, only then)."""
+    try:
+        from triage.store.postgres import PostgresStore
+    except ImportError as exc:
+        raise TriageError(
+            config.path,
+            f"[store] url names a PostgreSQL database, and psycopg cannot be imported ({exc})",
+            "pip install 'triage[postgres]', or use [store] db for SQLite",
+        ) from None
+    assert config.database is not None
+    return PostgresStore(config.database, config.ticket_prefix, busy_timeout=WAIT_SECONDS)
 
 
 def busy_error(exc: BaseException) -> click.ClickException | None:
@@ -123,10 +148,66 @@ def guard(command: click.Command) -> None:
             guard(sub)
 
 
+# The commands that work on a PostgreSQL store (`[store] url`); every other one that opens
+# a store refuses at its start while the configuration names one (docs/operations.md,
+# "PostgreSQL: what works today"). A command given --db works on that SQLite file.
+POSTGRES_COMMANDS = frozenset(
+    {
+        "replay",
+        "tickets",
+        "status",
+        "filtered",
+        "review",
+        "report",
+        "check",
+        "sla check",
+        "sla due",
+        "ticket show",
+        "ticket assign",
+        "ticket note",
+        "ticket status",
+        "ticket priority",
+        "contacts import",
+        "contacts list",
+    }
+)
+
+
+class NeedsSQLite(TriageError, RuntimeError):
+    """The command does not work on a PostgreSQL store yet."""
+
+
+def _refuse_postgres(name: str, kwargs: dict) -> None:
+    """Refuse `name` before it does anything when its configuration names a PostgreSQL
+    store and the command does not work on one yet (never a half-done write on SQLite's
+    default file instead, never a traceback later)."""
+    if name in POSTGRES_COMMANDS or "config_path" not in kwargs or kwargs.get("db_path"):
+        return
+    if kwargs["config_path"] is None:  # the shipped defaults: SQLite
+        return
+    try:
+        config = load_config(kwargs["config_path"])
+    except TriageError:  # the command reports its own configuration's errors, its own way
+        return
+    if config.database is None:
+        return
+    either = " (or pass --db PATH of an SQLite database)" if "db_path" in kwargs else ""
+    raise NeedsSQLite(
+        config.path,
+        f"`triage {name}` needs SQLite for now, and [store] url names a PostgreSQL database"
+        f" ({config.database.shown})",
+        f"run it with a configuration whose [store] db names the SQLite file{either};"
+        ' docs/operations.md, "PostgreSQL: what works today", lists what works on PostgreSQL',
+    )
+
+
 def _guarded(callback: Callable) -> Callable:
     @functools.wraps(callback)
     def run(*args, **kwargs):
         try:
+            ctx = click.get_current_context(silent=True)
+            if ctx is not None and "config_path" in kwargs:
+                _refuse_postgres(ctx.command_path.split(" ", 1)[-1], kwargs)
             return callback(*args, **kwargs)
         except TriageError as exc:
             raise failure(exc) from None

@@ -11,7 +11,7 @@ import sys
 
 import click
 
-from triage.cli.common import CONFIG, DB, open_store, print_table
+from triage.cli.common import CONFIG, DB, open_store, print_table, where
 from triage.config import load_config
 
 
@@ -50,9 +50,8 @@ def filtered(config_path, db_path, category, reason, limit, as_json) -> None:
         for row in rows:
             sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
         return
-    where = db_path or config.db
     print_table(
-        f"Filtered in {where}" + (f" ({category})" if category else ""),
+        f"Filtered in {where(config, db_path)}" + (f" ({category})" if category else ""),
         ("received (UTC)", "reason", "category", "from", "subject"),
         (
             (

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from triage.cli.common import CONFIG, instant, store_at
+from triage.cli.common import CONFIG, instant, postgres_store, store_at, where
 from triage.config import load_config
 from triage.core.pipeline import Action, Decision
 from triage.errors import TriageError
@@ -71,7 +71,10 @@ def replay(
     config = load_config(config_path)
     rules = rules_for(config, db_path)
     now = instant(now_text, "--now")
-    store = store_at(None if dry_run else (db_path or config.db), config.ticket_prefix)
+    if not dry_run and db_path is None and config.database is not None:
+        store = postgres_store(config)
+    else:
+        store = store_at(None if dry_run else (db_path or config.db), config.ticket_prefix)
     store.outbox_status = "replay"
     mark = listings.outbox_mark(store)
     sink_mark = deliveries.mark(store)
@@ -109,8 +112,8 @@ def replay(
         written = folder.write_deliveries(queued, config.sinks, sinks_dir)
         err.print(f"wrote {written} sink deliveries that would be sent to {sinks_dir}/")
     counts = ", ".join(f"{v} {k}" for k, v in sorted(summary.counts.items()))
-    where = "nothing stored (dry run)" if dry_run else f"stored in {db_path or config.db}"
-    err.print(f"{summary.total} message(s): {counts or 'none'}; {where}")
+    stored = "nothing stored (dry run)" if dry_run else f"stored in {where(config, db_path)}"
+    err.print(f"{summary.total} message(s): {counts or 'none'}; {stored}")
     if summary.interrupted is not None:
         name = signal.Signals(summary.interrupted).name
         err.print(f"interrupted by {name}: the messages above are stored; run again for the rest")

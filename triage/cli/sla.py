@@ -15,7 +15,16 @@ from zoneinfo import ZoneInfo
 import click
 
 from triage import instants
-from triage.cli.common import CONFIG, DB, instant, no_database, open_store, print_table
+from triage.cli.common import (
+    CONFIG,
+    DB,
+    NeedsSQLite,
+    instant,
+    no_database,
+    open_store,
+    print_table,
+    where,
+)
 from triage.config import load_config
 from triage.errors import TriageError
 from triage.service import monitoring
@@ -24,7 +33,7 @@ from triage.service import monitoring
 def _open(config_path: Path | None, db_path: Path | None):
     """(config, store, path) of an existing database; never creates one."""
     config = load_config(config_path)
-    return config, open_store(config, db_path), db_path or config.db
+    return config, open_store(config, db_path), where(config, db_path)
 
 
 @click.group()
@@ -166,6 +175,14 @@ def report(config_path, db_path, since_text, now_text, as_json, html_path) -> No
     since = _since(since_text, config.timezone) if since_text else None
     now = instant(now_text, "--now")
     if html_path is not None:
+        if db_path is None and config.database is not None:
+            raise NeedsSQLite(
+                config.path,
+                "`triage report --html` needs SQLite for now, and [store] url names a"
+                f" PostgreSQL database ({config.database.shown})",
+                "leave out --html (the table and --json work on PostgreSQL), or pass --db PATH"
+                " of an SQLite database",
+            )
         _html_report(config, db_path or config.db, html_path, now, since)
     _config, store, path = _open(config_path, db_path)
     try:

@@ -19,7 +19,7 @@ from typing import TypeVar
 import click
 
 from triage import instants
-from triage.cli.common import CONFIG, DB, event_line, instant, open_store
+from triage.cli.common import CONFIG, DB, event_line, instant, open_store, where
 from triage.config import load_config
 from triage.core import lifecycle as rules
 from triage.core.sla import tracking as sla_tracking
@@ -48,7 +48,8 @@ class _Open:
 
     def __init__(self, config_path: Path | None, db_path: Path | None, number: str) -> None:
         self.config = load_config(config_path)
-        self.path = db_path or self.config.db
+        self.path = where(self.config, db_path)
+        self.on_postgres = db_path is None and self.config.database is not None
         self.number = ticket_number_from(number, self.config.ticket_prefix)
         self.store = open_store(self.config, db_path)
 
@@ -56,7 +57,9 @@ class _Open:
         return TriageError(
             self.path,
             f"no ticket {self.number}",
-            f"`triage tickets --db {self.path}` lists the tickets",
+            f"`triage tickets --db {self.path}` lists the tickets"
+            if not self.on_postgres
+            else "`triage tickets` lists the tickets",
         )
 
     def policies(self):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from triage.cli.common import CONFIG, instant, open_store, print_table
+from triage.cli.common import CONFIG, instant, open_store, print_table, where
 from triage.config import load_config
 
 
@@ -58,7 +58,7 @@ def tickets(config_path, db_path, open_only, breached, at_risk, now_text, as_jso
             sys.stdout.write(json.dumps(r, ensure_ascii=False) + "\n")
         return
     print_table(
-        f"Tickets in {db_path or config.db}",
+        f"Tickets in {where(config, db_path)}",
         ("ticket", "status", "priority", "due (UTC)", "requester", "match", "subject"),
         (
             (

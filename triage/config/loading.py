@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from triage.config import endpoints, fields, graph, sender
+from triage.config import endpoints, fields, graph, sender, storage
 from triage.config.values import Config, Queue
 from triage.errors import ConfigError
 
@@ -26,7 +26,14 @@ SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "smtp": {},
     "daemon": {},
     "rules": {"dir": str},
-    "store": {"db": str},
+    "store": {
+        "db": str,
+        "url": str,  # PostgreSQL instead of the file (triage/config/storage.py)
+        "files": str,  # with url: the folder of attachments and kept mail
+        "password_file": str,
+        "password_env": str,
+        "password_credential": str,
+    },
     "sla": {"policy": str, "plan": str, "timezone": str},
     "contacts": {
         "unknown": str,
@@ -143,6 +150,7 @@ def load_config(path: Path | None) -> Config:
         raise ConfigError(
             path, "store.db", f"{db} is a folder, not a database file", 'write db = "triage.db"'
         )
+    database = storage.parse(path, data.get("store", {}))
     never_reply = get("replies", "never_reply", defaults.never_reply)
     if not all(isinstance(x, str) and x.strip() for x in never_reply):
         raise ConfigError(
@@ -155,6 +163,7 @@ def load_config(path: Path | None) -> Config:
         path=str(path),
         rules_dir=rules_dir,
         db=db,
+        database=database,
         own_domains=own,
         support_address=support,
         display_name=sender.display_name(path, get("identity", "display_name", "")),

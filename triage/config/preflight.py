@@ -9,6 +9,7 @@ certificates) must not be writable by everyone.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shlex
 import shutil
@@ -187,6 +188,8 @@ def _rules(config: Config) -> list[Finding]:
 
 
 def _database(config: Config) -> list[Finding]:
+    if config.database is not None:
+        return _postgres(config)
     db = config.db
     if db.exists():
         if not db.is_file():
@@ -216,6 +219,27 @@ def _database(config: Config) -> list[Finding]:
             )
         ]
     return []
+
+
+def _postgres(config: Config) -> list[Finding]:
+    """`[store] url`: psycopg is there and the password's source can be read; the server is
+    not asked (check runs where the database may not be reachable, as the token command)."""
+    database = config.database
+    assert database is not None
+    found = []
+    if importlib.util.find_spec("psycopg") is None:
+        found.append(
+            _finding(
+                ERROR,
+                config.path,
+                "store.url",
+                "a PostgreSQL store needs psycopg, which is not installed",
+                "pip install 'triage[postgres]' (psycopg 3), or use db for SQLite",
+            )
+        )
+    if database.password is not None:
+        found += _secret(config, "store", database.password, oauth=False)
+    return found
 
 
 def _contacts(config: Config, path: Path) -> list[Finding]:

@@ -15,6 +15,7 @@ from triage.core.values import by_position
 from triage.errors import ConfigError
 
 if TYPE_CHECKING:
+    from triage.config.storage import Database
     from triage.sinks.config import SinkConfig
     from triage.sinks.graph_mail import GraphSending
     from triage.sources.graph import GraphMailbox
@@ -45,6 +46,8 @@ class Config:
     path: str = "(defaults)"
     rules_dir: Path = field(default_factory=shipped_rules)
     db: Path = Path("triage.db")
+    # [store] url: a PostgreSQL database instead of `db` (triage/config/storage.py)
+    database: Database | None = None
     own_domains: frozenset[str] = frozenset({"triage.invalid"})
     support_address: str = "support@triage.invalid"
     display_name: str = ""  # [identity] display_name: From: "name <support_address>" of acks

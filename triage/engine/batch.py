@@ -76,7 +76,7 @@ def write_batch(
         try:
             d, facts = _one(store, rules, analysis, facts, now, raw, ack_at)
         except Exception as exc:
-            if _systemic(exc):
+            if _systemic(exc) or isinstance(exc, store.systemic):
                 raise
             log.get(component="ingest").exception("message_store_failed", source=analysis.source)
             d, facts = _one(store, rules, _failed(analysis, raw, exc), facts, now, raw, ack_at)

@@ -18,5 +18,5 @@ from triage.store import contacts as contacts_store
 def rules_for(config: Config, db: Path | None = None) -> Rules:
     """Rules with the contacts stored in `db` (the configured database when None; none
     while it does not exist). Raises the TriageError of the first unusable file."""
-    where = config if db is None else replace(config, db=db)
+    where = config if db is None else replace(config, db=db, database=None)
     return Rules.load(config, contacts_store.load_for(where))

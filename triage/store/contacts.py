@@ -24,6 +24,14 @@ class ImportReport:
 
 def load_for(config: Config) -> tuple[Contact, ...]:
     """Contacts stored in the configured database (none when it does not exist yet)."""
+    if config.database is not None:
+        from triage.store.postgres import PostgresStore
+
+        store = PostgresStore(config.database, config.ticket_prefix)
+        try:
+            return load(store)
+        finally:
+            store.close()
     if not config.db.exists():
         return ()
     from triage.store.sqlite import Store

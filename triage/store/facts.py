@@ -66,11 +66,32 @@ UNION ALL
 SELECT 'next', NULL, COALESCE(MAX(id), 0) + 1, NULL, NULL, NULL FROM tickets
 """
 
+# The same on PostgreSQL (spelled by store/dialect.py), where it must differ in meaning: a
+# grouped query takes no bare column (the thread's ticket is its first row's, by DISTINCT
+# ON), and the columns of a UNION have one type each (text).
+FACTS_SQL_POSTGRES = (
+    FACTS_SQL.replace(
+        """    SELECT message_id AS mid, MIN(id) AS first, ticket_id FROM messages
+    WHERE message_id IN (SELECT v FROM wanted_ids) AND ticket_id IS NOT NULL
+    GROUP BY message_id""",
+        """    SELECT DISTINCT ON (message_id) message_id AS mid, id AS first, ticket_id FROM messages
+    WHERE message_id IN (SELECT v FROM wanted_ids) AND ticket_id IS NOT NULL
+    ORDER BY message_id, id""",
+    )
+    .replace("SELECT 'key', message_key,", "SELECT 'key'::text, message_key,")
+    .replace("s.rcpt, s.id, NULL FROM sent", "s.rcpt, s.id::text, NULL FROM sent")
+    .replace("priority, timezone)\n  FROM tickets", "priority, timezone)::text\n  FROM tickets")
+    .replace(
+        "k.priority, k.timezone) FROM tickets k", "k.priority, k.timezone)::text FROM tickets k"
+    )
+    .replace("COALESCE(MAX(id), 0) + 1, NULL", "(COALESCE(MAX(id), 0) + 1)::text, NULL")
+)
+
 
 def read(store: Store, needs: Needs, now: datetime) -> Facts:
     """The facts for a batch decided at `now`: one query, whatever the batch's size."""
     rows = store.conn.execute(
-        FACTS_SQL,  # a literal (docs/security.md, "SQL")
+        FACTS_SQL_POSTGRES if store.dialect == "postgresql" else FACTS_SQL,  # literals
         {
             "keys": json.dumps(sorted(needs.keys)),
             "ids": json.dumps(sorted(needs.message_ids)),
@@ -94,7 +115,7 @@ def read(store: Store, needs: Needs, now: datetime) -> Facts:
         elif kind == "thread":
             threads[a] = b
         elif kind == "sent":
-            outbox.append((d, a, b, c))
+            outbox.append((int(d), a, b, c))  # text on PostgreSQL
         elif kind == "ticket":
             state = json.loads(e)
             state[2] = bool(state[2])
@@ -104,7 +125,7 @@ def read(store: Store, needs: Needs, now: datetime) -> Facts:
         elif kind == "ack":
             acks.setdefault(a, []).append(b)
         else:
-            next_ticket = b
+            next_ticket = int(b)
     return Facts(
         stored=stored,
         threads=threads,

@@ -32,6 +32,10 @@ def _iso(value: datetime | None) -> str | None:
 class Store:
     """The database and the attachment folder beside it."""
 
+    dialect = "sqlite"  # store/postgres.py's PostgresStore: "postgresql"
+    # errors of the database rather than of one message, beyond sqlite3's (engine/batch.py)
+    systemic: tuple[type[BaseException], ...] = ()
+
     def __init__(self, path: Path | None, prefix: str = "T-", busy_timeout: float = 5.0) -> None:
         """`path` None: an in-memory database for dry runs (same rules, nothing kept).
 
@@ -191,8 +195,9 @@ class Store:
             self.db.query(
                 "SELECT id, received_at, reason, json_extract(decision, '$.category') AS category,"
                 " from_addr, subject, message_id, source FROM messages WHERE action = 'filtered'"
-                " AND (:category IS NULL OR json_extract(decision, '$.category') = :category)"
-                " AND (:reason IS NULL OR reason = :reason) ORDER BY id DESC LIMIT :limit",
+                " AND (CAST(:category AS TEXT) IS NULL"  # typed: PostgreSQL must know it
+                " OR json_extract(decision, '$.category') = :category)"
+                " AND (CAST(:reason AS TEXT) IS NULL OR reason = :reason) ORDER BY id DESC LIMIT :limit",
                 {"category": category or None, "reason": reason or None, "limit": limit},
             )
         )
