@@ -346,6 +346,10 @@ SQL_ALLOWED = {
         "read",
     ): "the statement is the module constant FACTS_SQL, a literal; values are bound",
     (
+        "triage/store/tickets.py",
+        "outcome_counts",
+    ): "one of two module constants, literals (SQLite's and PostgreSQL's); values are bound",
+    (
         "triage/store/sqlite.py",
         "Store.tickets",
     ): "a literal plus an optional literal WHERE; no values",

@@ -62,19 +62,7 @@ def outcome_counts(
     """
     at = instants.iso(now)
     rows = store.conn.execute(
-        # Answered tickets are compared once each: within adds 1, late adds 2**32, so one
-        # sum carries both counts (a priority never has 2**32 tickets). Two sums cost each
-        # answered ticket its instants parsed twice (about a third more time).
-        "SELECT priority, MIN(level), COUNT(*), SUM(response_due IS NULL),"
-        " SUM(CASE WHEN response_due IS NULL OR first_response_at IS NULL THEN 0"
-        "  WHEN julianday(first_response_at) <= julianday(response_due) THEN 1"
-        "  ELSE 4294967296 END),"
-        " COALESCE(SUM(response_due IS NOT NULL AND first_response_at IS NULL"
-        "  AND julianday(response_due)"
-        "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))), 0)"
-        " FROM tickets"
-        " WHERE :since IS NULL OR julianday(created_at) >= julianday(:since)"
-        " GROUP BY priority",
+        _OUTCOMES_POSTGRES if store.dialect == "postgresql" else _OUTCOMES,
         {"now": at, "since": instants.iso(since) if since else None},
     ).fetchall()
     return [
@@ -114,3 +102,37 @@ def set_first_response(store: Store, ticket_id: int, at: datetime) -> bool:
         (instants.iso(at), ticket_id),
     )
     return cur.rowcount == 1
+
+
+# Answered tickets are compared once each: within adds 1, late adds 2**32, so one sum
+# carries both counts (a priority never has 2**32 tickets). Two sums cost each answered
+# ticket its instants parsed twice (about a third more time).
+_OUTCOMES = (
+    "SELECT priority, MIN(level), COUNT(*), SUM(response_due IS NULL),"
+    " SUM(CASE WHEN response_due IS NULL OR first_response_at IS NULL THEN 0"
+    "  WHEN julianday(first_response_at) <= julianday(response_due) THEN 1"
+    "  ELSE 4294967296 END),"
+    " COALESCE(SUM(response_due IS NOT NULL AND first_response_at IS NULL"
+    "  AND julianday(response_due)"
+    "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))), 0)"
+    " FROM tickets"
+    " WHERE :since IS NULL OR julianday(created_at) >= julianday(:since)"
+    " GROUP BY priority"
+)
+# The same counts on PostgreSQL (spelled by store/dialect.py): instants compared as
+# timestamps, truth values counted by CASE, the two-argument min as LEAST, sums as BIGINT.
+_OUTCOMES_POSTGRES = (
+    "SELECT priority, MIN(level), COUNT(*),"
+    " CAST(SUM(CASE WHEN response_due IS NULL THEN 1 ELSE 0 END) AS BIGINT),"
+    " CAST(SUM(CASE WHEN response_due IS NULL OR first_response_at IS NULL THEN 0"
+    "  WHEN CAST(first_response_at AS timestamptz) <= CAST(response_due AS timestamptz) THEN 1"
+    "  ELSE 4294967296 END) AS BIGINT),"
+    " CAST(COALESCE(SUM(CASE WHEN response_due IS NOT NULL AND first_response_at IS NULL"
+    "  AND CAST(response_due AS timestamptz) < LEAST(CAST(:now AS timestamptz),"
+    "   COALESCE(CAST(paused_at AS timestamptz), CAST(:now AS timestamptz)))"
+    "  THEN 1 ELSE 0 END), 0) AS BIGINT)"
+    " FROM tickets"
+    " WHERE CAST(:since AS TEXT) IS NULL"
+    "  OR CAST(created_at AS timestamptz) >= CAST(:since AS timestamptz)"
+    " GROUP BY priority"
+)
