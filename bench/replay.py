@@ -9,6 +9,14 @@ to earlier ones, DSN bounces, auto-replies, list mail), then in one run:
 Prints both rates and their ratio.
 
     .venv/bin/python bench/replay.py [--count 10000]
+
+`--against DIR` (a checkout of another revision, e.g. `git worktree add /tmp/old REV`) replays
+the same messages with that code too, each replay in a fresh interpreter, the two in turn
+(alternating which goes first), and prints both rates, their ratios to mail-parser alone
+measured just before, and the CPU a message (writer and workers): the same mail for both,
+so a change in the generator cannot pass for a change in speed.
+
+    .venv/bin/python bench/replay.py --count 6000 --runs 5 --against /tmp/old
 """
 
 from __future__ import annotations
@@ -26,7 +34,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# The code measured: this checkout, or in a child run (`--code DIR`) the one named.
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]) if "--code" in sys.argv else ROOT
+sys.path.insert(0, str(CODE))
 
 WORDS = [
     "printer",
@@ -215,10 +225,17 @@ def parse_alone(messages: list[bytes]) -> float:
 def replay_rate(folder: Path, db: Path, count: int) -> tuple[float, dict[str, int]]:
     from triage import log
     from triage.config import Config
-    from triage.core.pipeline import Rules
-    from triage.engine.replay import replay
     from triage.sources.files import iter_paths
-    from triage.store.sqlite import Store
+
+    try:
+        from triage.core.pipeline import Rules
+        from triage.engine.replay import replay
+        from triage.store.sqlite import Store
+    except ImportError:  # a checkout from before the modules moved (`--against`)
+        from triage.pipeline import Rules  # type: ignore[no-redef]
+        from triage.replay import replay  # type: ignore[no-redef]
+
+        from triage.store import Store  # type: ignore[no-redef]
 
     log.setup("warning")
     start = time.perf_counter()
@@ -254,12 +271,78 @@ def attachment_store_cost(messages: list[bytes], root: Path) -> tuple[int, float
     return len(files), (time.process_time() - start) / max(1, len(files))
 
 
+def child(folder: Path, db: Path) -> None:
+    """One replay with the code of `--code`, in this fresh interpreter: rate, CPU, decisions."""
+    import json
+    import resource
+
+    count = sum(1 for _ in folder.glob("*.eml"))
+    me, kids = resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN
+    before = [resource.getrusage(who) for who in (me, kids)]
+    rate, counts = replay_rate(folder, db, count)
+    after = [resource.getrusage(who) for who in (me, kids)]
+    cpu = [
+        (a.ru_utime + a.ru_stime - b.ru_utime - b.ru_stime) / count * 1e6
+        for a, b in zip(after, before, strict=True)
+    ]
+    print(json.dumps({"rate": rate, "writer": cpu[0], "workers": cpu[1], "counts": counts}))
+
+
+def against(args: argparse.Namespace, messages: list[bytes]) -> None:
+    """This checkout and `--against` on the same messages, in turn (see the module)."""
+    import json
+    import subprocess
+
+    codes = {"this": ROOT, "other": Path(args.against).resolve()}
+    found: dict[str, list[dict]] = {name: [] for name in codes}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "mail"
+        folder.mkdir()
+        for n, raw in enumerate(messages):
+            (folder / f"{n:06d}.eml").write_bytes(raw)
+        for run in range(args.runs):
+            order = list(codes) if run % 2 == 0 else list(reversed(codes))
+            for name in order:
+                alone = parse_alone(messages)
+                db = Path(tmp) / f"{name}{run}.db"
+                done = subprocess.run(
+                    [sys.executable, __file__, "--code", str(codes[name]), "--child",
+                     str(folder), str(db)],
+                    capture_output=True, text=True, check=True,
+                )  # fmt: skip
+                result = json.loads(done.stdout.strip().splitlines()[-1])
+                found[name].append({**result, "ratio": result["rate"] / alone})
+    for name, code in codes.items():
+        runs = found[name]
+        med = {
+            k: statistics.median(r[k] for r in runs) for k in ("rate", "ratio", "writer", "workers")
+        }
+        each = ", ".join(f"{r['ratio']:.2f}" for r in runs)
+        print(f"{name:5} {code}")
+        print(
+            f"      replay {med['rate']:,.0f} messages/s, ratio {med['ratio']:.2f}x (median of "
+            f"{len(runs)}; run by run {each}); CPU a message: writer {med['writer']:,.0f} µs, "
+            f"workers {med['workers']:,.0f} µs"
+        )
+        print(f"      decisions {runs[-1]['counts']}")
+    mine, theirs = (statistics.median(r["rate"] for r in found[n]) for n in codes)
+    print(f"this ÷ other        {mine / theirs:.1%} of the other's replay rate")
+
+
 def main() -> None:
+    if "--child" in sys.argv:
+        at = sys.argv.index("--child")
+        child(Path(sys.argv[at + 1]), Path(sys.argv[at + 2]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=3, help="repeat and report the median")
+    parser.add_argument("--against", help="a checkout of another revision to compare with")
     args = parser.parse_args()
     messages = generate(args.count)
+    if args.against:
+        against(args, messages)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "mail"
         folder.mkdir()
