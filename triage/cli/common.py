@@ -169,6 +169,7 @@ POSTGRES_COMMANDS = frozenset(
         "ticket priority",
         "contacts import",
         "contacts list",
+        "outbox send",
     }
 )
 

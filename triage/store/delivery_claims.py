@@ -52,11 +52,25 @@ def claim(
 ) -> list[Row]:
     """Due rows of each sink named in `limits` (at most that many each), claimed for
     `owner` until `at + lease`, oldest first. One write transaction: two drainers never
-    claim one row."""
+    claim one row (on PostgreSQL: one statement per sink, its rows chosen `FOR UPDATE SKIP
+    LOCKED`, so drainers claiming at once take different rows and never wait)."""
     conn = store.conn
     now = stamp(at)
     until = stamp(at + lease)
     out: list[Row] = []
+    if store.dialect == "postgresql":
+        for sink, limit in limits.items():
+            got = conn.execute(
+                "UPDATE deliveries SET status = 'sending', claimed_by = ?, lease_until = ?"
+                " WHERE id IN (SELECT id FROM deliveries WHERE sink = ? AND"
+                " ((status = 'pending' AND next_attempt_at <= ?)"
+                " OR (status = 'sending' AND lease_until <= ?)) ORDER BY id LIMIT ?"
+                " FOR UPDATE SKIP LOCKED)"
+                " RETURNING id, sink, delivery_id, event, attempts",
+                (owner, until, sink, now, now, limit),
+            ).fetchall()
+            out += [Row.from_db(r) for r in got]
+        return sorted(out, key=lambda r: r.id)
     conn.execute("BEGIN IMMEDIATE")
     try:
         for sink, limit in limits.items():

@@ -211,6 +211,16 @@ def years_of_mail(db: sqlite_utils.Database) -> None:
         db["messages"].add_column("pruned_at", str)  # type: ignore[union-attr]
 
 
+def leases_table(db: sqlite_utils.Database) -> None:
+    """11: the lease rows through which several daemons share mailboxes and timers
+    (triage/store/leases.py reads and writes them; on SQLite one daemon holds the flock, and the
+    table stays empty)."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+        " expires_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
@@ -222,6 +232,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     message_bytes,  # 8
     index_at_commit,  # 9
     years_of_mail,  # 10
+    leases_table,  # 11
 )
 LATEST = len(MIGRATIONS)
 

@@ -57,6 +57,8 @@ def claim(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | Non
     """
     now = _iso(at)
     conn = store.conn
+    if store.dialect == "postgresql":
+        return _claim_postgres(store, owner, at, lease)
     conn.execute("BEGIN IMMEDIATE")
     try:
         got = conn.execute(
@@ -72,6 +74,23 @@ def claim(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | Non
     except BaseException:
         conn.execute("ROLLBACK")
         raise
+    return Row.from_db(got[0]) if got else None
+
+
+def _claim_postgres(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | None:
+    """`claim` on PostgreSQL: one statement, the row chosen `FOR UPDATE SKIP LOCKED`, so two
+    drainers (two daemons, or a daemon and `outbox send --once`) claiming at once each get
+    a different row, neither waiting for the other; the same choice as SQLite's."""
+    now = _iso(at)
+    got = store.conn.execute(
+        "UPDATE outbox SET status = 'sending', claimed_by = ?, lease_until = ?"
+        " WHERE id = (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND"
+        " ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+        " OR (status = 'sending' AND lease_until <= ?))"
+        " ORDER BY ticket_id IS NOT NULL, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING id, to_addr, raw, attempts, created_at",
+        (owner, _iso(at + lease), now, now),
+    ).fetchall()
     return Row.from_db(got[0]) if got else None
 
 
@@ -152,7 +171,7 @@ def mark_sent(store: Store, row_id: int, at: datetime, owner: str | None = None)
     """The relay accepted row `row_id`: `sent`, with an `auto_reply_sent` event."""
     done = store.conn.execute(
         "UPDATE outbox SET status = 'sent', sent_at = ?, claimed_by = NULL, lease_until = NULL"
-        " WHERE id = ? AND (? IS NULL OR claimed_by = ?)",
+        " WHERE id = ? AND (CAST(? AS TEXT) IS NULL OR claimed_by = ?)",
         (_iso(at), row_id, owner, owner),
     )
     if done.rowcount != 1:  # our lease ran out and another drainer took the row

@@ -145,6 +145,14 @@ def years_of_mail(conn: Connection) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN IF NOT EXISTS pruned_at TEXT")
 
 
+def leases_table(conn: Connection) -> None:
+    """11: the lease rows of the daemons sharing this database (triage/store/leases.py)."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL,"
+        " expires_at TEXT NOT NULL)"
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     release_schema,  # 1
     link_tables,  # 2
@@ -156,6 +164,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     message_bytes,  # 8
     index_at_commit,  # 9
     years_of_mail,  # 10
+    leases_table,  # 11
 )
 LATEST = len(MIGRATIONS)
 
