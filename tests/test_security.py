@@ -395,6 +395,14 @@ SQL_ALLOWED = {
         "triage/store/postgres_schema.py",
         "deliveries_table",
     ): "the statements of the module constant deliveries.DDL, a literal; no values",
+    (
+        "triage/store/migrations.py",
+        "years_of_mail",
+    ): "the statements of the module constant schema.YEARS_INDEXES, literals; no values",
+    (
+        "triage/store/postgres_schema.py",
+        "years_of_mail",
+    ): "the statements of the module constant schema.YEARS_INDEXES, literals; no values",
 }
 
 

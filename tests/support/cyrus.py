@@ -33,7 +33,6 @@ imapd at once.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import imaplib
 import os
@@ -84,14 +83,7 @@ def skip_reason() -> str | None:
     return None
 
 
-_STARTED: list[Cyrus] = []
-
-
-@atexit.register
-def _cleanup_at_exit() -> None:
-    for cy in list(_STARTED):
-        with contextlib.suppress(Exception):
-            cy.cleanup()
+_STARTED: list[Cyrus] = procs.stopped_at_exit("cleanup")
 
 
 class Cyrus:

@@ -23,7 +23,6 @@ Every wait is bounded; processes are stopped by their own pid, never by name.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
@@ -73,14 +72,7 @@ def _running(folder: Path) -> bool:
 
 # Instances started by this process: stopped (and private folders removed) at exit, so a
 # caller that only calls stop(), or none, leaves no server and no folder behind.
-_STARTED: list[Dovecot] = []
-
-
-@atexit.register
-def _cleanup_at_exit() -> None:
-    for dc in list(_STARTED):
-        with contextlib.suppress(Exception):
-            dc.cleanup()
+_STARTED: list[Dovecot] = procs.stopped_at_exit("cleanup")
 
 
 class PortTaken(RuntimeError):

@@ -25,7 +25,6 @@ the caller's folder; stop() removes it and keeps the log beside the symlink.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
@@ -95,14 +94,7 @@ def skip_reason() -> str | None:
     return None
 
 
-_STARTED: list[Postfix] = []
-
-
-@atexit.register
-def _stop_all() -> None:
-    for instance in list(_STARTED):
-        with contextlib.suppress(Exception):
-            instance.stop()
+_STARTED: list[Postfix] = procs.stopped_at_exit("stop")
 
 
 class Postfix:

@@ -19,7 +19,6 @@ Durability is switched off (fsync, synchronous_commit): a test's data is thrown 
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
@@ -66,14 +65,7 @@ def skip_reason() -> str | None:
     return None
 
 
-_STARTED: list[Postgres] = []
-
-
-@atexit.register
-def _stop_all() -> None:
-    for instance in list(_STARTED):
-        with contextlib.suppress(Exception):
-            instance.stop()
+_STARTED: list[Postgres] = procs.stopped_at_exit("stop")
 
 
 class Postgres:

@@ -6,6 +6,7 @@ signalled. Nothing here signals by name; `signal_matching` also checks the comma
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -13,6 +14,21 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+
+
+def stopped_at_exit(method: str) -> list:
+    """A list for the servers a module starts: each still in it when the test process
+    exits is stopped by calling its `method` (errors ignored: the exit goes on)."""
+    started: list = []
+
+    def stop_all() -> None:
+        for server in list(started):
+            with contextlib.suppress(Exception):
+                getattr(server, method)()
+
+    atexit.register(stop_all)
+    return started
+
 
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/usr/bin", "/usr/local/bin")
 

@@ -193,20 +193,8 @@ def years_of_mail(db: sqlite_utils.Database) -> None:
     - `messages.pruned_at`: when the prune emptied a filtered message's row (its key and
       fingerprint stay, so the same mail fetched again is still a duplicate).
     """
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS tickets_open ON tickets (id)"
-        " WHERE status NOT IN ('resolved', 'closed')"
-    )
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS tickets_report ON tickets"
-        " (priority, level, response_due, first_response_at, paused_at, created_at)"
-    )
-    db.execute("CREATE INDEX IF NOT EXISTS idx_messages_action ON messages (action)")
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS idx_messages_action_received_at"
-        " ON messages (action, received_at)"
-    )
-    db.execute("CREATE INDEX IF NOT EXISTS idx_attachments_sha256 ON attachments (sha256)")
+    for statement in schema.YEARS_INDEXES:
+        db.execute(statement)
     if "pruned_at" not in db["messages"].columns_dict:
         db["messages"].add_column("pruned_at", str)  # type: ignore[union-attr]
 

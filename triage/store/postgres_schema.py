@@ -128,20 +128,8 @@ def index_at_commit(conn: Connection) -> None:
 def years_of_mail(conn: Connection) -> None:
     """10: the indexes a store with years in it reads by (store/migrations.py says which
     statement each serves), and the mark `triage prune` leaves."""
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS tickets_open ON tickets (id)"
-        " WHERE status NOT IN ('resolved', 'closed')"
-    )
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS tickets_report ON tickets"
-        " (priority, level, response_due, first_response_at, paused_at, created_at)"
-    )
-    conn.execute("CREATE INDEX IF NOT EXISTS idx_messages_action ON messages (action)")
-    conn.execute(
-        "CREATE INDEX IF NOT EXISTS idx_messages_action_received_at"
-        " ON messages (action, received_at)"
-    )
-    conn.execute("CREATE INDEX IF NOT EXISTS idx_attachments_sha256 ON attachments (sha256)")
+    for statement in schema.YEARS_INDEXES:
+        conn.execute(statement)
     conn.execute("ALTER TABLE messages ADD COLUMN IF NOT EXISTS pruned_at TEXT")
 
 

@@ -205,3 +205,16 @@ FOREIGN_KEYS: tuple[tuple[str, str, str, str], ...] = (  # (table, column, other
     ("bounces", "message_key", "messages", "message_key"),
     ("attachments", "message_key", "messages", "message_key"),
 )
+
+
+# Migration 10's indexes, the same statement on both backends (store/migrations.py says
+# which statement each serves).
+YEARS_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS tickets_open ON tickets (id)"
+    " WHERE status NOT IN ('resolved', 'closed')",
+    "CREATE INDEX IF NOT EXISTS tickets_report ON tickets"
+    " (priority, level, response_due, first_response_at, paused_at, created_at)",
+    "CREATE INDEX IF NOT EXISTS idx_messages_action ON messages (action)",
+    "CREATE INDEX IF NOT EXISTS idx_messages_action_received_at ON messages (action, received_at)",
+    "CREATE INDEX IF NOT EXISTS idx_attachments_sha256 ON attachments (sha256)",
+)
