@@ -211,14 +211,10 @@ def test_a_wrong_password_names_the_url_and_the_fix(tmp_path, postgres_url):
     [
         (["run"], []),
         (["outbox", "send"], ["--once"]),
-        (["contacts", "approve"], ["jane@acme.example"]),
         (["web"], []),
         (["backup"], ["{tmp}/copy.db"]),
         (["prune"], ["--older-than", "30"]),
-        (["ticket", "respond"], ["T-000001"]),
         (["report"], ["--html", "{tmp}/report.html"]),
-        (["review", "release"], ["KEY"]),
-        (["explain"], ["T-000001"]),
         (["metrics"], []),
     ],
 )

@@ -169,6 +169,17 @@ POSTGRES_COMMANDS = frozenset(
         "ticket priority",
         "contacts import",
         "contacts list",
+        "contacts show",
+        "contacts approve",
+        "explain",
+        "errors",
+        "errors retry",
+        "review release",
+        "review digest",
+        "ticket respond",
+        "outbox",
+        "outbox retry",
+        "outbox drop",
     }
 )
 
