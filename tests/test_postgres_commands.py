@@ -181,3 +181,36 @@ def test_outbox_list_retry_and_drop_do_the_same_on_both(both):
         same(lite, pg, "outbox", *args)
     code, out = same(lite, pg, "outbox", "--json")
     assert_same_rows(lite, pg)
+
+
+def test_metrics_and_the_html_report_read_the_same_figures_on_both(both, tmp_path):
+    lite, pg = both
+    on_both(lite, pg, "UPDATE outbox SET status = 'failed' WHERE id IN (1, 2)")
+    # as fetched from a mailbox, arriving 30 s, 10 min, 2 h after their Date; one unreadable
+    on_both(lite, pg, "UPDATE messages SET source = 'imap:support' WHERE id <= 4")
+    for n, late in ((1, "2026-01-05T14:13:07Z"), (2, "2026-01-05T16:13:09Z"), (3, "x")):
+        on_both(lite, pg, "UPDATE messages SET received_at = ? WHERE id = ?", (late, n))
+    on_both(lite, pg, "UPDATE messages SET date = 'not a date' WHERE id = 4")
+    code, out = same(lite, pg, "metrics")
+    assert code == 0 and 'triage_outbox_failed{kind="ack"} 2.0' in out, out
+    assert "triage_ingest_latency_seconds_count 2.0" in out, out
+    assert 'triage_ingest_latency_seconds_bucket{le="30.0"} 1.0' in out, out
+    assert 'triage_ingest_latency_seconds_bucket{le="600.0"} 2.0' in out, out  # 600 s is in it
+    assert "triage_ingest_latency_seconds_sum 630.0" in out, out
+    pages = []
+    for config in (lite, pg):
+        page = tmp_path / f"{config.stem}.html"
+        at = "2026-03-12T00:00:00Z"
+        code, out = run("report", "--config", str(config), "--now", at, "--html", str(page))
+        assert code == 0, out
+        pages.append(page.read_text())
+    assert pages[0] == pages[1]
+    assert "Breaches per company" in pages[0] and "Globex Corporation" in pages[0]
+    for config in (lite, pg):
+        page = tmp_path / f"{config.stem}-since.html"
+        args = ["--since", "2026-03-10T14:00:00Z", "--html", str(page)]
+        code, out = run("report", "--config", str(config), "--now", NOW, *args)
+        assert code == 0, out
+    assert (tmp_path / "lite-since.html").read_text() == (tmp_path / "pg-since.html").read_text()
+    # read-only on PostgreSQL too: nothing written, nothing changed
+    assert_same_rows(lite, pg)

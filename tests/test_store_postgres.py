@@ -214,8 +214,6 @@ def test_a_wrong_password_names_the_url_and_the_fix(tmp_path, postgres_url):
         (["web"], []),
         (["backup"], ["{tmp}/copy.db"]),
         (["prune"], ["--older-than", "30"]),
-        (["report"], ["--html", "{tmp}/report.html"]),
-        (["metrics"], []),
     ],
 )
 def test_a_command_that_needs_sqlite_refuses_on_postgres_before_it_starts(tmp_path, command, rest):
