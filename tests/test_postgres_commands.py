@@ -214,3 +214,44 @@ def test_metrics_and_the_html_report_read_the_same_figures_on_both(both, tmp_pat
     assert (tmp_path / "lite-since.html").read_text() == (tmp_path / "pg-since.html").read_text()
     # read-only on PostgreSQL too: nothing written, nothing changed
     assert_same_rows(lite, pg)
+
+
+SEARCHES = (
+    "printer",
+    "payroll cutoff",
+    "laptop",
+    "PRINTER offline",
+    "Büro drucker",
+    "comptabilité",
+    "vpn",
+    "zzz",
+)
+
+
+def test_a_search_finds_the_same_messages_on_both(both):
+    """The same words find the same messages with the same tickets on both backends (FTS5
+    on SQLite, the `search` tsvector on PostgreSQL); the order (rank) may differ."""
+    from triage.store.desk import fts
+
+    lite, pg = both
+    found = []
+    for store in stores(lite, pg):
+        try:
+            found.append(
+                {
+                    w: sorted((h.message, h.ticket) for h in fts.search(store.conn, w))
+                    for w in SEARCHES
+                }
+            )
+            # written down in docs/operations.md: diacritics count on PostgreSQL ("simple")
+            found.append(len(fts.search(store.conn, "buro")))
+            marked = fts.search(store.conn, "printer")[0].snippet
+            assert "[printer]" in marked.lower(), marked  # the word marked in the snippet
+            for typed in ('"', "AND", "subject:", "-printer", "print*", "(", "   "):
+                fts.search(store.conn, typed)  # searched for, never parsed: no error
+        finally:
+            store.close()
+    lite_found, lite_buro, pg_found, pg_buro = found
+    assert (lite_buro, pg_buro) == (1, 0)
+    assert pg_found == lite_found
+    assert all(lite_found[w] for w in SEARCHES[:-1]) and not lite_found["zzz"]
