@@ -255,3 +255,24 @@ def test_a_search_finds_the_same_messages_on_both(both):
     assert (lite_buro, pg_buro) == (1, 0)
     assert pg_found == lite_found
     assert all(lite_found[w] for w in SEARCHES[:-1]) and not lite_found["zzz"]
+
+
+def test_the_read_only_connection_of_the_report_and_metrics_cannot_write(tmp_path, postgres_url):
+    import psycopg
+
+    from triage.config import load_config
+    from triage.store.desk.readonly import connect
+    from triage.store.postgres import PostgresStore
+
+    database = load_config(config_for(tmp_path, postgres_url)).database
+    PostgresStore(database).close()  # the schema made
+    conn = connect(database)
+    try:
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("DELETE FROM tickets")
+        conn.execute("ROLLBACK")
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            conn.execute("INSERT INTO contacts (email) VALUES ('a@example.com')")
+    finally:
+        conn.close()
