@@ -53,11 +53,10 @@ def demo(tmp_path_factory):
     return demo_db(tmp_path_factory.mktemp("demo"), now=NOW)
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    s = Store(tmp_path / "triage.db")
-    yield s
-    s.close()
+def database_of(store: Store):
+    """What the metrics read: the SQLite file, or the PostgreSQL database (the conftest
+    `store` runs each test below on both)."""
+    return store.path if store.path is not None else store.database
 
 
 def test_the_demo_database_counts_what_replay_decided(demo):
@@ -93,7 +92,7 @@ def test_a_closed_ticket_leaves_the_open_count_and_its_series_stays_at_zero(stor
             " VALUES (?, ?, 'a@example.com', '2026-03-11T10:00:00Z', ?)",
             (f"T-00000{n + 1}", status, priority),
         )
-    got = samples(metrics.text(store.path, clock=lambda: NOW))
+    got = samples(metrics.text(database_of(store), clock=lambda: NOW))
     assert value(got, "triage_tickets_open", priority="P1") == 1
     assert value(got, "triage_tickets_open", priority="P2") == 0
 
@@ -110,7 +109,7 @@ def test_outbox_rows_by_kind_and_state(store: Store):
             " VALUES (?, 'a@example.com', ?, '2026-03-11T10:00:00Z')",
             (ticket, status),
         )
-    got = samples(metrics.text(store.path, clock=lambda: NOW))
+    got = samples(metrics.text(database_of(store), clock=lambda: NOW))
     assert value(got, "triage_outbox_pending", kind="ack") == 4  # pending and being sent
     assert value(got, "triage_outbox_pending", kind="alert") == 0
     assert value(got, "triage_outbox_failed", kind="ack") == 1
@@ -121,7 +120,7 @@ def test_mailboxes_up_and_their_last_good_round(store: Store):
     mailboxes.update(store, "support", state="idle", failing=0, last_ok_at="2026-03-11T13:59:00Z")
     mailboxes.update(store, "sales", state="failing", failing=1, last_ok_at="2026-03-10T08:00:00Z")
     mailboxes.update(store, "new", state="connecting")
-    got = samples(metrics.text(store.path, clock=lambda: NOW))
+    got = samples(metrics.text(database_of(store), clock=lambda: NOW))
     up = "triage_mailbox_up"
     assert [value(got, up, mailbox=m) for m in ("support", "sales", "new")] == [1, 0, 1]
     last = "triage_mailbox_last_success_timestamp_seconds"
@@ -150,7 +149,7 @@ def test_ingest_latency_from_the_rows(store: Store, source, date, received, buck
         " VALUES ('k', 'ticket', ?, ?, ?)",
         (source, date, received),
     )
-    got = samples(metrics.text(store.path, clock=lambda: NOW))
+    got = samples(metrics.text(database_of(store), clock=lambda: NOW))
     h = "triage_ingest_latency_seconds"
     skipped = value(got, "triage_ingest_latency_skipped_total")
     if bucket == "ignored":

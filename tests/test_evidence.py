@@ -184,8 +184,7 @@ def test_a_known_contact_is_decisive_for_review():
     assert [s.name for s in d.evidence if s.decisive] == ["known-contact"]
 
 
-def test_a_reply_into_one_of_our_tickets_is_decisive_for_review(tmp_path):
-    store = Store(tmp_path / "t.db")
+def test_a_reply_into_one_of_our_tickets_is_decisive_for_review(store):
     first = build(
         {
             "From": "Jane <jane@acme.example>",
@@ -235,9 +234,8 @@ def test_our_own_acknowledgement_coming_back_is_filtered_by_its_message_id_shape
     )
 
 
-def test_any_message_id_in_our_outbox_coming_back_is_filtered(tmp_path):
+def test_any_message_id_in_our_outbox_coming_back_is_filtered(store):
     """The outbox is asked by index: a digest or alert we sent, forwarded back to us."""
-    store = Store(tmp_path / "t.db")
     store.conn.execute(
         "INSERT INTO outbox (ticket_id, to_addr, subject, message_id, raw, status, attempts, created_at)"
         " VALUES (NULL, 'ops@msp.example', 'digest', '<review-digest.20260310.1a2b@msp.example>',"
@@ -402,10 +400,9 @@ def test_each_listed_sign_has_its_effect(raw, action, signal):
     assert signal in {s.name for s in d.evidence}
 
 
-def test_a_release_that_lost_the_race_makes_no_second_ticket(tmp_path, monkeypatch):
+def test_a_release_that_lost_the_race_makes_no_second_ticket(store, monkeypatch):
     from triage.engine import review
 
-    store = Store(tmp_path / "t.db")
     raw = shop(User_Agent="Mozilla Thunderbird")
     run_batch(store, RULES, [analyse(raw, "1.eml", RULES)], NOW, [raw])
     stale = review.find(store, "1")
@@ -641,9 +638,8 @@ def test_check_refuses_a_verdict_category_the_filters_do_not_know(tmp_path):
     assert "fix:" in result.output
 
 
-def test_a_forged_verdict_on_a_persons_mail_is_never_answered(tmp_path):
+def test_a_forged_verdict_on_a_persons_mail_is_never_answered(store):
     """A sender who writes X-Spam-Flag himself gets review at worst: no ticket, no mail out."""
-    store = Store(tmp_path / "t.db")
     raw = spam_verdict_on_a_person("Could you send us ten more?\n")
     run_batch(store, RULES, [analyse(raw, "1.eml", RULES)], NOW, [raw])
     assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 0

@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email import policy
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -38,11 +39,14 @@ NOW = datetime(2026, 3, 10, 14, 30, tzinfo=UTC)  # Tuesday
 
 
 def queue(db, *messages: bytes, config: Config | None = None) -> list:
-    """Replay `messages` into `db` with acknowledgements queued as pending, as the daemon does."""
+    """Replay `messages` into `db` (a path, or a store: the conftest `store` on either
+    backend) with acknowledgements queued as pending, as the daemon does."""
     config = config or Config(
-        db=db, support_address="support@msp.example", own_domains=frozenset({"msp.example"})
+        db=db if isinstance(db, Path) else Path("unused.db"),
+        support_address="support@msp.example",
+        own_domains=frozenset({"msp.example"}),
     )
-    store = Store(db)
+    store = Store(db) if isinstance(db, Path) else db
     store.outbox_status = "pending"
     out = []
     replay(
@@ -52,16 +56,18 @@ def queue(db, *messages: bytes, config: Config | None = None) -> list:
         NOW,
         out.append,
     )
-    store.close()
+    if isinstance(db, Path):
+        store.close()
     return out
 
 
 def rows(db) -> list[tuple]:
+    sql = "SELECT id, status, attempts, last_error, message_id FROM outbox ORDER BY id"
+    if not isinstance(db, Path):  # a store
+        return [tuple(r) for r in db.conn.execute(sql).fetchall()]
     conn = sqlite3.connect(db)
     try:
-        return conn.execute(
-            "SELECT id, status, attempts, last_error, message_id FROM outbox ORDER BY id"
-        ).fetchall()
+        return conn.execute(sql).fetchall()
     finally:
         conn.close()
 
@@ -345,8 +351,8 @@ def test_untrusted_certificate_is_not_used(tmp_path, make_smtp_sink):
     assert rows(db)[0][1:3] == ("pending", 0)
 
 
-def test_no_more_than_five_acknowledgements_a_day_per_address(tmp_path):
-    db = tmp_path / "t.db"
+def test_no_more_than_five_acknowledgements_a_day_per_address(store):
+    db = store
     out = queue(db, *(human(Message_ID=f"<n{n}@x>", Subject=f"request {n}") for n in range(7)))
     assert [d.auto_reply for d in out] == [True] * 5 + [False] * 2
     assert "already got 5 acknowledgements" in out[5].reply_suppressed
@@ -414,18 +420,17 @@ def dsn(ack_id: str, *recipients: str, n: int = 1) -> bytes:
     )
 
 
-def bounces(db) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT address, status FROM bounces ORDER BY id").fetchall()
-    finally:
-        conn.close()
+def bounces(store: Store) -> list[tuple]:
+    return [
+        tuple(r)
+        for r in store.conn.execute("SELECT address, status FROM bounces ORDER BY id").fetchall()
+    ]
 
 
-def test_a_forged_bounce_silences_nobody_else(tmp_path):
+def test_a_forged_bounce_silences_nobody_else(store):
     """Issue 12.5: a DSN carrying the Message-ID of the attacker's own acknowledgement but
     naming jane@acme.example counts for nobody: that acknowledgement went to the attacker."""
-    db = tmp_path / "t.db"
+    db = store
     queue(db, human(From="eve@evil.example", Message_ID="<eve1@evil.example>"))
     ((_, _, _, _, ack_id),) = rows(db)
     (d,) = queue(db, dsn(ack_id, "jane@acme.example"))
@@ -446,8 +451,8 @@ def test_a_forged_bounce_silences_nobody_else(tmp_path):
         ("GONE@ACME.EXAMPLE",),
     ],
 )
-def test_a_bounce_counts_for_the_address_the_acknowledgement_went_to(tmp_path, named):
-    db = tmp_path / "t.db"
+def test_a_bounce_counts_for_the_address_the_acknowledgement_went_to(store, named):
+    db = store
     queue(db, human(From="gone@acme.example", Message_ID="<g1@acme.example>"))
     ((_, _, _, _, ack_id),) = rows(db)
     (d,) = queue(db, dsn(ack_id, *named))
@@ -457,9 +462,9 @@ def test_a_bounce_counts_for_the_address_the_acknowledgement_went_to(tmp_path, n
     assert "bounced permanently" in again.reply_suppressed
 
 
-def test_the_store_remembers_a_bounce_only_for_the_acknowledgements_recipient(tmp_path):
+def test_the_store_remembers_a_bounce_only_for_the_acknowledgements_recipient(store):
     """Checked where the row is written too, whoever builds the decision."""
-    db = tmp_path / "t.db"
+    db = store
     queue(db, human(From="eve@evil.example", Message_ID="<e1@evil.example>"))
     ((_, _, _, _, ack_id),) = rows(db)
     forged = Decision(
@@ -471,11 +476,9 @@ def test_the_store_remembers_a_bounce_only_for_the_acknowledgements_recipient(tm
         linked_ticket="T-000001",
         bounce=Returned((ack_id,), "jane@acme.example", "5.1.1", "failed", None),
     )
-    store = Store(db)
     store.begin()
     store.record(forged, NOW)
     store.commit()
-    store.close()
     assert bounces(db) == []
 
 

@@ -1,4 +1,5 @@
-"""`triage errors retry`: a quarantined message decided again by the engine, from its kept bytes."""
+"""`triage errors retry`: a quarantined message decided again by the engine, from its kept bytes
+(each test on SQLite and on PostgreSQL: the conftest `store`)."""
 
 from __future__ import annotations
 
@@ -36,8 +37,7 @@ def _quarantined(store: Store, rules, monkeypatch, raw: bytes) -> int:
     return row.id
 
 
-def test_a_retried_message_becomes_the_ticket_it_would_have_been(tmp_path, rules, monkeypatch):
-    store = Store(tmp_path / "t.db")
+def test_a_retried_message_becomes_the_ticket_it_would_have_been(store, rules, monkeypatch):
     raw = human(Message_ID="<q1@acme.example>", Subject="VPN down")
     first = _quarantined(store, rules, monkeypatch, raw)
     d = quarantine.retry(store, rules, first, NOW)
@@ -48,11 +48,9 @@ def test_a_retried_message_becomes_the_ticket_it_would_have_been(tmp_path, rules
     kinds = [k for (k,) in store.conn.execute("SELECT kind FROM events ORDER BY id")]
     assert "quarantined" not in kinds and "created" in kinds
     assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 1
-    store.close()
 
 
-def test_a_retry_that_fails_again_keeps_the_quarantine_record(tmp_path, rules, monkeypatch):
-    store = Store(tmp_path / "t.db")
+def test_a_retry_that_fails_again_keeps_the_quarantine_record(store, rules, monkeypatch):
     raw = human(Message_ID="<q2@acme.example>")
     first = _quarantined(store, rules, monkeypatch, raw)
     monkeypatch.setattr(batch, "decide", _broken(batch.decide))
@@ -60,12 +58,9 @@ def test_a_retry_that_fails_again_keeps_the_quarantine_record(tmp_path, rules, m
     assert d.action == Action.QUARANTINED
     assert [q.id for q in quarantine.listing(store)] == [first]
     assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 0
-    store.close()
 
 
-def test_a_message_that_is_not_quarantined_is_not_retried(tmp_path, rules):
-    store = Store(tmp_path / "t.db")
+def test_a_message_that_is_not_quarantined_is_not_retried(store, rules):
     batch.run_batch(store, rules, [analyse(human(), "m", rules)], NOW)
     with pytest.raises(quarantine.RetryError, match="is not quarantined"):
         quarantine.retry(store, rules, 1, NOW)
-    store.close()

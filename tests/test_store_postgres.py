@@ -210,16 +210,9 @@ def test_a_wrong_password_names_the_url_and_the_fix(tmp_path, postgres_url):
     ("command", "rest"),
     [
         (["run"], []),
-        (["outbox", "drop"], ["1"]),
-        (["contacts", "approve"], ["jane@acme.example"]),
         (["web"], []),
         (["backup"], ["{tmp}/copy.db"]),
         (["prune"], ["--older-than", "30"]),
-        (["ticket", "respond"], ["T-000001"]),
-        (["report"], ["--html", "{tmp}/report.html"]),
-        (["review", "release"], ["KEY"]),
-        (["explain"], ["T-000001"]),
-        (["metrics"], []),
     ],
 )
 def test_a_command_that_needs_sqlite_refuses_on_postgres_before_it_starts(tmp_path, command, rest):

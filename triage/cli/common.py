@@ -77,6 +77,18 @@ def open_store(config: Config, db_path: Path | None, create: bool = False):
     return store_at(path, config.ticket_prefix)
 
 
+def systemic(source) -> tuple[type[BaseException], ...]:
+    """The database's own errors a read of `source` may raise besides sqlite3's: psycopg's
+    when it is the PostgreSQL database of `[store] url` (imported only then)."""
+    from triage.config.storage import Database
+
+    if not isinstance(source, Database):
+        return ()
+    import psycopg
+
+    return (psycopg.Error,)
+
+
 # How long a command waits for the write lock while another process (the daemon writing
 # a batch, the SLA timer) holds it; the daemon's batches take well under a second.
 WAIT_SECONDS = 15.0
@@ -170,6 +182,18 @@ POSTGRES_COMMANDS = frozenset(
         "contacts import",
         "contacts list",
         "outbox send",
+        "contacts show",
+        "contacts approve",
+        "explain",
+        "errors",
+        "errors retry",
+        "review release",
+        "review digest",
+        "ticket respond",
+        "outbox",
+        "outbox retry",
+        "outbox drop",
+        "metrics",
     }
 )
 

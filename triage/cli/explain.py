@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from triage.cli.common import CONFIG, event_line, instant, no_database, store_at
+from triage.cli.common import CONFIG, event_line, instant, no_database, open_store, store_at, where
 from triage.config import load_config
 from triage.errors import TriageError
 
@@ -65,14 +65,26 @@ def explain(config_path, db_path, now_text, message_key, target) -> None:
             "no such file, and not a ticket number",
             "give an .eml file that exists, a ticket number (T-000123) or --message KEY",
         )
-    db = db_path or config.db
-    if not db.is_file():
-        raise no_database(db)
+    db = where(config, db_path)  # the file, or the PostgreSQL URL (`[store] url`)
+    on = _option(config, db_path)
     if message_key is not None:  # decided again: the rules are needed (a ticket's trace is stored)
-        rules = rules_for(config, db)
-        _print_stored(store_at(db, config.ticket_prefix), db, message_key, rules, now_text)
+        store = open_store(config, db_path)
+        try:
+            rules = rules_for(config, db_path)
+        except BaseException:
+            store.close()
+            raise
+        _print_stored(store, db, on, message_key, rules, now_text)
     else:
-        _print_ticket(store_at(db, config.ticket_prefix), db, target, config.ticket_prefix)
+        _print_ticket(open_store(config, db_path), db, on, target, config.ticket_prefix)
+
+
+def _option(config, db_path: Path | None) -> str:
+    """The option a follow-up command names the same store with: --db FILE, or on
+    PostgreSQL (`[store] url`) the configuration that names it."""
+    if db_path is None and config.database is not None:
+        return f" --config {config.path}"
+    return f" --db {db_path or config.db}"
 
 
 def _print_file(raw: bytes, source: str, rules, store, now) -> None:
@@ -95,7 +107,7 @@ def _print_file(raw: bytes, source: str, rules, store, now) -> None:
         out.print(f"    - {reason}", markup=False, highlight=False)
 
 
-def _print_stored(store, db: Path, key: str, rules, now_text: str | None) -> None:
+def _print_stored(store, db: str, on: str, key: str, rules, now_text: str | None) -> None:
     """A stored message decided again from its kept bytes (at its arrival unless --now)."""
     from triage.store import lifecycle as rows
     from triage.store import messages
@@ -106,7 +118,7 @@ def _print_stored(store, db: Path, key: str, rules, now_text: str | None) -> Non
         raise TriageError(
             db,
             f"no stored message with key or Message-ID {key!r}",
-            f"`triage ticket show T-000123 --db {db}` lists a ticket's messages with their keys",
+            f"`triage ticket show T-000123{on}` lists a ticket's messages with their keys",
         )
     raw = messages.kept_bytes(store, m["sha256"] or "")
     if raw is None:
@@ -115,7 +127,7 @@ def _print_stored(store, db: Path, key: str, rules, now_text: str | None) -> Non
             db,
             f"the bytes of {m['message_key']} are not kept (stored before triage kept them,"
             " or filtered by a rule)",
-            "explain the .eml file itself: `triage explain FILE.eml --db " + str(db) + "`",
+            f"explain the .eml file itself: `triage explain FILE.eml{on}`",
         )
     click.echo(
         f"stored at {m['received_at']} as {m['action']}"
@@ -129,7 +141,7 @@ def _print_stored(store, db: Path, key: str, rules, now_text: str | None) -> Non
     _print_file(raw, m["source"] or m["message_key"], rules, store, now)
 
 
-def _print_ticket(store, db: Path, target: str, prefix: str) -> None:
+def _print_ticket(store, db: str, on: str, target: str, prefix: str) -> None:
     """Each message of the ticket with the trace stored when it was decided, then its events."""
     from triage.core.sla.tracking import ticket_number_from
     from triage.store import lifecycle as rows
@@ -138,9 +150,7 @@ def _print_ticket(store, db: Path, target: str, prefix: str) -> None:
         number = ticket_number_from(target, prefix)
         t = rows.ticket(store, number)
         if t is None:
-            raise TriageError(
-                db, f"no ticket {number}", f"`triage tickets --db {db}` lists the tickets"
-            )
+            raise TriageError(db, f"no ticket {number}", f"`triage tickets{on}` lists the tickets")
         traces = rows.traces(store, t["id"])
         events = rows.events(store, t["id"])
     finally:
@@ -163,7 +173,7 @@ def _print_ticket(store, db: Path, target: str, prefix: str) -> None:
         out.print("  events:")
     for e in events:
         out.print(f"    - {event_line(e)}", markup=False, highlight=False)
-    out.print(f"  (`triage explain --message KEY --db {db}` decides a message again)", markup=False)
+    out.print(f"  (`triage explain --message KEY{on}` decides a message again)", markup=False)
 
 
 def register(cli: click.Group) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from triage.cli.common import CONFIG, DB, no_database
+from triage.cli.common import CONFIG, DB, no_database, systemic
+from triage.cli.common import where as where_
 from triage.config import load_config
 from triage.errors import TriageError
 
@@ -38,9 +39,13 @@ def metrics(config_path, db_path, textfile) -> None:
     from triage.desk import metrics as desk_metrics
 
     config = load_config(config_path)
-    path = db_path or config.db
-    if not path.is_file():
-        raise no_database(path)
+    # the SQLite file, or the PostgreSQL database of `[store] url` (read through a READ ONLY
+    # connection: store/desk/readonly.py)
+    path = config.database if db_path is None and config.database is not None else None
+    if path is None:
+        path = db_path or config.db
+        if not path.is_file():
+            raise no_database(path)
     policies = sla_mod.load_policies(config.sla_dir)
     if textfile is not None and not textfile.parent.is_dir():
         raise TriageError(
@@ -56,13 +61,15 @@ def metrics(config_path, db_path, textfile) -> None:
     except OSError as exc:
         if "fix:" in str(exc):  # the read-only connection's own error names file and fix
             raise TriageError(str(exc)) from None
-        where = f"--textfile {textfile}" if textfile is not None else path
+        where = f"--textfile {textfile}" if textfile is not None else where_(config, db_path)
         raise TriageError(
             where, f"cannot be written: {exc.strerror or exc}", "check the folder's owner and mode"
         ) from None
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, *systemic(path)) as exc:
         raise TriageError(
-            path, f"cannot be read: {exc}", "pass the daemon's database (--db, or --config)"
+            where_(config, db_path),
+            f"cannot be read: {str(exc).strip()}",
+            "pass the daemon's database (--db, or --config)",
         ) from None
 
 

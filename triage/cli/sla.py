@@ -18,11 +18,11 @@ from triage import instants
 from triage.cli.common import (
     CONFIG,
     DB,
-    NeedsSQLite,
     instant,
     no_database,
     open_store,
     print_table,
+    systemic,
     where,
 )
 from triage.config import load_config
@@ -175,15 +175,7 @@ def report(config_path, db_path, since_text, now_text, as_json, html_path) -> No
     since = _since(since_text, config.timezone) if since_text else None
     now = instant(now_text, "--now")
     if html_path is not None:
-        if db_path is None and config.database is not None:
-            raise NeedsSQLite(
-                config.path,
-                "`triage report --html` needs SQLite for now, and [store] url names a"
-                f" PostgreSQL database ({config.database.shown})",
-                "leave out --html (the table and --json work on PostgreSQL), or pass --db PATH"
-                " of an SQLite database",
-            )
-        _html_report(config, db_path or config.db, html_path, now, since)
+        _html_report(config, db_path, html_path, now, since)
     _config, store, path = _open(config_path, db_path)
     try:
         result = tracking.report(store, now, since)
@@ -229,16 +221,22 @@ def _since(text: str, timezone: str) -> datetime:
     return datetime.combine(day, time(0), ZoneInfo(timezone)).astimezone(UTC)
 
 
-def _html_report(config, db: Path, target: Path, now: datetime, since: datetime | None) -> None:
-    """Write the report with charts to `target` (read-only on `db`)."""
+def _html_report(
+    config, db_path: Path | None, target: Path, now: datetime, since: datetime | None
+) -> None:
+    """Write the report with charts to `target` (read-only on the store: the SQLite file, or
+    the PostgreSQL database of `[store] url`)."""
     import sqlite3
 
     from triage.core import sla as sla_mod
     from triage.desk import objectives
     from triage.desk import report as desk_report
 
-    if not db.is_file():
-        raise no_database(db)
+    db = config.database if db_path is None and config.database is not None else None
+    if db is None:
+        db = db_path or config.db
+        if not db.is_file():
+            raise no_database(db)
     if not target.parent.is_dir():
         raise TriageError(
             f"--html {target}", f"no folder {target.parent}", "give a file in an existing folder"
@@ -247,8 +245,10 @@ def _html_report(config, db: Path, target: Path, now: datetime, since: datetime 
     targets = objectives.load(config.rules_dir / objectives.FILE, known=policies)
     try:
         page = desk_report.html(db, now, since, targets, config.timezone)
-    except sqlite3.Error as exc:
-        raise TriageError(db, f"cannot be read: {exc}", "pass the daemon's database") from None
+    except (sqlite3.Error, *systemic(db)) as exc:
+        raise TriageError(
+            where(config, db_path), f"cannot be read: {exc}", "pass the daemon's database"
+        ) from None
     except OSError as exc:  # the read-only connection's errors name the file and the fix
         raise TriageError(str(exc)) from None
     try:

@@ -68,6 +68,8 @@ class Connection:
     """A psycopg connection in autocommit mode, taking the store's SQL (store/dialect.py):
     transactions are the explicit BEGIN/COMMIT the store sends, as with sqlite3's."""
 
+    dialect = "postgresql"
+
     def __init__(self, raw: psycopg.Connection) -> None:
         self.raw = raw
 
@@ -128,6 +130,14 @@ def connect(database: Database, timeout: float = 15.0) -> psycopg.Connection:
             "check [store] url (host, port, database, user) and its password source, and"
             " that the server accepts this machine",
         ) from None
+
+
+def read_only(database: Database, timeout: float = 5.0) -> Connection:
+    """A connection that cannot write (every transaction READ ONLY): what the report and the
+    metrics read through (store/desk/queries.py), as SQLite's `mode=ro` connection."""
+    conn = Connection(connect(database, timeout))
+    conn.execute("SET default_transaction_read_only = on")
+    return conn
 
 
 class PostgresStore(Store):

@@ -97,8 +97,8 @@ def delta_links(conn: Connection) -> None:
 
 def full_text_index(conn: Connection) -> None:
     """6: the full-text index: a tsvector of subject and body kept by PostgreSQL itself (a
-    generated column), under a GIN index. Searching it is not written yet (`triage search`
-    and the web page's search need SQLite for now)."""
+    generated column), under a GIN index; store/desk/fts.py `search` reads it (the web
+    page's search needs SQLite for now, as `triage web` does)."""
     conn.execute(
         "ALTER TABLE messages ADD COLUMN IF NOT EXISTS search tsvector GENERATED ALWAYS AS"
         " (to_tsvector('simple', coalesce(subject, '') || ' ' || coalesce(body, ''))) STORED"

@@ -153,6 +153,8 @@ def search(conn: sqlite3.Connection, words: str, limit: int = 50) -> list[Hit]:
     q = query_text(words)
     if not q:
         return []
+    if getattr(conn, "dialect", None) == "postgresql":
+        return _search_postgres(conn, words, limit)
     rows = conn.execute(
         "SELECT m.id, t.number, m.subject,"
         " snippet(messages_fts, -1, '[', ']', '…', 12), m.received_at"
@@ -160,5 +162,24 @@ def search(conn: sqlite3.Connection, words: str, limit: int = 50) -> list[Hit]:
         " LEFT JOIN tickets t ON t.id = m.ticket_id"
         " WHERE messages_fts MATCH ? ORDER BY rank LIMIT ?",
         (q, limit),
+    ).fetchall()
+    return [Hit(*row) for row in rows]
+
+
+def _search_postgres(conn, words: str, limit: int) -> list[Hit]:
+    """The same search on the PostgreSQL store: its `search` column (a tsvector of subject
+    and body, postgres_schema.py 6, under a GIN index). plainto_tsquery ANDs the words and
+    parses nothing a person types. Ranked by ts_rank, not FTS5's bm25: the same messages
+    are found, their order may differ; and the `simple` configuration keeps diacritics
+    ("buro" does not find "Büro" here)."""
+    rows = conn.execute(
+        "SELECT m.id, t.number, m.subject,"
+        " ts_headline('simple', coalesce(m.subject, '') || ' ' || coalesce(m.body, ''), q,"
+        " 'StartSel=[, StopSel=], MaxWords=12, MinWords=4, MaxFragments=1,"
+        " FragmentDelimiter=…'), m.received_at"
+        " FROM messages m CROSS JOIN plainto_tsquery('simple', ?) AS q"
+        " LEFT JOIN tickets t ON t.id = m.ticket_id"
+        " WHERE m.search @@ q ORDER BY ts_rank(m.search, q) DESC, m.id LIMIT ?",
+        (words, limit),
     ).fetchall()
     return [Hit(*row) for row in rows]

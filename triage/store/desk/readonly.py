@@ -5,14 +5,22 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from triage.config.storage import Database
 
-def connect(db: Path) -> sqlite3.Connection:
-    """A read-only connection (`mode=ro`, `query_only`), checked by reading the schema.
+
+def connect(db: Path | Database):
+    """A read-only connection (`mode=ro`, `query_only`), checked by reading the schema; on
+    the PostgreSQL store (`[store] url`) one whose transactions are READ ONLY, taking the same
+    SQL through store/dialect.py (store/desk/queries.py has a PostgreSQL form where needed).
 
     FileNotFoundError when there is no database at `db` (SQLite would otherwise report only
     "unable to open database file"); PermissionError when this user may read the file but
     not open it (see below).
     """
+    if isinstance(db, Database):
+        from triage.store.postgres import read_only
+
+        return read_only(db)
     path = Path(db)
     if not path.is_file():
         raise FileNotFoundError(
