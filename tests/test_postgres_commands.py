@@ -9,29 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import FIXTURES, ROOT
-from .test_store_postgres import NOW, ROWS, config_for, rows_of, run
+from .conftest import FIXTURES
+from .test_store_postgres import NOW, ROWS, SINKS, config_for, replayed_pair, rows_of, run
 
-SINKS = (
-    '\n[daemon]\noperator = "ops@msp.example"\n'
-    '\n[[sink]]\nname = "hook"\nkind = "webhook"\nurl = "https://hooks.example/t"\n'
-    'events = ["ticket.created", "ticket.appended"]\nsecret_env = "HOOK_SECRET"\n'
-)
+OPERATOR = '\n[daemon]\noperator = "ops@msp.example"\n'
 
 
 @pytest.fixture
 def both(tmp_path, postgres_url) -> tuple[Path, Path]:
     """(SQLite's configuration, PostgreSQL's), each store holding the replayed fixtures."""
-    pg_config = config_for(tmp_path, postgres_url, extra=SINKS)
-    lite_config = tmp_path / "lite.toml"
-    lite_config.write_text(f'[store]\ndb = "{tmp_path / "t.db"}"\n{SINKS}')
-    contacts = str(ROOT / "fixtures" / "contacts.csv")
-    for config in (lite_config, pg_config):
-        code, out = run("contacts", "import", "--config", str(config), contacts)
-        assert code == 0, out
-        code, out = run("replay", "--config", str(config), "--now", NOW, "--json", str(FIXTURES))
-        assert code == 0, out
-    return lite_config, pg_config
+    return replayed_pair(tmp_path, postgres_url, extra=OPERATOR + SINKS)
 
 
 def stores(lite_config: Path, pg_config: Path):

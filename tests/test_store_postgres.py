@@ -70,6 +70,27 @@ def rows_of(store) -> dict[str, list[dict]]:
     return out
 
 
+SINKS = (
+    '\n[[sink]]\nname = "hook"\nkind = "webhook"\nurl = "https://hooks.example/t"\n'
+    'events = ["ticket.created", "ticket.appended"]\nsecret_env = "HOOK_SECRET"\n'
+)
+
+
+def replayed_pair(tmp_path: Path, postgres_url: str, extra: str = SINKS) -> tuple[Path, Path]:
+    """(SQLite's configuration, PostgreSQL's), each store holding the demo's contacts and the
+    replayed fixtures; `extra` is added to both configurations."""
+    pg_config = config_for(tmp_path, postgres_url, extra=extra)
+    lite_config = tmp_path / "lite.toml"
+    lite_config.write_text(f'[store]\ndb = "{tmp_path / "t.db"}"\n{extra}')
+    contacts = str(ROOT / "fixtures" / "contacts.csv")
+    for config in (lite_config, pg_config):
+        code, out = run("contacts", "import", "--config", str(config), contacts)
+        assert code == 0 and "15 added" in out, out
+        code, out = run("replay", "--config", str(config), "--now", NOW, "--json", str(FIXTURES))
+        assert code == 0, out
+    return lite_config, pg_config
+
+
 def test_replay_into_postgres_gives_the_rows_sqlite_gets_and_the_commands_agree(
     tmp_path, postgres_url
 ):
@@ -77,16 +98,7 @@ def test_replay_into_postgres_gives_the_rows_sqlite_gets_and_the_commands_agree(
     from triage.store.postgres import PostgresStore
     from triage.store.sqlite import Store
 
-    sinks = '\n[[sink]]\nname = "hook"\nkind = "webhook"\nurl = "https://hooks.example/t"\nevents = ["ticket.created", "ticket.appended"]\nsecret_env = "HOOK_SECRET"\n'
-    pg_config = config_for(tmp_path, postgres_url, extra=sinks)
-    lite_config = tmp_path / "lite.toml"
-    lite_config.write_text(f'[store]\ndb = "{tmp_path / "t.db"}"\n{sinks}')
-    contacts = str(ROOT / "fixtures" / "contacts.csv")
-    for config in (lite_config, pg_config):
-        code, out = run("contacts", "import", "--config", str(config), contacts)
-        assert code == 0 and "15 added" in out, out
-        code, out = run("replay", "--config", str(config), "--now", NOW, "--json", str(FIXTURES))
-        assert code == 0, out
+    lite_config, pg_config = replayed_pair(tmp_path, postgres_url)
     lite = Store(tmp_path / "t.db")
     pg = PostgresStore(load_config(pg_config).database)
     try:

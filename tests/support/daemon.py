@@ -100,24 +100,31 @@ def mailbox_tables(
     each with its own password file in `tmp`): the `extra` of a Daemon that watches many.
     `keys` replace the defaults of every table (a None value leaves the key out)."""
     tmp.mkdir(parents=True, exist_ok=True)
-    text = []
-    for user in users:
-        pw = tmp / f"pw-{user}"
-        pw.write_text(f"{server.users[user]}\n")
-        pw.chmod(0o600)  # as `triage check` wants a password file
-        table = {
-            "name": user,
-            "host": server.host,
-            "port": server.tls_port,
-            "tls": "tls",
-            "username": user,
-            "password_file": str(pw),
-            "ca_file": str(server.ca_file),
-            **(QUICK_MAILBOX if quick else {}),
-            **keys,
-        }
-        text.append(f"[[mailbox]]\n{toml_lines(table)}\n")
-    return "\n".join(text)
+    return "\n".join(
+        mailbox_table(server, user, server.users[user], tmp / f"pw-{user}", quick, keys)
+        for user in users
+    )
+
+
+def mailbox_table(
+    server: imap.Server, user: str, secret: str, pw: Path, quick: bool, keys: dict
+) -> str:
+    """One `[[mailbox]]` table for `user` of `server` over imaps, its password written to
+    `pw`; `keys` replace the defaults (a None value leaves the key out)."""
+    pw.write_text(f"{secret}\n")
+    pw.chmod(0o600)  # as `triage check` wants a password file
+    table = {
+        "name": user,
+        "host": server.host,
+        "port": server.tls_port,
+        "tls": "tls",
+        "username": user,
+        "password_file": str(pw),
+        "ca_file": str(server.ca_file),
+        **(QUICK_MAILBOX if quick else {}),
+        **keys,
+    }
+    return f"[[mailbox]]\n{toml_lines(table)}\n"
 
 
 class Database:
@@ -200,21 +207,7 @@ class Daemon:
         text = f"[store]\ndb = {json.dumps(str(self.db))}\n{extra}\n"
         if server is not None:
             secret = password if password is not None else server.users.get(user, "secret")
-            pw = tmp / "pw"
-            pw.write_text(f"{secret}\n")
-            pw.chmod(0o600)  # as `triage check` wants a password file
-            table = {
-                "name": user,
-                "host": server.host,
-                "port": server.tls_port,
-                "tls": "tls",
-                "username": user,
-                "password_file": str(pw),
-                "ca_file": str(server.ca_file),
-                **(QUICK_MAILBOX if quick else {}),
-                **(mailbox or {}),
-            }
-            text += f"[[mailbox]]\n{toml_lines(table)}\n"
+            text += mailbox_table(server, user, secret, tmp / "pw", quick, mailbox or {})
         settings = {**(QUICK_DAEMON if quick else {}), **(daemon or {})}
         text += f"[daemon]\n{toml_lines(settings)}\n"
         self.config.write_text(text, encoding="utf-8")

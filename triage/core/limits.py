@@ -180,7 +180,8 @@ _CONTAINERS = ("multipart", "message")
 # Each run is parsed as one such line. A literal first byte keeps the scan quick.
 _RUN = re.compile(rb"\n((?:(?!From )[^ \t\r\n:-][^\r\n:]*+(?:\r\n|\n)){4,})")
 _TOKEN = b"TriageRun"
-_TOKENS = re.compile(_TOKEN.decode() + r"(\d{7})")
+_TOKEN_TEXT = _TOKEN.decode()
+_TOKENS = re.compile(_TOKEN_TEXT + r"(\d{7})")
 
 
 def parse(raw: bytes, max_parts: int) -> email.message.Message:
@@ -193,10 +194,10 @@ def parse(raw: bytes, max_parts: int) -> email.message.Message:
     parsed in full (tests/test_parsing.py holds them equal on generated and real mail).
     """
     end = header_end(raw)
-    start = end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)
-    block = raw[:start]
-    lowered = block.lower()
-    if end < len(raw) and raw.startswith((b"\r\n\r\n", b"\n\n"), end):
+    if raw.startswith((b"\r\n\r\n", b"\n\n"), end):  # an empty line ends the headers
+        start = end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)
+        block = raw[:start]
+        lowered = block.lower()
         if b"multipart" not in lowered and b"message/" not in lowered:
             head = email.message_from_bytes(block, _class=counting_parser(max_parts))
             if (
@@ -241,6 +242,3 @@ def _parse_runs(raw: bytes, max_parts: int) -> email.message.Message | None:
             if isinstance(value, str) and _TOKEN_TEXT in value:
                 setattr(part, name, _TOKENS.sub(back, value))
     return msg if put == len(runs) else None
-
-
-_TOKEN_TEXT = _TOKEN.decode()
