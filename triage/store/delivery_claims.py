@@ -55,40 +55,37 @@ def claim(
     claim one row (on PostgreSQL: one statement per sink, its rows chosen `FOR UPDATE SKIP
     LOCKED`, so drainers claiming at once take different rows and never wait)."""
     conn = store.conn
-    now = stamp(at)
-    until = stamp(at + lease)
-    out: list[Row] = []
-    if store.dialect == "postgresql":
+    now, until = stamp(at), stamp(at + lease)
+    sql = _CLAIM_POSTGRES if store.dialect == "postgresql" else _CLAIM
+
+    def each_sink() -> list[Row]:
+        out: list[Row] = []
         for sink, limit in limits.items():
-            got = conn.execute(
-                "UPDATE deliveries SET status = 'sending', claimed_by = ?, lease_until = ?"
-                " WHERE id IN (SELECT id FROM deliveries WHERE sink = ? AND"
-                " ((status = 'pending' AND next_attempt_at <= ?)"
-                " OR (status = 'sending' AND lease_until <= ?)) ORDER BY id LIMIT ?"
-                " FOR UPDATE SKIP LOCKED)"
-                " RETURNING id, sink, delivery_id, event, attempts",
-                (owner, until, sink, now, now, limit),
-            ).fetchall()
+            got = conn.execute(sql, (owner, until, sink, now, now, limit)).fetchall()
             out += [Row.from_db(r) for r in got]
         return sorted(out, key=lambda r: r.id)
+
+    if store.dialect == "postgresql":  # each statement its own transaction, rows locked
+        return each_sink()
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for sink, limit in limits.items():
-            got = conn.execute(
-                "UPDATE deliveries SET status = 'sending', claimed_by = ?, lease_until = ?"
-                " WHERE id IN (SELECT id FROM deliveries WHERE sink = ? AND"
-                " ((status = 'pending' AND next_attempt_at <= ?)"
-                " OR (status = 'sending' AND lease_until <= ?)) ORDER BY id LIMIT ?)"
-                " RETURNING id, sink, delivery_id, event, attempts",
-                (owner, until, sink, now, now, limit),
-            ).fetchall()
-            out += [Row.from_db(r) for r in got]
+        out = each_sink()
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    out.sort(key=lambda r: r.id)
     return out
+
+
+_CLAIM = (
+    "UPDATE deliveries SET status = 'sending', claimed_by = ?, lease_until = ?"
+    " WHERE id IN (SELECT id FROM deliveries WHERE sink = ? AND"
+    " ((status = 'pending' AND next_attempt_at <= ?)"
+    " OR (status = 'sending' AND lease_until <= ?)) ORDER BY id LIMIT ?)"
+    " RETURNING id, sink, delivery_id, event, attempts"
+)
+# The same, its rows chosen FOR UPDATE SKIP LOCKED: a drainer claiming at once skips them.
+_CLAIM_POSTGRES = _CLAIM.replace(" LIMIT ?)", " LIMIT ? FOR UPDATE SKIP LOCKED)")
 
 
 def finish(
