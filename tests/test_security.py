@@ -346,6 +346,10 @@ SQL_ALLOWED = {
         "read",
     ): "the statement is the module constant FACTS_SQL, a literal; values are bound",
     (
+        "triage/store/outbox.py",
+        "claim",
+    ): "one of two module constants (_CLAIM, _CLAIM_POSTGRES), literals; values bound",
+    (
         "triage/store/delivery_claims.py",
         "claim.each_sink",
     ): "one of two module constants (_CLAIM, _CLAIM_POSTGRES), literals; values bound",

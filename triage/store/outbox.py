@@ -57,19 +57,13 @@ def claim(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | Non
     """
     now = _iso(at)
     conn = store.conn
-    if store.dialect == "postgresql":
-        return _claim_postgres(store, owner, at, lease)
+    values = (owner, _iso(at + lease), now, now)
+    if store.dialect == "postgresql":  # one statement; a row another drainer locked is skipped
+        got = conn.execute(_CLAIM_POSTGRES, values).fetchall()
+        return Row.from_db(got[0]) if got else None
     conn.execute("BEGIN IMMEDIATE")
     try:
-        got = conn.execute(
-            "UPDATE outbox SET status = 'sending', claimed_by = ?, lease_until = ?"
-            " WHERE id = (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND"
-            " ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
-            " OR (status = 'sending' AND lease_until <= ?))"
-            " ORDER BY ticket_id IS NOT NULL, id LIMIT 1)"
-            " RETURNING id, to_addr, raw, attempts, created_at",
-            (owner, _iso(at + lease), now, now),
-        ).fetchall()
+        got = conn.execute(_CLAIM, values).fetchall()
         conn.execute("COMMIT")
     except BaseException:
         conn.execute("ROLLBACK")
@@ -77,21 +71,18 @@ def claim(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | Non
     return Row.from_db(got[0]) if got else None
 
 
-def _claim_postgres(store: Store, owner: str, at: datetime, lease: timedelta) -> Row | None:
-    """`claim` on PostgreSQL: one statement, the row chosen `FOR UPDATE SKIP LOCKED`, so two
-    drainers (two daemons, or a daemon and `outbox send --once`) claiming at once each get
-    a different row, neither waiting for the other; the same choice as SQLite's."""
-    now = _iso(at)
-    got = store.conn.execute(
-        "UPDATE outbox SET status = 'sending', claimed_by = ?, lease_until = ?"
-        " WHERE id = (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND"
-        " ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
-        " OR (status = 'sending' AND lease_until <= ?))"
-        " ORDER BY ticket_id IS NOT NULL, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING id, to_addr, raw, attempts, created_at",
-        (owner, _iso(at + lease), now, now),
-    ).fetchall()
-    return Row.from_db(got[0]) if got else None
+_CLAIM = (
+    "UPDATE outbox SET status = 'sending', claimed_by = ?, lease_until = ?"
+    " WHERE id = (SELECT id FROM outbox WHERE status IN ('pending', 'sending') AND"
+    " ((status = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= ?))"
+    " OR (status = 'sending' AND lease_until <= ?))"
+    " ORDER BY ticket_id IS NOT NULL, id LIMIT 1)"
+    " RETURNING id, to_addr, raw, attempts, created_at"
+)
+# The same on PostgreSQL, the row chosen FOR UPDATE SKIP LOCKED: two drainers (two daemons,
+# or a daemon and `outbox send --once`) claiming at once each get a different row, neither
+# waiting for the other.
+_CLAIM_POSTGRES = _CLAIM.replace(" LIMIT 1)", " LIMIT 1 FOR UPDATE SKIP LOCKED)")
 
 
 def owner_id() -> str:
