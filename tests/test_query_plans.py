@@ -33,7 +33,7 @@ NOW = "2026-03-10T14:30:00Z"
 # the wide rows): the response report counts every ticket ever opened, and `status` counts
 # every outbox row by status (its JSON lists them all).
 WHOLE = {
-    "tickets_report": "the response report counts every ticket",
+    "tickets_outcomes": "the response report counts every ticket",
     "idx_outbox_status": "`status` counts the outbox rows by status",
 }
 

@@ -411,6 +411,10 @@ SQL_ALLOWED = {
         "triage/store/postgres_schema.py",
         "years_of_mail",
     ): "the statements of the module constant schema.YEARS_INDEXES, literals; no values",
+    (
+        "triage/store/migrations.py",
+        "report_outcomes",
+    ): "the module constant schema.OUTCOMES_INDEX, literals; no values",
 }
 
 

@@ -218,3 +218,17 @@ YEARS_INDEXES = (
     "CREATE INDEX IF NOT EXISTS idx_messages_action_received_at ON messages (action, received_at)",
     "CREATE INDEX IF NOT EXISTS idx_attachments_sha256 ON attachments (sha256)",
 )
+
+# Migration 12 (SQLite): a ticket's first-response outcome as far as it does not depend on
+# the clock, as `tracking.outcome` judges it: 0 no target, 1 answered within it, 2 answered
+# late, 3 not answered yet (pending or breached, which `now` decides). The response report
+# groups by it, and the index below keeps it computed: the report reads each ticket's
+# outcome from the index instead of parsing its two instants (store/tickets.py).
+RESPONSE_OUTCOME = (
+    "CASE WHEN response_due IS NULL THEN 0 WHEN first_response_at IS NULL THEN 3"
+    " WHEN julianday(first_response_at) <= julianday(response_due) THEN 1 ELSE 2 END"
+)
+OUTCOMES_INDEX = (
+    "CREATE INDEX IF NOT EXISTS tickets_outcomes ON tickets (priority, level,"
+    f" ({RESPONSE_OUTCOME}), first_response_at, response_due, paused_at, created_at)"
+)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from triage import instants
 from triage.core.sla.tracking import Ticket, instant
+from triage.store import schema
 
 if TYPE_CHECKING:
     from triage.store.sqlite import Store
@@ -51,23 +52,37 @@ def every(store: Store) -> list[Ticket]:
 def outcome_counts(
     store: Store, now: datetime, since: datetime | None = None
 ) -> list[tuple[str | None, int | None, int, int, int, int, int]]:
-    """Per stored priority: (priority, its most urgent level, tickets, no_target, within,
-    late, breached) for tickets created at or after `since`, judged at `now`, as
-    `tracking.outcome` judges one ticket (the rest are pending; `tracking.tally_counted`
-    makes the report of them).
+    """(priority, level, tickets, no_target, within, late, breached) for tickets created at
+    or after `since`, judged at `now`, as `tracking.outcome` judges one ticket (the rest are
+    pending; `tracking.tally_counted` makes the report of them, adding up the rows of one
+    priority).
 
-    Counted here, in one pass over the covering index `tickets_report` (migration 10), in
-    priority order: reading every ticket into Python cost seconds in a store with years in
-    it. tests/test_tracking.py checks that both count the same.
+    Counted here, in SQL: reading every ticket into Python cost seconds in a store with years
+    in it. On SQLite, one pass over the index `tickets_outcomes` (migration 12), which holds
+    each ticket's outcome computed: only the unanswered tickets' instants are compared. On
+    PostgreSQL, one pass comparing them. tests/test_tracking.py checks both against `tally`.
     """
     at = instants.iso(now)
-    rows = store.conn.execute(
-        _OUTCOMES_POSTGRES if store.dialect == "postgresql" else _OUTCOMES,
-        {"now": at, "since": instants.iso(since) if since else None},
-    ).fetchall()
+    values = {"now": at, "since": instants.iso(since) if since else None}
+    if store.dialect == "postgresql":
+        return [
+            (priority, level, n, no_target, answered & 0xFFFFFFFF, answered >> 32, breached)
+            for priority, level, n, no_target, answered, breached in store.conn.execute(
+                _OUTCOMES_POSTGRES, values
+            ).fetchall()
+        ]
+    rows = store.conn.execute(_OUTCOMES, values).fetchall()
     return [
-        (priority, level, n, no_target, answered & 0xFFFFFFFF, answered >> 32, breached)
-        for priority, level, n, no_target, answered, breached in rows
+        (
+            priority,
+            level,
+            n,
+            n if outcome == 0 else 0,
+            n if outcome == 1 else 0,
+            n if outcome == 2 else 0,
+            breached,
+        )
+        for priority, level, outcome, n, breached in rows
     ]
 
 
@@ -104,23 +119,24 @@ def set_first_response(store: Store, ticket_id: int, at: datetime) -> bool:
     return cur.rowcount == 1
 
 
-# Answered tickets are compared once each: within adds 1, late adds 2**32, so one sum
-# carries both counts (a priority never has 2**32 tickets). Two sums cost each answered
-# ticket its instants parsed twice (about a third more time).
+# One row per (priority, level, outcome), in the order of the index `tickets_outcomes`,
+# which holds the outcome (schema.RESPONSE_OUTCOME, the same expression, so SQLite reads it
+# from the index rather than computing it). Only an unanswered ticket with a deadline has
+# its deadline compared with `now` (CASE stops at the first false condition).
 _OUTCOMES = (
-    "SELECT priority, MIN(level), COUNT(*), SUM(response_due IS NULL),"
-    " SUM(CASE WHEN response_due IS NULL OR first_response_at IS NULL THEN 0"
-    "  WHEN julianday(first_response_at) <= julianday(response_due) THEN 1"
-    "  ELSE 4294967296 END),"
-    " COALESCE(SUM(response_due IS NOT NULL AND first_response_at IS NULL"
+    f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*),"
+    " SUM(CASE WHEN first_response_at IS NULL AND response_due IS NOT NULL"
     "  AND julianday(response_due)"
-    "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))), 0)"
+    "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))"
+    "  THEN 1 ELSE 0 END)"
     " FROM tickets"
     " WHERE :since IS NULL OR julianday(created_at) >= julianday(:since)"
-    " GROUP BY priority"
+    f" GROUP BY priority, level, {schema.RESPONSE_OUTCOME}"
 )
-# The same counts on PostgreSQL (spelled by store/dialect.py): instants compared as
-# timestamps, truth values counted by CASE, the two-argument min as LEAST, sums as BIGINT.
+# The counts on PostgreSQL (spelled by store/dialect.py), one row per priority: instants
+# compared as timestamps, truth values counted by CASE, the two-argument min as LEAST, sums
+# as BIGINT. Answered tickets are compared once each: within adds 1, late adds 2**32, so one
+# sum carries both counts (a priority never has 2**32 tickets).
 _OUTCOMES_POSTGRES = (
     "SELECT priority, MIN(level), COUNT(*),"
     " CAST(SUM(CASE WHEN response_due IS NULL THEN 1 ELSE 0 END) AS BIGINT),"
