@@ -6,7 +6,15 @@ calls a few functions that `triage.desk.plugin` registers on every connection.
 
 from __future__ import annotations
 
-from triage.store.desk.canned import FILTERED_TODAY, REVIEW, SEARCH, TICKET, at_risk_sql, queue_sql
+from triage.store.desk.canned import (
+    FILTERED_TODAY,
+    QUEUE_PAGE,
+    REVIEW,
+    SEARCH,
+    TICKET,
+    at_risk_sql,
+    queue_page_sql,
+)
 
 DB = "triage"  # the database's name in every URL: /triage/queue, /triage/ticket?number=...
 
@@ -17,8 +25,9 @@ def metadata(threshold: float, search: bool = True, title: str = "triage desk") 
         "queue": {
             "title": "Queue",
             "description": "Open tickets by time left to the first response: breached first,"
-            " then the soonest due; answered tickets and those with no target last.",
-            "sql": queue_sql(threshold),
+            " then the soonest due; answered tickets and those with no target last;"
+            f" {QUEUE_PAGE} a page.",
+            "sql": queue_page_sql(threshold),
             "hide_sql": True,
         },
         "at-risk": {

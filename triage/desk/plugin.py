@@ -23,6 +23,8 @@ from triage.store.desk import canned, fts
 from triage.store.desk.readonly import refuse_writes
 
 TICKET_TEMPLATE = f"query-{DB}-ticket.html"
+QUEUE_TEMPLATE = f"query-{DB}-queue.html"
+LAST_PAGE = 1_000_000  # `?page=` above this is no page (its offset would overflow SQLite's)
 
 
 @dataclass(frozen=True)
@@ -114,6 +116,54 @@ def prepare_connection(conn, database, datasette):
         conn.create_function(name, arity, fn)
 
 
+# --------------------------------------------------------------------------- queue pages
+
+
+def page_number(text: str | None) -> int | None:
+    """`?page=N` -> N (1 and up), None when absent or not a page number."""
+    try:
+        number = int(text or "")
+    except ValueError:
+        return None
+    return number if 1 <= number <= LAST_PAGE else None
+
+
+def paging(key: str, request) -> int:
+    """The queue's magic parameters `:_desk_limit` and `:_desk_offset` (canned.queue_page_sql).
+
+    The page shows `canned.QUEUE_PAGE` tickets, the first page unless `?page=N`; its JSON
+    twin (`queue.json`) gives every row as it always did unless `?page=N` is asked for.
+    """
+    page = page_number(request.args.get("page"))
+    if page is None and request.url_vars.get("format"):
+        every = {"limit": -1, "offset": 0}
+        return every[key]  # KeyError for another name: Datasette then reads it from the URL
+    first = ((page or 1) - 1) * canned.QUEUE_PAGE
+    return {"limit": canned.QUEUE_PAGE, "offset": first}[key]
+
+
+@hookimpl
+def register_magic_parameters(datasette):
+    return [("desk", paging)]
+
+
+def pager(page: int, total: int, url: Callable[[int], str]) -> dict:
+    """What the queue's page says above and below its rows: which tickets of how many, and
+    the links to the pages before and after (`url(n)` is page n's address)."""
+    size = canned.QUEUE_PAGE
+    first = (page - 1) * size + 1
+    last = min(page * size, total)
+    return {
+        "page": page,
+        "size": size,
+        "first": first,
+        "last": last,
+        "total": total,
+        "previous": url(min(page - 1, -(-total // size))) if page > 1 and total else None,
+        "next": url(page + 1) if last < total else None,
+    }
+
+
 # --------------------------------------------------------------------------- cells
 
 
@@ -142,7 +192,11 @@ def render_cell(value, column, table, database, datasette):
 
 @hookimpl
 def extra_template_vars(template, database, request, datasette):
-    if datasette not in DESKS or template != TICKET_TEMPLATE or request is None:
+    if datasette not in DESKS or request is None:
+        return {}
+    if template == QUEUE_TEMPLATE:
+        return _queue_vars(request, datasette)
+    if template != TICKET_TEMPLATE:
         return {}
     desk = _desk(datasette)
 
@@ -161,3 +215,13 @@ def extra_template_vars(template, database, request, datasette):
         return {"desk_ticket": ticket, "desk_number": number}
 
     return ticket_vars
+
+
+def _queue_vars(request, datasette):
+    async def queue_vars():
+        total = await canned.open_count(datasette.get_database(DB))
+        queue = datasette.urls.database(DB) + "/queue"
+        page = page_number(request.args.get("page")) or 1
+        return {"desk_pages": pager(page, total, lambda n: f"{queue}?page={n}")}
+
+    return queue_vars

@@ -41,6 +41,26 @@ WHERE {OPEN}
 ORDER BY (first_response_at IS NOT NULL OR response_due IS NULL), julianday(response_due), id"""
 
 
+# The queue's page draws this many tickets (`?page=N` for the next); drawing every open
+# ticket of a busy desk (Datasette's 1,000) cost the page 135 - 410 ms (bench/bigstore.py).
+QUEUE_PAGE = 100
+
+
+def queue_page_sql(threshold: float) -> str:
+    """`queue_sql`, one page of it: the limit and offset are the desk's magic parameters
+    (`triage.desk.plugin.paging`: from `?page=N`; every row for the JSON twin without it)."""
+    return queue_sql(threshold) + "\nLIMIT :_desk_limit OFFSET :_desk_offset"
+
+
+async def open_count(db) -> int:
+    """How many tickets the queue holds (Datasette's `Database`): the count its pages show,
+    read by the partial index tickets_open (its states written as `OPEN` writes them)."""
+    rows = await db.execute(
+        "SELECT COUNT(*) FROM tickets WHERE status NOT IN ('resolved', 'closed')"
+    )
+    return rows.first()[0]
+
+
 def at_risk_sql(threshold: float) -> str:
     return f"""SELECT number AS ticket, 'at risk' AS state, desk_left(response_due) AS time_left,
   round(100 * desk_used(policy, plan, priority, created_at, timezone)) AS percent_used,
