@@ -515,3 +515,33 @@ def test_the_report_counted_in_sql_is_the_report_tally_makes_of_every_ticket(sto
             ("(none)", 1, 0, 1, 0, 0),  # no level: after those with one, by name
             ("P3", 0, 0, 0, 0, 1),
         ]
+
+
+# Opened around the edge of a window that starts 2026-03-11T00:00:00Z, written in offsets
+# (a row another tool wrote, or edited by hand): in the window or not by the instant, never
+# by the text's date.
+AROUND = [
+    ("2026-03-10T20:00:00-05:00", True),  # 01:00Z on the 11th: in, though its date is the 10th
+    ("2026-03-10T10:00:00-14:00", True),  # 00:00Z on the 11th
+    ("2026-03-10T09:59:59-14:00", False),
+    ("2026-03-11T00:30:00+01:00", False),  # 23:30Z on the 10th: out, though dated the 11th
+    ("2026-03-10T23:59:59.999Z", False),  # (SQLite reads instants to the millisecond)
+    ("2026-03-11T00:00:00Z", True),
+    ("2026-03-11 00:00:01Z", True),  # SQLite's own spelling, a space for the T
+]
+
+
+def test_the_window_of_a_report_is_read_by_instant_not_by_the_text_of_its_date(store):
+    from triage.core.sla import tracking as rules
+    from triage.store import tickets
+
+    for n, (created, _) in enumerate(AROUND, start=1):
+        store.conn.execute(
+            "INSERT INTO tickets (id, number, status, requester, priority, level, created_at)"
+            " VALUES (?, ?, 'open', 'a@example.com', 'P3', 3, ?)",
+            (n, f"T-{n:06d}", created),
+        )
+    now, since = at("2026-03-12T10:00:00Z"), at("2026-03-11T00:00:00Z")
+    counted = rules.tally_counted(tickets.outcome_counts(store, now, since))
+    assert counted == rules.tally(tickets.every(store), now, since)
+    assert counted[1].tickets == sum(inside for _, inside in AROUND)

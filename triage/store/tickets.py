@@ -8,7 +8,7 @@ under one write lock.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from triage import instants
@@ -71,7 +71,10 @@ def outcome_counts(
                 _OUTCOMES_POSTGRES, values
             ).fetchall()
         ]
-    rows = store.conn.execute(_OUTCOMES, values).fetchall()
+    # The day before `since`'s: no instant at or after `since`, written in any offset (at
+    # most a day from UTC), has an earlier date, so text before it is never in the window.
+    floor = instants.iso(since - timedelta(days=1))[:10] if since else None
+    rows = store.conn.execute(_OUTCOMES, {**values, "floor": floor}).fetchall()
     return [
         (
             priority,
@@ -122,7 +125,9 @@ def set_first_response(store: Store, ticket_id: int, at: datetime) -> bool:
 # One row per (priority, level, outcome), in the order of the index `tickets_outcomes`,
 # which holds the outcome (schema.RESPONSE_OUTCOME, the same expression, so SQLite reads it
 # from the index rather than computing it). Only an unanswered ticket with a deadline has
-# its deadline compared with `now` (CASE stops at the first false condition).
+# its deadline compared with `now` (CASE stops at the first false condition). With `since`,
+# a ticket's creation is parsed only when its text is not before the window's `floor` (the
+# date before `since`'s), not for every ticket ever opened.
 _OUTCOMES = (
     f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*),"
     " SUM(CASE WHEN first_response_at IS NULL AND response_due IS NOT NULL"
@@ -130,7 +135,8 @@ _OUTCOMES = (
     "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))"
     "  THEN 1 ELSE 0 END)"
     " FROM tickets"
-    " WHERE :since IS NULL OR julianday(created_at) >= julianday(:since)"
+    " WHERE :since IS NULL"
+    "  OR (created_at >= :floor AND julianday(created_at) >= julianday(:since))"
     f" GROUP BY priority, level, {schema.RESPONSE_OUTCOME}"
 )
 # The counts on PostgreSQL (spelled by store/dialect.py), one row per priority: instants
