@@ -208,10 +208,13 @@ def test_the_desk_queue_at_risk_and_filtered_today_read_by_index(store, monkeypa
         return (await ds.client.get(path)).status_code
 
     assert asyncio.run(get("/triage/queue")) == 200
+    assert asyncio.run(get("/triage/queue?page=2")) == 200
+    assert asyncio.run(get("/triage/queue.json")) == 200
     assert asyncio.run(get("/triage/at-risk")) == 200
     assert asyncio.run(get("/triage/filtered-today")) == 200
     statements = traced.take()
     assert any("desk_used" in s for s in statements)  # the queue's own statement ran
+    assert any(s.startswith("SELECT COUNT(*) FROM tickets") for s in statements)  # its count
     assert explain_all(store, statements) == {}
 
 
