@@ -356,7 +356,7 @@ SQL_ALLOWED = {
     (
         "triage/store/tickets.py",
         "outcome_counts",
-    ): "one of two module constants, literals (SQLite's and PostgreSQL's); values are bound",
+    ): "one of three module constants, literals (SQLite's two, PostgreSQL's); values bound",
     (
         "triage/store/sqlite.py",
         "Store.tickets",

@@ -59,8 +59,9 @@ def outcome_counts(
 
     Counted here, in SQL: reading every ticket into Python cost seconds in a store with years
     in it. On SQLite, one pass over the index `tickets_outcomes` (migration 12), which holds
-    each ticket's outcome computed: only the unanswered tickets' instants are compared. On
-    PostgreSQL, one pass comparing them. tests/test_tracking.py checks both against `tally`.
+    each ticket's outcome computed, and a second over its range of unanswered tickets, the
+    only ones whose instants are compared. On PostgreSQL, one pass comparing them.
+    tests/test_tracking.py checks both against `tally`.
     """
     at = instants.iso(now)
     values = {"now": at, "since": instants.iso(since) if since else None}
@@ -74,19 +75,19 @@ def outcome_counts(
     # The day before `since`'s: no instant at or after `since`, written in any offset (at
     # most a day from UTC), has an earlier date, so text before it is never in the window.
     floor = instants.iso(since - timedelta(days=1))[:10] if since else None
-    rows = store.conn.execute(_OUTCOMES, {**values, "floor": floor}).fetchall()
-    return [
-        (
-            priority,
-            level,
-            n,
-            n if outcome == 0 else 0,
-            n if outcome == 1 else 0,
-            n if outcome == 2 else 0,
-            breached,
-        )
-        for priority, level, outcome, n, breached in rows
-    ]
+    rows = store.conn.execute(
+        _OUTCOMES_SINCE if since else _OUTCOMES, {**values, "floor": floor}
+    ).fetchall()
+    counts: dict[tuple[str | None, int | None], list[int]] = {}
+    for priority, level, outcome, n in rows:
+        c = counts.setdefault((priority, level), [0, 0, 0, 0, 0])
+        if outcome == BREACHED:
+            c[4] += n
+        else:
+            c[0] += n
+            if outcome in (0, 1, 2):  # no target, within, late; 3 is pending or breached
+                c[1 + outcome] += n
+    return [(priority, level, *c) for (priority, level), c in counts.items()]
 
 
 def tracked(store: Store) -> list[Ticket]:
@@ -122,22 +123,34 @@ def set_first_response(store: Store, ticket_id: int, at: datetime) -> bool:
     return cur.rowcount == 1
 
 
-# One row per (priority, level, outcome), in the order of the index `tickets_outcomes`,
-# which holds the outcome (schema.RESPONSE_OUTCOME, the same expression, so SQLite reads it
-# from the index rather than computing it). Only an unanswered ticket with a deadline has
-# its deadline compared with `now` (CASE stops at the first false condition). With `since`,
-# a ticket's creation is parsed only when its text is not before the window's `floor` (the
-# date before `since`'s), not for every ticket ever opened.
+# Rows of (priority, level, outcome, tickets): every ticket counted by its outcome as the
+# index `tickets_outcomes` holds it (schema.RESPONSE_OUTCOME, the same expression, so SQLite
+# reads it from the index and compares no instants), then the unanswered ones (outcome 3, a
+# range of that index) breached at `now`, as outcome BREACHED. One statement, so one
+# snapshot. With `since`, a ticket's creation is parsed only when its text is not before the
+# window's `floor` (the date before `since`'s), not for every ticket ever opened.
+BREACHED = 4
 _OUTCOMES = (
-    f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*),"
-    " SUM(CASE WHEN first_response_at IS NULL AND response_due IS NOT NULL"
+    f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*) FROM tickets"
+    f" GROUP BY {schema.RESPONSE_OUTCOME}, priority, level"
+    " UNION ALL"
+    " SELECT priority, level, 4, COUNT(*) FROM tickets"
+    f" WHERE {schema.RESPONSE_OUTCOME} = 3"
     "  AND julianday(response_due)"
     "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))"
-    "  THEN 1 ELSE 0 END)"
-    " FROM tickets"
-    " WHERE :since IS NULL"
-    "  OR (created_at >= :floor AND julianday(created_at) >= julianday(:since))"
-    f" GROUP BY priority, level, {schema.RESPONSE_OUTCOME}"
+    " GROUP BY priority, level"
+)
+_OUTCOMES_SINCE = (
+    f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*) FROM tickets"
+    " WHERE created_at >= :floor AND julianday(created_at) >= julianday(:since)"
+    f" GROUP BY {schema.RESPONSE_OUTCOME}, priority, level"
+    " UNION ALL"
+    " SELECT priority, level, 4, COUNT(*) FROM tickets"
+    f" WHERE {schema.RESPONSE_OUTCOME} = 3"
+    "  AND created_at >= :floor AND julianday(created_at) >= julianday(:since)"
+    "  AND julianday(response_due)"
+    "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))"
+    " GROUP BY priority, level"
 )
 # The counts on PostgreSQL (spelled by store/dialect.py), one row per priority: instants
 # compared as timestamps, truth values counted by CASE, the two-argument min as LEAST, sums
