@@ -144,7 +144,7 @@ def leases_table(conn: Connection) -> None:
 def report_outcomes(conn: Connection) -> None:
     """12: nothing: SQLite's index of each ticket's response outcome computes it with
     `julianday`; PostgreSQL indexes no expression that reads text as a timestamp (the cast is
-    not immutable), so its report keeps counting over 10's `tickets_report`."""
+    not immutable), so its report keeps its one pass comparing instants (store/tickets.py)."""
 
 
 MIGRATIONS: tuple[Migration, ...] = (
