@@ -189,4 +189,3 @@ def test_a_daemon_that_loses_its_lease_stops_touching_the_mailbox(
         wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 2, 20, "taken again")
         assert d.stop() == 0
     assert imap.count(dc, "box0", "INBOX") == 0
-

@@ -104,9 +104,7 @@ def test_a_holder_whose_lease_was_taken_finds_out_at_its_next_renewal(two):
     assert leases.held(two[0], mailbox("support")).owner == "daemon-b"  # a did not take it back
 
 
-def test_on_postgres_a_holder_cut_off_from_the_database_stops_before_its_lease_ends(
-    two, request
-):
+def test_on_postgres_a_holder_cut_off_from_the_database_stops_before_its_lease_ends(two, request):
     if two[0].dialect != "postgresql":
         pytest.skip("a connection the server drops: PostgreSQL's")
     import psycopg
