@@ -151,21 +151,24 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         self.log.info("daemon_stopped")
         return 0
 
-    def _leased(self, name: str, work: Callable[[], Awaitable[None]]) -> Awaitable[None]:
+    def _leased(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[None]],
+        on_hold: Callable[[bool], None] = lambda held: None,
+    ) -> Awaitable[None]:
         """`work()` as it is on SQLite; on a shared store, run only while this daemon
         holds lease `name` (service/leasing.under_lease)."""
         if self.lease_store is None:
             return work()
         term = leases.Term.of(self.config.daemon.lease_seconds)
         holding = Holding(self.lease_store, name, self.owner, term)
-        return under_lease(holding, self.stop, work)
+        return under_lease(holding, self.stop, work, on_hold)
 
     def _mailbox_leased(self, mb, loop: Callable[[Any], Awaitable[None]]) -> Awaitable[None]:
         """A mailbox's loop, under its lease on a shared store: while another daemon holds
         it, this one keeps it `standby` (in its own STATUS= line only: the state row is the
         holder's to write)."""
-        if self.lease_store is None:
-            return loop(mb)
         health = self.health[mb.name]
 
         def on_hold(held: bool) -> None:
@@ -178,9 +181,7 @@ class Daemon(GraphLoop, HealthWatch, Timers):
                 health.state = "standby"
             self._status()
 
-        term = leases.Term.of(self.config.daemon.lease_seconds)
-        holding = Holding(self.lease_store, leases.mailbox(mb.name), self.owner, term)
-        return under_lease(holding, self.stop, lambda: loop(mb), on_hold)
+        return self._leased(leases.mailbox(mb.name), lambda: loop(mb), on_hold)
 
     async def _wind_down(self, tasks: list[asyncio.Task]) -> None:
         """Let each task finish what it holds (the batch in hand is committed and filed), for
