@@ -1099,6 +1099,43 @@ def _max_imap_connections(env: Env) -> None:
         assert peak[0] == most, (text, peak[0])
 
 
+@effect("daemon.lease_seconds")
+def _lease_seconds(env: Env) -> None:
+    """On a PostgreSQL store the daemon holds its SLA timer (and each mailbox) by a lease
+    that runs `lease_seconds` from its last renewal."""
+    import psycopg
+
+    from tests.support.postgres import PASSWORD
+    from triage.core import leases
+    from triage.service.daemon import Daemon
+    from triage.service.notify import Notifier
+
+    url = env.postgres()
+    secret = env.secret(PASSWORD, "pg-password")
+    for text, term in (("", 30.0), ("[daemon]\nlease_seconds = 7\n", 7.0)):
+        path = env.config(
+            f'[store]\nurl = "{url}"\npassword_file = "{secret.name}"\n{text}', name="pg.toml"
+        )
+        config = load_config(path)
+        daemon_ = Daemon(path, config, Rules.load(config, ()), Notifier.from_env())
+        seen: list[float] = []
+
+        def held(seen=seen) -> bool:
+            with psycopg.connect(url, password=PASSWORD) as conn:
+                row = conn.execute("SELECT expires_at FROM leases WHERE name = 'timer:sla'")
+                found = row.fetchone()
+            if found:
+                seen.append((instants.stored(found[0]) - datetime.now(UTC)).total_seconds())
+            return bool(seen)
+
+        def sla(d=daemon_):
+            return d._leased(leases.timer("sla"), d._sla_checks)
+
+        run_until(daemon_, sla, held, 5)
+        assert seen and term - 2 < seen[0] <= term, (text, seen)
+        daemon_.lease_store.close()
+
+
 @effect("daemon.outbox_seconds")
 def _outbox_seconds(env: Env) -> None:
     sink = env.sink()

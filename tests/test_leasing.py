@@ -104,9 +104,12 @@ def test_a_holder_whose_lease_was_taken_finds_out_at_its_next_renewal(two):
     assert leases.held(two[0], mailbox("support")).owner == "daemon-b"  # a did not take it back
 
 
-def test_on_postgres_a_holder_cut_off_from_the_database_stops_before_its_lease_ends(two):
+def test_on_postgres_a_holder_cut_off_from_the_database_stops_before_its_lease_ends(two, request):
     if two[0].dialect != "postgresql":
         pytest.skip("a connection the server drops: PostgreSQL's")
+    import psycopg
+
+    server = request.getfixturevalue("postgres_server")
     a = Holding(two[0], mailbox("support"), "daemon-a", TERM)
 
     async def scene() -> tuple[float, float]:
@@ -114,11 +117,18 @@ def test_on_postgres_a_holder_cut_off_from_the_database_stops_before_its_lease_e
         assert await a.acquire(stop)
         renewed = time.monotonic()  # at most this late: the row's expiry is TERM after it
         keeping = asyncio.create_task(a.keep(stop))
-        # the server drops the holder's connection: every renewal from now on fails
+        # the server drops the holder's connection and takes no new one: every renewal
+        # from now on fails (the store would connect again at once if it could)
         pid = two[0].conn.raw.info.backend_pid
-        two[1].conn.execute("SELECT pg_terminate_backend(?)", (pid,))
-        await asyncio.wait_for(a.lost.wait(), TERM.seconds * 2)
-        await keeping
+        name = two[1].conn.raw.info.dbname
+        with psycopg.connect(server.url("postgres"), autocommit=True) as admin:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            try:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                await asyncio.wait_for(a.lost.wait(), TERM.seconds * 2)
+                await keeping
+            finally:
+                admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
         return renewed, time.monotonic()
 
     renewed, lost = asyncio.run(scene())

@@ -221,7 +221,6 @@ def test_a_wrong_password_names_the_url_and_the_fix(tmp_path, postgres_url):
 @pytest.mark.parametrize(
     ("command", "rest"),
     [
-        (["run"], []),
         (["web"], []),
         (["backup"], ["{tmp}/copy.db"]),
         (["prune"], ["--older-than", "30"]),
@@ -236,6 +235,18 @@ def test_a_command_that_needs_sqlite_refuses_on_postgres_before_it_starts(tmp_pa
     assert code != 0
     assert "[store] url" in out and "needs SQLite for now" in out, out
     assert "Traceback" not in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pg.toml"]
+
+
+def test_the_daemon_on_an_unreachable_server_says_so_and_writes_nothing(tmp_path):
+    """`triage run` works on PostgreSQL (tests/test_daemon_postgres.py); a server that is
+    not there stops its start with the url and the fix, before any file is made."""
+    config = tmp_path / "pg.toml"
+    config.write_text('[store]\nurl = "postgresql://triage@127.0.0.1:9/none"\n')
+    code, out = run("run", "--config", str(config))
+    assert code == 1
+    assert "cannot connect to the PostgreSQL store" in out and "check [store] url" in out, out
+    assert "127.0.0.1:9/none" in out and "Traceback" not in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pg.toml"]
 
 

@@ -174,6 +174,36 @@ class Database:
             self._conn = None
 
 
+class SharedDatabase:
+    """A daemon's PostgreSQL store (`[store] url`), read as Database reads SQLite's file:
+    the same `?` placeholders; a query before the schema exists reads as no rows."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._conn = None
+
+    def rows(self, sql: str, *args: object) -> list[tuple]:
+        import psycopg
+
+        from tests.support.postgres import PASSWORD
+
+        if self._conn is None:
+            self._conn = psycopg.connect(self.url, password=PASSWORD, autocommit=True)
+        try:
+            return self._conn.execute(sql.replace("%", "%%").replace("?", "%s"), args).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []
+
+    def scalar(self, sql: str, *args: object, default: object = 0) -> object:
+        found = self.rows(sql, *args)
+        return found[0][0] if found else default
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 class Daemon:
     """`triage run` in a subprocess, with its config, database and log in `tmp`.
 
@@ -181,7 +211,8 @@ class Daemon:
     None for a daemon with no mailbox (it only drains the outbox). mailbox and daemon:
     keys that replace the [[mailbox]] and [daemon] defaults (None removes one); extra: TOML
     tables added as they are ([identity], [smtp], [rules] ...). quick=False starts from the
-    shipped defaults instead of short test timeouts.
+    shipped defaults instead of short test timeouts. store_url: a PostgreSQL database (its password
+    tests/support/postgres.PASSWORD) instead of the SQLite file, its files in `files`.
     """
 
     def __init__(
@@ -197,6 +228,8 @@ class Daemon:
         own_session: bool = False,
         checkout: Path = REPO,
         user: str = "support",
+        store_url: str | None = None,
+        files: Path | None = None,
     ) -> None:
         self.tmp, self.imap, self.user = tmp, server, user
         self.checkout, self.own_session = checkout, own_session
@@ -205,13 +238,23 @@ class Daemon:
         self.log = tmp / "daemon.log"
         self.config = tmp / "triage.toml"
         text = f"[store]\ndb = {json.dumps(str(self.db))}\n{extra}\n"
+        if store_url is not None:
+            from tests.support.postgres import PASSWORD
+
+            pw = tmp / "pg-password"
+            pw.write_text(PASSWORD + "\n")
+            pw.chmod(0o600)
+            shared = {"url": store_url, "password_file": str(pw), "files": str(files or tmp)}
+            text = f"[store]\n{toml_lines(shared)}\n{extra}\n"
         if server is not None:
             secret = password if password is not None else server.users.get(user, "secret")
             text += mailbox_table(server, user, secret, tmp / "pw", quick, mailbox or {})
         settings = {**(QUICK_DAEMON if quick else {}), **(daemon or {})}
         text += f"[daemon]\n{toml_lines(settings)}\n"
         self.config.write_text(text, encoding="utf-8")
-        self.database = Database(self.db)
+        self.database: Database | SharedDatabase = (
+            Database(self.db) if store_url is None else SharedDatabase(store_url)
+        )
         self.proc: subprocess.Popen | None = None
 
     # -- the process ---------------------------------------------------------------------

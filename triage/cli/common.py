@@ -107,16 +107,10 @@ def store_at(path: Path | None, prefix: str):
 
 def postgres_store(config: Config):
     """The store on `[store] url` (psycopg is imported only here, only then)."""
-    try:
-        from triage.store.postgres import PostgresStore
-    except ImportError as exc:
-        raise TriageError(
-            config.path,
-            f"[store] url names a PostgreSQL database, and psycopg cannot be imported ({exc})",
-            "pip install 'triage[postgres]', or use [store] db for SQLite",
-        ) from None
+    from triage.store.backends import open_configured
+
     assert config.database is not None
-    return PostgresStore(config.database, config.ticket_prefix, busy_timeout=WAIT_SECONDS)
+    return open_configured(config, busy_timeout=WAIT_SECONDS)
 
 
 def busy_error(exc: BaseException) -> click.ClickException | None:
@@ -194,6 +188,7 @@ POSTGRES_COMMANDS = frozenset(
         "outbox retry",
         "outbox drop",
         "metrics",
+        "run",
     }
 )
 

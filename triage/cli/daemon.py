@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, datetime
 
 import click
 from rich.console import Console
@@ -62,11 +63,12 @@ def status(config_path, db_path, as_json, now_text) -> None:
     \b
         triage status
     """
+    from triage.core import leases as lease_names
     from triage.core import sla as sla_mod
     from triage.engine import review
     from triage.service import tracking
     from triage.sinks import outbox as outbox_mod
-    from triage.store import listings, reloads
+    from triage.store import leases, listings, reloads
     from triage.store import mailboxes as mailbox_state
 
     now = instant(now_text, "--now")
@@ -74,6 +76,10 @@ def status(config_path, db_path, as_json, now_text) -> None:
     store = open_store(config, db_path)
     try:
         boxes = mailbox_state.rows(store)
+        # which daemon works each mailbox (several share a PostgreSQL store; none on SQLite)
+        owners = leases.holders(store, datetime.now(UTC))
+        for box in boxes:
+            box["held_by"] = owners.get(lease_names.mailbox(box["mailbox"]))
         outbox = listings.outbox_counts(store)
         relay = outbox_mod.relay_health(store)
         at_risk = tracking.at_risk(store, sla_mod.load_policies(config.sla_dir), now)
@@ -107,9 +113,11 @@ def status(config_path, db_path, as_json, now_text) -> None:
             )
         )
         sys.exit(verdict.code)
+    shared = any(b["held_by"] for b in boxes)  # several daemons: say which works each
     print_table(
         "Mailboxes",
-        ("mailbox", "state", "last message", "backlog", "failures", "last error"),
+        ("mailbox", "state", "last message", "backlog", "failures", "last error")
+        + (("held by",) if shared else ()),
         (
             [
                 str(x or "")
@@ -120,6 +128,7 @@ def status(config_path, db_path, as_json, now_text) -> None:
                     b.get("backlog"),
                     b.get("failures"),
                     (b.get("last_error") or "")[:60],
+                    *((b["held_by"],) if shared else ()),
                 )
             ]
             for b in boxes

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from triage.config import fields
 from triage.config.credentials import PASSWORD_KEYS, Secret, SecretError, password
+from triage.core import leases
 from triage.desk.listen import Listen, ListenError
 from triage.errors import ConfigError
 
@@ -90,6 +91,9 @@ class Daemon:
     # IMAP connections open at once to one server (host and port), whatever the mailboxes;
     # beyond it mailboxes take turns (triage.service.connections)
     max_imap_connections: int = 100
+    # how long a daemon's hold on a mailbox or timer lasts unrenewed, on a PostgreSQL store
+    # shared by several daemons (triage.core.leases); SQLite has one daemon and no leases
+    lease_seconds: float = 30.0
 
 
 # What every server connection takes: where, how securely, who, and the password's source.
@@ -126,6 +130,7 @@ DAEMON_KEYS = frozenset(
         "outbox_seconds",
         "metrics_listen",
         "max_imap_connections",
+        "lease_seconds",
     }
 )
 
@@ -234,7 +239,22 @@ def parse_daemon(path: Path | str, raw: object) -> Daemon:
         max_imap_connections=fields.whole(
             path, "daemon", t, "max_imap_connections", 100, high=MAX_CONNECTIONS
         ),
+        lease_seconds=_lease_seconds(path, t),
     )
+
+
+def _lease_seconds(path: Path | str, t: dict) -> float:
+    """[daemon] lease_seconds: between the bounds triage.core.leases sets (a renewal every
+    third of it must outrun the database's latency; a dead daemon's mailboxes wait it out)."""
+    value = fields.number(path, "daemon", t, "lease_seconds", 30.0, high=leases.MAX_SECONDS)
+    if value < leases.MIN_SECONDS:
+        raise ConfigError(
+            path,
+            "daemon.lease_seconds",
+            f"{value:g} is outside the range {leases.MIN_SECONDS:g} to {leases.MAX_SECONDS:g}",
+            "write lease_seconds = 30",
+        )
+    return value
 
 
 def _metrics_listen(path: Path | str, t: dict) -> Listen | None:

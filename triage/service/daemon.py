@@ -13,10 +13,14 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from triage import log
 from triage.config import Config, load_config
+from triage.core import leases
 from triage.core.pipeline import Rules
 from triage.desk.snapshot import Live
 from triage.engine.pool import Pool
@@ -25,14 +29,16 @@ from triage.service import connections, delivering, metrics_endpoint
 from triage.service.connections import Gates
 from triage.service.graph_loop import GraphLoop
 from triage.service.health import Health, HealthWatch
+from triage.service.leasing import Holding, under_lease
 from triage.service.notify import Notifier
 from triage.service.timers import Timers
 from triage.sinks import outbox
 from triage.store import contacts as contacts_store
 from triage.store import lock as daemon_lock
 from triage.store import mailboxes as mailbox_state
+from triage.store import outbox as outbox_rows
 from triage.store import reloads
-from triage.store.sqlite import Store
+from triage.store.backends import open_configured
 
 STOP_GRACE = 20.0  # seconds to finish the batch in hand after SIGTERM (the unit allows 30)
 CANCEL_GRACE = 3.0  # then seconds for what was cut short to close its connections
@@ -54,13 +60,22 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         self.rules = rules
         self.notifier = notifier
         self.log = log.get(component="daemon")
-        self.store = Store(config.db, config.ticket_prefix)
+        self.store = open_configured(config)
+        # Several daemons may share a PostgreSQL store: each mailbox, and the SLA timer, is
+        # worked by the one that holds its lease (triage.core.leases); the lease rows go
+        # through a connection of their own. SQLite has one daemon (its flock) and no leases.
+        self.shared = self.store.dialect == "postgresql"
+        self.owner = outbox_rows.owner_id()
+        self.lease_store = open_configured(config) if self.shared else None
         self.outbox_wake = asyncio.Event()
         self.analyser = Pool(rules, self.store.files)
         self.stop = asyncio.Event()
         self.hurry = asyncio.Event()  # a second signal: stop now, not after the batch in hand
         self.lock = asyncio.Lock()  # one batch in the store at a time
-        self.health = {mb.name: Health() for mb in (*config.mailboxes, *config.graph_mailboxes)}
+        self.health = {
+            mb.name: Health(state="standby", standby=True) if self.shared else Health()
+            for mb in (*config.mailboxes, *config.graph_mailboxes)
+        }
         self.gates = Gates(config.mailboxes, config.daemon.max_imap_connections)
         relay = outbox.relay_health(self.store)
         self.relay_error: str | None = relay["last_error"] if relay and relay["failing"] else None
@@ -92,14 +107,18 @@ class Daemon(GraphLoop, HealthWatch, Timers):
             self.store.close()
             raise
         tasks = [
-            asyncio.create_task(self._mailbox(mb), name=f"mailbox:{mb.name}")
+            asyncio.create_task(self._mailbox_leased(mb, self._mailbox), name=f"mailbox:{mb.name}")
             for mb in self.config.mailboxes
         ]
         tasks += [
-            asyncio.create_task(self._graph_mailbox(mb), name=f"mailbox:{mb.name}")
+            asyncio.create_task(
+                self._mailbox_leased(mb, self._graph_mailbox), name=f"mailbox:{mb.name}"
+            )
             for mb in self.config.graph_mailboxes
         ]
-        tasks.append(asyncio.create_task(self._sla_checks(), name="sla"))
+        tasks.append(
+            asyncio.create_task(self._leased(leases.timer("sla"), self._sla_checks), name="sla")
+        )
         tasks.append(asyncio.create_task(self._stall_checks(), name="stalls"))
         if self.config.smtp is not None or self.config.graph_sending is not None:
             tasks.append(asyncio.create_task(self._outbox(), name="outbox"))
@@ -113,18 +132,56 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         if not self.health:
             self.log.warning("no_mailboxes", fix="add a [[mailbox]] table to the configuration")
             self._maybe_ready()
+        elif self.shared:  # each mailbox taken, or seen held by another daemon: ready
+            await asyncio.sleep(0)
+            self._maybe_ready()
         await self.stop.wait()
         self.notifier.stopping()
         self.log.info("daemon_stopping")
         await self._wind_down(tasks)
-        for name in self.health:
-            mailbox_state.update(self.store, name, state="stopped")
+        if not self.shared:  # a shared store's rows belong to the daemon holding each mailbox
+            for name in self.health:
+                mailbox_state.update(self.store, name, state="stopped")
         self.analyser.close()
         self.store.close()
+        if self.lease_store is not None:
+            self.lease_store.close()
         if exporter is not None:
             exporter.close()
         self.log.info("daemon_stopped")
         return 0
+
+    def _leased(
+        self,
+        name: str,
+        work: Callable[[], Awaitable[None]],
+        on_hold: Callable[[bool], None] = lambda held: None,
+    ) -> Awaitable[None]:
+        """`work()` as it is on SQLite; on a shared store, run only while this daemon
+        holds lease `name` (service/leasing.under_lease)."""
+        if self.lease_store is None:
+            return work()
+        term = leases.Term.of(self.config.daemon.lease_seconds)
+        holding = Holding(self.lease_store, name, self.owner, term)
+        return under_lease(holding, self.stop, work, on_hold)
+
+    def _mailbox_leased(self, mb, loop: Callable[[Any], Awaitable[None]]) -> Awaitable[None]:
+        """A mailbox's loop, under its lease on a shared store: while another daemon holds
+        it, this one keeps it `standby` (in its own STATUS= line only: the state row is the
+        holder's to write)."""
+        health = self.health[mb.name]
+
+        def on_hold(held: bool) -> None:
+            health.standby = not held
+            if held:  # the stall clock starts from the take, not from the last holder's work
+                health.state, health.progress_at = "starting", datetime.now(UTC)
+            else:
+                if self.stop.is_set():  # given up to stop: said before another takes it
+                    mailbox_state.update(self.store, mb.name, state="stopped")
+                health.state = "standby"
+            self._status()
+
+        return self._leased(leases.mailbox(mb.name), lambda: loop(mb), on_hold)
 
     async def _wind_down(self, tasks: list[asyncio.Task]) -> None:
         """Let each task finish what it holds (the batch in hand is committed and filed), for
@@ -201,11 +258,12 @@ def run(config_path: Path | None) -> int:
     """Load, refuse to start on a broken configuration or beside another daemon on the same
     database (daemon_lock.AlreadyRunning), then serve until told to stop."""
     config = load_config(config_path)
-    held = daemon_lock.acquire(config.db)
+    # SQLite: one daemon per database (flock). PostgreSQL: several, sharing the work by leases.
+    held = daemon_lock.acquire(config.db) if config.database is None else None
     servers = connections.plan(config.mailboxes, config.daemon.max_imap_connections)
     _enough_files(sum(len(s.watched) + s.turns for s in servers.values()))
     try:
-        store = Store(config.db, config.ticket_prefix)
+        store = open_configured(config)
         contacts = contacts_store.load(store)
         store.close()
         rules = Rules.load(config, contacts)
@@ -217,4 +275,5 @@ def run(config_path: Path | None) -> int:
 
         return asyncio.run(main())
     finally:
-        held.release()
+        if held is not None:
+            held.release()

@@ -43,6 +43,7 @@ class Health:
     filed: bool = False  # this session has filed a batch (or found nothing to file)
     folders_found: bool = False  # a session found (or made) the folders; until an IMAP fault
     progress_at: datetime = field(default_factory=lambda: datetime.now(UTC))  # the stall clock
+    standby: bool = False  # a shared store: another daemon holds this mailbox's lease
 
 
 class HealthWatch:
@@ -147,7 +148,9 @@ class HealthWatch:
             self._status()
 
     def _maybe_ready(self) -> None:
-        if not self.ready_sent and all(h.logged_in_once or h.failing for h in self.health.values()):
+        if not self.ready_sent and all(
+            h.logged_in_once or h.failing or h.standby for h in self.health.values()
+        ):
             self.ready_sent = True
             self.notifier.ready()
             self.log.info("daemon_ready")
@@ -179,7 +182,7 @@ class HealthWatch:
             now = datetime.now(UTC)
             for row in mailbox_state.rows(self.store):
                 health = self.health.get(row["mailbox"])
-                if health is None or health.failing or not row.get("backlog"):
+                if health is None or health.standby or health.failing or not row.get("backlog"):
                     continue
                 idle_for = (now - health.progress_at).total_seconds()
                 if idle_for > limit:

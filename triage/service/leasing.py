@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -101,3 +101,47 @@ class Holding:
         """Give the lease up (stopping), so another daemon need not wait out its term."""
         with contextlib.suppress(Exception):
             leases.release(self.store, self.name, self.owner)
+
+
+async def under_lease(
+    holding: Holding,
+    stop: asyncio.Event,
+    work: Callable[[], Awaitable[None]],
+    on_hold: Callable[[bool], None] = lambda held: None,
+) -> None:
+    """Run `work` only while `holding` is ours, until `stop`: wait for the lease, run `work`
+    and renew beside it; when the lease is lost, cancel `work` (it touches nothing more once
+    it has ended) and wait for the lease again. `on_hold(True)` is called once the lease is
+    ours, `on_hold(False)` once `work` has ended and before the lease is given up.
+
+    `work` ends by itself after `stop` (the batch in hand finished): renewals go on until it
+    has, so a slow last batch never outlives the lease. Cancelled (the daemon's stop cut
+    short), `work` is cancelled with it and the lease given up.
+    """
+    while not stop.is_set():
+        if not await holding.acquire(stop):
+            return
+        on_hold(True)
+        done = asyncio.Event()
+        task = asyncio.create_task(work(), name=f"{holding.name}:work")
+        keeper = asyncio.create_task(holding.keep(done), name=f"{holding.name}:renew")
+        lost = asyncio.ensure_future(holding.lost.wait())
+        try:
+            await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+            await asyncio.wait({task})
+            done.set()
+            lost.cancel()
+            await asyncio.wait({keeper})
+            on_hold(False)
+            if not holding.lost.is_set():
+                holding.release()
+        if stop.is_set():
+            return
+        if not holding.lost.is_set():  # `work` ended, or failed, while the daemon runs on
+            failed = None if task.cancelled() else task.exception()
+            holding.log.error("leased_work_ended", error=repr(failed) if failed else None)
+            with contextlib.suppress(TimeoutError):  # never a busy loop of take and fail
+                await asyncio.wait_for(stop.wait(), holding.term.renew_every)

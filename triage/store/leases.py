@@ -62,3 +62,11 @@ def held_by(store: Store, owner: str, at: datetime) -> list[str]:
         (owner, stamp(at)),
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def holders(store: Store, at: datetime) -> dict[str, str]:
+    """Every lease held at `at` (not expired): name -> owner."""
+    rows = store.conn.execute(
+        "SELECT name, owner FROM leases WHERE expires_at > ?", (stamp(at),)
+    ).fetchall()
+    return {r[0]: r[1] for r in rows}

@@ -13,12 +13,13 @@ psycopg is imported here only, and this module only when `[store] url` is config
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
+from triage import log
 from triage.config.storage import Database
 from triage.errors import TriageError
 from triage.store import dialect, postgres_schema
@@ -66,18 +67,33 @@ class Cursor:
 
 class Connection:
     """A psycopg connection in autocommit mode, taking the store's SQL (store/dialect.py):
-    transactions are the explicit BEGIN/COMMIT the store sends, as with sqlite3's."""
+    transactions are the explicit BEGIN/COMMIT the store sends, as with sqlite3's.
+
+    Given `reopen`, a connection the server dropped (a restart, a failover, a proxy's idle
+    cut) is opened again at the next statement, so a long-lived daemon goes on once the
+    server is back: never inside a batch (`batch_open`), whose statements must all be in
+    its one transaction; the batch fails, is rolled back there, and comes back.
+    """
 
     dialect = "postgresql"
 
-    def __init__(self, raw: psycopg.Connection) -> None:
+    def __init__(
+        self, raw: psycopg.Connection, reopen: Callable[[], psycopg.Connection] | None = None
+    ) -> None:
         self.raw = raw
+        self.reopen = reopen
+        self.batch_open = False
+
+    def _live(self) -> psycopg.Connection:
+        if (self.raw.closed or self.raw.broken) and self.reopen and not self.batch_open:
+            self.raw = self.reopen()
+        return self.raw
 
     def execute(self, sql: str, params: Sequence | dict | None = None) -> Cursor:
-        return Cursor(self.raw.execute(dialect.postgres(sql), params or ()))
+        return Cursor(self._live().execute(dialect.postgres(sql), params or ()))
 
     def executemany(self, sql: str, rows: Iterable[Sequence]) -> None:
-        with self.raw.cursor() as cur:
+        with self._live().cursor() as cur:
             cur.executemany(dialect.postgres(sql), list(rows))
 
     @property
@@ -95,7 +111,7 @@ class Rows:
         self.conn = conn
 
     def query(self, sql: str, params: Sequence | dict | None = None) -> Iterator[dict]:
-        with self.conn.raw.cursor(row_factory=dict_row) as cur:
+        with self.conn._live().cursor(row_factory=dict_row) as cur:
             cur.execute(dialect.postgres(sql), params or ())
             yield from cur.fetchall() if cur.description else []
 
@@ -155,38 +171,53 @@ class PostgresStore(Store):
         # SQLite's DB.files is (store/modes.py)
         self.files = database.files
         self.modes = Modes.beside(self.files.parent)
+        # connected first: a server that is not there leaves nothing made on this machine
+        self.conn = Connection(self._open(), self._reopen)  # type: ignore[assignment]
         try:
             self.modes.mkdir(self.files)
             self.modes.narrow(self.files)
         except OSError:  # a read-only place: nothing is written
             pass
-        self.conn = Connection(connect(database, busy_timeout))  # type: ignore[assignment]
-        # a statement waiting on a lock longer than a SQLite write would wait fails alike
-        self.conn.execute(
-            "SELECT set_config('lock_timeout', ?, false)", (f"{int(busy_timeout * 1000)}ms",)
-        )
         self.db = Rows(self.conn)  # type: ignore[assignment]
         postgres_schema.upgrade(self.conn, database.shown)  # type: ignore[arg-type]
         self._in_batch = False
         self._unindexed = None
         self.outbox_status = "pending"
 
+    def _open(self) -> psycopg.Connection:
+        raw = connect(self.database, self.busy_timeout)
+        # a statement waiting on a lock longer than a SQLite write would wait fails alike
+        raw.execute(
+            "SELECT set_config('lock_timeout', %s, false)", (f"{int(self.busy_timeout * 1000)}ms",)
+        )
+        return raw
+
+    def _reopen(self) -> psycopg.Connection:
+        """A new connection for one the server dropped; unreachable still, the driver's own
+        error (systemic: the caller waits and tries again, as for a failed statement)."""
+        try:
+            raw = self._open()
+        except Unreachable as exc:
+            raise psycopg.OperationalError(str(exc)) from None
+        log.get(component="store").info("store_reconnected", database=self.database.shown)
+        return raw
+
     def begin(self) -> None:
         if not self._in_batch:
             self.conn.execute("BEGIN")
+            self.conn.batch_open = self._in_batch = True
             self.conn.execute("SELECT pg_advisory_xact_lock(?)", (BATCH_LOCK,))
-            self._in_batch = True
 
     def commit(self) -> None:
         if self._in_batch:
             self.conn.execute("COMMIT")
-            self._in_batch = False
+            self.conn.batch_open = self._in_batch = False
 
     def rollback(self) -> None:
         """Roll the batch back; on a connection the server dropped, it is rolled back there
         already (and the error that said so is the one the caller sees, not this one's)."""
         if self._in_batch:
-            self._in_batch = False
+            self.conn.batch_open = self._in_batch = False
             if not (self.conn.raw.closed or self.conn.raw.broken):
                 self.conn.execute("ROLLBACK")
 
