@@ -343,6 +343,11 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         ),
         "ticket",
     ),
+    # found by the fuzz run: the stdlib handed the charset guess an `email.header.Header`
+    "Content-Type of 8-bit bytes over 8-bit text": (
+        lambda: head(Content_Type=b"\x08\x99") + b"\r\n\x08\x99 caf\xe9",
+        "ticket",
+    ),
     "8-bit Message-ID, In-Reply-To and References": (
         lambda: (
             head(Message_ID=b"<\xff\xfe@x>", In_Reply_To=b"<\xc3@y>", References=b"<\xe9@z>")
@@ -574,6 +579,26 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         "ticket",
     ),
 }
+
+
+def test_a_persons_mail_with_8bit_bytes_in_its_content_type_is_a_ticket_with_its_text(rules):
+    """A mail client's unencoded comment in Content-Type, over text in an undeclared charset:
+    the charset guess raised (`pipeline_error`), so a person's mail was quarantined."""
+    raw = (
+        head(
+            From=b"J\xfcrgen Wei\xdf <juergen@acme.example>",
+            Content_Type=b'text/plain; format=flowed; x-mac-creator="M\xfcller"',
+            Content_Transfer_Encoding=b"8bit",
+        )
+        + b"\r\n"
+        + "Der Drucker im 2. Stock druckt nicht.\r\nGrüße, Jürgen\r\n".encode("cp1252")
+    )
+    analysis = analyse(raw, "hostile", rules)
+    assert str(decide(analysis, Facts.empty(), rules, NOW).action) == "ticket"
+    assert analysis.email is not None
+    assert analysis.email.body == "Der Drucker im 2. Stock druckt nicht.\r\nGrüße, Jürgen\r\n"
+    assert analysis.email.from_name == "Jürgen Weiß"
+    assert str(run_one(raw, rules).action) == "ticket"  # and it is stored as replay stores it
 
 
 def _nested_attached(inner: bytes, depth: int) -> bytes:

@@ -309,6 +309,53 @@ def test_undeclared_and_misdeclared_charsets_are_read_as_written(mime, data, tex
     assert Email.from_bytes(raw).body.strip() == text
 
 
+# A raw 8-bit byte in a MIME header (a mail client's unencoded comment or name) made the
+# stdlib hand back an `email.header.Header` where text was expected, and the charset guess
+# raised writing its answer: the message ended as `pipeline_error`, never a ticket.
+@pytest.mark.parametrize(
+    ("mime", "data", "text"),
+    [
+        (  # a name in Shift_JIS, text in Shift_JIS, no charset declared
+            b'Content-Type: text/plain; format=flowed; x-note="\x8f\xe1\x8aQ"\r\n',
+            JA.encode("cp932"),
+            JA,
+        ),
+        (  # declared with no charset: the guess is written back
+            b'Content-Type: text/plain; x-note="M\xfcller"\r\n',
+            "Grüße aus München".encode("cp1252"),
+            "Grüße aus München",
+        ),
+        (  # a name with a superset and an 8-bit parameter: every parameter was written again
+            b'Content-Type: text/plain; charset=shift_jis; x-note="\x8f\xe1\x8aQ"\r\n',
+            "①②③ ㈱山本".encode("cp932"),
+            "①②③ ㈱山本",
+        ),
+        (  # the fuzz run's shape: nothing but 8-bit bytes (read as the default text/plain)
+            b"Content-Type: \x99\r\n",
+            "Grüße aus München".encode("cp1252"),
+            "Grüße aus München",
+        ),
+    ],
+    ids=["shift_jis", "windows-1252", "superset", "nothing but 8-bit bytes"],
+)
+def test_8bit_bytes_in_a_mime_header_do_not_stop_the_charset_guess(mime, data, text):
+    raw = HEAD + b"MIME-Version: 1.0\r\n" + mime + b"\r\n" + data + b"\r\n"
+    assert Email.from_bytes(raw).body.strip() == text
+
+
+def test_8bit_bytes_in_a_part_header_do_not_stop_the_charset_guess():
+    raw = HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b'--B\r\nContent-Type: text/plain; name="Bestellbest\xe4tigung.txt"\r\n'
+        b"Content-Disposition: inline\r\n\r\n" + "Bitte prüfen.".encode("cp1252") + b"\r\n"
+        b"--B\r\nContent-Type: text/plain; charset=us-ascii; x-note=\xe9\r\n\r\n"
+        + "Danke, Jürgen".encode("cp1252")
+        + b"\r\n--B--\r\n"
+    )
+    email = Email.from_bytes(raw)
+    assert "Bitte prüfen." in email.body and "Danke, Jürgen" in email.body
+
+
 @pytest.mark.parametrize(
     ("subject", "text"),
     [

@@ -160,7 +160,7 @@ def settle(parts: Iterable[tuple[email.message.Message, str | None]]) -> tuple[s
         if name and name not in ASCII_NAMES:
             wider = SUPERSETS.get(name)
             if wider and not wider.startswith("iso2022"):  # ISO-2022-JP: see `unescape`
-                part.set_param("charset", wider)
+                _declare(part, wider)
             continue
         data = _eight_bit(part)
         if data is None:
@@ -172,8 +172,25 @@ def settle(parts: Iterable[tuple[email.message.Message, str | None]]) -> tuple[s
                 guesses.append(chosen)
                 notes.append(f"text declared {declared or 'no charset'}; read as {chosen}")
         if chosen:
-            part.set_param("charset", chosen)
+            _declare(part, chosen)
     return tuple(notes)
+
+
+def _declare(part: email.message.Message, charset: str) -> None:
+    """Make `charset` the part's declared charset, for mail-parser to decode it with.
+
+    `set_param` writes every parameter again and cannot write one holding raw 8-bit
+    bytes (a mail client's unencoded name or comment): it raised, and the message was
+    quarantined. Such a header keeps its parameters as they came, after the charset,
+    which comes first and so is the one read.
+    """
+    value = part.get("content-type")
+    if not isinstance(value, str) or value.isascii():
+        part.set_param("charset", charset)
+        return
+    rest = value.partition(";")[2]
+    declared = f'{part.get_content_type()}; charset="{charset}"'
+    part.replace_header("content-type", f"{declared};{rest}" if rest.strip() else declared)
 
 
 def _eight_bit(part: email.message.Message) -> bytes | None:

@@ -7,6 +7,7 @@ with a reason before it runs, and stop it if a budget runs out midway.
 
 from __future__ import annotations
 
+import email.header
 import email.message
 import email.policy
 import re
@@ -110,6 +111,24 @@ def precheck(raw: bytes, limits: Limits) -> None:
             raise MessageError("header_too_large", "over 1 MiB of MIME part headers")
 
 
+class _TextHeaders(email.policy.Compat32):
+    """compat32, except that a header is always read back as text, never as a `Header`.
+
+    compat32 hands back an `email.header.Header` for a header holding raw 8-bit
+    bytes, and code that joins it as text raises: the stdlib's own `set_param`
+    did, when the charset guess wrote its answer into such a Content-Type, and a
+    person's mail ended as `pipeline_error`. The text is what `str(Header)` and
+    `raw_items()` give, the 8-bit bytes kept as surrogates, which
+    `triage.core.headertext` reads best effort and `as_bytes()` writes back as they came.
+    """
+
+    def header_fetch_parse(self, name: str, value: object) -> object:
+        return str(value) if isinstance(value, email.header.Header) else value
+
+
+TEXT_HEADERS = _TextHeaders()
+
+
 class _Part(email.message.Message):
     """A message or MIME part whose parser stops when the message's budget is spent.
 
@@ -161,7 +180,7 @@ def counting_parser(limit: int):
     """
     budget = [limit + 1, MAX_HEADER_FIELDS]  # FeedParser calls the factory once to probe it
 
-    def factory(policy=email.policy.compat32) -> email.message.Message:
+    def factory(policy: email.policy.Policy = TEXT_HEADERS) -> email.message.Message:
         budget[0] -= 1
         if budget[0] < 0:
             raise MessageError("too_many_parts", f"more than {limit} MIME parts")
@@ -199,7 +218,9 @@ def parse(raw: bytes, max_parts: int) -> email.message.Message:
         block = raw[:start]
         lowered = block.lower()
         if b"multipart" not in lowered and b"message/" not in lowered:
-            head = email.message_from_bytes(block, _class=counting_parser(max_parts))
+            head = email.message_from_bytes(
+                block, _class=counting_parser(max_parts), policy=TEXT_HEADERS
+            )
             if (
                 not head.defects
                 and head._payload == ""  # noqa: SLF001 - the parser ended at our empty line
@@ -211,7 +232,7 @@ def parse(raw: bytes, max_parts: int) -> email.message.Message:
             msg = _parse_runs(raw, max_parts)
             if msg is not None:
                 return msg
-    return email.message_from_bytes(raw, _class=counting_parser(max_parts))
+    return email.message_from_bytes(raw, _class=counting_parser(max_parts), policy=TEXT_HEADERS)
 
 
 def _parse_runs(raw: bytes, max_parts: int) -> email.message.Message | None:
@@ -228,7 +249,9 @@ def _parse_runs(raw: bytes, max_parts: int) -> email.message.Message | None:
     collapsed = _RUN.sub(placeholder, raw)
     if not runs:
         return None
-    msg = email.message_from_bytes(collapsed, _class=counting_parser(max_parts))
+    msg = email.message_from_bytes(
+        collapsed, _class=counting_parser(max_parts), policy=TEXT_HEADERS
+    )
     put = 0
 
     def back(found: re.Match[str]) -> str:
