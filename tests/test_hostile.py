@@ -403,6 +403,23 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         ),
         "ticket",
     ),
+    # found by the fuzz run: 8-bit bytes in a base64 body were stored as U+FFFD, three
+    # bytes each, with the base64 text around them (tests/test_message.py has the shapes)
+    "base64 attachment of 12 kB of 8-bit bytes": (
+        lambda: (
+            head()
+            + multipart(
+                [
+                    TEXT,
+                    b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64"
+                    b"\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\n"
+                    + b"\xff"
+                    * 12_000,
+                ]
+            )
+        ),
+        "ticket",
+    ),
     "unknown transfer encoding": (
         lambda: head(Content_Transfer_Encoding=b"x-gzip") + b"\r\n" + gzip.compress(b"hi"),
         "ticket",

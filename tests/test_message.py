@@ -85,6 +85,32 @@ def test_attachment_metadata_and_bytes():
     assert e.body.strip() == "see attached"
 
 
+@pytest.mark.parametrize(
+    ("charset", "encoded"),
+    [
+        # 8-bit bytes between the lines: each was stored as U+FFFD (three bytes), the base64
+        # text around them with it: the file grew to three times the bytes that carried it
+        (b"", b"JVBERi0x\xff\xfe\r\nLjQgdGlu\xe9\r\neQ==\r\n"),
+        # a declared UTF-16 and one 8-bit byte: the base64 text was read as UTF-16 and stored
+        (b"; charset=utf-16", b"JVBERi0x\r\nLjQgdGlu\r\neQ==\xff\r\n"),
+        # padding missing: the base64 text itself was stored
+        (b"", b"JVBERi0xLjQgdGlueQ\r\n"),
+    ],
+    ids=["8-bit bytes", "utf-16 declared", "padding missing"],
+)
+def test_a_base64_attachment_is_the_bytes_its_base64_decodes_to(charset, encoded):
+    """Whatever else the part holds, the file is what its base64 decodes to, never larger."""
+    raw = HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--B\r\nContent-Type: application/pdf" + charset + b"\r\n"
+        b"Content-Disposition: attachment; filename=report.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--B--\r\n"
+    )
+    [attachment] = Email.from_bytes(raw).attachments
+    assert (attachment.data, attachment.size) == (b"%PDF-1.4 tiny", 13)
+
+
 def test_report_and_part_types_are_collected():
     raw = build(
         {
