@@ -420,6 +420,21 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         ),
         "ticket",
     ),
+    # a uuencoded line says how many bytes it holds: 2 bytes claiming 45 decoded to 45 zeros
+    "uuencoded attachment of 6,000 lines that claim 45 bytes and carry none": (
+        lambda: (
+            head()
+            + multipart(
+                [
+                    TEXT,
+                    b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: "
+                    b"x-uuencode\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\n"
+                    b"begin 644 a.bin\r\n" + b"M\r\n" * 6_000 + b"end\r\n",
+                ]
+            )
+        ),
+        "ticket",
+    ),
     "unknown transfer encoding": (
         lambda: head(Content_Transfer_Encoding=b"x-gzip") + b"\r\n" + gzip.compress(b"hi"),
         "ticket",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from datetime import UTC, datetime
 
 import pytest
@@ -109,6 +110,38 @@ def test_a_base64_attachment_is_the_bytes_its_base64_decodes_to(charset, encoded
     )
     [attachment] = Email.from_bytes(raw).attachments
     assert (attachment.data, attachment.size) == (b"%PDF-1.4 tiny", 13)
+
+
+def _uuencoded(lines: bytes) -> bytes:
+    return HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--B\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename=a.bin\r\n"
+        b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a.bin\r\n"
+        + lines
+        + b"`\r\nend\r\n--B--\r\n"
+    )
+
+
+def test_a_uuencoded_attachment_is_the_bytes_its_lines_carry():
+    data = bytes(range(256)) * 3
+    lines = b"".join(binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45))
+    [attachment] = Email.from_bytes(_uuencoded(lines.replace(b"\n", b"\r\n"))).attachments
+    assert attachment.data == data
+
+
+@pytest.mark.parametrize(
+    ("lines", "data"),
+    [
+        (b"M\r\n" * 2000, b""),  # each line claimed 45 bytes and carried none: 90,000 zeros
+        (b"M86)C\r\n", b"abc"),  # four letters carry three bytes, whatever the line claims
+    ],
+    ids=["no letters", "short line"],
+)
+def test_a_uuencoded_line_never_decodes_to_more_than_it_carries(lines, data):
+    [attachment] = Email.from_bytes(_uuencoded(lines)).attachments
+    assert attachment.data == data
 
 
 def test_report_and_part_types_are_collected():

@@ -7,6 +7,7 @@ with a reason before it runs, and stop it if a budget runs out midway.
 
 from __future__ import annotations
 
+import binascii
 import email.header
 import email.message
 import email.policy
@@ -148,6 +149,18 @@ class _Part(email.message.Message):
         self._ctype = None
         super().set_raw(name, value)
 
+    def get_payload(self, i: int | None = None, decode: bool = False) -> object:
+        """The stdlib's payload, except that uuencoded lines never decode to more than they carry."""
+        if decode and i is None and isinstance(self._payload, str):
+            cte = str(self.get("content-transfer-encoding", "")).lower()  # as the stdlib reads it
+            if cte in _UUENCODE:
+                encoded = self._payload.encode("utf-8", "surrogateescape")
+                try:
+                    return uudecode(encoded)
+                except ValueError:  # no begin line, or cut short: the stdlib keeps the bytes
+                    return encoded
+        return super().get_payload(i, decode)
+
     def get_content_type(self) -> str:
         if self._ctype is None:
             self._ctype = super().get_content_type()
@@ -169,6 +182,40 @@ class _Part(email.message.Message):
     def set_default_type(self, ctype: str) -> None:
         self._ctype = None
         super().set_default_type(ctype)
+
+
+_UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")
+
+
+def uudecode(encoded: bytes) -> bytes:
+    """uuencoded lines to bytes, each line at most the 3 bytes in 4 its letters carry.
+
+    A line's first letter says how many bytes it holds (up to 45), and the stdlib's
+    decoding (`binascii.a2b_uu`) pads what the line lacks with zeros: a 2-byte line
+    "M" became 45 bytes, so 25 MiB of mail could make an attachment of over 500 MiB.
+    Otherwise as the stdlib decodes: from the first `begin MODE` line to `end`;
+    ValueError without a begin line or at an empty line.
+    """
+    lines = iter(encoded.splitlines())
+    for line in lines:
+        mode = line.removeprefix(b"begin ").partition(b" ")[0]
+        if line.startswith(b"begin ") and mode and all(c in b"01234567" for c in mode):
+            break
+    else:
+        raise ValueError("no begin line")
+    out = []
+    for line in lines:
+        if not line:
+            raise ValueError("uuencoded data cut short")
+        if line.strip(b" \t\r\n\f") == b"end":
+            break
+        carried = (len(line) - 1) * 3 // 4
+        try:
+            decoded = binascii.a2b_uu(line)
+        except binascii.Error:  # letters past the count (broken encoders): only the counted ones
+            decoded = binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3])
+        out.append(decoded[:carried])
+    return b"".join(out)
 
 
 def counting_parser(limit: int):
