@@ -348,6 +348,13 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         lambda: head(Content_Type=b"\x08\x99") + b"\r\n\x08\x99 caf\xe9",
         "ticket",
     ),
+    "Content-Type of encoded words around 8-bit bytes, then a second one": (
+        lambda: (
+            head(Content_Type=b"=?utf-8?q?/?= =?utf-8?q?\xc3\xa9?=")
+            + b"Content-Type: text/plain\r\n\r\n"
+        ),
+        "ticket",
+    ),
     "8-bit Message-ID, In-Reply-To and References": (
         lambda: (
             head(Message_ID=b"<\xff\xfe@x>", In_Reply_To=b"<\xc3@y>", References=b"<\xe9@z>")

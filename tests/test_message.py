@@ -389,13 +389,18 @@ def test_undeclared_and_misdeclared_charsets_are_read_as_written(mime, data, tex
             "①②③ ㈱山本".encode("cp932"),
             "①②③ ㈱山本",
         ),
+        (  # an RFC 2231 parameter in a charset Python lacks: set_param could not write it again
+            b"Content-Type: text/plain; charset=us-ascii; title*=x-unknown''abc\r\n",
+            "Grüße aus München".encode("cp1252"),
+            "Grüße aus München",
+        ),
         (  # the fuzz run's shape: nothing but 8-bit bytes (read as the default text/plain)
             b"Content-Type: \x99\r\n",
             "Grüße aus München".encode("cp1252"),
             "Grüße aus München",
         ),
     ],
-    ids=["shift_jis", "windows-1252", "superset", "nothing but 8-bit bytes"],
+    ids=["shift_jis", "windows-1252", "superset", "rfc 2231 charset", "nothing but 8-bit bytes"],
 )
 def test_8bit_bytes_in_a_mime_header_do_not_stop_the_charset_guess(mime, data, text):
     raw = HEAD + b"MIME-Version: 1.0\r\n" + mime + b"\r\n" + data + b"\r\n"
@@ -413,6 +418,19 @@ def test_8bit_bytes_in_a_part_header_do_not_stop_the_charset_guess():
     )
     email = Email.from_bytes(raw)
     assert "Bitte prüfen." in email.body and "Danke, Jürgen" in email.body
+
+
+def test_a_part_whose_charset_is_guessed_keeps_its_other_parameters_as_they_came():
+    """The charset is put first; a name in raw UTF-8 after it is still read as written."""
+    raw = HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b'--B\r\nContent-Type: text/plain; format=flowed; name="Best\xc3\xa4tigung.txt"\r\n'
+        b"Content-Disposition: inline\r\n\r\n" + "Bitte prüfen.".encode("cp1252") + b"\r\n"
+        b"--B--\r\n"
+    )
+    email = Email.from_bytes(raw)
+    assert email.body.strip() == "Bitte prüfen."
+    assert [a.filename for a in email.attachments] == ["Bestätigung.txt"]
 
 
 @pytest.mark.parametrize(

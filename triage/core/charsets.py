@@ -179,18 +179,20 @@ def settle(parts: Iterable[tuple[email.message.Message, str | None]]) -> tuple[s
 def _declare(part: email.message.Message, charset: str) -> None:
     """Make `charset` the part's declared charset, for mail-parser to decode it with.
 
-    `set_param` writes every parameter again and cannot write one holding raw 8-bit
-    bytes (a mail client's unencoded name or comment): it raised, and the message was
-    quarantined. Such a header keeps its parameters as they came, after the charset,
-    which comes first and so is the one read.
+    Put first, it is the one read; the parameters after it stay as they came. The
+    stdlib's `set_param` writes every parameter again and raised on any it could not
+    write (raw 8-bit bytes, a mail client's unencoded name or comment; an RFC 2231
+    value in a charset Python lacks): the message was quarantined as `pipeline_error`.
     """
-    value = part.get("content-type")
-    if not isinstance(value, str) or value.isascii():
-        part.set_param("charset", charset)
-        return
-    rest = value.partition(";")[2]
+    raw = next((v for k, v in part.raw_items() if k.lower() == "content-type"), None)
+    rest = raw.partition(";")[2] if isinstance(raw, str) else ""
     declared = f'{part.get_content_type()}; charset="{charset}"'
-    part.replace_header("content-type", f"{declared};{rest}" if rest.strip() else declared)
+    if rest.strip():
+        declared += f";{rest}"
+    if raw is None:
+        part["Content-Type"] = declared
+    else:
+        part.replace_header("Content-Type", declared)
 
 
 def _eight_bit(part: email.message.Message) -> bytes | None:

@@ -116,15 +116,16 @@ class _TextHeaders(email.policy.Compat32):
     """compat32, except that a header is always read back as text, never as a `Header`.
 
     compat32 hands back an `email.header.Header` for a header holding raw 8-bit
-    bytes, and code that joins it as text raises: the stdlib's own `set_param`
-    did, when the charset guess wrote its answer into such a Content-Type, and a
-    person's mail ended as `pipeline_error`. The text is what `str(Header)` and
-    `raw_items()` give, the 8-bit bytes kept as surrogates, which
-    `triage.core.headertext` reads best effort and `as_bytes()` writes back as they came.
+    bytes, and code that uses it as text raises: the stdlib's own `set_param` joined
+    one, and a person's mail ended as `pipeline_error`. The text is what `str()` of
+    that `Header` gives (each undecodable byte a U+FFFD), which is what every reader
+    that converted it (the stdlib's, mail-parser's, ours) saw already. The bytes as
+    they came stay in `raw_items()`, which `triage.core.headertext` reads best effort.
     """
 
-    def header_fetch_parse(self, name: str, value: object) -> object:
-        return str(value) if isinstance(value, email.header.Header) else value
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        fetched = super().header_fetch_parse(name, value)
+        return str(fetched) if isinstance(fetched, email.header.Header) else fetched
 
 
 TEXT_HEADERS = _TextHeaders()
@@ -191,8 +192,8 @@ def uudecode(encoded: bytes) -> bytes:
     """uuencoded lines to bytes, each line at most the 3 bytes in 4 its letters carry.
 
     A line's first letter says how many bytes it holds (up to 45), and the stdlib's
-    decoding (`binascii.a2b_uu`) pads what the line lacks with zeros: a 2-byte line
-    "M" became 45 bytes, so 25 MiB of mail could make an attachment of over 500 MiB.
+    decoding (`binascii.a2b_uu`) pads what the line lacks with zeros: a line of one
+    letter, "M", became 45 bytes, so 25 MiB of mail could make an attachment of over 500 MiB.
     Otherwise as the stdlib decodes: from the first `begin MODE` line to `end`;
     ValueError without a begin line or at an empty line.
     """
