@@ -99,7 +99,10 @@ def check_email(email: Email, raw: bytes) -> None:
                 v.encode("utf-8")  # raises on a lone surrogate: SQLite would refuse it too
     for a in email.attachments:
         a.filename.encode("utf-8")
-        # re-serialised nested parts may fold a header or two; decompression grows 1000-fold
+        # A file is at most the bytes that carried it (base64 decodes to three quarters, a
+        # uuencoded line to what its letters carry); re-serialised attached messages may fold
+        # a header or two. Decompression grows 1000-fold; a transfer encoding decoded wrongly
+        # (8-bit bytes kept as U+FFFD, lines padded with zeros) grew 3- to 20-fold.
         assert a.size <= 2 * len(raw) + 4096, f"attachment {a.filename!r} grew to {a.size:,} bytes"
 
 
