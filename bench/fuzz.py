@@ -61,6 +61,7 @@ class Stats:
     peak_rss: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     unexpected: dict[str, int] = field(default_factory=dict)  # parse_error / pipeline_error details
+    samples: dict[str, tuple[str, int, str]] = field(default_factory=dict)  # smallest of each
 
     def line(self) -> str:
         mins = (time.monotonic() - self.started) / 60
@@ -133,6 +134,16 @@ def kind_of(raw: bytes) -> str:
     return "text"
 
 
+def keep_unexpected(raw: bytes, key: str, detail: str, stats: Stats, keep: Path) -> None:
+    """Save the smallest message seen for each unexpected error, to make a test of it by hand."""
+    name = f"{key}-{hashlib.sha256(detail.encode()).hexdigest()[:8]}"
+    path = keep / f"{name}.eml"
+    if name not in stats.samples or len(raw) < stats.samples[name][1]:
+        keep.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(raw)
+        stats.samples[name] = (str(path), len(raw), detail)
+
+
 def check_one(raw: bytes, rules: Rules, stats: Stats, trace: bool, keep: Path) -> None:
     """One message through the pipeline, measured; raises what the invariants say."""
     if trace:
@@ -158,6 +169,7 @@ def check_one(raw: bytes, rules: Rules, stats: Stats, trace: bool, keep: Path) -
     if key in ("parse_error", "pipeline_error"):  # an exception the parser did not expect
         detail = d.reasons[0].split(": ", 2)[-1][:100] if d.reasons else "?"
         stats.unexpected[detail] = stats.unexpected.get(detail, 0) + 1
+        keep_unexpected(raw, key, detail, stats, keep)
     stats.worst_wall = max(stats.worst_wall, wall)
     if cpu > stats.worst_cpu and not trace:
         stats.worst_cpu, stats.worst_cpu_size = cpu, len(raw)
@@ -183,7 +195,8 @@ def main() -> int:
         "--failures",
         type=Path,
         default=Path("/tmp/triage-fuzz"),
-        help="where shrunk failures and the slowest message (worst-cpu.eml) go",
+        help="where shrunk failures (seed-N.eml), the smallest message of each unexpected error"
+        " (pipeline_error-*.eml) and the slowest message (worst-cpu.eml) go",
     )
     parser.add_argument("--report", type=Path, default=None, help="write the final figures as JSON")
     args = parser.parse_args()
@@ -219,7 +232,14 @@ def main() -> int:
             if time.monotonic() > deadline:
                 raise TimeUp
             trace = stats.examples % args.trace_every == 0
-            check_one(raw, rules, stats, trace, args.failures)
+            try:
+                check_one(raw, rules, stats, trace, args.failures)
+            except Exception:
+                # hypothesis replays the shrunk example last: this file ends as that one
+                args.failures.mkdir(parents=True, exist_ok=True)
+                seed_file = f"seed-{round_seed}.eml"  # noqa: B023 - fuzz() runs in this round
+                (args.failures / seed_file).write_bytes(raw)
+                raise
             if time.monotonic() - last_line > 60:
                 print(stats.line(), flush=True)
                 last_line = time.monotonic()
@@ -237,7 +257,8 @@ def main() -> int:
                 {"seed": round_seed, "error": f"{type(exc).__name__}: {exc}"[:300]}
             )
             print(
-                f"FAILURE (seed {round_seed}), shrunk example in {args.failures / name}.txt:",
+                f"FAILURE (seed {round_seed}), shrunk example in {args.failures / name}.txt"
+                f" and {args.failures / name}.eml:",
                 flush=True,
             )
             print(text[-2000:], flush=True)

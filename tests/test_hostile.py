@@ -99,7 +99,10 @@ def check_email(email: Email, raw: bytes) -> None:
                 v.encode("utf-8")  # raises on a lone surrogate: SQLite would refuse it too
     for a in email.attachments:
         a.filename.encode("utf-8")
-        # re-serialised nested parts may fold a header or two; decompression grows 1000-fold
+        # A file is at most the bytes that carried it (base64 decodes to three quarters, a
+        # uuencoded line to what its letters carry); re-serialised attached messages may fold
+        # a header or two. Decompression grows 1000-fold; a transfer encoding decoded wrongly
+        # (8-bit bytes kept as U+FFFD, lines padded with zeros) grew 3- to 20-fold.
         assert a.size <= 2 * len(raw) + 4096, f"attachment {a.filename!r} grew to {a.size:,} bytes"
 
 
@@ -343,6 +346,18 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         ),
         "ticket",
     ),
+    # found by the fuzz run: the stdlib handed the charset guess an `email.header.Header`
+    "Content-Type of 8-bit bytes over 8-bit text": (
+        lambda: head(Content_Type=b"\x08\x99") + b"\r\n\x08\x99 caf\xe9",
+        "ticket",
+    ),
+    "Content-Type of encoded words around 8-bit bytes, then a second one": (
+        lambda: (
+            head(Content_Type=b"=?utf-8?q?/?= =?utf-8?q?\xc3\xa9?=")
+            + b"Content-Type: text/plain\r\n\r\n"
+        ),
+        "ticket",
+    ),
     "8-bit Message-ID, In-Reply-To and References": (
         lambda: (
             head(Message_ID=b"<\xff\xfe@x>", In_Reply_To=b"<\xc3@y>", References=b"<\xe9@z>")
@@ -395,6 +410,38 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
             head(Content_Transfer_Encoding=b"quoted-printable")
             + b"\r\n"
             + b"=Z=\r\n=4=\xff==\r\n" * 50_000
+        ),
+        "ticket",
+    ),
+    # found by the fuzz run: 8-bit bytes in a base64 body were stored as U+FFFD, three
+    # bytes each, with the base64 text around them (tests/test_message.py has the shapes)
+    "base64 attachment of 12 kB of 8-bit bytes": (
+        lambda: (
+            head()
+            + multipart(
+                [
+                    TEXT,
+                    b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64"
+                    b"\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\n"
+                    + b"\xff"
+                    * 12_000,
+                ]
+            )
+        ),
+        "ticket",
+    ),
+    # a uuencoded line says how many bytes it holds: 2 bytes claiming 45 decoded to 45 zeros
+    "uuencoded attachment of 6,000 lines that claim 45 bytes and carry none": (
+        lambda: (
+            head()
+            + multipart(
+                [
+                    TEXT,
+                    b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: "
+                    b"x-uuencode\r\nContent-Disposition: attachment; filename=a.bin\r\n\r\n"
+                    b"begin 644 a.bin\r\n" + b"M\r\n" * 6_000 + b"end\r\n",
+                ]
+            )
         ),
         "ticket",
     ),
@@ -574,6 +621,26 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str | None]] = {
         "ticket",
     ),
 }
+
+
+def test_a_persons_mail_with_8bit_bytes_in_its_content_type_is_a_ticket_with_its_text(rules):
+    """A mail client's unencoded comment in Content-Type, over text in an undeclared charset:
+    the charset guess raised (`pipeline_error`), so a person's mail was quarantined."""
+    raw = (
+        head(
+            From=b"J\xfcrgen Wei\xdf <juergen@acme.example>",
+            Content_Type=b'text/plain; format=flowed; x-mac-creator="M\xfcller"',
+            Content_Transfer_Encoding=b"8bit",
+        )
+        + b"\r\n"
+        + "Der Drucker im 2. Stock druckt nicht.\r\nGrüße, Jürgen\r\n".encode("cp1252")
+    )
+    analysis = analyse(raw, "hostile", rules)
+    assert str(decide(analysis, Facts.empty(), rules, NOW).action) == "ticket"
+    assert analysis.email is not None
+    assert analysis.email.body == "Der Drucker im 2. Stock druckt nicht.\r\nGrüße, Jürgen\r\n"
+    assert analysis.email.from_name == "Jürgen Weiß"
+    assert str(run_one(raw, rules).action) == "ticket"  # and it is stored as replay stores it
 
 
 def _nested_attached(inner: bytes, depth: int) -> bytes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 from datetime import UTC, datetime
 
 import pytest
@@ -83,6 +84,64 @@ def test_attachment_metadata_and_bytes():
     ]
     assert e.attachments[0].data == payload
     assert e.body.strip() == "see attached"
+
+
+@pytest.mark.parametrize(
+    ("charset", "encoded"),
+    [
+        # 8-bit bytes between the lines: each was stored as U+FFFD (three bytes), the base64
+        # text around them with it: the file grew to three times the bytes that carried it
+        (b"", b"JVBERi0x\xff\xfe\r\nLjQgdGlu\xe9\r\neQ==\r\n"),
+        # a declared UTF-16 and one 8-bit byte: the base64 text was read as UTF-16 and stored
+        (b"; charset=utf-16", b"JVBERi0x\r\nLjQgdGlu\r\neQ==\xff\r\n"),
+        # padding missing: the base64 text itself was stored
+        (b"", b"JVBERi0xLjQgdGlueQ\r\n"),
+    ],
+    ids=["8-bit bytes", "utf-16 declared", "padding missing"],
+)
+def test_a_base64_attachment_is_the_bytes_its_base64_decodes_to(charset, encoded):
+    """Whatever else the part holds, the file is what its base64 decodes to, never larger."""
+    raw = HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--B\r\nContent-Type: application/pdf" + charset + b"\r\n"
+        b"Content-Disposition: attachment; filename=report.pdf\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n" + encoded + b"--B--\r\n"
+    )
+    [attachment] = Email.from_bytes(raw).attachments
+    assert (attachment.data, attachment.size) == (b"%PDF-1.4 tiny", 13)
+
+
+def _uuencoded(lines: bytes) -> bytes:
+    return HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b"--B\r\nContent-Type: application/octet-stream\r\n"
+        b"Content-Disposition: attachment; filename=a.bin\r\n"
+        b"Content-Transfer-Encoding: x-uuencode\r\n\r\nbegin 644 a.bin\r\n"
+        + lines
+        + b"`\r\nend\r\n--B--\r\n"
+    )
+
+
+def test_a_uuencoded_attachment_is_the_bytes_its_lines_carry():
+    data = bytes(range(256)) * 3
+    lines = b"".join(binascii.b2a_uu(data[i : i + 45]) for i in range(0, len(data), 45))
+    [attachment] = Email.from_bytes(_uuencoded(lines.replace(b"\n", b"\r\n"))).attachments
+    assert attachment.data == data
+
+
+@pytest.mark.parametrize(
+    ("lines", "data"),
+    [
+        (b"M\r\n" * 2000, b""),  # each line claimed 45 bytes and carried none: 90,000 zeros
+        (b"M86)C\r\n", b"abc"),  # four letters carry three bytes, whatever the line claims
+    ],
+    ids=["no letters", "short line"],
+)
+def test_a_uuencoded_line_never_decodes_to_more_than_it_carries(lines, data):
+    [attachment] = Email.from_bytes(_uuencoded(lines)).attachments
+    assert attachment.data == data
 
 
 def test_report_and_part_types_are_collected():
@@ -307,6 +366,71 @@ HEAD = (
 def test_undeclared_and_misdeclared_charsets_are_read_as_written(mime, data, text):
     raw = HEAD + (b"MIME-Version: 1.0\r\n" + mime if mime else b"") + b"\r\n" + data + b"\r\n"
     assert Email.from_bytes(raw).body.strip() == text
+
+
+# A raw 8-bit byte in a MIME header (a mail client's unencoded comment or name) made the
+# stdlib hand back an `email.header.Header` where text was expected, and the charset guess
+# raised writing its answer: the message ended as `pipeline_error`, never a ticket.
+@pytest.mark.parametrize(
+    ("mime", "data", "text"),
+    [
+        (  # a name in Shift_JIS, text in Shift_JIS, no charset declared
+            b'Content-Type: text/plain; format=flowed; x-note="\x8f\xe1\x8aQ"\r\n',
+            JA.encode("cp932"),
+            JA,
+        ),
+        (  # declared with no charset: the guess is written back
+            b'Content-Type: text/plain; x-note="M\xfcller"\r\n',
+            "Grüße aus München".encode("cp1252"),
+            "Grüße aus München",
+        ),
+        (  # a name with a superset and an 8-bit parameter: every parameter was written again
+            b'Content-Type: text/plain; charset=shift_jis; x-note="\x8f\xe1\x8aQ"\r\n',
+            "①②③ ㈱山本".encode("cp932"),
+            "①②③ ㈱山本",
+        ),
+        (  # an RFC 2231 parameter in a charset Python lacks: set_param could not write it again
+            b"Content-Type: text/plain; charset=us-ascii; title*=x-unknown''abc\r\n",
+            "Grüße aus München".encode("cp1252"),
+            "Grüße aus München",
+        ),
+        (  # the fuzz run's shape: nothing but 8-bit bytes (read as the default text/plain)
+            b"Content-Type: \x99\r\n",
+            "Grüße aus München".encode("cp1252"),
+            "Grüße aus München",
+        ),
+    ],
+    ids=["shift_jis", "windows-1252", "superset", "rfc 2231 charset", "nothing but 8-bit bytes"],
+)
+def test_8bit_bytes_in_a_mime_header_do_not_stop_the_charset_guess(mime, data, text):
+    raw = HEAD + b"MIME-Version: 1.0\r\n" + mime + b"\r\n" + data + b"\r\n"
+    assert Email.from_bytes(raw).body.strip() == text
+
+
+def test_8bit_bytes_in_a_part_header_do_not_stop_the_charset_guess():
+    raw = HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b'--B\r\nContent-Type: text/plain; name="Bestellbest\xe4tigung.txt"\r\n'
+        b"Content-Disposition: inline\r\n\r\n" + "Bitte prüfen.".encode("cp1252") + b"\r\n"
+        b"--B\r\nContent-Type: text/plain; charset=us-ascii; x-note=\xe9\r\n\r\n"
+        + "Danke, Jürgen".encode("cp1252")
+        + b"\r\n--B--\r\n"
+    )
+    email = Email.from_bytes(raw)
+    assert "Bitte prüfen." in email.body and "Danke, Jürgen" in email.body
+
+
+def test_a_part_whose_charset_is_guessed_keeps_its_other_parameters_as_they_came():
+    """The charset is put first; a name in raw UTF-8 after it is still read as written."""
+    raw = HEAD + (
+        b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
+        b'--B\r\nContent-Type: text/plain; format=flowed; name="Best\xc3\xa4tigung.txt"\r\n'
+        b"Content-Disposition: inline\r\n\r\n" + "Bitte prüfen.".encode("cp1252") + b"\r\n"
+        b"--B--\r\n"
+    )
+    email = Email.from_bytes(raw)
+    assert email.body.strip() == "Bitte prüfen."
+    assert [a.filename for a in email.attachments] == ["Bestätigung.txt"]
 
 
 @pytest.mark.parametrize(

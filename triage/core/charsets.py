@@ -160,7 +160,7 @@ def settle(parts: Iterable[tuple[email.message.Message, str | None]]) -> tuple[s
         if name and name not in ASCII_NAMES:
             wider = SUPERSETS.get(name)
             if wider and not wider.startswith("iso2022"):  # ISO-2022-JP: see `unescape`
-                part.set_param("charset", wider)
+                _declare(part, wider)
             continue
         data = _eight_bit(part)
         if data is None:
@@ -172,8 +172,27 @@ def settle(parts: Iterable[tuple[email.message.Message, str | None]]) -> tuple[s
                 guesses.append(chosen)
                 notes.append(f"text declared {declared or 'no charset'}; read as {chosen}")
         if chosen:
-            part.set_param("charset", chosen)
+            _declare(part, chosen)
     return tuple(notes)
+
+
+def _declare(part: email.message.Message, charset: str) -> None:
+    """Make `charset` the part's declared charset, for mail-parser to decode it with.
+
+    Put first, it is the one read; the parameters after it stay as they came. The
+    stdlib's `set_param` writes every parameter again and raised on any it could not
+    write (raw 8-bit bytes, a mail client's unencoded name or comment; an RFC 2231
+    value in a charset Python lacks): the message was quarantined as `pipeline_error`.
+    """
+    raw = next((v for k, v in part.raw_items() if k.lower() == "content-type"), None)
+    rest = raw.partition(";")[2] if isinstance(raw, str) else ""
+    declared = f'{part.get_content_type()}; charset="{charset}"'
+    if rest.strip():
+        declared += f";{rest}"
+    if raw is None:
+        part["Content-Type"] = declared
+    else:
+        part.replace_header("Content-Type", declared)
 
 
 def _eight_bit(part: email.message.Message) -> bytes | None:

@@ -7,6 +7,8 @@ with a reason before it runs, and stop it if a budget runs out midway.
 
 from __future__ import annotations
 
+import binascii
+import email.header
 import email.message
 import email.policy
 import re
@@ -110,6 +112,25 @@ def precheck(raw: bytes, limits: Limits) -> None:
             raise MessageError("header_too_large", "over 1 MiB of MIME part headers")
 
 
+class _TextHeaders(email.policy.Compat32):
+    """compat32, except that a header is always read back as text, never as a `Header`.
+
+    compat32 hands back an `email.header.Header` for a header holding raw 8-bit
+    bytes, and code that uses it as text raises: the stdlib's own `set_param` joined
+    one, and a person's mail ended as `pipeline_error`. The text is what `str()` of
+    that `Header` gives (each undecodable byte a U+FFFD), which is what every reader
+    that converted it (the stdlib's, mail-parser's, ours) saw already. The bytes as
+    they came stay in `raw_items()`, which `triage.core.headertext` reads best effort.
+    """
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        fetched = super().header_fetch_parse(name, value)
+        return str(fetched) if isinstance(fetched, email.header.Header) else fetched
+
+
+TEXT_HEADERS = _TextHeaders()
+
+
 class _Part(email.message.Message):
     """A message or MIME part whose parser stops when the message's budget is spent.
 
@@ -128,6 +149,18 @@ class _Part(email.message.Message):
             )
         self._ctype = None
         super().set_raw(name, value)
+
+    def get_payload(self, i: int | None = None, decode: bool = False) -> object:
+        """The stdlib's payload, except that uuencoded lines never decode to more than they carry."""
+        if decode and i is None and isinstance(self._payload, str):
+            cte = str(self.get("content-transfer-encoding", "")).lower()  # as the stdlib reads it
+            if cte in _UUENCODE:
+                encoded = self._payload.encode("utf-8", "surrogateescape")
+                try:
+                    return uudecode(encoded)
+                except ValueError:  # no begin line, or cut short: the stdlib keeps the bytes
+                    return encoded
+        return super().get_payload(i, decode)
 
     def get_content_type(self) -> str:
         if self._ctype is None:
@@ -152,6 +185,40 @@ class _Part(email.message.Message):
         super().set_default_type(ctype)
 
 
+_UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")
+
+
+def uudecode(encoded: bytes) -> bytes:
+    """uuencoded lines to bytes, each line at most the 3 bytes in 4 its letters carry.
+
+    A line's first letter says how many bytes it holds (up to 45), and the stdlib's
+    decoding (`binascii.a2b_uu`) pads what the line lacks with zeros: a line of one
+    letter, "M", became 45 bytes, so 25 MiB of mail could make an attachment of over 500 MiB.
+    Otherwise as the stdlib decodes: from the first `begin MODE` line to `end`;
+    ValueError without a begin line or at an empty line.
+    """
+    lines = iter(encoded.splitlines())
+    for line in lines:
+        mode = line.removeprefix(b"begin ").partition(b" ")[0]
+        if line.startswith(b"begin ") and mode and all(c in b"01234567" for c in mode):
+            break
+    else:
+        raise ValueError("no begin line")
+    out = []
+    for line in lines:
+        if not line:
+            raise ValueError("uuencoded data cut short")
+        if line.strip(b" \t\r\n\f") == b"end":
+            break
+        carried = (len(line) - 1) * 3 // 4
+        try:
+            decoded = binascii.a2b_uu(line)
+        except binascii.Error:  # letters past the count (broken encoders): only the counted ones
+            decoded = binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3])
+        out.append(decoded[:carried])
+    return b"".join(out)
+
+
 def counting_parser(limit: int):
     """A message factory for the stdlib parser that stops it after `limit` parts.
 
@@ -161,7 +228,7 @@ def counting_parser(limit: int):
     """
     budget = [limit + 1, MAX_HEADER_FIELDS]  # FeedParser calls the factory once to probe it
 
-    def factory(policy=email.policy.compat32) -> email.message.Message:
+    def factory(policy: email.policy.Policy = TEXT_HEADERS) -> email.message.Message:
         budget[0] -= 1
         if budget[0] < 0:
             raise MessageError("too_many_parts", f"more than {limit} MIME parts")
@@ -199,7 +266,9 @@ def parse(raw: bytes, max_parts: int) -> email.message.Message:
         block = raw[:start]
         lowered = block.lower()
         if b"multipart" not in lowered and b"message/" not in lowered:
-            head = email.message_from_bytes(block, _class=counting_parser(max_parts))
+            head = email.message_from_bytes(
+                block, _class=counting_parser(max_parts), policy=TEXT_HEADERS
+            )
             if (
                 not head.defects
                 and head._payload == ""  # noqa: SLF001 - the parser ended at our empty line
@@ -211,7 +280,7 @@ def parse(raw: bytes, max_parts: int) -> email.message.Message:
             msg = _parse_runs(raw, max_parts)
             if msg is not None:
                 return msg
-    return email.message_from_bytes(raw, _class=counting_parser(max_parts))
+    return email.message_from_bytes(raw, _class=counting_parser(max_parts), policy=TEXT_HEADERS)
 
 
 def _parse_runs(raw: bytes, max_parts: int) -> email.message.Message | None:
@@ -228,7 +297,9 @@ def _parse_runs(raw: bytes, max_parts: int) -> email.message.Message | None:
     collapsed = _RUN.sub(placeholder, raw)
     if not runs:
         return None
-    msg = email.message_from_bytes(collapsed, _class=counting_parser(max_parts))
+    msg = email.message_from_bytes(
+        collapsed, _class=counting_parser(max_parts), policy=TEXT_HEADERS
+    )
     put = 0
 
     def back(found: re.Match[str]) -> str:
