@@ -34,6 +34,7 @@ It prints the counts and PASS, or FAIL with every difference, and exits non-zero
     .venv/bin/python bench/chaos.py            # 2,000 messages, 30 kills, 5 restarts, 5 outages
     .venv/bin/python bench/chaos.py --short    # 200 messages, 5 kills, 1 restart, 1 outage
     .venv/bin/python bench/chaos.py --seed 42 --keep   # reproduce a run; keep its folder
+    .venv/bin/python bench/chaos.py --postgres  # the failover soak: bench/failover.py
 
 Needs root and Debian's dovecot-imapd, like the tests that use tests/support/dovecot.py.
 """
@@ -1056,6 +1057,11 @@ def _check_hook(hook: Hook, db: Db, diff) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--postgres" in argv:  # the failover soak: two daemons on one PostgreSQL store
+        import failover
+
+        return failover.main([a for a in argv if a != "--postgres"])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="about 200 messages, under a minute")
     parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed")
