@@ -462,8 +462,9 @@ class Feeder(threading.Thread):
                         return
 
 
-def landed(dc: Dovecot, message_id: str) -> bool:
-    with imap.session(dc, USER) as m:
+def landed(dc: Dovecot, message_id: str, user: str = USER) -> bool:
+    """True when `message_id` is in `user`'s INBOX or one of the folders it is filed in."""
+    with imap.session(dc, user) as m:
         for folder in ("INBOX", *FOLDERS.values()):
             typ, _ = m.select(imap.quote(folder), readonly=True)
             if typ != "OK":

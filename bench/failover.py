@@ -175,6 +175,17 @@ def wait(predicate, seconds: float, what: str) -> bool:
     return False
 
 
+def held_again(leases: Leases, boxes: list[str], pair: list[Soak], lease: float) -> bool:
+    """Wait until every mailbox is held by one of the live daemons (not a killed one's
+    lease that has not run out yet)."""
+
+    def live() -> bool:
+        held = leases.held()
+        return set(held) == set(boxes) and set(held.values()) <= {d.pid for d in pair}
+
+    return wait(live, lease + 10, "every mailbox held by a live daemon")
+
+
 def servers(tmp: Path, boxes: list[str]) -> tuple[Postgres, str, Dovecot]:
     pg = Postgres.start(tmp)
     url = pg.create_database("soak")
@@ -221,14 +232,7 @@ def soak(args: argparse.Namespace) -> int:
         for k in range(args.kills):
             # the last kill's mailboxes taken again first (each kill takes mailboxes away),
             # then worked a while
-            wait(
-                lambda: (
-                    set(leases.held()) == set(boxes)
-                    and set(leases.held().values()) <= {d.pid for d in pair}
-                ),
-                args.lease + 10,
-                "every mailbox held by a live daemon",
-            )
+            held_again(leases, boxes, pair, args.lease)
             time.sleep(max(0.5, rng.uniform(0.5, 1.5) * gap))
             held = leases.read()
             by_pid = Counter(held.values())
@@ -248,14 +252,7 @@ def soak(args: argparse.Namespace) -> int:
         feeder.join()
         # the last kill's mailboxes taken again, and both daemons up (a SIGTERM before a
         # daemon has set up its handlers ends it as the signal's default would)
-        wait(
-            lambda: (
-                set(leases.held()) == set(boxes)
-                and set(leases.held().values()) <= {d.pid for d in pair}
-            ),
-            args.lease + 10,
-            "every mailbox held by a live daemon",
-        )
+        held_again(leases, boxes, pair, args.lease)
         wait(
             lambda: all(len(d.events("daemon_ready")) >= len(d.sessions) for d in pair),
             30,
@@ -374,21 +371,9 @@ class Feeder(threading.Thread):
                     raise RuntimeError(f"cannot append message {item.n}: {exc!r}") from None
                 time.sleep(0.2)
                 with contextlib.suppress(Exception):
-                    if landed(self.dc, box, item.message_id):
+                    if chaos.landed(self.dc, item.message_id, user=box):
                         self.appended += 1
                         return
-
-
-def landed(dc: Dovecot, box: str, message_id: str) -> bool:
-    with imap.session(dc, box) as m:
-        for folder in FOLDERS:
-            typ, _ = m.select(imap.quote(folder), readonly=True)
-            if typ != "OK":
-                continue
-            typ, data = m.uid("SEARCH", "HEADER", "Message-ID", f'"{message_id}"')
-            if typ == "OK" and data and data[0] and data[0].split():
-                return True
-    return False
 
 
 def _takeovers(kills: list[dict], pair: list[Soak], leases: Leases, lease: float) -> dict:

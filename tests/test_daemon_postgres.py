@@ -45,6 +45,19 @@ def pid_of(owner: str) -> int:
     return int(owner.split(":")[-2])
 
 
+def one_mailbox(make, tmp_path, dc, url: str) -> Daemon:
+    """A daemon on `url` watching box0 of `dc`, started once its first message is a ticket."""
+    imap.append(dc, "box0", "INBOX", request("box0", 1))
+    d = make(
+        tmp_path / "d",
+        daemon={"lease_seconds": LEASE},
+        extra=mailbox_tables(tmp_path / "d", dc, ["box0"]),
+        store_url=url,
+    ).start()
+    wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 30, "the first ticket")
+    return d
+
+
 def test_two_daemons_share_the_mailboxes_and_one_takes_over_from_a_killed_one(
     tmp_path, make_dovecot, postgres_url, smtp_sink
 ):
@@ -137,15 +150,8 @@ def test_a_connection_the_server_drops_is_opened_again(tmp_path, make_dovecot, p
     """The server cuts every connection of the daemon (a restart, a failover, a proxy's idle
     cut): the daemon connects again and goes on, its lease kept or taken again."""
     dc = make_dovecot(users={"box0": "pw-box0"})
-    imap.append(dc, "box0", "INBOX", request("box0", 1))
     with killed_after(Daemon) as make:
-        d = make(
-            tmp_path / "d",
-            daemon={"lease_seconds": LEASE},
-            extra=mailbox_tables(tmp_path / "d", dc, ["box0"]),
-            store_url=postgres_url,
-        ).start()
-        wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 30, "the first ticket")
+        d = one_mailbox(make, tmp_path, dc, postgres_url)
         cut = d.query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = 'triage' AND pid <> pg_backend_pid()"
@@ -167,15 +173,8 @@ def test_a_daemon_that_loses_its_lease_stops_touching_the_mailbox(
     the mailbox, and mail that arrives stays untouched on the server until the lease is free
     again."""
     dc = make_dovecot(users={"box0": "pw-box0"})
-    imap.append(dc, "box0", "INBOX", request("box0", 1))
     with killed_after(Daemon) as make:
-        d = make(
-            tmp_path / "d",
-            daemon={"lease_seconds": LEASE},
-            extra=mailbox_tables(tmp_path / "d", dc, ["box0"]),
-            store_url=postgres_url,
-        ).start()
-        wait_for(lambda: d.scalar("SELECT COUNT(*) FROM tickets") == 1, 30, "the first ticket")
+        d = one_mailbox(make, tmp_path, dc, postgres_url)
         d.query(
             "UPDATE leases SET owner = 'elsewhere:1:beef', expires_at = '2999-01-01T00:00:00.000000Z'"
             " WHERE name = 'mailbox:box0' RETURNING name"

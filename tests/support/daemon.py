@@ -174,7 +174,7 @@ class Database:
             self._conn = None
 
 
-class SharedDatabase:
+class SharedDatabase(Database):
     """A daemon's PostgreSQL store (`[store] url`), read as Database reads SQLite's file:
     the same `?` placeholders; a query before the schema exists reads as no rows."""
 
@@ -193,15 +193,6 @@ class SharedDatabase:
             return self._conn.execute(sql.replace("%", "%%").replace("?", "%s"), args).fetchall()
         except psycopg.errors.UndefinedTable:
             return []
-
-    def scalar(self, sql: str, *args: object, default: object = 0) -> object:
-        found = self.rows(sql, *args)
-        return found[0][0] if found else default
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
 
 
 class Daemon:
@@ -252,9 +243,7 @@ class Daemon:
         settings = {**(QUICK_DAEMON if quick else {}), **(daemon or {})}
         text += f"[daemon]\n{toml_lines(settings)}\n"
         self.config.write_text(text, encoding="utf-8")
-        self.database: Database | SharedDatabase = (
-            Database(self.db) if store_url is None else SharedDatabase(store_url)
-        )
+        self.database = Database(self.db) if store_url is None else SharedDatabase(store_url)
         self.proc: subprocess.Popen | None = None
 
     # -- the process ---------------------------------------------------------------------
