@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import multiprocessing
+import multiprocessing.pool
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -96,6 +97,21 @@ def unreadable(source: str, raw: bytes | None, reason: str, detail: str) -> Anal
     return Analysis(source, None, reason, detail, raw_sha256=sha, raw=raw)
 
 
+class _Workers(multiprocessing.pool.Pool):
+    """The stdlib's process pool, whose worker-keeping thread sleeps until something changes.
+
+    The stdlib's thread also wakes whenever a result is waiting in the pipe, and loops
+    (checking every worker, a `poll` of every pipe) until the results thread has read it
+    all: with results of 64 messages it spent about 45 µs of this process's CPU a message.
+    It is woken anyway when a worker exits (each worker's sentinel), when the pool is
+    closed or terminated, and when its last task is done (the change notifier), which is
+    all it acts on: the stdlib's ThreadPool waits on the notifier alone in the same way.
+    """
+
+    def _get_sentinels(self) -> list:
+        return [self._change_notifier._reader]  # type: ignore[attr-defined]
+
+
 class Pool:
     """Parsing processes for stage one, with a time limit per message (see the module)."""
 
@@ -108,9 +124,11 @@ class Pool:
         self.waiting: dict[asyncio.Future, list[Item]] = {}
 
     def _start(self):
-        ctx = multiprocessing.get_context("fork")
-        return ctx.Pool(
-            self.workers, initializer=_init_worker, initargs=(self.rules, self.files, os.getpid())
+        return _Workers(
+            self.workers,
+            initializer=_init_worker,
+            initargs=(self.rules, self.files, os.getpid()),
+            context=multiprocessing.get_context("fork"),
         )
 
     def reload(self, rules: Rules) -> None:
