@@ -19,11 +19,11 @@ import hashlib
 import multiprocessing
 import multiprocessing.pool
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from triage.core.analysis import Analysis, analyse
 from triage.core.rules import Rules
+from triage.core.values import replaced
 from triage.engine.workers import finished, init_worker, stop_pool
 from triage.sources.files import Item
 from triage.store import files as attachments
@@ -71,7 +71,7 @@ def stage_one(
     result = analyse(raw, source, rules)
     if result.error is not None:
         # Keep the bytes of what we could not read: nothing is lost on bad input.
-        return replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
+        return replaced(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
     weighed = bool(result.evidence)  # only weak rules fired: may become a ticket or review
     if files is not None and result.email is not None and (result.filter_id is None or weighed):
         # What may become a ticket or an append keeps its bytes, for `triage explain
@@ -79,15 +79,15 @@ def stage_one(
         # (a row costs far less than a file); a large one in the file store, from here.
         if len(raw) <= messages.KEEP_IN_DB:
             if send_back:
-                result = replace(result, raw=raw)
+                result = replaced(result, raw=raw)
         else:
             attachments.save(files, result.email.sha256, raw)
     if result.email is not None and result.email.attachments:
         keep = files if result.filter_id is None or weighed else None
-        result = replace(result, email=attachments.store_all(keep, result.email))
+        result = replaced(result, email=attachments.store_all(keep, result.email))
     if weighed:
         # Review keeps the bytes beside the database, so a release works without the mailbox.
-        result = replace(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
+        result = replaced(result, raw_sha256=hashlib.sha256(raw).hexdigest(), raw=raw)
     return result
 
 
