@@ -45,3 +45,38 @@ def test_replay_quarantines_a_stuck_message_after_the_time_limit_and_goes_on(tmp
     ]
     assert len(out) == 100
     assert took < 60  # each stuck one costs at most twice the limit, plus a new pool
+
+
+def test_the_pool_parses_batch_after_batch_and_closes_at_once_leaving_no_worker(rules):
+    """The pool's worker-keeping thread sleeps until the pool changes (not at every result
+    waiting in the pipe): work still flows batch after batch, and closing wakes it."""
+    import asyncio
+    import os
+
+    from triage.engine.pool import Pool
+    from triage.sources.files import Item
+
+    items = [
+        Item(f"m{n}", human(Message_ID=f"<k{n}@x>", Subject=f"request {n}")) for n in range(40)
+    ]
+    pool = Pool(rules, None, 2)
+    pids = [p.pid for p in pool.pool._pool]
+
+    async def run() -> list:
+        window = [pool.submit(items[n : n + 8]) for n in range(0, 40, 8)]
+        return [a for tasks in window for a in await pool.collect(tasks, 30)]
+
+    try:
+        done = asyncio.run(run())
+    finally:
+        started = time.monotonic()
+        pool.close()
+        took = time.monotonic() - started
+    assert [a.email.message_id for a in done] == [f"<k{n}@x>" for n in range(40)]
+    assert took < 5
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            continue
+        raise AssertionError(f"worker {pid} still running after close")

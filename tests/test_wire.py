@@ -38,3 +38,42 @@ def test_one_field_classes_round_trip():
     globals()["One"] = One  # pickle finds classes by name
     One.__qualname__ = "One"
     assert pickle.loads(pickle.dumps(One((1, 2)))) == One((1, 2))
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.eml"))[:8])
+def test_replaced_gives_what_dataclasses_replace_gives(name, rules):
+    import dataclasses
+
+    from triage.core.decision import Action, Decision
+    from triage.core.values import replaced
+
+    analysis = analyse((FIXTURES / name).read_bytes(), name, rules)
+    assert replaced(analysis, source="other", raw=b"x") == dataclasses.replace(
+        analysis, source="other", raw=b"x"
+    )
+    assert replaced(analysis) == analysis
+    d = Decision(name, Action.TICKET, "k", "m", email=analysis.email)
+    changed = replaced(d, action=Action.APPEND, reasons=("r",), ticket="T-000001")
+    assert changed == dataclasses.replace(
+        d, action=Action.APPEND, reasons=("r",), ticket="T-000001"
+    )
+    assert changed.email is analysis.email and d.action == Action.TICKET
+
+
+def test_replaced_refuses_what_replace_would_refuse_or_skip():
+    from triage.core.decision import Action, Decision
+    from triage.core.values import replaced
+
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        replaced(Decision("s", Action.TICKET, "k", "m"), nope=1)
+
+    @dataclass(frozen=True)
+    class Checked:
+        a: int
+
+        def __post_init__(self) -> None:
+            if self.a < 0:
+                raise ValueError(self.a)
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        replaced(Checked(1), a=2)

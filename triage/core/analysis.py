@@ -7,7 +7,7 @@ process that owns the database as an `Analysis` (pickled by position).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from triage.config import Queue
 from triage.core import contacts as contacts_mod
@@ -19,7 +19,7 @@ from triage.core.limits import Limits, MessageError
 from triage.core.message import Email
 from triage.core.returned import Returned, returned
 from triage.core.rules import Rules
-from triage.core.values import by_position
+from triage.core.values import by_position, replaced
 
 
 @by_position
@@ -85,7 +85,7 @@ def analyse(raw: bytes, source: str, rules: Rules, released: bool = False) -> An
             if match and match.contact and match.verified and match.kind in _KNOWN
             else None
         )
-        return replace(
+        return replaced(
             result,
             filter_id=first.rule.id,
             filter_why=first.why,

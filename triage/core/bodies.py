@@ -14,7 +14,7 @@ import email.message
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import mailparser
@@ -23,7 +23,7 @@ from triage.core import charsets, tnef
 from triage.core.headertext import clean
 from triage.core.htmltext import html_to_text
 from triage.core.limits import MAX_BODY_CHARS, MessageError
-from triage.core.values import by_position
+from triage.core.values import by_position, replaced
 
 if TYPE_CHECKING:
     from triage.core.message import Email
@@ -231,7 +231,7 @@ def with_bodies(
         defects.append(f"body cut at {MAX_BODY_CHARS:,} characters")
     body = clean(body)
     links, tracking, images = _markup_counts(html)
-    return replace(
+    return replaced(
         head,
         body=body,
         body_kind=kind,

@@ -7,7 +7,6 @@ same `Decision`, and the Decision says why (`triage explain` prints the trace).
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from triage.core import contacts as contacts_mod
@@ -21,6 +20,7 @@ from triage.core.keys import resolve_key
 from triage.core.message import Email
 from triage.core.rules import Rules
 from triage.core.ticketing import ticket_or_append
+from triage.core.values import replaced
 
 
 def decide(analysis: Analysis, facts: Facts, rules: Rules, now: datetime) -> Decision:
@@ -37,8 +37,8 @@ def decide(analysis: Analysis, facts: Facts, rules: Rules, now: datetime) -> Dec
         if again:
             return Decision.duplicate(analysis.source, email)
         if note:
-            email = replace(email, key=key)
-            analysis = replace(analysis, email=email)
+            email = replaced(email, key=key)
+            analysis = replaced(analysis, email=email)
     else:
         key = f"sha256:{analysis.raw_sha256}" if analysis.raw_sha256 else None
         if key and key in facts.stored:
@@ -49,7 +49,7 @@ def decide(analysis: Analysis, facts: Facts, rules: Rules, now: datetime) -> Dec
         )
     d = _judge(analysis, email, facts, rules, now)
     if note:
-        d = replace(d, reasons=(*d.reasons, f"key: {note}; kept as {key}"))
+        d = replaced(d, reasons=(*d.reasons, f"key: {note}; kept as {key}"))
     return d
 
 
@@ -63,7 +63,7 @@ def _judge(analysis: Analysis, email: Email, facts: Facts, rules: Rules, now: da
         and email.message_id
         and facts.sent_by_us(email.message_id)
     ):
-        return replace(
+        return replaced(
             base,
             action=Action.FILTERED,
             reason=ours.id,
@@ -80,7 +80,7 @@ def _judge(analysis: Analysis, email: Email, facts: Facts, rules: Rules, now: da
             f"evidence: {verdict.outcome}: {verdict.why}",
         ]
         if verdict.outcome == evidence_mod.REVIEW:
-            return replace(
+            return replaced(
                 base,
                 action=Action.REVIEW,
                 reason=analysis.filter_id,
@@ -89,11 +89,11 @@ def _judge(analysis: Analysis, email: Email, facts: Facts, rules: Rules, now: da
             )
         if verdict.outcome == evidence_mod.TICKET:
             d = ticket_or_append(analysis, email, base, rules, facts, now)
-            return replace(d, reasons=(*prelude, *d.reasons), evidence=signals)
-        base = replace(base, evidence=signals)
+            return replaced(d, reasons=(*prelude, *d.reasons), evidence=signals)
+        base = replaced(base, evidence=signals)
     if analysis.filter_id is not None:
         reasons = prelude or [f"filter {analysis.filter_id}: {analysis.filter_why}"]
-        base = replace(base, category=analysis.filter_category or None)
+        base = replaced(base, category=analysis.filter_category or None)
         bounced = analysis.returned
         ours = (
             facts.ticket_for_our_message(bounced.message_ids)
@@ -109,20 +109,20 @@ def _judge(analysis: Analysis, email: Email, facts: Facts, rules: Rules, now: da
                     f"{ours.number} with that Message-ID went to {sent_to or '?'}: not counted "
                     "(a bounce counts only for the address the acknowledgement was sent to)"
                 )
-                return replace(
+                return replaced(
                     base,
                     action=Action.FILTERED,
                     reason=analysis.filter_id,
                     linked_ticket=ours.number,
                     reasons=tuple(reasons),
                 )
-            bounced = replace(bounced, recipient=sent_to)
+            bounced = replaced(bounced, recipient=sent_to)
             kind = "permanent" if bounced.permanent else "temporary"
             reasons.append(
                 f"delivery failure ({kind}, status {bounced.status or '?'}) of our acknowledgement for "
                 f"{ours.number} to {bounced.recipient or '?'}: linked to the ticket, never appended, never answered"
             )
-            return replace(
+            return replaced(
                 base,
                 action=Action.FILTERED,
                 reason=analysis.filter_id,
@@ -130,7 +130,7 @@ def _judge(analysis: Analysis, email: Email, facts: Facts, rules: Rules, now: da
                 bounce=bounced,
                 reasons=tuple(reasons),
             )
-        return replace(
+        return replaced(
             base, action=Action.FILTERED, reason=analysis.filter_id, reasons=tuple(reasons)
         )
     return ticket_or_append(analysis, email, base, rules, facts, now)

@@ -15,7 +15,7 @@ the store compares it), so a batch decides as the messages did one by one.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ from triage.core.conversation import TicketRef, ticket_number, token_pattern
 from triage.core.decision import Action
 from triage.core.replies import reply_address
 from triage.core.returned import Returned
+from triage.core.values import replaced
 
 if TYPE_CHECKING:
     from triage.core.outgoing import Rendered
@@ -206,11 +207,11 @@ class Facts:
             elif (d.first_response or d.reopened) and d.ticket in self.tickets:
                 ref = self.tickets[d.ticket]
                 if d.first_response:
-                    ref = replace(ref, responded=True)
+                    ref = replaced(ref, responded=True)
                 if d.reopened:
-                    ref = replace(ref, status="open", closed_at=None, paused_at=None)
+                    ref = replaced(ref, status="open", closed_at=None, paused_at=None)
                     if d.resumed_due is not None:
-                        ref = replace(ref, due=instant(d.resumed_due))
+                        ref = replaced(ref, due=instant(d.resumed_due))
                 changes["tickets"] = {**self.tickets, d.ticket: ref}
         ack = rendered.ack
         if ack is not None and d.ticket and d.action == Action.TICKET:
@@ -225,7 +226,7 @@ class Facts:
             at = instant(now)
             last = max(self.bounced.get(b.recipient, at), at)  # stored as the decision names it
             changes["bounced"] = {**self.bounced, b.recipient: last}
-        return replace(self, **changes) if changes else self  # type: ignore[arg-type]
+        return replaced(self, **changes) if changes else self  # type: ignore[arg-type]
 
     def _asks_of(self, bounce: Returned) -> bool:
         """A message of the batch writes from the address this bounce silences."""

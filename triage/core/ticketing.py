@@ -6,7 +6,6 @@ Pure: the conversation and the sender's history come from `Facts`; the clock is
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 
 from triage.config import Queue
@@ -20,6 +19,7 @@ from triage.core.facts import Facts
 from triage.core.message import Email
 from triage.core.replies import history_guard, reply_address, reply_guard
 from triage.core.rules import Rules
+from triage.core.values import replaced
 
 
 def ticket_or_append(
@@ -81,7 +81,7 @@ def ticket_or_append(
         if why:
             reasons.append(f"first response: {why}")
         reasons.append("no acknowledgement for an appended reply")
-        return replace(
+        return replaced(
             base,
             action=Action.APPEND,
             ticket=thread.ticket.number,
@@ -99,7 +99,7 @@ def ticket_or_append(
     unapproved = not match.verified or (match.contact is not None and not match.contact.approved)
     if unapproved and config.unknown_senders == "ignore":
         reasons.append("unknown sender and [contacts] unknown = ignore: recorded, no ticket")
-        return replace(
+        return replaced(
             base, action=Action.FILTERED, reason="unknown-sender", reasons=tuple(reasons), **fields
         )
     plan = config.plan
@@ -124,7 +124,7 @@ def ticket_or_append(
     if guard is None:
         guard = history_guard(reply_address(email), facts, config, now)
     reasons.append(f"acknowledgement: {'suppressed: ' + guard if guard else 'queued'}")
-    return replace(
+    return replaced(
         base,
         action=Action.TICKET,
         ticket=ticket_number(config.ticket_prefix, facts.next_ticket),

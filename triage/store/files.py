@@ -10,10 +10,10 @@ crash leaves an unreferenced file, never a reference to a missing one.
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 from triage.core.message import Email
+from triage.core.values import replaced
 from triage.store.modes import Modes
 
 
@@ -60,4 +60,4 @@ def store_all(root: Path | None, email: Email) -> Email:
     if root is not None:
         for a in email.attachments:
             save(root, a.sha256, a.data)
-    return replace(email, attachments=tuple(replace(a, data=b"") for a in email.attachments))
+    return replaced(email, attachments=tuple(replaced(a, data=b"") for a in email.attachments))

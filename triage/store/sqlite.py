@@ -75,6 +75,13 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA wal_autocheckpoint=1000")
+        # Each message is written in a savepoint, whose statement journal (the pages it
+        # changed, as they were) SQLite keeps in memory up to 64 KiB and then in a temporary
+        # file: a message's rows touch more than that (its row, the tickets', events',
+        # outbox's and kept bytes' leaves and their indexes), so three write calls in four
+        # went to a file deleted a moment later (34 a message). In memory, for this
+        # connection: a journal is as large as one message's pages.
+        self.conn.execute("PRAGMA temp_store=MEMORY")
         self.conn.execute("PRAGMA foreign_keys=ON")
         self.db = sqlite_utils.Database(self.conn)
         # The schema lives in store/schema.py and store/migrations.py; an old database is
