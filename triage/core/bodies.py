@@ -89,12 +89,14 @@ def _base64_payload(part: email.message.Message) -> bytes:
     if not isinstance(payload, str):
         return b""
     data = payload.encode("utf-8", "surrogateescape")  # ASCII and 8-bit bytes as they came
-    for candidate in (data, _LAST_LETTER.sub(b"", data, count=1)):
-        try:
-            return base64.b64decode(candidate + b"==")  # extra padding is ignored
-        except binascii.Error:
-            pass
-    return data  # what the stdlib keeps when it cannot decode either
+    try:
+        return base64.b64decode(data + b"==")  # extra padding is ignored
+    except binascii.Error:
+        pass
+    try:  # only then the scan for a last letter alone: it costs more than the decoding
+        return base64.b64decode(_LAST_LETTER.sub(b"", data, count=1) + b"==")
+    except binascii.Error:
+        return data  # what the stdlib keeps when it cannot decode either
 
 
 # mail-parser's walk calls these module globals, for every attached message and every
