@@ -58,3 +58,13 @@ def test_a_batch_of_tickets_is_written_with_no_temporary_file(tmp_path: Path, ru
     finally:
         store.rollback()
         store.close()
+
+
+def test_the_page_cache_holds_a_deep_index_tree(tmp_path):
+    """32 MiB of pages, not SQLite's 2 MiB: a store with years in it reads its index trees
+    from the cache, batch after batch (bench/bigstore.py measures the rate)."""
+    store = Store(tmp_path / "t.db")
+    try:
+        assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -32 * 1024
+    finally:
+        store.close()
