@@ -133,3 +133,26 @@ def test_our_agents_mail_to_a_pending_ticket_leaves_it_pending(tmp_path):
     desk = closed_desk(tmp_path, state="pending")
     desk.replay("2026-03-10T12:00:00Z", agent())
     assert ticket(desk)["status"] == "pending"
+
+
+def test_a_paused_ticket_on_a_policy_no_longer_configured_runs_again_on_its_own(tmp_path):
+    """The desk moved to another policy while a ticket waited on the customer: their reply
+    runs the ticket's clock again on the policy it was opened under, not left pending."""
+    from .test_lifecycle import _pausing_rules
+
+    rules = _pausing_rules(tmp_path)
+    desk = Desk(tmp_path, rules)
+    desk.replay(OPENED, customer())  # Tue 09:00, P3 on standard (24/5): due Wed 09:00
+    desk.run("ticket", "status", "T-000001", "pending", "--at", "2026-03-10T10:00:00Z")
+    desk.config.write_text(
+        '[store]\ndb = "triage.db"\n' + rules + '[sla]\npolicy = "controlup"\n', encoding="utf-8"
+    )
+    desk.replay("2026-03-12T12:00:00Z", customer(**FOLLOW_UP))  # Thu 12:00: 23 h were left
+    t = ticket(desk)
+    assert (t["status"], t["paused_at"], t["response_due"]) == (
+        "open",
+        None,
+        "2026-03-13T11:00:00Z",
+    )
+    ((_, detail),) = events(desk, "reopened")
+    assert '"due": "2026-03-13T11:00:00Z"' in detail

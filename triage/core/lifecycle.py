@@ -16,8 +16,10 @@ pending its deadline moves later by the open time of the policy's calendar that 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 from triage import instants
 from triage.core import sla as sla_mod
@@ -163,13 +165,19 @@ class Reply:
 
 
 def after_reply(
-    thread: Thread, now: datetime, reopen_days: int, sender: str, policy: sla_mod.Policy
+    thread: Thread,
+    now: datetime,
+    reopen_days: int,
+    sender: str,
+    policy: sla_mod.Policy,
+    policies: Mapping[str, sla_mod.Policy] = MappingProxyType({}),
 ) -> Reply:
     """A customer's reply to a ticket that is pending, resolved or closed.
 
     Pending: the customer answered, so it is open again, and a paused clock runs again
-    (its deadline moved by the open time that passed; `policy` is the configured one,
-    used when it is the ticket's own). Resolved, or closed at most `reopen_days` ago
+    (its deadline moved by the open time that passed, on the ticket's own policy: the
+    configured `policy`, or the one of `policies` it names when the configuration has
+    moved on since). Resolved, or closed at most `reopen_days` ago
     ([tickets] reopen_days): reopened. Closed longer ago: a new ticket linked to it; the
     old conversation is over and its deadline long gone.
     """
@@ -179,13 +187,19 @@ def after_reply(
     if ref.status == PENDING:
         if ref.paused_at is None:
             return Reply(thread, PENDING, None, f"{ref.number} was pending: {sender} answered")
-        if ref.policy != policy.name or ref.priority is None or ref.due is None:
+        own = policy if ref.policy == policy.name else policies.get(ref.policy or "")
+        if own is None or ref.priority is None or ref.due is None:
+            missing = (
+                f"policy {ref.policy}, which the SLA folder no longer holds"
+                if own is None
+                else "a ticket with no priority or deadline"
+            )
             return Reply(
                 thread,
-                why=f"{ref.number} stays pending: its clock is paused on policy {ref.policy},"
-                f" not the configured {policy.name}; fix: `triage ticket status {ref.number}"
-                " open` moves its deadline",
+                why=f"{ref.number} stays pending: its clock is paused on {missing}; fix:"
+                f" `triage ticket status {ref.number} open` moves its deadline",
             )
+        policy = own
         due = instants.stored(ref.due)
         moved = resumed_due(
             policy,

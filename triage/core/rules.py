@@ -6,7 +6,8 @@ Loading reads the rule files; deciding never does: `Rules` is a value handed to
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from triage.config import Config, shipped_rules
@@ -29,6 +30,9 @@ class Rules:
     directory: contacts_mod.Directory
     templates: Templates
     evidence: evidence_mod.Vocabulary
+    # every policy in the SLA folder by name: a ticket keeps the one it was opened under
+    # when the configured one changes (a paused clock runs again on its own policy)
+    policies: Mapping[str, sla_mod.Policy] = field(default_factory=dict)
 
     @classmethod
     def load(cls, config: Config, contacts: tuple = ()) -> Rules:
@@ -79,6 +83,7 @@ class Rules:
             ),
             templates=Templates.load(config.rules_dir / "templates"),
             evidence=evidence_mod.Vocabulary.from_toml(evidence_file(config)),
+            policies=policies,
         )
 
 

@@ -54,7 +54,9 @@ def ticket_or_append(
     reasons.append(f"conversation: {thread.why}")
     reply = lifecycle.Reply(thread)
     if thread.ticket is not None and not agent:
-        reply = lifecycle.after_reply(thread, now, config.reopen_days, email.from_addr, policy)
+        reply = lifecycle.after_reply(
+            thread, now, config.reopen_days, email.from_addr, policy, rules.policies
+        )
         thread = reply.thread
         if reply.why:
             reasons.append(f"lifecycle: {reply.why}")
