@@ -99,12 +99,32 @@ def test_a_customers_reply_to_a_pending_ticket_opens_it(tmp_path):
     ]
 
 
-def test_a_customers_reply_runs_a_paused_clock_again_with_its_deadline_moved(tmp_path):
+def paused_desk(tmp_path) -> tuple[Desk, str]:
+    """T-000001 opened Tue 09:00 (P3 on standard, 24/5: due Wed 09:00) on a policy that
+    pauses while pending, pending from 10:00; the desk and its rules' config lines."""
     from .test_lifecycle import _pausing_rules
 
-    desk = Desk(tmp_path, _pausing_rules(tmp_path))
-    desk.replay(OPENED, customer())  # Tue 09:00, P3 on standard (24/5): due Wed 09:00
+    rules = _pausing_rules(tmp_path)
+    desk = Desk(tmp_path, rules)
+    desk.replay(OPENED, customer())
     desk.run("ticket", "status", "T-000001", "pending", "--at", "2026-03-10T10:00:00Z")
+    return desk, rules
+
+
+def assert_resumed_thursday(desk: Desk) -> None:
+    """The customer answered Thu 12:00 with 23 open hours left: open, due Fri 11:00."""
+    t = ticket(desk)
+    assert (t["status"], t["paused_at"], t["response_due"]) == (
+        "open",
+        None,
+        "2026-03-13T11:00:00Z",
+    )
+    ((_, detail),) = events(desk, "reopened")
+    assert '"due": "2026-03-13T11:00:00Z"' in detail
+
+
+def test_a_customers_reply_runs_a_paused_clock_again_with_its_deadline_moved(tmp_path):
+    desk, _ = paused_desk(tmp_path)
     (tmp_path / "answer.eml").write_bytes(customer(**FOLLOW_UP))
     said = desk.run(
         "explain",
@@ -118,15 +138,8 @@ def test_a_customers_reply_runs_a_paused_clock_again_with_its_deadline_moved(tmp
         "T-000001 was pending, its clock paused: jane@acme.example answered; deadline "
         "2026-03-11T09:00:00Z -> 2026-03-13T11:00:00Z" in " ".join(said.split())
     )
-    desk.replay("2026-03-12T12:00:00Z", customer(**FOLLOW_UP))  # Thu 12:00: 23 h were left
-    t = ticket(desk)
-    assert (t["status"], t["paused_at"], t["response_due"]) == (
-        "open",
-        None,
-        "2026-03-13T11:00:00Z",
-    )
-    ((_, detail),) = events(desk, "reopened")
-    assert '"due": "2026-03-13T11:00:00Z"' in detail
+    desk.replay("2026-03-12T12:00:00Z", customer(**FOLLOW_UP))
+    assert_resumed_thursday(desk)
 
 
 def test_our_agents_mail_to_a_pending_ticket_leaves_it_pending(tmp_path):
@@ -138,21 +151,9 @@ def test_our_agents_mail_to_a_pending_ticket_leaves_it_pending(tmp_path):
 def test_a_paused_ticket_on_a_policy_no_longer_configured_runs_again_on_its_own(tmp_path):
     """The desk moved to another policy while a ticket waited on the customer: their reply
     runs the ticket's clock again on the policy it was opened under, not left pending."""
-    from .test_lifecycle import _pausing_rules
-
-    rules = _pausing_rules(tmp_path)
-    desk = Desk(tmp_path, rules)
-    desk.replay(OPENED, customer())  # Tue 09:00, P3 on standard (24/5): due Wed 09:00
-    desk.run("ticket", "status", "T-000001", "pending", "--at", "2026-03-10T10:00:00Z")
+    desk, rules = paused_desk(tmp_path)
     desk.config.write_text(
         '[store]\ndb = "triage.db"\n' + rules + '[sla]\npolicy = "controlup"\n', encoding="utf-8"
     )
-    desk.replay("2026-03-12T12:00:00Z", customer(**FOLLOW_UP))  # Thu 12:00: 23 h were left
-    t = ticket(desk)
-    assert (t["status"], t["paused_at"], t["response_due"]) == (
-        "open",
-        None,
-        "2026-03-13T11:00:00Z",
-    )
-    ((_, detail),) = events(desk, "reopened")
-    assert '"due": "2026-03-13T11:00:00Z"' in detail
+    desk.replay("2026-03-12T12:00:00Z", customer(**FOLLOW_UP))
+    assert_resumed_thursday(desk)
