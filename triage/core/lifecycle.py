@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import MappingProxyType
 
 from triage import instants
 from triage.core import sla as sla_mod
@@ -169,15 +168,14 @@ def after_reply(
     now: datetime,
     reopen_days: int,
     sender: str,
-    policy: sla_mod.Policy,
-    policies: Mapping[str, sla_mod.Policy] = MappingProxyType({}),
+    policies: Mapping[str, sla_mod.Policy],
 ) -> Reply:
     """A customer's reply to a ticket that is pending, resolved or closed.
 
     Pending: the customer answered, so it is open again, and a paused clock runs again
-    (its deadline moved by the open time that passed, on the ticket's own policy: the
-    configured `policy`, or the one of `policies` it names when the configuration has
-    moved on since). Resolved, or closed at most `reopen_days` ago
+    (its deadline moved by the open time that passed, on the ticket's own policy among
+    `policies`, every policy of the SLA folder: the configured one may have changed since
+    the ticket was opened). Resolved, or closed at most `reopen_days` ago
     ([tickets] reopen_days): reopened. Closed longer ago: a new ticket linked to it; the
     old conversation is over and its deadline long gone.
     """
@@ -187,11 +185,11 @@ def after_reply(
     if ref.status == PENDING:
         if ref.paused_at is None:
             return Reply(thread, PENDING, None, f"{ref.number} was pending: {sender} answered")
-        own = policy if ref.policy == policy.name else policies.get(ref.policy or "")
-        if own is None or ref.priority is None or ref.due is None:
+        policy = policies.get(ref.policy or "")
+        if policy is None or ref.priority is None or ref.due is None:
             missing = (
                 f"policy {ref.policy}, which the SLA folder no longer holds"
-                if own is None
+                if policy is None
                 else "a ticket with no priority or deadline"
             )
             return Reply(
@@ -199,7 +197,6 @@ def after_reply(
                 why=f"{ref.number} stays pending: its clock is paused on {missing}; fix:"
                 f" `triage ticket status {ref.number} open` moves its deadline",
             )
-        policy = own
         due = instants.stored(ref.due)
         moved = resumed_due(
             policy,

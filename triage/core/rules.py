@@ -7,7 +7,7 @@ Loading reads the rule files; deciding never does: `Rules` is a value handed to
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from triage.config import Config, shipped_rules
@@ -30,9 +30,9 @@ class Rules:
     directory: contacts_mod.Directory
     templates: Templates
     evidence: evidence_mod.Vocabulary
-    # every policy in the SLA folder by name: a ticket keeps the one it was opened under
-    # when the configured one changes (a paused clock runs again on its own policy)
-    policies: Mapping[str, sla_mod.Policy] = field(default_factory=dict)
+    # every policy in the SLA folder by name, `policy` among them: a ticket keeps the one it
+    # was opened under when the configured one changes (a paused clock runs again on it)
+    policies: Mapping[str, sla_mod.Policy]
 
     @classmethod
     def load(cls, config: Config, contacts: tuple = ()) -> Rules:

@@ -55,7 +55,7 @@ def ticket_or_append(
     reply = lifecycle.Reply(thread)
     if thread.ticket is not None and not agent:
         reply = lifecycle.after_reply(
-            thread, now, config.reopen_days, email.from_addr, policy, rules.policies
+            thread, now, config.reopen_days, email.from_addr, rules.policies
         )
         thread = reply.thread
         if reply.why:
