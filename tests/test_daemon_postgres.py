@@ -9,7 +9,10 @@ import json
 import signal
 import time
 
+import pytest
+
 from tests.support import imap
+from triage.config import ConfigError, load_config
 
 from .conftest import human
 from .support.daemon import Daemon, killed_after, mailbox_tables, wait_for
@@ -43,6 +46,28 @@ def holders(d: Daemon) -> dict[str, str]:
 
 def pid_of(owner: str) -> int:
     return int(owner.split(":")[-2])
+
+
+@pytest.mark.parametrize("written", [0, 2.9, 3601, "30", True])
+def test_a_lease_shorter_than_a_renewal_can_outrun_or_longer_than_an_hour_is_refused(
+    tmp_path, written
+):
+    """A lease of under 3 s races the database's own latency at each renewal; one of over an
+    hour leaves a dead daemon's mailboxes unwatched that long: `triage check` and the start
+    refuse it, naming the key and the fix."""
+    path = tmp_path / "triage.toml"
+    path.write_text(f"[daemon]\nlease_seconds = {json.dumps(written)}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "[daemon.lease_seconds]" in str(caught.value)
+    assert "fix: write lease_seconds = 30" in str(caught.value)
+
+
+def test_the_lease_bounds_are_taken(tmp_path):
+    path = tmp_path / "triage.toml"
+    for edge in (3, 3600):
+        path.write_text(f"[daemon]\nlease_seconds = {edge}\n")
+        assert load_config(path).daemon.lease_seconds == edge
 
 
 def one_mailbox(make, tmp_path, dc, url: str) -> Daemon:

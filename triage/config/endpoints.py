@@ -239,22 +239,18 @@ def parse_daemon(path: Path | str, raw: object) -> Daemon:
         max_imap_connections=fields.whole(
             path, "daemon", t, "max_imap_connections", 100, high=MAX_CONNECTIONS
         ),
-        lease_seconds=_lease_seconds(path, t),
-    )
-
-
-def _lease_seconds(path: Path | str, t: dict) -> float:
-    """[daemon] lease_seconds: between the bounds triage.core.leases sets (a renewal every
-    third of it must outrun the database's latency; a dead daemon's mailboxes wait it out)."""
-    value = fields.number(path, "daemon", t, "lease_seconds", 30.0, high=leases.MAX_SECONDS)
-    if value < leases.MIN_SECONDS:
-        raise ConfigError(
+        # a renewal every third of it must outrun the database's latency; a dead daemon's
+        # mailboxes wait it out (triage.core.leases)
+        lease_seconds=fields.number(
             path,
-            "daemon.lease_seconds",
-            f"{value:g} is outside the range {leases.MIN_SECONDS:g} to {leases.MAX_SECONDS:g}",
-            "write lease_seconds = 30",
-        )
-    return value
+            "daemon",
+            t,
+            "lease_seconds",
+            30.0,
+            low=leases.MIN_SECONDS,
+            high=leases.MAX_SECONDS,
+        ),
+    )
 
 
 def _metrics_listen(path: Path | str, t: dict) -> Listen | None:

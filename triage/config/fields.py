@@ -74,14 +74,20 @@ def whole(
             f"{value!r} is not a positive whole number",
             f"write {name} = {default}",
         )
-    at_most(path, f"{key}.{name}", value, 1, high, f"write {name} = {default}")
+    in_range(path, f"{key}.{name}", value, 1, high, f"write {name} = {default}")
     return value
 
 
 def number(
-    path: Path | str, key: str, t: dict, name: str, default: float, high: float | None = None
+    path: Path | str,
+    key: str,
+    t: dict,
+    name: str,
+    default: float,
+    high: float | None = None,
+    low: float = 0,
 ) -> float:
-    """A positive number (seconds, minutes), at most `high`."""
+    """A positive number (seconds, minutes), at least `low` and at most `high`."""
     value = t.get(name, default)
     if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
         raise ConfigError(
@@ -90,14 +96,14 @@ def number(
             f"{value!r} is not a positive number",
             f"write {name} = {default:g}",
         )
-    at_most(path, f"{key}.{name}", value, 0, high, f"write {name} = {default:g}")
+    in_range(path, f"{key}.{name}", value, low, high, f"write {name} = {default:g}")
     return float(value)
 
 
-def at_most(
+def in_range(
     path: Path | str, key: str, value: float, low: float, high: float | None, fix: str
 ) -> None:
-    if high is not None and value > high:
+    if value < low or (high is not None and value > high):
         raise ConfigError(path, key, f"{value!r} is outside the range {low:g} to {high:g}", fix)
 
 
