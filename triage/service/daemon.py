@@ -64,16 +64,17 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         # Several daemons may share a PostgreSQL store: each mailbox, and the SLA timer, is
         # worked by the one that holds its lease (triage.core.leases); the lease rows go
         # through a connection of their own. SQLite has one daemon (its flock) and no leases.
-        self.shared = self.store.dialect == "postgresql"
+        shared = self.store.dialect == "postgresql"
         self.owner = outbox_rows.owner_id()
-        self.lease_store = open_configured(config) if self.shared else None
+        self.lease_store = open_configured(config) if shared else None
+        self.term = leases.Term.of(config.daemon.lease_seconds)
         self.outbox_wake = asyncio.Event()
         self.analyser = Pool(rules, self.store.files)
         self.stop = asyncio.Event()
         self.hurry = asyncio.Event()  # a second signal: stop now, not after the batch in hand
         self.lock = asyncio.Lock()  # one batch in the store at a time
         self.health = {
-            mb.name: Health(state="standby", standby=True) if self.shared else Health()
+            mb.name: Health(state="standby", standby=True) if shared else Health()
             for mb in (*config.mailboxes, *config.graph_mailboxes)
         }
         self.gates = Gates(config.mailboxes, config.daemon.max_imap_connections)
@@ -132,14 +133,18 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         if not self.health:
             self.log.warning("no_mailboxes", fix="add a [[mailbox]] table to the configuration")
             self._maybe_ready()
-        elif self.shared:  # each mailbox taken, or seen held by another daemon: ready
+        elif (
+            self.lease_store is not None
+        ):  # each mailbox taken, or seen held by another daemon: ready
             await asyncio.sleep(0)
             self._maybe_ready()
         await self.stop.wait()
         self.notifier.stopping()
         self.log.info("daemon_stopping")
         await self._wind_down(tasks)
-        if not self.shared:  # a shared store's rows belong to the daemon holding each mailbox
+        if (
+            self.lease_store is None
+        ):  # a shared store's rows belong to the daemon holding each mailbox
             for name in self.health:
                 mailbox_state.update(self.store, name, state="stopped")
         self.analyser.close()
@@ -161,8 +166,7 @@ class Daemon(GraphLoop, HealthWatch, Timers):
         holds lease `name` (service/leasing.under_lease)."""
         if self.lease_store is None:
             return work()
-        term = leases.Term.of(self.config.daemon.lease_seconds)
-        holding = Holding(self.lease_store, name, self.owner, term)
+        holding = Holding(self.lease_store, name, self.owner, self.term)
         return under_lease(holding, self.stop, work, on_hold)
 
     def _mailbox_leased(self, mb, loop: Callable[[Any], Awaitable[None]]) -> Awaitable[None]:

@@ -57,11 +57,7 @@ def held(store: Store, name: str) -> Held | None:
 
 def held_by(store: Store, owner: str, at: datetime) -> list[str]:
     """The names of the leases `owner` holds at `at` (not expired), in order."""
-    rows = store.conn.execute(
-        "SELECT name FROM leases WHERE owner = ? AND expires_at > ? ORDER BY name",
-        (owner, stamp(at)),
-    ).fetchall()
-    return [r[0] for r in rows]
+    return sorted(name for name, holder in holders(store, at).items() if holder == owner)
 
 
 def holders(store: Store, at: datetime) -> dict[str, str]:
