@@ -130,27 +130,26 @@ def set_first_response(store: Store, ticket_id: int, at: datetime) -> bool:
 # snapshot. With `since`, a ticket's creation is parsed only when its text is not before the
 # window's `floor` (the date before `since`'s), not for every ticket ever opened.
 BREACHED = 4
-_OUTCOMES = (
-    f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*) FROM tickets"
-    f" GROUP BY {schema.RESPONSE_OUTCOME}, priority, level"
-    " UNION ALL"
-    " SELECT priority, level, 4, COUNT(*) FROM tickets"
-    f" WHERE {schema.RESPONSE_OUTCOME} = 3"
-    "  AND julianday(response_due)"
-    "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))"
-    " GROUP BY priority, level"
-)
-_OUTCOMES_SINCE = (
-    f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*) FROM tickets"
-    " WHERE created_at >= :floor AND julianday(created_at) >= julianday(:since)"
-    f" GROUP BY {schema.RESPONSE_OUTCOME}, priority, level"
-    " UNION ALL"
-    " SELECT priority, level, 4, COUNT(*) FROM tickets"
-    f" WHERE {schema.RESPONSE_OUTCOME} = 3"
-    "  AND created_at >= :floor AND julianday(created_at) >= julianday(:since)"
-    "  AND julianday(response_due)"
-    "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))"
-    " GROUP BY priority, level"
+
+
+def _outcomes_sql(window: str) -> str:
+    """The statement above; `window`: a condition on the tickets counted (`AND ...`), or ""."""
+    where = f" WHERE {window.removeprefix(' AND ')}" if window else ""
+    return (
+        f"SELECT priority, level, {schema.RESPONSE_OUTCOME}, COUNT(*) FROM tickets{where}"
+        f" GROUP BY {schema.RESPONSE_OUTCOME}, priority, level"
+        " UNION ALL"
+        f" SELECT priority, level, {BREACHED}, COUNT(*) FROM tickets"
+        f" WHERE {schema.RESPONSE_OUTCOME} = 3{window}"
+        "  AND julianday(response_due)"
+        "   < min(julianday(:now), COALESCE(julianday(paused_at), julianday(:now)))"
+        " GROUP BY priority, level"
+    )
+
+
+_OUTCOMES = _outcomes_sql("")
+_OUTCOMES_SINCE = _outcomes_sql(
+    " AND created_at >= :floor AND julianday(created_at) >= julianday(:since)"
 )
 # The counts on PostgreSQL (spelled by store/dialect.py), one row per priority: instants
 # compared as timestamps, truth values counted by CASE, the two-argument min as LEAST, sums

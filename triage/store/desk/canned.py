@@ -55,10 +55,11 @@ def queue_page_sql(threshold: float) -> str:
 async def open_count(db) -> int:
     """How many tickets the queue holds (Datasette's `Database`): the count its pages show,
     read by the partial index tickets_open (its states written as `OPEN` writes them)."""
-    rows = await db.execute(
-        "SELECT COUNT(*) FROM tickets WHERE status NOT IN ('resolved', 'closed')"
-    )
+    rows = await db.execute(_OPEN_COUNT)
     return rows.first()[0]
+
+
+_OPEN_COUNT = f"SELECT COUNT(*) FROM tickets WHERE {OPEN}"
 
 
 def at_risk_sql(threshold: float) -> str:
