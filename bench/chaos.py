@@ -444,22 +444,27 @@ class Feeder(threading.Thread):
             self.error = f"{type(exc).__name__}: {exc}"
 
     def append(self, item: Item) -> None:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                imap.append(self.dc, USER, "INBOX", item.raw)
-                self.appended += 1
-                return
-            except (OSError, imaplib.IMAP4.error, RuntimeError) as exc:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cannot append message {item.n}: {exc}") from None
-                self.retries += 1
-                time.sleep(0.2)
-                # the APPEND may have landed before the connection broke: never twice
-                with contextlib.suppress(Exception):
-                    if landed(self.dc, item.message_id):
-                        self.appended += 1
-                        return
+        self.retries += append_once(self.dc, item)
+        self.appended += 1
+
+
+def append_once(dc: Dovecot, item: Item, user: str = USER) -> int:
+    """APPEND `item` to `user`'s INBOX exactly once, trying again for 30 s; the retries."""
+    deadline = time.monotonic() + 30
+    retries = 0
+    while True:
+        try:
+            imap.append(dc, user, "INBOX", item.raw)
+            return retries
+        except (OSError, imaplib.IMAP4.error, RuntimeError) as exc:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"cannot append message {item.n}: {exc}") from None
+            retries += 1
+            time.sleep(0.2)
+            # the APPEND may have landed before the connection broke: never twice
+            with contextlib.suppress(Exception):
+                if landed(dc, item.message_id, user):
+                    return retries
 
 
 def landed(dc: Dovecot, message_id: str, user: str = USER) -> bool:

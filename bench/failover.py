@@ -224,7 +224,7 @@ def soak(args: argparse.Namespace) -> int:
         wait(lambda: len(leases.read()) == len(boxes), 60, "every mailbox held")
         leases.start()
         where = {i.message_id: box_of(i.root, boxes) for i in items}
-        feeder = Feeder(dc, items, where, args.feed_seconds, rng)
+        feeder = Feeder(dc, items, where, args.feed_seconds)
         t0 = time.monotonic()
         feeder.start()
         kills: list[dict] = []
@@ -240,8 +240,8 @@ def soak(args: argparse.Namespace) -> int:
             lost = sorted(b for b, pid in held.items() if pid == victim.pid)
             pid = victim.pid
             victim.kill()
-            at, wall = time.monotonic(), time.time()
-            kills.append({"pid": pid, "lost": lost, "at": at, "wall": wall, "taken": {}})
+            wall = time.time()
+            kills.append({"pid": pid, "lost": lost, "wall": wall})
             time.sleep(rng.uniform(0.5, 3.0))
             victim.start()
             print(
@@ -338,7 +338,7 @@ def soak(args: argparse.Namespace) -> int:
 class Feeder(threading.Thread):
     """Appends each message once, to its conversation's mailbox, in order, spread evenly."""
 
-    def __init__(self, dc, items, where, seconds: float, rng: random.Random) -> None:
+    def __init__(self, dc, items, where, seconds: float) -> None:
         super().__init__(name="feeder", daemon=True)
         self.dc, self.items, self.where, self.seconds = dc, items, where, seconds
         self.appended = 0
@@ -352,28 +352,10 @@ class Feeder(threading.Thread):
                 due = start + self.seconds * n / len(self.items)
                 if due > time.monotonic():
                     time.sleep(due - time.monotonic())
-                self.append(item)
+                self.retries += chaos.append_once(self.dc, item, self.where[item.message_id])
+                self.appended += 1
         except Exception as exc:  # noqa: BLE001 - reported as a difference
             self.error = f"{type(exc).__name__}: {exc}"
-
-    def append(self, item) -> None:
-        """APPEND once: an APPEND cut off may have landed, so look before trying again."""
-        box = self.where[item.message_id]
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                imap.append(self.dc, box, "INBOX", item.raw)
-                self.appended += 1
-                return
-            except Exception as exc:  # noqa: BLE001 - tried again, then reported
-                self.retries += 1
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cannot append message {item.n}: {exc!r}") from None
-                time.sleep(0.2)
-                with contextlib.suppress(Exception):
-                    if chaos.landed(self.dc, item.message_id, user=box):
-                        self.appended += 1
-                        return
 
 
 def _takeovers(kills: list[dict], pair: list[Soak], leases: Leases, lease: float) -> dict:
