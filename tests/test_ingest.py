@@ -82,3 +82,51 @@ def test_a_failing_database_or_disk_stops_the_batch(store, rules, monkeypatch, e
         ingest.run_batch(store, rules, [first, boom], NOW, [None, b"x"])
     # nothing of the batch is committed: it comes back whole
     assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 0
+
+
+def test_a_message_whose_rows_fail_half_written_leaves_none_and_the_rest_are_kept(
+    store, rules, monkeypatch
+):
+    """A batch is first written without a savepoint per message; a message that fails after
+    some of its rows went in makes the batch be written again, each in its own savepoint."""
+    from triage.store import records
+
+    real = records.event
+
+    def event(st, ticket_id, key, kind, at, detail):
+        if kind == "created" and key == "<b@x>":  # after the ticket's own row
+            raise RuntimeError("broken half-way")
+        return real(st, ticket_id, key, kind, at, detail)
+
+    monkeypatch.setattr(records, "event", event)
+    raws = [
+        human(Message_ID=f"<{c}@x>", Subject=s, From=f"{c} <{c}@customer.example>")
+        for c, s in (("a", "first"), ("b", "second"), ("c", "third"))
+    ]
+    analyses = [analyse(raw, f"m{n}", rules) for n, raw in enumerate(raws)]
+    out = ingest.run_batch(store, rules, analyses, NOW, raws)
+    assert [(d.action, d.ticket) for d in out] == [
+        (Action.TICKET, "T-000001"),
+        (Action.QUARANTINED, None),
+        (Action.TICKET, "T-000002"),
+    ]
+    tickets = store.conn.execute("SELECT number, message_key FROM tickets ORDER BY id").fetchall()
+    assert [tuple(t) for t in tickets] == [("T-000001", "<a@x>"), ("T-000002", "<c@x>")]
+    events = store.conn.execute("SELECT message_key FROM events ORDER BY id").fetchall()
+    assert "<b@x>" not in {e[0] for e in events}
+    assert store.conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 2
+
+
+def test_a_batch_that_fails_nowhere_is_written_without_savepoints(tmp_path, rules):
+    from triage.store.sqlite import Store
+
+    store = Store(tmp_path / "t.db")
+    seen: list[str] = []
+    store.conn.set_trace_callback(seen.append)
+    raws = [human(Message_ID=f"<{n}@x>", Subject=f"s{n}") for n in range(3)]
+    out = ingest.run_batch(store, rules, [analyse(r, "m", rules) for r in raws], NOW, raws)
+    store.conn.set_trace_callback(None)
+    assert [d.action for d in out] == [Action.TICKET] * 3
+    assert not [s for s in seen if "SAVEPOINT" in s.upper()]
+    assert store.conn.execute("SELECT COUNT(*) FROM tickets").fetchone()[0] == 3
+    store.close()

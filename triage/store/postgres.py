@@ -202,25 +202,25 @@ class PostgresStore(Store):
         return raw
 
     @property
-    def _in_batch(self) -> bool:
+    def in_batch(self) -> bool:
         """A batch's transaction is open: the connection knows, as it must not reopen then."""
         return self.conn.batch_open
 
     def begin(self) -> None:
-        if not self._in_batch:
+        if not self.in_batch:
             self.conn.execute("BEGIN")
             self.conn.batch_open = True
             self.conn.execute("SELECT pg_advisory_xact_lock(?)", (BATCH_LOCK,))
 
     def commit(self) -> None:
-        if self._in_batch:
+        if self.in_batch:
             self.conn.execute("COMMIT")
             self.conn.batch_open = False
 
     def rollback(self) -> None:
         """Roll the batch back; on a connection the server dropped, it is rolled back there
         already (and the error that said so is the one the caller sees, not this one's)."""
-        if self._in_batch:
+        if self.in_batch:
             self.conn.batch_open = False
             if not (self.conn.raw.closed or self.conn.raw.broken):
                 self.conn.execute("ROLLBACK")

@@ -42,15 +42,20 @@ def write(
     rendered: Rendered,
     now: datetime,
     sinks: Sequence[deliveries.Subscriber] = (),
+    savepoint: bool = True,
 ) -> Decision:
     """Write one message's rows in a savepoint; returns its decision (a ticket numbered).
 
     `sinks`: the configured sinks; the events this message causes are queued for those
     subscribed to them, in the same savepoint (triage/store/deliveries.py).
+    `savepoint` False: no savepoint, for a caller that rolls the whole transaction back
+    when a message fails (engine/batch.py's first try at a batch).
     """
     d = rendered.decision
     if d.action == Action.DUPLICATE:
         return d
+    if not savepoint:
+        return _write(store, rendered, now, sinks)
     store.conn.execute("SAVEPOINT msg")
     try:
         d = _write(store, rendered, now, sinks)

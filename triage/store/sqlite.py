@@ -92,28 +92,28 @@ class Store:
         # The schema lives in store/schema.py and store/migrations.py; an old database is
         # upgraded here, once, and a newer one refused.
         migrations.upgrade(self.db, where)
-        self._in_batch = False
+        self.in_batch = False  # a batch's transaction is open (begun, not ended)
         self._unindexed: int | None = None  # the first message row this batch has not indexed
         # Replay writes would-be acknowledgements with status "replay": never sent.
         self.outbox_status = "pending"
 
     # -- batches ------------------------------------------------------------
     def begin(self) -> None:
-        if not self._in_batch:
+        if not self.in_batch:
             self.conn.execute("BEGIN IMMEDIATE")
-            self._in_batch = True
+            self.in_batch = True
 
     def commit(self) -> None:
-        if self._in_batch:
+        if self.in_batch:
             self.index_pending()
             self.conn.execute("COMMIT")
-            self._in_batch = False
+            self.in_batch = False
 
     def rollback(self) -> None:
         self._unindexed = None
-        if self._in_batch:
+        if self.in_batch:
             self.conn.execute("ROLLBACK")
-            self._in_batch = False
+            self.in_batch = False
 
     # -- the full-text index (store/desk/fts.py) ------------------------------------------
     def index_later(self, message_row: int | None) -> None:
@@ -121,7 +121,7 @@ class Store:
         commit (one FTS5 write per batch, not a segment per message); outside a batch, now."""
         if message_row is None:
             return
-        if not self._in_batch:
+        if not self.in_batch:
             fts.index_from(self.conn, message_row)
         elif self._unindexed is None or message_row < self._unindexed:
             self._unindexed = message_row
