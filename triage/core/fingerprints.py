@@ -9,8 +9,11 @@ beside the parse.
 from __future__ import annotations
 
 import hashlib
+import re
 
 from triage.core.limits import header_end
+
+_BARE_CR = re.compile(rb"\r(?!\n)")
 
 
 def fingerprint(raw: bytes, sender: str, subject: str) -> str:
@@ -32,7 +35,13 @@ def fingerprints(raw: bytes, sender: str, subject: str, date: str) -> dict[str, 
     end = header_end(raw)
     gap = 2 if raw.startswith(b"\n\n", end) else 4
     body = raw[end + gap :] if end < len(raw) else b""
-    body = body.replace(b"\r\n", b"\n")
+    # CRLF as LF. With no bare CR that is every CR gone, which `translate` does in a third
+    # of the time `replace` takes over a message's thousands of line ends.
+    body = (
+        body.translate(None, b"\r")
+        if _BARE_CR.search(body) is None
+        else body.replace(b"\r\n", b"\n")
+    )
     h = hashlib.sha256()
     for part in (sender.lower(), subject):
         h.update(part.encode("utf-8", "surrogateescape") + b"\0")
