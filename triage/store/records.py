@@ -1,8 +1,8 @@
 """Step 5: a rendered decision written as rows, in the caller's transaction.
 
 One message's rows (message, ticket or append, events, bounce, attachments and
-its acknowledgement in the outbox) are written in a savepoint: together or
-not at all. Nothing here decides or renders: the decision arrives complete,
+its acknowledgement in the outbox) are written together or not at all: in a
+savepoint, or in a transaction its caller rolls back whole if any message fails. Nothing here decides or renders: the decision arrives complete,
 its ticket number included, and is written as it is.
 """
 

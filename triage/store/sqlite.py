@@ -75,12 +75,13 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA wal_autocheckpoint=1000")
-        # Each message is written in a savepoint, whose statement journal (the pages it
-        # changed, as they were) SQLite keeps in memory up to 64 KiB and then in a temporary
-        # file: a message's rows touch more than that (its row, the tickets', events',
-        # outbox's and kept bytes' leaves and their indexes), so three write calls in four
-        # went to a file deleted a moment later (34 a message). In memory, for this
-        # connection: a journal is as large as one message's pages.
+        # A message written in a savepoint (a batch written again after one of its messages
+        # failed, engine/batch.py) has a statement journal (the pages it changed, as they
+        # were), which SQLite keeps in memory up to 64 KiB and then in a temporary file: a
+        # message's rows touch more than that (its row, the tickets', events', outbox's and
+        # kept bytes' leaves and their indexes), so three write calls in four went to a file
+        # deleted a moment later. In memory, for this connection: a journal is as large as
+        # one message's pages.
         self.conn.execute("PRAGMA temp_store=MEMORY")
         # A page cache of 32 MiB (SQLite's default is 2 MiB): a store with years in it has
         # index trees deeper than 2 MiB of pages, and each batch read them again from the
