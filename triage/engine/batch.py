@@ -9,8 +9,8 @@ source only after `run_batch` returns: after the commit.
 
 A failure that is one message's own quarantines that message, with none of its
 rows; the batch goes on. A batch is first written without a savepoint per message
-(a savepoint journals, as they were, the pages its message changes: about a
-sixteenth of the writing process's instructions); when a message fails on its own,
+(a savepoint journals, as they were, the pages its message changes: about 4 % of
+the writing process's instructions); when a message fails on its own,
 that try is rolled back whole and the batch written again, each message in its own
 savepoint, so only the failing one is quarantined. A database or disk that fails is
 nobody's message: that error stops the batch, nothing of it is committed, and it
