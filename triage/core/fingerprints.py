@@ -9,11 +9,8 @@ beside the parse.
 from __future__ import annotations
 
 import hashlib
-import re
 
-from triage.core.limits import header_end
-
-_BARE_CR = re.compile(rb"\r(?!\n)")
+from triage.core.limits import BARE_CR, header_end
 
 
 def fingerprint(raw: bytes, sender: str, subject: str) -> str:
@@ -39,7 +36,7 @@ def fingerprints(raw: bytes, sender: str, subject: str, date: str) -> dict[str, 
     # of the time `replace` takes over a message's thousands of line ends.
     body = (
         body.translate(None, b"\r")
-        if _BARE_CR.search(body) is None
+        if BARE_CR.search(body) is None
         else body.replace(b"\r\n", b"\n")
     )
     h = hashlib.sha256()

@@ -27,7 +27,7 @@ MAX_LINES = 1_000_000
 MAX_HEADER_FIELDS = 20_000  # in the message and all its parts
 MAX_MIME_HEADER = 16 * 1024  # one Content-Type / Content-Disposition, folded lines included
 MAX_MIME_PARAMS = 256  # ";" in one of them (RFC 2231 continuations included)
-_BARE_CR = re.compile(rb"\r(?!\n)")
+BARE_CR = re.compile(rb"\r(?!\n)")  # a CR that does not start a CRLF
 # A Content-Type or Content-Disposition line with its folded continuations, anywhere,
 # searched for in the lowercased bytes: a literal prefix lets the regex engine skip
 # ahead, where a case-insensitive anchored pattern tries every line (10x slower).
@@ -80,7 +80,7 @@ def precheck(raw: bytes, limits: Limits) -> None:
         raise MessageError("header_too_large", f"{len(head):,} bytes of headers")
     if b"\x00" in head:
         raise MessageError("bad_header", "a NUL byte in the header block")
-    if _BARE_CR.search(head):
+    if BARE_CR.search(head):
         raise MessageError("bad_header", "a bare CR in the header block")
     # Each multipart level needs its own boundary parameter; counting them is a
     # cheap upper bound on depth and parts before the recursive parser runs.

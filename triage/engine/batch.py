@@ -78,7 +78,7 @@ def write_batch(
         try:
             return _write_all(store, rules, analyses, now, raws, ack_at, careful=False)
         except Exception as exc:
-            if _systemic(exc) or isinstance(exc, store.systemic):
+            if _systemic(store, exc):
                 raise
             store.rollback()  # one message failed on its own: again, a savepoint each
         store.begin()
@@ -100,14 +100,10 @@ def _write_all(
     out: list[Decision] = []
     for n, analysis in enumerate(analyses):
         raw = raws[n] if raws is not None else None
-        if not careful:
-            d, facts = _one(store, rules, analysis, facts, now, raw, ack_at, savepoint=False)
-            out.append(d)
-            continue
         try:
-            d, facts = _one(store, rules, analysis, facts, now, raw, ack_at)
+            d, facts = _one(store, rules, analysis, facts, now, raw, ack_at, careful)
         except Exception as exc:
-            if _systemic(exc) or isinstance(exc, store.systemic):
+            if not careful or _systemic(store, exc):
                 raise
             log.get(component="ingest").exception("message_store_failed", source=analysis.source)
             d, facts = _one(store, rules, _failed(analysis, raw, exc), facts, now, raw, ack_at)
@@ -162,18 +158,20 @@ def _failed(analysis: Analysis, raw: bytes | None, exc: Exception) -> Analysis:
     )
 
 
-def _systemic(exc: Exception) -> bool:
-    """An error of the database, the disk, the machine or the batch rather than of one message."""
+_NOBODYS = (
+    sqlite3.OperationalError,
+    sqlite3.InternalError,
+    OSError,
+    MemoryError,
+    records.StaleFacts,
+)
+
+
+def _systemic(store: Store, exc: Exception) -> bool:
+    """An error of the database, the disk, the machine or the batch rather than of one message
+    (the store's backend names its own)."""
     return (
-        isinstance(
-            exc,
-            sqlite3.OperationalError
-            | sqlite3.InternalError
-            | OSError
-            | MemoryError
-            | records.StaleFacts,
-        )
-        or type(exc) is sqlite3.DatabaseError
+        isinstance(exc, (*_NOBODYS, *store.systemic)) or type(exc) is sqlite3.DatabaseError
     )  # "file is not a database", "malformed"
 
 

@@ -2,8 +2,9 @@
 
 One message's rows (message, ticket or append, events, bounce, attachments and
 its acknowledgement in the outbox) are written together or not at all: in a
-savepoint, or in a transaction its caller rolls back whole if any message fails. Nothing here decides or renders: the decision arrives complete,
-its ticket number included, and is written as it is.
+savepoint, or in a transaction its caller rolls back whole if any message fails.
+Nothing here decides or renders: the decision arrives complete, its ticket number
+included, and is written as it is.
 """
 
 from __future__ import annotations
