@@ -121,6 +121,10 @@ def test_every_entry_matches_whole_words_only(lvl, kind, phrase):
         ("production-down", 1),
         ("Production   down", 1),
         ("how-to: exports", 4),
+        ("production\u2011down", 1),  # non-breaking hyphen
+        ("Produktion \u2014 production\u2010down", 1),  # hyphen, beside an em dash
+        ("S\u20102 webhooks", 2),
+        ("Sev\u20151 (horizontal bar)", 1),
     ],
 )
 def test_separators_are_tolerated(subject, expected):
@@ -163,6 +167,8 @@ def test_no_evidence_inside_other_words(subject):
         ("not all users are affected", "not all users"),
         ("not an outage, just slow", "not an outage"),
         ("nothing critical", "nothing critical"),
+        ("non\u2011urgent", "non\u2011urgent"),  # a Unicode hyphen, shown as written
+        ("nicht\u2013dringend", "nicht\u2013dringend"),
     ],
 )
 def test_negations_cancel_the_word_they_negate(text, shown):

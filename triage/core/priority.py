@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from triage.core.owntext import own_text
-from triage.core.priority_vocabulary import PriorityError, Vocabulary
+from triage.core.priority_vocabulary import DASHES, PriorityError, Vocabulary
 
 # PriorityError and Vocabulary are named here too, where the pipeline and tests import them.
 __all__ = [
@@ -81,6 +81,8 @@ def scan(vocab: Vocabulary, text: str, where: str) -> tuple[Evidence, ...]:
         low = _NOISE.sub(lambda m: " " * len(m.group()), low)
     original = " " + text if len(text) + 1 == len(low) else low  # lower() may change lengths
     ascii_only = low.isascii()
+    if not ascii_only:
+        low = low.translate(DASHES)  # one for one: the offsets into `original` hold
     pattern = vocab.spaced_ascii if ascii_only else vocab.spaced_any
     entries = vocab.entries
     cue_before = vocab.cue_before

@@ -27,11 +27,14 @@ from triage.errors import TriageError
 
 LEVELS = (1, 2, 3, 4)
 
-_HYPHENS = "\u2010-\u2015"
-_SEP_WORDS = rf"[\s\-_/{_HYPHENS}]+"  # "production-down", "how  to"
-_SEP_NUMBER = rf"[\s\-_:#.{_HYPHENS}]{{0,3}}"  # "Sev 1", "Severity: 1", "Priority #1"
-_SEP_SHORT = rf"[\-{_HYPHENS}]?"  # "S-1", never "s 1" (too common in prose)
-_SEP_CUE = rf"[\s\-{_HYPHENS}]+"  # "not urgent", "non-urgent"
+# Unicode's hyphens and dashes (U+2010-U+2015) are read as "-": `scan` translates them in
+# the text. Written into each separator class instead, that range cost the regex compiler
+# ~75 µs an occurrence, and the vocabulary holds hundreds (40 ms of every start).
+DASHES = str.maketrans(dict.fromkeys(range(0x2010, 0x2016), "-"))
+_SEP_WORDS = r"[\s\-_/]+"  # "production-down", "how  to"
+_SEP_NUMBER = r"[\s\-_:#.]{0,3}"  # "Sev 1", "Severity: 1", "Priority #1"
+_SEP_SHORT = r"-?"  # "S-1", never "s 1" (too common in prose)
+_SEP_CUE = r"[\s\-]+"  # "not urgent", "non-urgent"
 _TOKEN = re.compile(r"\d+|[^\W\d_]+(?:['’][^\W\d_]+)*")
 # Scripts written without spaces between words: Han, kana, Hangul.
 _CJK_START = re.compile("[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
