@@ -14,10 +14,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import CORPUS, FIXTURES, needs_corpus
+from triage.core import limits
 from triage.core.limits import MessageError, counting_parser, parse
 
 from .test_labelled import FOLDER as LABELLED
 from .test_labelled import needs_set
+
+
+@pytest.fixture(autouse=True)
+def _shortcuts_at_any_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shortcuts are taken from a size on; here on every message, the smallest too."""
+    monkeypatch.setattr(limits, "ONE_PART_FROM", 0)
+    monkeypatch.setattr(limits, "RUNS_FROM", 0)
 
 
 def stdlib(raw: bytes, max_parts: int = 1000):

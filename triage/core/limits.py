@@ -254,17 +254,25 @@ _TOKEN_TEXT = _TOKEN.decode()
 _TOKENS = re.compile(_TOKEN_TEXT + r"(\d{7})")
 
 
+# From these sizes on the shortcuts of `parse` cost less than the lines they skip: below,
+# a one-part message has too few body lines to matter, and finding and putting back a
+# container's runs cost more than parsing them (~15 µs a message of 2-8 kB).
+ONE_PART_FROM = 4_096
+RUNS_FROM = 8_192
+
+
 def parse(raw: bytes, max_parts: int) -> email.message.Message:
     """The stdlib parser's Message for `raw`, the part budget of `counting_parser` kept.
 
     The parser reads a line at a time (about a microsecond each) and only copies the
     lines of a body. A one-part message: its header block is parsed and the rest handed
     over whole, the same string. A container: each run of body lines is parsed as one
-    line and put back after. Anything else, or anything these cannot prove the same, is
-    parsed in full (tests/test_parsing.py holds them equal on generated and real mail).
+    line and put back after. Anything else, anything these cannot prove the same, and
+    a message too small for them to pay (`ONE_PART_FROM`, `RUNS_FROM`) is parsed in full
+    (tests/test_parsing.py holds them equal on generated and real mail).
     """
-    end = header_end(raw)
-    if raw.startswith((b"\r\n\r\n", b"\n\n"), end):  # an empty line ends the headers
+    end = header_end(raw) if len(raw) >= ONE_PART_FROM else -1
+    if end >= 0 and raw.startswith((b"\r\n\r\n", b"\n\n"), end):  # an empty line ends the headers
         start = end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)
         block = raw[:start]
         lowered = block.lower()
@@ -279,7 +287,7 @@ def parse(raw: bytes, max_parts: int) -> email.message.Message:
             ):
                 head._payload = raw[start:].decode("ascii", "surrogateescape")  # noqa: SLF001
                 return head
-        elif _TOKEN not in raw:
+        elif len(raw) >= RUNS_FROM and _TOKEN not in raw:
             msg = _parse_runs(raw, max_parts)
             if msg is not None:
                 return msg
