@@ -74,21 +74,28 @@ def _flatten(part: email.message.Message) -> str:
 _LAST_LETTER = re.compile(rb"[A-Za-z0-9+/](?=[^A-Za-z0-9+/]*\Z)")
 
 
-def _base64_payload(part: email.message.Message) -> bytes:
-    """A base64 part's file: its base64 decoded from the bytes that came, never larger.
+def _base64_payload(part: email.message.Message) -> str | bytes:
+    """A base64 part's file, for mail-parser: its base64 text as it came when that is ASCII
+    (the usual case: `_attachment` decodes it, once), else the file decoded from the bytes.
 
     mail-parser took the payload read through the charset the part declares: 8-bit
     bytes among the lines became U+FFFD, which then failed to decode as base64, and
     the text was stored instead (three bytes for each 8-bit byte: the fuzz run found
     an attachment 2.3 times its message); a declared UTF-16 read the base64 as other
-    text. Here bytes that are not base64 are skipped and missing padding completed,
-    as the stdlib's decoding does; a last letter alone (no whole byte) is dropped.
-    mail-parser encodes what this returns as base64 again, which `_attachment` decodes.
+    text. mail-parser encodes bytes returned here as base64 again.
     """
     payload = part._payload  # noqa: SLF001 - get_payload() would apply the declared charset
     if not isinstance(payload, str):
         return b""
-    data = payload.encode("utf-8", "surrogateescape")  # ASCII and 8-bit bytes as they came
+    if payload.isascii():
+        return payload
+    return _from_base64(payload.encode("utf-8", "surrogateescape"))  # 8-bit bytes as they came
+
+
+def _from_base64(data: bytes) -> bytes:
+    """`data` decoded as the stdlib decodes base64, never larger: bytes that are not base64
+    are skipped and missing padding completed; a last letter alone (no whole byte) is
+    dropped; what cannot be decoded even so is kept as it came."""
     try:
         return base64.b64decode(data + b"==")  # extra padding is ignored
     except binascii.Error:
@@ -135,16 +142,11 @@ class _Lean(mailparser.MailParser):
 
 def _attachment(item: dict) -> Attachment:
     payload = item.get("payload") or ""
+    # base64 as it came (`_base64_payload`) or as mail-parser wrote it; an attached message
+    # keeps its 8-bit bytes (see `_flatten`)
+    data = _bytes(str(payload))
     if item.get("binary"):
-        try:
-            data = base64.b64decode(payload)
-        except (binascii.Error, ValueError):
-            data = payload.encode("utf-8", "replace")
-    else:
-        try:  # an attached message keeps its 8-bit bytes (see `_flatten`)
-            data = str(payload).encode("utf-8", "surrogateescape")
-        except UnicodeEncodeError:
-            data = str(payload).encode("utf-8", "replace")
+        data = _from_base64(data)
     return Attachment(
         filename=clean(str(item.get("filename") or "attachment")),
         content_type=clean(str(item.get("mail_content_type") or "application/octet-stream")),
@@ -152,6 +154,14 @@ def _attachment(item: dict) -> Attachment:
         sha256=hashlib.sha256(data).hexdigest(),
         data=data,
     )
+
+
+def _bytes(text: str) -> bytes:
+    """Text that came as bytes (8-bit ones kept as surrogates) as those bytes again."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace")
 
 
 def _file(filename: str, content_type: str, data: bytes) -> Attachment:
