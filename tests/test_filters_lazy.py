@@ -184,3 +184,19 @@ DSN = (
 )
 def test_bodies_are_read_only_when_a_body_rule_can_decide(raw, ids, body_read):
     assert _body_read(raw)[:2] == (ids, body_read)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data(), st.text(max_size=12), st.text(max_size=12))
+def test_a_screen_finds_every_value_a_rule_behind_it_fires_on(data, before, after):
+    """A field's screen stands for its phrase rules: skipping them when it finds nothing
+    must never skip a hit (the begins-with and equals rules included)."""
+    screened = [
+        (n, rule) for n, rule, _body, _header, field in SHIPPED._active if field is not None
+    ]
+    assert {rule.field for _, rule in screened} == set(SHIPPED.screens) >= {"from", "subject"}
+    _, rule = data.draw(st.sampled_from(screened))
+    phrase = data.draw(st.sampled_from(rule.phrases))
+    for value in (phrase, phrase + after, before + phrase, before + phrase + after, before):
+        if rule.matches((value,), SHIPPED.own_domains) is not None:
+            assert SHIPPED.screens[rule.field].search(value), (rule.id, value)
