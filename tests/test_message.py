@@ -529,3 +529,63 @@ def test_a_message_mail_parser_cannot_walk_is_read_with_the_stdlib(monkeypatch):
     assert e.body.strip() == "see attached"
     assert [(a.filename, a.data) for a in e.attachments] == [("report.pdf", b"%PDF-1.4 tiny")]
     assert e.defects == ("mail-parser failed (AttributeError); read with the stdlib",)
+
+
+def _all_mail() -> list:
+    from .conftest import FIXTURES
+    from .outside import labelled
+
+    found = sorted(FIXTURES.glob("*.eml"))
+    found += sorted(CORPUS.rglob("*.eml")) if CORPUS.is_dir() else []
+    held = labelled()
+    found += sorted(p for p in held.rglob("*") if p.is_file()) if held is not None else []
+    return found
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\nHall\xc3\xa5 there\r\n",
+        b"Content-Type: text/html; charset=iso-8859-1\r\n\r\n<p>Hall\xe5</p>\r\n",
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + base64.b64encode("Grüße".encode())
+        + b"\r\n",
+        b"Content-Type: text/plain; charset=undefined\r\n\r\nHall\xe5\r\n",  # fails, then utf-8
+        b"Content-Type: text/plain\r\nContent-Disposition: inline\r\n\r\nhello\r\n",
+        b"Content-Type: text/plain\r\nContent-Disposition: attachment\r\n\r\nhello\r\n",
+        b'Content-Type: text/plain; name="a.txt"\r\n\r\nhello\r\n',
+        b'Content-Type: text/plain; name="\xe5.txt"\r\n\r\nhello\r\n',
+        b"Content-Type: text/calendar\r\n\r\nBEGIN:VCALENDAR\r\n",
+        b"Content-Type: text/plain\r\n\r\n",
+    ],
+)
+def test_one_text_part_reads_as_mail_parsers_walk_reads_it(body):
+    """`bodies._one_text` stands in for mail-parser's walk on a message of one text part:
+    the same text, in the same list, or it declines (named parts, attachments, odd types)."""
+    import email as email_pkg
+
+    from triage.core import bodies
+
+    msg = email_pkg.message_from_bytes(b"From: a@b.example\r\nSubject: s\r\n" + body)
+    walked = bodies._Lean(msg)
+    mine = bodies._one_text(msg)
+    if mine is not None:
+        assert mine == (walked.text_plain, walked.text_html, [])
+    assert (mine is None) == (b"name=" in body or b"attachment" in body or b"calendar" in body)
+
+
+def test_one_text_part_reads_as_mail_parsers_walk_on_all_mail_we_have():
+    import email as email_pkg
+
+    from triage.core import bodies
+
+    taken = 0
+    for path in _all_mail():
+        msg = email_pkg.message_from_bytes(path.read_bytes())
+        mine = bodies._one_text(msg)
+        if mine is None:
+            continue
+        taken += 1
+        walked = bodies._Lean(msg)
+        assert mine == (walked.text_plain, walked.text_html, walked.attachments), path
+    assert taken >= 20
