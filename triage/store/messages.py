@@ -12,8 +12,12 @@ if TYPE_CHECKING:
     from triage.store.sqlite import Store
 
 # Messages up to this size keep their bytes in the database (`message_bytes`); larger ones
-# in the content-addressed file store beside it (triage/store/files.py).
-KEEP_IN_DB = 256 * 1024
+# in the content-addressed file store beside it (triage/store/files.py), written by the
+# parsing worker. A row costs far less than a file for the usual message (a few kB), but a
+# large one (mail with attachments: their base64 besides) went through the pipe to the one
+# process that writes, and into SQLite's overflow pages, its log and its checkpoint: at
+# 256 KiB, replay was 10 % slower than at 16 KiB (bench/README.md).
+KEEP_IN_DB = 16 * 1024
 
 
 def action_of(store: Store, message_key: str | None) -> str | None:
