@@ -71,11 +71,6 @@ class FilterSet:
         rules = read_rules(path)
         return cls(rules, own_domains or frozenset({"triage.invalid"}), str(path), ticket_prefix)
 
-    @property
-    def sent_by_us(self) -> Rule | None:
-        """The enabled rule that recognises our own mail coming back, if any."""
-        return next((r for r in self.rules if r.enabled and r.test == "sent_by_us"), None)
-
     header_names: frozenset[str] = field(default=frozenset(), init=False, compare=False)
     # The enabled rules in file order: position, rule, whether it reads the bodies, the
     # header it reads (a message without that header is passed over unread), and the field
@@ -87,6 +82,8 @@ class FilterSet:
     # one regex that finds a value any of them can fire on. Most mail holds none, and one
     # search costs less than asking each rule in turn (~1 µs a rule).
     screens: dict[str, re.Pattern[str]] = field(default_factory=dict, init=False, compare=False)
+    # The enabled rule that recognises our own mail coming back, if any (asked per message).
+    sent_by_us: Rule | None = field(default=None, init=False, compare=False)
 
     def __post_init__(self) -> None:
         # The headers the enabled rules read, once: the parser keeps these (`message.read`).
@@ -107,6 +104,8 @@ class FilterSet:
             if r.enabled
         )
         object.__setattr__(self, "screens", screens)
+        ours = next((r for r in self.rules if r.enabled and r.test == "sent_by_us"), None)
+        object.__setattr__(self, "sent_by_us", ours)
         object.__setattr__(self, "_active", active)
 
     def first_match(self, email: Email, complete: Callable[[], Email] | None = None) -> Hit | None:
