@@ -538,3 +538,20 @@ def test_infer_is_fast_on_a_2kb_japanese_body():
         samples.append(time.perf_counter() - start)
     median = statistics.median(samples)
     assert median < 150e-6, f"median {median * 1e6:.0f} µs"
+
+
+def test_the_regexes_few_runs_need_are_compiled_when_first_used(tmp_path):
+    """Non-ASCII text and negations have regexes of their own, compiled at first use: a
+    start (every `triage` command, every replay) does not pay for them."""
+    path = tmp_path / "priority.toml"
+    path.write_text(
+        '[levels.1]\nwords = ["urgent", "dringend"]\n[negations]\nphrases = ["not urgent"]\n',
+        encoding="utf-8",
+    )
+    vocab = Vocabulary.from_toml(path)
+    assert vocab.spaced_any._compiled is None and vocab.spaced_words._compiled is None
+    assert infer("urgent", "", {}, vocab).level == 1
+    assert vocab.spaced_any._compiled is None  # ASCII text: the ASCII regex alone
+    assert infer("Störung, dringend", "", {}, vocab).level == 1
+    assert infer("not urgent", "", {}, vocab).evidence[0].negated
+    assert vocab.spaced_any._compiled is not None and vocab.spaced_words._compiled is not None

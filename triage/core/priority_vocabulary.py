@@ -17,8 +17,9 @@ key and fix; compiling turns the words into the regular expressions
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -61,6 +62,24 @@ class _Entry:
     declared: bool
 
 
+class LazyPattern:
+    """A regex compiled when first searched with, in the process that searches (a parsing
+    worker), not at every start: the vocabulary's regex for non-ASCII text and the one for
+    the words inside a negation take ~10 ms each to compile, and many runs need neither."""
+
+    __slots__ = ("pattern", "_compiled")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._compiled: re.Pattern[str] | None = None
+
+    def finditer(self, text: str, pos: int = 0, endpos: int = sys.maxsize) -> Iterator[re.Match]:
+        compiled = self._compiled
+        if compiled is None:
+            compiled = self._compiled = re.compile(self.pattern)
+        return compiled.finditer(text, pos, endpos)
+
+
 @dataclass(frozen=True, slots=True)
 class Vocabulary:
     """Words per level and negations, compiled once; build with from_toml/default."""
@@ -75,9 +94,9 @@ class Vocabulary:
     # Compiled by `_compiled`, read by `triage.core.priority.scan`. Each phrase ends in an
     # empty named group; `entries` maps the group's name to the phrase's level.
     spaced_ascii: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
-    spaced_any: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+    spaced_any: LazyPattern | None = field(repr=False, compare=False, default=None)
     entries: Mapping[str, _Entry] = field(repr=False, compare=False, default_factory=dict)
-    spaced_words: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
+    spaced_words: LazyPattern | None = field(repr=False, compare=False, default=None)
     cue_before: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
     unspaced: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
     unspaced_words: re.Pattern[str] | None = field(repr=False, compare=False, default=None)
@@ -220,8 +239,8 @@ class Vocabulary:
         return cls(
             **values,  # type: ignore[arg-type]
             spaced_ascii=re.compile(_BEFORE_ASCII + _emit(trie)),
-            spaced_any=re.compile(_BEFORE_ANY + _emit(trie)),
-            spaced_words=re.compile(_BEFORE_ANY + _emit(words_only)),
+            spaced_any=LazyPattern(_BEFORE_ANY + _emit(trie)),
+            spaced_words=LazyPattern(_BEFORE_ANY + _emit(words_only)),
             entries=entries,
             cue_before=cue_tail,
             unspaced=re.compile(_emit(cjk, bounded=False)) if cjk else None,
