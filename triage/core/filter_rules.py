@@ -101,6 +101,12 @@ class Rule:
                 if value.startswith(self.phrases):
                     return value
             return None
+        if test == "any_of":  # every header name of a message, its part types: often twenty
+            phrase_set = self.phrase_set
+            for value in values:
+                if (value.split(";", 1)[0].strip() if ";" in value else value) in phrase_set:
+                    return value
+            return None
         for value in values:
             if self._hit(value, own_domains, ours):
                 return value
@@ -140,6 +146,8 @@ def _number_in(value: str, key: str) -> float | None:
     `SCL:5` in X-Forefront-Antispam-Report, `score=7.1` in X-Spam-Status, a bare `5`
     in X-MS-Exchange-Organization-SCL. No number: None (the rule does not fire).
     """
+    if not key and value.isdecimal():  # a count (links, images): no pattern to run
+        return float(value)
     if key:
         found = re.search(rf"(?:^|[;,\s]){re.escape(key)}\s*[:=]\s*([-+]?\d+(?:\.\d+)?)", value)
         return float(found.group(1)) if found else None
