@@ -6,8 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from triage.config import shipped_rules
+from triage.core.filter_rules import normalise
 from triage.core.filters import BODY_FIELDS, FilterSet, RuleError
 from triage.core.message import Email
 
@@ -477,3 +480,10 @@ def test_announcement_rules_take_linear_time_on_hostile_headers(name, value):
     start = time.perf_counter()
     SHIPPED.hits(email)
     assert time.perf_counter() - start < 0.5
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("aB é\u2019\u2018\u02bc\u2032'\t\n緊急Ω"), max_size=40))
+def test_normalise_folds_case_apostrophes_and_white_space(text):
+    table = str.maketrans(dict.fromkeys("\u2019\u2018\u02bc\u2032", "'"))
+    assert normalise(text) == " ".join(text.translate(table).casefold().split())

@@ -44,13 +44,15 @@ ANSWERS = ("envelope-rewritten",)
 # A category names what a rule's mail is; `spam` is listed apart (`triage filtered`).
 CATEGORIES = ("bounce", "autoreply", "report", "bulk", "notification", "spam", "loop")
 _NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\u2032": "'"})
+_APOSTROPHES = "\u2019\u2018\u02bc\u2032"  # read as "'"
 
 
 def normalise(text: str) -> str:
     """Case-folded, one kind of apostrophe, whitespace runs as one space."""
-    if not text.isascii():  # (ASCII text holds no other apostrophe; a body is 2 µs to map)
-        text = text.translate(_APOSTROPHES)
+    if not text.isascii():  # ASCII text holds no other apostrophe
+        for apostrophe in _APOSTROPHES:  # `in` and `replace` scan in C; `translate` with a
+            if apostrophe in text:  # table looked up every character: 100 µs for 2 kB of
+                text = text.replace(apostrophe, "'")  # Japanese
     return " ".join(text.casefold().split())
 
 

@@ -28,10 +28,10 @@ from triage.errors import TriageError
 
 LEVELS = (1, 2, 3, 4)
 
-# Unicode's hyphens and dashes (U+2010-U+2015) are read as "-": `scan` translates them in
+# Unicode's hyphens and dashes (U+2010-U+2015) are read as "-": `scan` replaces them in
 # the text. Written into each separator class instead, that range cost the regex compiler
 # ~75 µs an occurrence, and the vocabulary holds hundreds (40 ms of every start).
-DASHES = str.maketrans(dict.fromkeys(range(0x2010, 0x2016), "-"))
+DASHES = "".join(map(chr, range(0x2010, 0x2016)))
 _SEP_WORDS = r"[\s\-_/]+"  # "production-down", "how  to"
 _SEP_NUMBER = r"[\s\-_:#.]{0,3}"  # "Sev 1", "Severity: 1", "Priority #1"
 _SEP_SHORT = r"-?"  # "S-1", never "s 1" (too common in prose)
