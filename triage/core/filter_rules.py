@@ -115,6 +115,7 @@ class Rule:
         return None
 
     def _hit(self, value: str, own_domains: frozenset[str], ours: re.Pattern[str] | None) -> bool:
+        """The tests `matches` does not answer itself, for one value."""
         test = self.test
         if test == "sent_by_us":
             # The shape of the Message-IDs our acknowledgements carry (triage/core/replies.py
@@ -128,17 +129,9 @@ class Rule:
             return "@" in value and domain in own_domains
         if test == "matches":
             return self.pattern is not None and self.pattern.search(value) is not None
-        if test == "any_of":
-            token = value.split(";", 1)[0].strip() if ";" in value else value
-            return token in self.phrase_set
         if test == "at_least":
             number = _number_in(value, self.key)
             return number is not None and self.value is not None and number >= self.value
-        if test in ("begins_with", "begins_with_any"):
-            return value.startswith(self.phrases)
-        if test in ("contains", "contains_any"):
-            # `in` per phrase: 4× faster than one regular expression of them all
-            return any(p in value for p in self.phrases)
         return value in self.phrases  # equals
 
 

@@ -98,7 +98,7 @@ class FilterSet:
                 r,
                 r.field in BODY_FIELDS,
                 r.field[7:] if r.field.startswith("header:") else None,
-                r.field if r.field in screens and r.test in _SCREENED else None,
+                r.field if r.field in screens and _screenable(r) else None,
             )
             for n, r in enumerate(self.rules)
             if r.enabled
@@ -182,9 +182,19 @@ class FilterSet:
                 yield hit
 
 
-# Tests a screen stands for exactly: a value one of their phrases is in, or begins or is.
-_SCREENED = frozenset({"contains", "contains_any", "begins_with", "begins_with_any", "equals"})
+# A screen stands for these tests exactly: a value one of their phrases is in, begins or is.
+_WHERE = {
+    "contains": "anywhere",
+    "contains_any": "anywhere",
+    "begins_with": "first",
+    "begins_with_any": "first",
+    "equals": "whole",
+}
 SCREEN_FROM = 3  # phrase rules on one field; for fewer, asking them costs no more
+
+
+def _screenable(rule: Rule) -> bool:
+    return rule.test in _WHERE and bool(rule.phrases)
 
 
 def _screens(rules: Iterable[Rule]) -> dict[str, re.Pattern[str]]:
@@ -192,21 +202,20 @@ def _screens(rules: Iterable[Rule]) -> dict[str, re.Pattern[str]]:
     successfully whenever one of those rules fires on it (and rarely otherwise)."""
     by_field: dict[str, list[Rule]] = {}
     for rule in rules:
-        if rule.test in _SCREENED and rule.phrases:
+        if _screenable(rule):
             by_field.setdefault(rule.field, []).append(rule)
     screens = {}
     for name, group in by_field.items():
         if len(group) < SCREEN_FROM:
             continue
-        anywhere, first, whole = [], [], []
+        phrases: dict[str, list[str]] = {"anywhere": [], "first": [], "whole": []}
         for rule in group:
-            target = {"contains": anywhere, "contains_any": anywhere, "equals": whole}
-            target.get(rule.test, first).extend(re.escape(p) for p in rule.phrases)
-        alternatives = [*anywhere]
-        if first:
-            alternatives.append(rf"\A(?:{'|'.join(first)})")
-        if whole:
-            alternatives.append(rf"\A(?:{'|'.join(whole)})\Z")
+            phrases[_WHERE[rule.test]].extend(re.escape(p) for p in rule.phrases)
+        alternatives = phrases["anywhere"]
+        if phrases["first"]:
+            alternatives.append(rf"\A(?:{'|'.join(phrases['first'])})")
+        if phrases["whole"]:
+            alternatives.append(rf"\A(?:{'|'.join(phrases['whole'])})\Z")
         screens[name] = re.compile("|".join(alternatives))
     return screens
 
@@ -241,10 +250,15 @@ class _Values:
         self._screens = filters.screens
         self.screened: dict[str, bool] = {}
 
-    def hit(self, rule: Rule) -> Hit | None:
-        values = self.cache.get(rule.field)
+    def of(self, name: str) -> tuple[str, ...]:
+        """The normalised values of field `name`, read once."""
+        values = self.cache.get(name)
         if values is None:
-            values = self.cache[rule.field] = self._read(rule.field)
+            values = self.cache[name] = self._read(name)
+        return values
+
+    def hit(self, rule: Rule) -> Hit | None:
+        values = self.of(rule.field)
         if not values:
             return None
         value = rule.matches(values, self._own, self._ours)
@@ -254,21 +268,15 @@ class _Values:
         """Whether a rule behind the screen of field `name` can fire (asked once)."""
         could = self.screened.get(name)
         if could is None:
-            values = self.cache.get(name)
-            if values is None:
-                values = self.cache[name] = self._read(name)
             screen = self._screens[name]
-            could = self.screened[name] = any(screen.search(v) for v in values)
+            could = self.screened[name] = any(screen.search(v) for v in self.of(name))
         return could
 
     def _read(self, name: str) -> tuple[str, ...]:
         part = _BODY_PARTS.get(name)
         if part is None:
             return field_values(self.email, name)
-        body = self.cache.get("body")  # a slice of the body, normalised once
-        if body is None:
-            body = self.cache["body"] = field_values(self.email, "body")
-        return tuple(part(b) for b in body)
+        return tuple(part(b) for b in self.of("body"))  # a slice of the body, normalised once
 
 
 def field_values(email: Email, field: str) -> tuple[str, ...]:

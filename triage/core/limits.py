@@ -271,27 +271,32 @@ def parse(raw: bytes, max_parts: int) -> email.message.Message:
     a message too small for them to pay (`ONE_PART_FROM`, `RUNS_FROM`) is parsed in full
     (tests/test_parsing.py holds them equal on generated and real mail).
     """
-    end = header_end(raw) if len(raw) >= ONE_PART_FROM else -1
-    if end >= 0 and raw.startswith((b"\r\n\r\n", b"\n\n"), end):  # an empty line ends the headers
-        start = end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)
-        block = raw[:start]
-        lowered = block.lower()
-        if b"multipart" not in lowered and b"message/" not in lowered:
-            head = email.message_from_bytes(
-                block, _class=counting_parser(max_parts), policy=TEXT_HEADERS
-            )
-            if (
-                not head.defects
-                and head._payload == ""  # noqa: SLF001 - the parser ended at our empty line
-                and head.get_content_maintype() not in _CONTAINERS
-            ):
-                head._payload = raw[start:].decode("ascii", "surrogateescape")  # noqa: SLF001
-                return head
-        elif len(raw) >= RUNS_FROM and _TOKEN not in raw:
-            msg = _parse_runs(raw, max_parts)
-            if msg is not None:
-                return msg
+    if len(raw) >= ONE_PART_FROM:
+        msg = _shortcut(raw, max_parts)
+        if msg is not None:
+            return msg
     return email.message_from_bytes(raw, _class=counting_parser(max_parts), policy=TEXT_HEADERS)
+
+
+def _shortcut(raw: bytes, max_parts: int) -> email.message.Message | None:
+    """`parse`'s reading without the body's lines, or None where it cannot prove it the same."""
+    end = header_end(raw)
+    if not raw.startswith((b"\r\n\r\n", b"\n\n"), end):  # no empty line ends the headers
+        return None
+    start = end + (4 if raw.startswith(b"\r\n\r\n", end) else 2)
+    block = raw[:start]
+    lowered = block.lower()
+    if b"multipart" in lowered or b"message/" in lowered:
+        return _parse_runs(raw, max_parts) if len(raw) >= RUNS_FROM and _TOKEN not in raw else None
+    head = email.message_from_bytes(block, _class=counting_parser(max_parts), policy=TEXT_HEADERS)
+    if (
+        head.defects
+        or head._payload != ""  # noqa: SLF001 - the parser ended at our empty line
+        or head.get_content_maintype() in _CONTAINERS
+    ):
+        return None
+    head._payload = raw[start:].decode("ascii", "surrogateescape")  # noqa: SLF001
+    return head
 
 
 def _parse_runs(raw: bytes, max_parts: int) -> email.message.Message | None:
