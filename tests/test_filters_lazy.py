@@ -200,3 +200,39 @@ def test_a_screen_finds_every_value_a_rule_behind_it_fires_on(data, before, afte
     for value in (phrase, phrase + after, before + phrase, before + phrase + after, before):
         if rule.matches((value,), SHIPPED.own_domains) is not None:
             assert SHIPPED.screens[rule.field].search(value), (rule.id, value)
+
+
+@pytest.mark.parametrize(
+    ("headers", "fires"),
+    [
+        # a person whose display name is an encoded word spelling a robot's mailbox
+        ({"From": "=?utf-8?q?MAILER-DAEMON?= <alice@customer.example>", "Subject": "help"}, False),
+        # a bounce's subject, encoded, with a typographic apostrophe in the body
+        (
+            {
+                "From": "alice@customer.example",
+                "Subject": "=?utf-8?b?VW5kZWxpdmVyZWQgTWFpbCBSZXR1cm5lZCB0byBTZW5kZXI=?=",
+            },
+            True,
+        ),
+        # an auto-reply prefix behind white space and capitals, and a lookalike of it
+        ({"From": "bob@customer.example", "Subject": "   AUTOMATIC   REPLY: away"}, True),
+        ({"From": "bob@customer.example", "Subject": "Automatically replying is broken"}, None),
+        # a phrase split between the display name and the address: in neither value
+        ({"From": "no <reply@customer.example>", "Subject": "printer"}, False),
+    ],
+)
+def test_screens_decide_as_every_rule_asked_on_mail_that_lies(tmp_path, headers, fires):
+    """Encoded words, typographic apostrophes, white space and lookalikes: the screened
+    filters give exactly the hits of asking every rule in file order."""
+    path = tmp_path / "m.eml"
+    path.write_bytes(
+        build(
+            {"To": "support@msp.example", "Message-ID": "<m1@customer.example>", **headers},
+            "Thanks for your message \u2019 we\u2019re out of the office.\n",
+        )
+    )
+    assert lazy(SHIPPED, path) == eager(SHIPPED, path)
+    screened = {rule.id for _, rule, _b, _h, field in SHIPPED._active if field is not None}
+    if fires is not None:  # None: only that the two agree
+        assert bool({rule_id for rule_id, _ in lazy(SHIPPED, path)} & screened) is fires
